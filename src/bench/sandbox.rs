@@ -1,0 +1,149 @@
+//! `sandstep bench sandbox`: the cost of one attempt through the engine
+//! against the plainest wasmtime loop on the same engine, and the compile and
+//! cached-load time of each guest module.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use crate::limits::{EngineSettings, Limits};
+use crate::sandbox::bench_support::bare_loop;
+use crate::sandbox::{AttemptRequest, Sandbox, StepContext};
+
+#[derive(Debug, Serialize)]
+pub struct SandboxReport {
+    pub module: String,
+    pub iterations: u32,
+    /// Mean µs per attempt through `Sandbox::run`.
+    pub engine_us: f64,
+    /// Mean µs per attempt through the bare loop.
+    pub bare_us: f64,
+    pub ratio: f64,
+    pub modules: Vec<ModuleTiming>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModuleTiming {
+    pub module: String,
+    pub size: u64,
+    pub kind: String,
+    pub compile_ms: f64,
+    pub cached_load_ms: f64,
+}
+
+const ROUNDS: u32 = 5;
+
+/// Runs the benchmark with the trivial step `trivial` and times every `.wasm`
+/// under `guests` (one folder per language).
+pub async fn run(guests: &Path, trivial: &Path, iterations: u32) -> anyhow::Result<SandboxReport> {
+    let sandbox = Sandbox::new(EngineSettings::default(), None)?;
+    let bytes = std::fs::read(trivial).with_context(|| format!("cannot read {}", trivial.display()))?;
+    let module = sandbox.load(&bytes).with_context(|| format!("{} was rejected", trivial.display()))?;
+    let limits = Limits::default();
+    let context = StepContext {
+        run_id: "bench".into(),
+        step_id: "bench".into(),
+        attempt: 1,
+        idempotency_key: "bench".into(),
+    };
+    let input = "{}";
+    let request = AttemptRequest { input, args: &[], context: &context, limits: &limits };
+
+    // Warm both paths (pool slots, caches), then alternate rounds so drift
+    // in machine load falls on both equally.
+    let warmup = (iterations / 10).max(50);
+    for _ in 0..warmup {
+        let attempt = sandbox.run(&module, request).await;
+        anyhow::ensure!(attempt.output().is_some(), "the trivial step failed: {:?}", attempt.failure());
+    }
+    bare_loop(&sandbox, &module, input, warmup).await.map_err(anyhow::Error::msg)?;
+
+    let per_round = (iterations / ROUNDS).max(1);
+    let (mut engine, mut bare) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..ROUNDS {
+        let started = std::time::Instant::now();
+        for _ in 0..per_round {
+            let attempt = sandbox.run(&module, request).await;
+            debug_assert!(attempt.output().is_some());
+        }
+        engine += started.elapsed();
+        bare += bare_loop(&sandbox, &module, input, per_round).await.map_err(anyhow::Error::msg)?;
+    }
+    let total = f64::from(per_round * ROUNDS);
+    let engine_us = engine.as_secs_f64() * 1e6 / total;
+    let bare_us = bare.as_secs_f64() * 1e6 / total;
+
+    Ok(SandboxReport {
+        module: trivial.display().to_string(),
+        iterations: per_round * ROUNDS,
+        engine_us,
+        bare_us,
+        ratio: engine_us / bare_us,
+        modules: time_modules(guests)?,
+    })
+}
+
+/// Compile time (no cache) and cached-load time of every guest module.
+fn time_modules(guests: &Path) -> anyhow::Result<Vec<ModuleTiming>> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for language in std::fs::read_dir(guests).with_context(|| format!("cannot list {}", guests.display()))? {
+        let language = language?.path();
+        if language.is_dir() {
+            for file in std::fs::read_dir(&language)? {
+                let file = file?.path();
+                if file.extension().is_some_and(|e| e == "wasm") {
+                    files.push(file);
+                }
+            }
+        }
+    }
+    files.sort();
+    let cache_dir = tempfile::tempdir()?;
+    let uncached = Sandbox::new(EngineSettings::default(), None)?;
+    let cached = Sandbox::new(EngineSettings::default(), Some(cache_dir.path()))?;
+    let mut out = Vec::new();
+    for file in files {
+        let bytes = std::fs::read(&file)?;
+        let compiled = uncached.load(&bytes).with_context(|| format!("{} was rejected", file.display()))?;
+        cached.load(&bytes)?; // fills the cache
+        let loaded = cached.load(&bytes)?;
+        anyhow::ensure!(loaded.from_cache, "{} was not loaded from the cache", file.display());
+        let name = file.strip_prefix(guests).unwrap_or(&file).display().to_string();
+        out.push(ModuleTiming {
+            module: name,
+            size: compiled.info.size,
+            kind: compiled.info.kind.to_string(),
+            compile_ms: compiled.load_time.as_secs_f64() * 1e3,
+            cached_load_ms: loaded.load_time.as_secs_f64() * 1e3,
+        });
+    }
+    Ok(out)
+}
+
+impl std::fmt::Display for SandboxReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "sandbox: trivial step {}, {} attempts per path, same engine", self.module, self.iterations)?;
+        writeln!(
+            f,
+            "  engine path    {:7.1} µs/attempt  (fresh store + limits + WASI capture + instantiate + call + JSON check)",
+            self.engine_us
+        )?;
+        writeln!(f, "  bare wasmtime  {:7.1} µs/attempt  (fresh store + InstancePre::instantiate + call)", self.bare_us)?;
+        writeln!(f, "ratio: {:.2}", self.ratio)?;
+        writeln!(f, "{:<28} {:>10} {:>8} {:>12} {:>12}", "module", "size", "kind", "compile", "cached load")?;
+        for m in &self.modules {
+            writeln!(
+                f,
+                "{:<28} {:>10} {:>8} {:>9.1} ms {:>9.2} ms",
+                m.module,
+                crate::units::format_size(m.size),
+                m.kind,
+                m.compile_ms,
+                m.cached_load_ms
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,125 @@
+//! `sandstep exec`: run one step and print its output (or its failure).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+
+use super::{EXIT_FAILED, EXIT_USAGE};
+use crate::limits::Limits;
+use crate::modules::{ModuleStore, Reference};
+use crate::sandbox::{AttemptRequest, StepContext};
+use crate::units::{parse_duration, parse_size};
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// A .wasm file, or a stored module: name[:tag], sha256:<hex> or name@sha256:<hex>.
+    pub module: String,
+    /// Input JSON, or @FILE to read it from a file.
+    #[arg(long, default_value = "{}")]
+    pub input: String,
+    /// Fuel limit (instructions, roughly).
+    #[arg(long)]
+    pub fuel: Option<u64>,
+    /// Memory limit, e.g. 64MiB.
+    #[arg(long, value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Wall-clock limit, e.g. 5s or 250ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
+    /// Output limit, e.g. 1MiB.
+    #[arg(long, value_parser = parse_size)]
+    pub max_output: Option<u64>,
+    /// Log limit, e.g. 256KiB.
+    #[arg(long, value_parser = parse_size)]
+    pub max_logs: Option<u64>,
+    /// An argument for a command module (repeatable).
+    #[arg(long = "arg", allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// Print the whole attempt as JSON: status, output or error, duration, fuel, peak memory, logs.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Reads `--input`: JSON text, or `@path`.
+pub(crate) fn read_input(input: &str) -> anyhow::Result<String> {
+    let text = match input.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read input file {path}"))?,
+        None => input.to_string(),
+    };
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        bail!("--input is not valid JSON: {e}");
+    }
+    Ok(text)
+}
+
+/// The bytes of a module given as a file path or a store reference.
+pub(crate) fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Result<Vec<u8>> {
+    let path = PathBuf::from(module);
+    if path.is_file() {
+        return std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()));
+    }
+    if module.ends_with(".wasm") {
+        bail!("no such file: {module}");
+    }
+    let reference = Reference::parse(module)
+        .with_context(|| format!("{module:?} is neither a file nor a module reference"))?;
+    let store = ModuleStore::open(data_dir)?;
+    let digest = store.resolve(&reference)?;
+    Ok(store.read(&digest)?)
+}
+
+pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let input = read_input(&args.input)?;
+    let mut limits = Limits::default();
+    if let Some(fuel) = args.fuel {
+        limits.fuel = fuel;
+    }
+    if let Some(memory) = args.memory {
+        limits.memory = memory;
+    }
+    if let Some(timeout) = args.timeout {
+        limits.timeout = timeout;
+    }
+    if let Some(output) = args.max_output {
+        limits.output_bytes = output;
+    }
+    if let Some(logs) = args.max_logs {
+        limits.log_bytes = logs;
+    }
+    let bytes = module_bytes(data_dir, &args.module)?;
+    let sandbox = super::module::local_sandbox(data_dir)?;
+    if limits.memory > sandbox.settings().max_memory {
+        bail!("--memory {} is above the cap of {} bytes", limits.memory, sandbox.settings().max_memory);
+    }
+    let module = match sandbox.load(&bytes) {
+        Ok(module) => module,
+        Err(e) => {
+            eprintln!("error: {} was rejected: {e}", args.module);
+            return Ok(ExitCode::from(EXIT_USAGE));
+        }
+    };
+    let context = StepContext {
+        run_id: "exec".into(),
+        step_id: "exec".into(),
+        attempt: 1,
+        idempotency_key: format!("exec-{}", module.info.digest),
+    };
+    let attempt = sandbox
+        .run(&module, AttemptRequest { input: &input, args: &args.args, context: &context, limits: &limits })
+        .await;
+    if args.json {
+        println!("{}", serde_json::to_string(&attempt)?);
+    } else {
+        for line in &attempt.logs {
+            eprintln!("[{}] {}", serde_json::to_value(line.level)?.as_str().unwrap_or("info"), line.message);
+        }
+        match (attempt.output(), attempt.failure()) {
+            (Some(output), _) => println!("{output}"),
+            (None, Some(failure)) => eprintln!("error: {}: {failure}", failure.kind()),
+            (None, None) => unreachable!("an attempt has an output or a failure"),
+        }
+    }
+    Ok(if attempt.output().is_some() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+}

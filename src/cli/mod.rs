@@ -1,0 +1,71 @@
+//! The `sandstep` command line. Each subcommand lives in its own file; this
+//! one parses arguments and dispatches.
+
+mod bench;
+mod exec;
+mod module;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sandstep", version, about = "Run workflows whose steps are untrusted WebAssembly")]
+pub struct Cli {
+    /// Where modules, compiled code and runs are kept.
+    #[arg(long, global = true, env = "SANDSTEP_DATA_DIR", default_value = ".sandstep")]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the local module store.
+    #[command(subcommand)]
+    Module(module::ModuleCommand),
+    /// Run one step: a .wasm file, or a stored name[:tag] or digest.
+    Exec(exec::ExecArgs),
+    /// Measure the engine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Exit code for a step or run that failed.
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code for bad usage or input (as clap uses).
+pub const EXIT_USAGE: u8 = 2;
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SANDSTEP_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Module(command) => module::run(&cli.data_dir, command),
+            Command::Exec(args) => exec::run(&cli.data_dir, args).await,
+            Command::Bench(command) => bench::run(&cli.data_dir, command).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! `sandstep module add|list`: the local module store.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::limits::EngineSettings;
+use crate::modules::{ModuleStore, DEFAULT_TAG};
+use crate::sandbox::Sandbox;
+
+#[derive(Debug, Subcommand)]
+pub enum ModuleCommand {
+    /// Validate, compile and store a module under name:tag.
+    Add {
+        /// The .wasm file.
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = DEFAULT_TAG)]
+        tag: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List stored modules.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The sandbox every local command uses: compiled code cached in the data
+/// directory.
+pub(crate) fn local_sandbox(data_dir: &Path) -> anyhow::Result<Sandbox> {
+    Ok(Sandbox::new(EngineSettings::default(), Some(&data_dir.join("cache")))?)
+}
+
+pub fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ModuleCommand::Add { file, name, tag, json } => {
+            // Check the name first: a typo should not cost a compile.
+            crate::modules::check_name(&name)?;
+            crate::modules::check_tag(&tag)?;
+            let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let sandbox = local_sandbox(data_dir)?;
+            let module = sandbox.load(&bytes).with_context(|| format!("{} was rejected", file.display()))?;
+            let store = ModuleStore::open(data_dir)?;
+            let added = store.add(&bytes, &module.info, &name, &tag)?;
+            if json {
+                println!("{}", serde_json::to_string(&added)?);
+            } else {
+                println!("{}:{} {} ({}, {} bytes)", added.name, added.tag, added.digest, added.kind, added.size);
+                if let Some(previous) = &added.previous {
+                    eprintln!("moved {}:{} from {previous}", added.name, added.tag);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModuleCommand::List { json } => {
+            let modules = ModuleStore::open(data_dir)?.list()?;
+            if json {
+                println!("{}", serde_json::to_string(&modules)?);
+            } else {
+                for m in modules {
+                    println!("{}:{}\t{}\t{}\t{}", m.name, m.tag, m.kind, m.size, m.digest);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

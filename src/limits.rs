@@ -1,0 +1,100 @@
+//! Per-attempt limits: what one step attempt may consume, with the unit, the
+//! default and what happens when the limit is hit. Every limit ends the
+//! attempt with its own [`Failure`](crate::sandbox::Failure) kind; the host
+//! and every other attempt carry on.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Limits applied to one attempt, each in its own store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Fuel: wasmtime's count of executed instructions (roughly one unit per
+    /// wasm operator). Default 5,000,000,000 (a few seconds of pure compute).
+    /// Hit: the guest traps and the attempt fails with `fuel_exhausted`
+    /// (not retried: the same input would burn the same fuel again).
+    pub fuel: u64,
+    /// Linear memory, in bytes, summed over every memory of the instance.
+    /// Default 64 MiB. Hit: the `memory.grow` (or the instantiation) that would
+    /// cross it traps and the attempt fails with `memory_limit` (not retried).
+    pub memory: u64,
+    /// Elements per table. Default 20,000. Hit: the `table.grow` that would
+    /// cross it traps, and the attempt fails with `memory_limit` (tables are
+    /// memory too) naming the table limit.
+    pub table_elements: u64,
+    /// Core instances, tables and memories one attempt may create. Default
+    /// 64 each (a component made by componentize-js uses about a dozen).
+    /// Hit: instantiation fails with `instantiation_failed`.
+    pub instances: u32,
+    /// Wall-clock time for the whole attempt (instantiation, the call, and
+    /// time spent blocked in host calls such as a WASI sleep). Default 30 s.
+    /// Hit: the guest is interrupted at the next epoch tick (every 10 ms) or
+    /// its host call is abandoned, and the attempt fails with `timeout`.
+    pub timeout: Duration,
+    /// Output, in bytes: the JSON a step returns, or a command's stdout.
+    /// Default 1 MiB. Hit: the attempt fails with `output_too_large`.
+    pub output_bytes: u64,
+    /// Log text, in bytes: host `log` messages plus a step's stdout/stderr
+    /// (a command's stderr). Default 256 KiB. Hit: the guest traps at the
+    /// write or `log` call that crosses it and the attempt fails with
+    /// `logs_too_large`.
+    pub log_bytes: u64,
+    /// Log lines (host `log` calls plus captured lines). Default 10,000, so
+    /// a flood of tiny messages is stopped as surely as a few huge ones.
+    /// Hit: as for `log_bytes`.
+    pub log_lines: u64,
+    /// Bytes a guest may pass to the host in one host call (wasmtime's
+    /// "hostcall fuel"). Default 4 MiB. Hit: the call traps and the attempt
+    /// fails with `trap`.
+    pub hostcall_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: 5_000_000_000,
+            memory: 64 << 20,
+            table_elements: 20_000,
+            instances: 64,
+            timeout: Duration::from_secs(30),
+            output_bytes: 1 << 20,
+            log_bytes: 256 << 10,
+            log_lines: 10_000,
+            hostcall_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Process-wide settings of the sandbox: fixed when the engine is built,
+/// shared by every attempt.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Native stack a guest may use, in bytes. Default 512 KiB. Hit: the
+    /// attempt fails with `stack_overflow`.
+    pub max_wasm_stack: usize,
+    /// Largest linear memory any attempt may be granted (the cap on
+    /// [`Limits::memory`]); sizes the pooling allocator's slots. Default 1 GiB.
+    pub max_memory: u64,
+    /// Attempts that may hold an instance at once (pooling allocator slots).
+    /// Default 256. More concurrent attempts wait for instantiation to fail
+    /// over to a clear `instantiation_failed` rather than exhaust the host.
+    pub max_concurrent_instances: u32,
+    /// How often the epoch ticker advances, the granularity of timeouts.
+    /// Default 10 ms.
+    pub epoch_tick: Duration,
+    /// Largest module binary accepted, in bytes. Default 64 MiB.
+    pub max_module_bytes: u64,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            max_wasm_stack: 512 << 10,
+            max_memory: 1 << 30,
+            max_concurrent_instances: 256,
+            epoch_tick: Duration::from_millis(10),
+            max_module_bytes: 64 << 20,
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! The process-wide wasmtime engine: fuel metering, epoch interruption, a
+//! bounded wasm stack, and the pooling instance allocator sized from
+//! [`EngineSettings`].
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::limits::EngineSettings;
+
+/// Builds the engine. The pooling allocator reserves its slots up front; if
+/// the host refuses the reservation (a tight `ulimit -v`), the engine falls
+/// back to on-demand allocation, which is slower but enforces the same limits.
+pub(crate) fn build(settings: &EngineSettings) -> wasmtime::Result<Engine> {
+    let pooled = config(settings, true);
+    match Engine::new(&pooled) {
+        Ok(engine) => Ok(engine),
+        Err(err) => {
+            tracing::warn!(error = %err, "pooling allocator unavailable, allocating on demand");
+            Engine::new(&config(settings, false))
+        }
+    }
+}
+
+fn config(settings: &EngineSettings, pooling: bool) -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(settings.max_wasm_stack)
+        // Host calls run on the same fiber stack: leave them room above the
+        // guest's share.
+        .async_stack_size(settings.max_wasm_stack + (1 << 20));
+    if pooling {
+        let slots = settings.max_concurrent_instances;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * 8)
+            .total_memories(slots * 2)
+            .total_tables(slots * 8)
+            .total_stacks(slots)
+            .max_memory_size(settings.max_memory as usize)
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(8)
+            .max_tables_per_component(64)
+            .table_elements(50_000)
+            .max_unused_warm_slots(slots.min(64));
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}

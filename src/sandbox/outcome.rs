@@ -1,0 +1,165 @@
+//! The typed result of one attempt: the output JSON or a named failure, plus
+//! what the attempt cost and what it logged.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Severity of a log line, as the guest's `log` call gave it (stdout lines of
+/// a step are `info`, stderr lines `warn`; a command's stderr lines `info`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One captured log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub level: Level,
+    pub message: String,
+}
+
+/// Why an attempt did not produce an output. Each variant is a distinct,
+/// stable `kind` in JSON and in the API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Failure {
+    /// The guest returned an error (a command: exited non-zero).
+    #[error("guest error: {message}")]
+    GuestError { message: String, retryable: bool },
+    /// The fuel limit ran out.
+    #[error("fuel exhausted after {limit} units")]
+    FuelExhausted { limit: u64 },
+    /// Linear memory or a table would have grown past its limit.
+    #[error("{message}")]
+    MemoryLimit { message: String },
+    /// The guest's call stack overflowed.
+    #[error("stack overflow")]
+    StackOverflow,
+    /// The attempt ran past its wall-clock limit.
+    #[error("timed out after {}", crate::units::format_duration(*limit))]
+    Timeout {
+        #[serde(with = "humantime_serde_compat")]
+        limit: Duration,
+    },
+    /// The output was larger than the output limit.
+    #[error("output larger than the limit of {limit} bytes")]
+    OutputTooLarge { limit: u64 },
+    /// Logs went past the log byte or line limit.
+    #[error("{message}")]
+    LogsTooLarge { message: String },
+    /// Any other trap: `unreachable`, a panic, an out-of-bounds access.
+    #[error("trap: {message}")]
+    Trap { message: String },
+    /// The output was not JSON, or not UTF-8.
+    #[error("invalid output: {message}")]
+    InvalidOutput { message: String },
+    /// The module could not be instantiated for this attempt.
+    #[error("instantiation failed: {message}")]
+    InstantiationFailed { message: String },
+}
+
+impl Failure {
+    /// The stable name of this failure, as in JSON (`fuel_exhausted`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::GuestError { .. } => "guest_error",
+            Failure::FuelExhausted { .. } => "fuel_exhausted",
+            Failure::MemoryLimit { .. } => "memory_limit",
+            Failure::StackOverflow => "stack_overflow",
+            Failure::Timeout { .. } => "timeout",
+            Failure::OutputTooLarge { .. } => "output_too_large",
+            Failure::LogsTooLarge { .. } => "logs_too_large",
+            Failure::Trap { .. } => "trap",
+            Failure::InvalidOutput { .. } => "invalid_output",
+            Failure::InstantiationFailed { .. } => "instantiation_failed",
+        }
+    }
+
+    /// Whether trying again could help. Exhausting fuel or memory, or a guest
+    /// error marked non-retryable, would happen again on the same input.
+    pub fn retryable(&self) -> bool {
+        match self {
+            Failure::GuestError { retryable, .. } => *retryable,
+            Failure::FuelExhausted { .. } | Failure::MemoryLimit { .. } => false,
+            _ => true,
+        }
+    }
+}
+
+/// Durations inside failures are written as `30s`, `250ms`.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What one attempt produced and what it cost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The output JSON, or why there is none.
+    #[serde(flatten)]
+    pub result: AttemptResult,
+    /// Wall-clock time from store creation to the end of the call.
+    #[serde(rename = "duration_us", with = "micros")]
+    pub duration: Duration,
+    /// Fuel units the attempt consumed.
+    pub fuel_consumed: u64,
+    /// Largest total linear memory the attempt held, in bytes.
+    pub peak_memory: u64,
+    /// Captured log lines, in order per source.
+    pub logs: Vec<LogLine>,
+}
+
+/// The output, or the failure.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AttemptResult {
+    Succeeded { output: serde_json::Value },
+    Failed { error: Failure },
+}
+
+impl Attempt {
+    pub fn output(&self) -> Option<&serde_json::Value> {
+        match &self.result {
+            AttemptResult::Succeeded { output } => Some(output),
+            AttemptResult::Failed { .. } => None,
+        }
+    }
+
+    pub fn failure(&self) -> Option<&Failure> {
+        match &self.result {
+            AttemptResult::Succeeded { .. } => None,
+            AttemptResult::Failed { error } => Some(error),
+        }
+    }
+}
+
+/// Durations in the attempt record are whole microseconds (`duration_us`).
+mod micros {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_micros() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_micros(u64::deserialize(d)?))
+    }
+}

@@ -1,0 +1,318 @@
+//! Running one attempt: a fresh store with the attempt's limits, the call,
+//! and the classification of how it ended into an [`Attempt`].
+
+use std::time::{Duration, Instant};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::outcome::{Attempt, AttemptResult, Failure, Level};
+use super::state::{ComponentState, CoreState, Meter, Metered};
+use super::wasi::{self, Stdio};
+use super::{bindings, Module, Pre, Sandbox};
+use crate::limits::Limits;
+
+/// Who is running: passed to a step component as its `context`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StepContext {
+    pub run_id: String,
+    pub step_id: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The same for every attempt of one step (one item) of one run.
+    pub idempotency_key: String,
+}
+
+/// One attempt to run.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptRequest<'a> {
+    /// The input JSON text.
+    pub input: &'a str,
+    /// A command's arguments (argv[1..]); ignored for step components.
+    pub args: &'a [String],
+    pub context: &'a StepContext,
+    pub limits: &'a Limits,
+}
+
+/// How the guest code stopped before producing a result.
+enum Stop {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+    TimedOut,
+}
+
+/// A command's exit: a status code, or a stop before exiting.
+type Exit = Result<i32, Stop>;
+
+/// The name commands see as argv[0].
+const PROGRAM_NAME: &str = "step";
+
+impl Sandbox {
+    /// Runs one attempt in a fresh store. Never panics on guest behaviour:
+    /// every way an attempt can end is an [`Attempt`].
+    pub async fn run(&self, module: &Module, request: AttemptRequest<'_>) -> Attempt {
+        let span = tracing::debug_span!(
+            "attempt",
+            module = %module.info.digest,
+            step = %request.context.step_id,
+            attempt = request.context.attempt
+        );
+        let _entered = span.enter();
+        match &module.pre {
+            Pre::Step(pre) => self.run_step(pre, request).await,
+            Pre::CommandComponent(pre) => self.run_command_component(pre, request).await,
+            Pre::CommandCore(pre) => self.run_command_core(pre, request).await,
+        }
+    }
+
+    /// A store for one attempt: fuel, limiter, hostcall bound and a deadline
+    /// checked at every epoch tick (yielding to other tasks in between).
+    pub(crate) fn new_store<T: Metered>(&self, data: T, limits: &Limits, deadline: Instant) -> Store<T> {
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|s| &mut s.meter().limiter);
+        store.set_fuel(limits.fuel).expect("fuel metering is enabled on the engine");
+        store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+        });
+        store
+    }
+
+    async fn run_step(&self, pre: &bindings::StepPre<ComponentState>, request: AttemptRequest<'_>) -> Attempt {
+        let limits = request.limits;
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
+        let stdio = Stdio::new(limits.log_bytes, limits.log_bytes);
+        let data = ComponentState {
+            wasi: wasi::context(None, &[], &stdio).build(),
+            table: ResourceTable::new(),
+            meter: Meter::new(limits),
+        };
+        let mut store = self.new_store(data, limits, deadline);
+        let ctx = bindings::Context {
+            run_id: request.context.run_id.clone(),
+            step_id: request.context.step_id.clone(),
+            attempt: request.context.attempt,
+            idempotency_key: request.context.idempotency_key.clone(),
+        };
+        let called = tokio::time::timeout_at(deadline.into(), async {
+            let step = pre.instantiate_async(&mut store).await.map_err(Stop::Instantiate)?;
+            step.call_run(&mut store, &ctx, request.input).await.map_err(Stop::Call)
+        })
+        .await
+        .unwrap_or(Err(Stop::TimedOut));
+
+        let stdout = stdio.stdout.contents();
+        let stderr = stdio.stderr.contents();
+        let meter = store.data_mut().meter();
+        let mut logs_over = meter.logs_hit.take();
+        if stdout.len() as u64 > limits.log_bytes || stderr.len() as u64 > limits.log_bytes {
+            logs_over.get_or_insert_with(|| format!("logs larger than the limit of {} bytes", limits.log_bytes));
+        }
+        if logs_over.is_none() {
+            let pushed = meter.logs.push_text(Level::Info, &stdout).and_then(|()| meter.logs.push_text(Level::Warn, &stderr));
+            logs_over = pushed.err();
+        }
+        let result = if let Some(failure) = memory_failure(meter) {
+            Err(failure)
+        } else if let Some(message) = logs_over {
+            Err(Failure::LogsTooLarge { message })
+        } else {
+            match called {
+                Ok(Ok(output)) => parse_output(output.into_bytes(), limits),
+                Ok(Err(error)) if error.message.len() as u64 > limits.output_bytes => {
+                    Err(Failure::OutputTooLarge { limit: limits.output_bytes })
+                }
+                Ok(Err(error)) => Err(Failure::GuestError { message: error.message, retryable: error.retryable }),
+                Err(stop) => Err(classify(stop, &stderr, limits)),
+            }
+        };
+        finish(store, started, limits, result)
+    }
+
+    async fn run_command_component(
+        &self,
+        pre: &wasmtime_wasi::p2::bindings::CommandPre<ComponentState>,
+        request: AttemptRequest<'_>,
+    ) -> Attempt {
+        let limits = request.limits;
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
+        let stdio = Stdio::new(limits.output_bytes, limits.log_bytes);
+        let data = ComponentState {
+            wasi: wasi::context(Some(request.input.as_bytes()), &argv(request.args), &stdio).build(),
+            table: ResourceTable::new(),
+            meter: Meter::new(limits),
+        };
+        let mut store = self.new_store(data, limits, deadline);
+        let exit: Exit = tokio::time::timeout_at(deadline.into(), async {
+            let command = pre.instantiate_async(&mut store).await.map_err(Stop::Instantiate)?;
+            match command.wasi_cli_run().call_run(&mut store).await {
+                Ok(Ok(())) => Ok(0),
+                Ok(Err(())) => Ok(1),
+                Err(error) => exit_code(&error).ok_or(Stop::Call(error)),
+            }
+        })
+        .await
+        .unwrap_or(Err(Stop::TimedOut));
+        finish_command(store, &stdio, started, limits, exit)
+    }
+
+    async fn run_command_core(&self, pre: &wasmtime::InstancePre<CoreState>, request: AttemptRequest<'_>) -> Attempt {
+        let limits = request.limits;
+        let started = Instant::now();
+        let deadline = started + limits.timeout;
+        let stdio = Stdio::new(limits.output_bytes, limits.log_bytes);
+        let data = CoreState {
+            wasi: wasi::context(Some(request.input.as_bytes()), &argv(request.args), &stdio).build_p1(),
+            meter: Meter::new(limits),
+        };
+        let mut store = self.new_store(data, limits, deadline);
+        let exit: Exit = tokio::time::timeout_at(deadline.into(), async {
+            let instance = pre.instantiate_async(&mut store).await.map_err(Stop::Instantiate)?;
+            let start =
+                instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(Stop::Instantiate)?;
+            match start.call_async(&mut store, ()).await {
+                Ok(()) => Ok(0),
+                Err(error) => exit_code(&error).ok_or(Stop::Call(error)),
+            }
+        })
+        .await
+        .unwrap_or(Err(Stop::TimedOut));
+        finish_command(store, &stdio, started, limits, exit)
+    }
+}
+
+fn argv(args: &[String]) -> Vec<String> {
+    std::iter::once(PROGRAM_NAME.to_string()).chain(args.iter().cloned()).collect()
+}
+
+fn exit_code(error: &wasmtime::Error) -> Option<i32> {
+    error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0)
+}
+
+/// A command's outcome: stdout is the output, stderr lines are logs, exit
+/// code 0 is success.
+fn finish_command<T: Metered>(
+    mut store: Store<T>,
+    stdio: &Stdio,
+    started: Instant,
+    limits: &Limits,
+    exit: Exit,
+) -> Attempt {
+    let stdout = stdio.stdout.contents();
+    let stderr = stdio.stderr.contents();
+    let meter = store.data_mut().meter();
+    let mut logs_over = meter.logs_hit.take();
+    if stderr.len() as u64 > limits.log_bytes {
+        logs_over.get_or_insert_with(|| format!("logs larger than the limit of {} bytes", limits.log_bytes));
+    }
+    if logs_over.is_none() {
+        logs_over = meter.logs.push_text(Level::Info, &stderr).err();
+    }
+    let result = if let Some(failure) = memory_failure(meter) {
+        Err(failure)
+    } else if stdout.len() as u64 > limits.output_bytes {
+        Err(Failure::OutputTooLarge { limit: limits.output_bytes })
+    } else if let Some(message) = logs_over {
+        Err(Failure::LogsTooLarge { message })
+    } else {
+        match exit {
+            Ok(0) => parse_output(stdout.to_vec(), limits),
+            Ok(code) => Err(Failure::GuestError {
+                message: with_stderr(format!("exited with code {code}"), &stderr),
+                retryable: true,
+            }),
+            Err(stop) => Err(classify(stop, &stderr, limits)),
+        }
+    };
+    finish(store, started, limits, result)
+}
+
+fn memory_failure(meter: &Meter) -> Option<Failure> {
+    use super::state::LimitHit;
+    meter.limiter.hit.as_ref().map(|hit| Failure::MemoryLimit {
+        message: match hit {
+            LimitHit::Memory { requested, limit } => {
+                format!("memory limit of {limit} bytes exceeded (the guest asked for {requested} bytes)")
+            }
+            LimitHit::Table { requested, limit } => {
+                format!("table limit of {limit} elements exceeded (the guest asked for {requested})")
+            }
+        },
+    })
+}
+
+/// The output JSON, checked for size, UTF-8 and syntax.
+fn parse_output(bytes: Vec<u8>, limits: &Limits) -> Result<serde_json::Value, Failure> {
+    if bytes.len() as u64 > limits.output_bytes {
+        return Err(Failure::OutputTooLarge { limit: limits.output_bytes });
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|e| Failure::InvalidOutput { message: format!("output is not UTF-8: {}", e.utf8_error()) })?;
+    serde_json::from_str(&text).map_err(|e| Failure::InvalidOutput { message: format!("output is not JSON: {e}") })
+}
+
+/// Names the way guest code stopped.
+fn classify(stop: Stop, stderr: &[u8], limits: &Limits) -> Failure {
+    let (error, instantiating) = match stop {
+        Stop::TimedOut => return Failure::Timeout { limit: limits.timeout },
+        Stop::Instantiate(error) => (error, true),
+        Stop::Call(error) => (error, false),
+    };
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return match trap {
+            Trap::OutOfFuel => Failure::FuelExhausted { limit: limits.fuel },
+            Trap::StackOverflow => Failure::StackOverflow,
+            Trap::Interrupt => Failure::Timeout { limit: limits.timeout },
+            other => Failure::Trap { message: with_stderr(other.to_string(), stderr) },
+        };
+    }
+    if error.chain().any(|cause| cause.is::<std::str::Utf8Error>()) {
+        return Failure::InvalidOutput { message: "the guest passed a string that is not UTF-8".into() };
+    }
+    let message = error.root_cause().to_string();
+    if instantiating {
+        Failure::InstantiationFailed { message }
+    } else {
+        Failure::Trap { message: with_stderr(message, stderr) }
+    }
+}
+
+/// Appends the last lines the guest wrote to stderr (a panic message, say).
+fn with_stderr(message: String, stderr: &[u8]) -> String {
+    const TAIL_LINES: usize = 5;
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    if lines.is_empty() {
+        return message;
+    }
+    let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+    format!("{message}; stderr: {}", tail.join("\n"))
+}
+
+fn finish<T: Metered>(
+    mut store: Store<T>,
+    started: Instant,
+    limits: &Limits,
+    result: Result<serde_json::Value, Failure>,
+) -> Attempt {
+    let duration: Duration = started.elapsed();
+    let fuel_left = store.get_fuel().unwrap_or(0);
+    let meter = store.data_mut().meter();
+    let attempt = Attempt {
+        result: match result {
+            Ok(output) => AttemptResult::Succeeded { output },
+            Err(error) => AttemptResult::Failed { error },
+        },
+        duration,
+        fuel_consumed: limits.fuel.saturating_sub(fuel_left),
+        peak_memory: meter.limiter.peak_memory,
+        logs: std::mem::take(&mut meter.logs.lines),
+    };
+    if let Some(failure) = attempt.failure() {
+        tracing::debug!(error.kind = failure.kind(), error = %failure, "attempt failed");
+    }
+    attempt
+}

@@ -1,0 +1,170 @@
+//! Per-attempt store state: the resource limiter that enforces memory and
+//! table limits (and records peak memory), the log sink behind the host `log`
+//! import, and which limit, if any, stopped the attempt.
+
+use wasmtime::ResourceLimiter;
+
+use super::outcome::{Level, LogLine};
+use crate::limits::Limits;
+
+/// The limit that ended an attempt, recorded where it was hit so the outcome
+/// names it exactly whatever the guest did next (trap, panic, exit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LimitHit {
+    Memory { requested: u64, limit: u64 },
+    Table { requested: u64, limit: u64 },
+}
+
+/// Enforces [`Limits::memory`] (summed over every memory of the attempt),
+/// [`Limits::table_elements`] and the instance/table/memory counts.
+pub(crate) struct Limiter {
+    memory_limit: u64,
+    table_limit: u64,
+    instances: usize,
+    memory_total: u64,
+    pub(crate) peak_memory: u64,
+    pub(crate) hit: Option<LimitHit>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Limiter {
+            memory_limit: limits.memory,
+            table_limit: limits.table_elements,
+            instances: limits.instances as usize,
+            memory_total: 0,
+            peak_memory: 0,
+            hit: None,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_total - current as u64 + desired as u64;
+        if total > self.memory_limit {
+            self.hit = Some(LimitHit::Memory { requested: total, limit: self.memory_limit });
+            return Err(wasmtime::format_err!("memory limit of {} bytes reached", self.memory_limit));
+        }
+        self.memory_total = total;
+        self.peak_memory = self.peak_memory.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.table_limit {
+            self.hit = Some(LimitHit::Table { requested: desired as u64, limit: self.table_limit });
+            return Err(wasmtime::format_err!("table limit of {} elements reached", self.table_limit));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.instances
+    }
+
+    fn memories(&self) -> usize {
+        self.instances
+    }
+}
+
+/// Collects log lines under the byte and line limits. Captured stdout and
+/// stderr are added after the call and count against the same budget.
+pub(crate) struct LogSink {
+    byte_limit: u64,
+    line_limit: u64,
+    bytes: u64,
+    pub(crate) lines: Vec<LogLine>,
+}
+
+impl LogSink {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        LogSink { byte_limit: limits.log_bytes, line_limit: limits.log_lines, bytes: 0, lines: Vec::new() }
+    }
+
+    /// Adds one line; past a limit, returns the message naming that limit.
+    pub(crate) fn push(&mut self, level: Level, message: String) -> Result<(), String> {
+        self.bytes += message.len() as u64;
+        if self.bytes > self.byte_limit {
+            return Err(format!("logs larger than the limit of {} bytes", self.byte_limit));
+        }
+        if self.lines.len() as u64 >= self.line_limit {
+            return Err(format!("more log lines than the limit of {}", self.line_limit));
+        }
+        self.lines.push(LogLine { level, message });
+        Ok(())
+    }
+
+    /// Adds captured stream text, one line per line.
+    pub(crate) fn push_text(&mut self, level: Level, text: &[u8]) -> Result<(), String> {
+        let text = String::from_utf8_lossy(text);
+        for line in text.lines() {
+            self.push(level, line.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Everything that meters one attempt, shared by every kind of module.
+pub(crate) struct Meter {
+    pub limiter: Limiter,
+    pub logs: LogSink,
+    /// Set by the host `log` import when it refused a line.
+    pub logs_hit: Option<String>,
+}
+
+impl Meter {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Meter { limiter: Limiter::new(limits), logs: LogSink::new(limits), logs_hit: None }
+    }
+}
+
+/// Store data for a component (a step, or a command component).
+pub(crate) struct ComponentState {
+    pub wasi: wasmtime_wasi::WasiCtx,
+    pub table: wasmtime::component::ResourceTable,
+    pub meter: Meter,
+}
+
+impl wasmtime_wasi::WasiView for ComponentState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Store data for a preview-1 core module command.
+pub(crate) struct CoreState {
+    pub wasi: wasmtime_wasi::p1::WasiP1Ctx,
+    pub meter: Meter,
+}
+
+/// Access to the meter, whatever the store data.
+pub(crate) trait Metered: Send + 'static {
+    fn meter(&mut self) -> &mut Meter;
+}
+
+impl Metered for ComponentState {
+    fn meter(&mut self) -> &mut Meter {
+        &mut self.meter
+    }
+}
+
+impl Metered for CoreState {
+    fn meter(&mut self) -> &mut Meter {
+        &mut self.meter
+    }
+}

@@ -1,0 +1,142 @@
+//! Shared test helpers: guests built from source, a shared sandbox, and
+//! running attempts next to a healthy neighbour.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sandstep::limits::{EngineSettings, Limits};
+use sandstep::sandbox::{Attempt, AttemptRequest, Module, Sandbox, StepContext};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Paths of the built guests.
+pub struct Guests {
+    /// Example guests from guest-examples/rust (built by guest-examples/build.sh).
+    pub examples: PathBuf,
+    pub hostile: PathBuf,
+    pub netprobe: PathBuf,
+    /// The hostile command as a preview-1 core module.
+    pub hostile_cmd_p1: PathBuf,
+    /// The same command as a preview-2 component (exports wasi:cli/run).
+    pub hostile_cmd_p2: PathBuf,
+}
+
+impl Guests {
+    pub fn example(&self, name: &str) -> PathBuf {
+        self.examples.join(format!("{name}.wasm"))
+    }
+}
+
+fn run(command: &mut Command) {
+    let status = command.status().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    assert!(status.success(), "{command:?} failed with {status}");
+}
+
+/// Builds every guest from source, once per test process.
+pub fn guests() -> &'static Guests {
+    static GUESTS: OnceLock<Guests> = OnceLock::new();
+    GUESTS.get_or_init(|| {
+        let root = root();
+        run(Command::new(root.join("guest-examples/build.sh")).arg("rust"));
+        let manifest = root.join("tests/guests/Cargo.toml");
+        for (target, packages) in
+            [("wasm32-wasip2", &["hostile", "netprobe", "hostile-cmd"][..]), ("wasm32-wasip1", &["hostile-cmd"][..])]
+        {
+            let mut cargo = Command::new(env!("CARGO"));
+            cargo.args(["build", "--quiet", "--release", "--target", target, "--manifest-path"]).arg(&manifest);
+            for p in packages {
+                cargo.args(["-p", p]);
+            }
+            run(&mut cargo);
+        }
+        let out = root.join("tests/guests/target");
+        Guests {
+            examples: root.join("target/guests/rust"),
+            hostile: out.join("wasm32-wasip2/release/hostile.wasm"),
+            netprobe: out.join("wasm32-wasip2/release/netprobe.wasm"),
+            hostile_cmd_p1: out.join("wasm32-wasip1/release/hostile-cmd.wasm"),
+            hostile_cmd_p2: out.join("wasm32-wasip2/release/hostile-cmd.wasm"),
+        }
+    })
+}
+
+/// One sandbox for the whole test process, as in a real server.
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new(EngineSettings::default(), None).expect("the sandbox starts"))
+}
+
+/// Loads a guest into the shared sandbox, once per path.
+pub fn module(path: &Path) -> &'static Module {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static MODULES: OnceLock<Mutex<HashMap<PathBuf, &'static Module>>> = OnceLock::new();
+    let mut modules = MODULES.get_or_init(Default::default).lock().unwrap();
+    modules.entry(path.to_path_buf()).or_insert_with(|| {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let module = sandbox().load(&bytes).unwrap_or_else(|e| panic!("{} was rejected: {e}", path.display()));
+        Box::leak(Box::new(module))
+    })
+}
+
+pub fn hostile() -> &'static Module {
+    module(&guests().hostile)
+}
+
+pub fn context() -> StepContext {
+    StepContext {
+        run_id: "run-1".into(),
+        step_id: "step-1".into(),
+        attempt: 1,
+        idempotency_key: "run-1/step-1".into(),
+    }
+}
+
+/// Runs one attempt of `module` with `input` (JSON text).
+pub async fn attempt(module: &Module, input: &str, limits: &Limits) -> Attempt {
+    attempt_with_args(module, input, &[], limits).await
+}
+
+pub async fn attempt_with_args(module: &Module, input: &str, args: &[&str], limits: &Limits) -> Attempt {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let context = context();
+    sandbox().run(module, AttemptRequest { input, args: &args, context: &context, limits }).await
+}
+
+/// Runs a hostile attempt and, at the same time, a healthy `hello` attempt;
+/// asserts the healthy one is unaffected and returns the hostile one.
+pub async fn beside_healthy(module: &Module, input: &str, args: &[&str], limits: &Limits) -> Attempt {
+    let hello = self::module(&guests().example("hello"));
+    let healthy = async {
+        // Starts while the hostile attempt is running.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        attempt(hello, r#"{"name": "neighbour"}"#, &Limits::default()).await
+    };
+    let (hostile, healthy) = tokio::join!(attempt_with_args(module, input, args, limits), healthy);
+    assert_eq!(
+        healthy.output(),
+        Some(&serde_json::json!({ "greeting": "Hello, neighbour!" })),
+        "a healthy step next to a hostile one must succeed: {healthy:?}"
+    );
+    hostile
+}
+
+/// The failure kind of an attempt, or "succeeded".
+pub fn kind(attempt: &Attempt) -> &'static str {
+    attempt.failure().map_or("succeeded", |f| f.kind())
+}
+
+/// Binary wasm from WebAssembly text.
+pub fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("valid WAT")
+}
+
+/// Loads WAT into a fresh module of the shared sandbox.
+pub fn wat_module(text: &str) -> Module {
+    sandbox().load(&wat(text)).expect("the WAT module loads")
+}
