@@ -20,9 +20,13 @@ pub const DEFAULT_TAG: &str = "latest";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("invalid module name {0:?}: use 1-128 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit")]
+    #[error(
+        "invalid module name {0:?}: use 1-128 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit"
+    )]
     InvalidName(String),
-    #[error("invalid tag {0:?}: use 1-128 characters A-Z, a-z, 0-9, '.', '_', '-', starting with a letter, digit or '_'")]
+    #[error(
+        "invalid tag {0:?}: use 1-128 characters A-Z, a-z, 0-9, '.', '_', '-', starting with a letter, digit or '_'"
+    )]
     InvalidTag(String),
     #[error("invalid digest {0:?}: expected sha256: followed by 64 hex digits")]
     InvalidDigest(String),
@@ -88,16 +92,25 @@ impl Reference {
         if let Some((name, digest)) = text.split_once('@') {
             check_name(name)?;
             check_digest(digest)?;
-            return Ok(Reference::Digest { name: Some(name.into()), digest: digest.into() });
+            return Ok(Reference::Digest {
+                name: Some(name.into()),
+                digest: digest.into(),
+            });
         }
         if text.starts_with("sha256:") {
             check_digest(text)?;
-            return Ok(Reference::Digest { name: None, digest: text.into() });
+            return Ok(Reference::Digest {
+                name: None,
+                digest: text.into(),
+            });
         }
         let (name, tag) = text.split_once(':').unwrap_or((text, DEFAULT_TAG));
         check_name(name)?;
         check_tag(tag)?;
-        Ok(Reference::Tag { name: name.into(), tag: tag.into() })
+        Ok(Reference::Tag {
+            name: name.into(),
+            tag: tag.into(),
+        })
     }
 }
 
@@ -105,7 +118,10 @@ impl std::fmt::Display for Reference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Reference::Tag { name, tag } => write!(f, "{name}:{tag}"),
-            Reference::Digest { name: Some(name), digest } => write!(f, "{name}@{digest}"),
+            Reference::Digest {
+                name: Some(name),
+                digest,
+            } => write!(f, "{name}@{digest}"),
             Reference::Digest { name: None, digest } => f.write_str(digest),
         }
     }
@@ -114,15 +130,25 @@ impl std::fmt::Display for Reference {
 pub fn check_name(name: &str) -> Result<(), StoreError> {
     let ok = (1..=128).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-    if ok { Ok(()) } else { Err(StoreError::InvalidName(name.into())) }
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidName(name.into()))
+    }
 }
 
 pub fn check_tag(tag: &str) -> Result<(), StoreError> {
     let ok = (1..=128).contains(&tag.len())
         && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
         && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if ok { Ok(()) } else { Err(StoreError::InvalidTag(tag.into())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidTag(tag.into()))
+    }
 }
 
 fn check_digest(digest: &str) -> Result<(), StoreError> {
@@ -147,7 +173,9 @@ impl ModuleStore {
     }
 
     fn blob_path(&self, digest: &str) -> PathBuf {
-        self.root.join("blobs").join(format!("{}.wasm", digest.trim_start_matches("sha256:")))
+        self.root
+            .join("blobs")
+            .join(format!("{}.wasm", digest.trim_start_matches("sha256:")))
     }
 
     fn index_path(&self) -> PathBuf {
@@ -198,7 +226,11 @@ impl ModuleStore {
                     exports: info.exports.clone(),
                 },
             );
-            let previous = index.names.entry(name.into()).or_default().insert(tag.into(), info.digest.clone());
+            let previous = index
+                .names
+                .entry(name.into())
+                .or_default()
+                .insert(tag.into(), info.digest.clone());
             Ok(Added {
                 name: name.into(),
                 tag: tag.into(),
@@ -215,15 +247,25 @@ impl ModuleStore {
         let index = self.read_index()?;
         let not_found = || StoreError::NotFound(reference.to_string());
         match reference {
-            Reference::Tag { name, tag } => {
-                index.names.get(name).and_then(|tags| tags.get(tag)).cloned().ok_or_else(not_found)
-            }
+            Reference::Tag { name, tag } => index
+                .names
+                .get(name)
+                .and_then(|tags| tags.get(tag))
+                .cloned()
+                .ok_or_else(not_found),
             Reference::Digest { name, digest } => {
                 let named = match name {
-                    Some(name) => index.names.get(name).is_some_and(|tags| tags.values().any(|d| d == digest)),
+                    Some(name) => index
+                        .names
+                        .get(name)
+                        .is_some_and(|tags| tags.values().any(|d| d == digest)),
                     None => true,
                 };
-                if named && index.blobs.contains_key(digest) { Ok(digest.clone()) } else { Err(not_found()) }
+                if named && index.blobs.contains_key(digest) {
+                    Ok(digest.clone())
+                } else {
+                    Err(not_found())
+                }
             }
         }
     }
@@ -262,5 +304,8 @@ impl ModuleStore {
 }
 
 fn io(path: &Path, source: std::io::Error) -> StoreError {
-    StoreError::Io { path: path.display().to_string(), source }
+    StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }

@@ -31,7 +31,7 @@ pub fn format_size(bytes: u64) -> String {
 pub fn format_duration(duration: Duration) -> String {
     if duration < Duration::from_millis(1) {
         format!("{}µs", duration.as_micros())
-    } else if duration < Duration::from_secs(1) {
+    } else if duration < Duration::from_secs(1) && !duration.subsec_nanos().is_multiple_of(1_000_000) {
         format!("{:.1}ms", duration.as_secs_f64() * 1e3)
     } else {
         humantime::format_duration(Duration::from_millis(duration.as_millis() as u64)).to_string()
@@ -48,6 +48,14 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert!(parse_duration("30").unwrap_err().contains("invalid duration \"30\""));
+    }
+
+    #[test]
+    fn durations_format_as_written() {
+        assert_eq!(format_duration(Duration::from_millis(200)), "200ms");
+        assert_eq!(format_duration(Duration::from_micros(1500)), "1.5ms");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1m 30s");
+        assert_eq!(format_duration(Duration::from_micros(20)), "20µs");
     }
 
     #[test]

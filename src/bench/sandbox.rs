@@ -40,7 +40,9 @@ const ROUNDS: u32 = 5;
 pub async fn run(guests: &Path, trivial: &Path, iterations: u32) -> anyhow::Result<SandboxReport> {
     let sandbox = Sandbox::new(EngineSettings::default(), None)?;
     let bytes = std::fs::read(trivial).with_context(|| format!("cannot read {}", trivial.display()))?;
-    let module = sandbox.load(&bytes).with_context(|| format!("{} was rejected", trivial.display()))?;
+    let module = sandbox
+        .load(&bytes)
+        .with_context(|| format!("{} was rejected", trivial.display()))?;
     let limits = Limits::default();
     let context = StepContext {
         run_id: "bench".into(),
@@ -49,16 +51,27 @@ pub async fn run(guests: &Path, trivial: &Path, iterations: u32) -> anyhow::Resu
         idempotency_key: "bench".into(),
     };
     let input = "{}";
-    let request = AttemptRequest { input, args: &[], context: &context, limits: &limits };
+    let request = AttemptRequest {
+        input,
+        args: &[],
+        context: &context,
+        limits: &limits,
+    };
 
     // Warm both paths (pool slots, caches), then alternate rounds so drift
     // in machine load falls on both equally.
     let warmup = (iterations / 10).max(50);
     for _ in 0..warmup {
         let attempt = sandbox.run(&module, request).await;
-        anyhow::ensure!(attempt.output().is_some(), "the trivial step failed: {:?}", attempt.failure());
+        anyhow::ensure!(
+            attempt.output().is_some(),
+            "the trivial step failed: {:?}",
+            attempt.failure()
+        );
     }
-    bare_loop(&sandbox, &module, input, warmup).await.map_err(anyhow::Error::msg)?;
+    bare_loop(&sandbox, &module, input, warmup)
+        .await
+        .map_err(anyhow::Error::msg)?;
 
     let per_round = (iterations / ROUNDS).max(1);
     let (mut engine, mut bare) = (Duration::ZERO, Duration::ZERO);
@@ -69,7 +82,9 @@ pub async fn run(guests: &Path, trivial: &Path, iterations: u32) -> anyhow::Resu
             debug_assert!(attempt.output().is_some());
         }
         engine += started.elapsed();
-        bare += bare_loop(&sandbox, &module, input, per_round).await.map_err(anyhow::Error::msg)?;
+        bare += bare_loop(&sandbox, &module, input, per_round)
+            .await
+            .map_err(anyhow::Error::msg)?;
     }
     let total = f64::from(per_round * ROUNDS);
     let engine_us = engine.as_secs_f64() * 1e6 / total;
@@ -106,7 +121,9 @@ fn time_modules(guests: &Path) -> anyhow::Result<Vec<ModuleTiming>> {
     let mut out = Vec::new();
     for file in files {
         let bytes = std::fs::read(&file)?;
-        let compiled = uncached.load(&bytes).with_context(|| format!("{} was rejected", file.display()))?;
+        let compiled = uncached
+            .load(&bytes)
+            .with_context(|| format!("{} was rejected", file.display()))?;
         cached.load(&bytes)?; // fills the cache
         let loaded = cached.load(&bytes)?;
         anyhow::ensure!(loaded.from_cache, "{} was not loaded from the cache", file.display());
@@ -124,15 +141,27 @@ fn time_modules(guests: &Path) -> anyhow::Result<Vec<ModuleTiming>> {
 
 impl std::fmt::Display for SandboxReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "sandbox: trivial step {}, {} attempts per path, same engine", self.module, self.iterations)?;
+        writeln!(
+            f,
+            "sandbox: trivial step {}, {} attempts per path, same engine",
+            self.module, self.iterations
+        )?;
         writeln!(
             f,
             "  engine path    {:7.1} µs/attempt  (fresh store + limits + WASI capture + instantiate + call + JSON check)",
             self.engine_us
         )?;
-        writeln!(f, "  bare wasmtime  {:7.1} µs/attempt  (fresh store + InstancePre::instantiate + call)", self.bare_us)?;
+        writeln!(
+            f,
+            "  bare wasmtime  {:7.1} µs/attempt  (fresh store + InstancePre::instantiate + call)",
+            self.bare_us
+        )?;
         writeln!(f, "ratio: {:.2}", self.ratio)?;
-        writeln!(f, "{:<28} {:>10} {:>8} {:>12} {:>12}", "module", "size", "kind", "compile", "cached load")?;
+        writeln!(
+            f,
+            "{:<28} {:>10} {:>8} {:>12} {:>12}",
+            "module", "size", "kind", "compile", "cached load"
+        )?;
         for m in &self.modules {
             writeln!(
                 f,

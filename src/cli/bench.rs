@@ -26,7 +26,12 @@ pub enum BenchCommand {
 
 pub async fn run(_data_dir: &Path, command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
-        BenchCommand::Sandbox { iterations, guests, trivial, json } => {
+        BenchCommand::Sandbox {
+            iterations,
+            guests,
+            trivial,
+            json,
+        } => {
             let report = crate::bench::sandbox::run(&guests, &trivial, iterations).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);

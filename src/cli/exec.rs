@@ -63,8 +63,8 @@ pub(crate) fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Result<Vec<
     if module.ends_with(".wasm") {
         bail!("no such file: {module}");
     }
-    let reference = Reference::parse(module)
-        .with_context(|| format!("{module:?} is neither a file nor a module reference"))?;
+    let reference =
+        Reference::parse(module).with_context(|| format!("{module:?} is neither a file nor a module reference"))?;
     let store = ModuleStore::open(data_dir)?;
     let digest = store.resolve(&reference)?;
     Ok(store.read(&digest)?)
@@ -91,7 +91,11 @@ pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let bytes = module_bytes(data_dir, &args.module)?;
     let sandbox = super::module::local_sandbox(data_dir)?;
     if limits.memory > sandbox.settings().max_memory {
-        bail!("--memory {} is above the cap of {} bytes", limits.memory, sandbox.settings().max_memory);
+        bail!(
+            "--memory {} is above the cap of {} bytes",
+            limits.memory,
+            sandbox.settings().max_memory
+        );
     }
     let module = match sandbox.load(&bytes) {
         Ok(module) => module,
@@ -107,13 +111,25 @@ pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
         idempotency_key: format!("exec-{}", module.info.digest),
     };
     let attempt = sandbox
-        .run(&module, AttemptRequest { input: &input, args: &args.args, context: &context, limits: &limits })
+        .run(
+            &module,
+            AttemptRequest {
+                input: &input,
+                args: &args.args,
+                context: &context,
+                limits: &limits,
+            },
+        )
         .await;
     if args.json {
         println!("{}", serde_json::to_string(&attempt)?);
     } else {
         for line in &attempt.logs {
-            eprintln!("[{}] {}", serde_json::to_value(line.level)?.as_str().unwrap_or("info"), line.message);
+            eprintln!(
+                "[{}] {}",
+                serde_json::to_value(line.level)?.as_str().unwrap_or("info"),
+                line.message
+            );
         }
         match (attempt.output(), attempt.failure()) {
             (Some(output), _) => println!("{output}"),
@@ -121,5 +137,9 @@ pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
             (None, None) => unreachable!("an attempt has an output or a failure"),
         }
     }
-    Ok(if attempt.output().is_some() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
+    Ok(if attempt.output().is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_FAILED)
+    })
 }

@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sandstep", version, about = "Run workflows whose steps are untrusted WebAssembly")]
+#[command(
+    name = "sandstep",
+    version,
+    about = "Run workflows whose steps are untrusted WebAssembly"
+)]
 pub struct Cli {
     /// Where modules, compiled code and runs are kept.
     #[arg(long, global = true, env = "SANDSTEP_DATA_DIR", default_value = ".sandstep")]
@@ -42,9 +46,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SANDSTEP_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SANDSTEP_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

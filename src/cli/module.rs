@@ -45,13 +45,18 @@ pub fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<ExitCode> 
             crate::modules::check_tag(&tag)?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let sandbox = local_sandbox(data_dir)?;
-            let module = sandbox.load(&bytes).with_context(|| format!("{} was rejected", file.display()))?;
+            let module = sandbox
+                .load(&bytes)
+                .with_context(|| format!("{} was rejected", file.display()))?;
             let store = ModuleStore::open(data_dir)?;
             let added = store.add(&bytes, &module.info, &name, &tag)?;
             if json {
                 println!("{}", serde_json::to_string(&added)?);
             } else {
-                println!("{}:{} {} ({}, {} bytes)", added.name, added.tag, added.digest, added.kind, added.size);
+                println!(
+                    "{}:{} {} ({}, {} bytes)",
+                    added.name, added.tag, added.digest, added.kind, added.size
+                );
                 if let Some(previous) = &added.previous {
                     eprintln!("moved {}:{} from {previous}", added.name, added.tag);
                 }

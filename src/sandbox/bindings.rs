@@ -12,11 +12,11 @@ wasmtime::component::bindgen!({
 use super::outcome::Level;
 use super::state::ComponentState;
 
-impl sandstep::step::host::Host for ComponentState {
+impl self::sandstep::step::host::Host for ComponentState {
     /// Records one log line; past the attempt's log limits the guest traps and
     /// the attempt fails with `logs_too_large`.
-    fn log(&mut self, level: sandstep::step::host::Level, message: String) -> wasmtime::Result<()> {
-        use sandstep::step::host::Level as Wit;
+    fn log(&mut self, level: self::sandstep::step::host::Level, message: String) -> wasmtime::Result<()> {
+        use self::sandstep::step::host::Level as Wit;
         let level = match level {
             Wit::Trace => Level::Trace,
             Wit::Debug => Level::Debug,
@@ -33,4 +33,4 @@ impl sandstep::step::host::Host for ComponentState {
     }
 }
 
-impl sandstep::step::types::Host for ComponentState {}
+impl self::sandstep::step::types::Host for ComponentState {}

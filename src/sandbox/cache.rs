@@ -37,7 +37,10 @@ impl ArtifactCache {
     }
 
     fn paths(&self, digest_hex: &str) -> (PathBuf, PathBuf) {
-        (self.dir.join(format!("{digest_hex}.cwasm")), self.dir.join(format!("{digest_hex}.cwasm.sha256")))
+        (
+            self.dir.join(format!("{digest_hex}.cwasm")),
+            self.dir.join(format!("{digest_hex}.cwasm.sha256")),
+        )
     }
 
     /// The cached artifact for `digest_hex`, or `compile()`'s result, which is

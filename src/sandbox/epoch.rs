@@ -15,12 +15,17 @@ pub(crate) struct EpochTicker {
 impl EpochTicker {
     pub(crate) fn start(engine: Engine, tick: Duration) -> std::io::Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new().name("sandstep-epoch".into()).spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
-                engine.increment_epoch();
-            }
-        })?;
-        Ok(EpochTicker { stop: Some(stop), thread: Some(thread) })
+        let thread = std::thread::Builder::new()
+            .name("sandstep-epoch".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(tick) {
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
     }
 }
 

@@ -56,7 +56,10 @@ impl Sandbox {
         let started = Instant::now();
         let size = bytes.len() as u64;
         if size > self.settings.max_module_bytes {
-            return Err(ModuleError::TooLarge { size, limit: self.settings.max_module_bytes });
+            return Err(ModuleError::TooLarge {
+                size,
+                limit: self.settings.max_module_bytes,
+            });
         }
         check_header(bytes)?;
         let digest = super::digest(bytes);
@@ -67,7 +70,13 @@ impl Sandbox {
             self.load_core(bytes, digest_hex)?
         };
         Ok(Module {
-            info: ModuleInfo { digest, kind, size, imports, exports },
+            info: ModuleInfo {
+                digest,
+                kind,
+                size,
+                imports,
+                exports,
+            },
             load_time: started.elapsed(),
             from_cache,
             pre,
@@ -81,7 +90,7 @@ impl Sandbox {
         digest_hex: &str,
         precompile: impl FnOnce() -> wasmtime::Result<Vec<u8>>,
     ) -> Result<(Vec<u8>, bool), ModuleError> {
-        let compile = || precompile().map_err(|e| ModuleError::Invalid(format!("{e:#}")));
+        let compile = || precompile().map_err(|e| ModuleError::Invalid(invalid_message(&e)));
         match &self.cache {
             Some(cache) => cache.get_or_compile(digest_hex, compile).map(|a| (a.bytes, a.cached)),
             None => compile().map(|artifact| (artifact, false)),
@@ -94,8 +103,7 @@ impl Sandbox {
         bytes: &[u8],
         digest_hex: &str,
     ) -> Result<(Pre, ModuleKind, Vec<String>, Vec<String>, bool), ModuleError> {
-        let (artifact, from_cache) =
-            self.compiled(digest_hex, || self.engine.precompile_component(bytes))?;
+        let (artifact, from_cache) = self.compiled(digest_hex, || self.engine.precompile_component(bytes))?;
         // SAFETY: `artifact` is output of `Engine::precompile_component` from
         // this program (fresh, or cached under a matching hash), never bytes
         // a user supplied.
@@ -113,12 +121,23 @@ impl Sandbox {
             .instantiate_pre(&component)
             .map_err(|e| ModuleError::ImportMismatch(format!("{e:#}")))?;
         if exports.iter().any(|e| e.starts_with("wasi:cli/run@")) {
-            let pre = wasmtime_wasi::p2::bindings::CommandPre::new(instance_pre)
-                .map_err(|e| ModuleError::WrongWorld { exports: exports.clone(), detail: format!("{e:#}") })?;
-            return Ok((Pre::CommandComponent(pre), ModuleKind::Command, imports, exports, from_cache));
+            let pre =
+                wasmtime_wasi::p2::bindings::CommandPre::new(instance_pre).map_err(|e| ModuleError::WrongWorld {
+                    exports: exports.clone(),
+                    detail: format!("{e:#}"),
+                })?;
+            return Ok((
+                Pre::CommandComponent(pre),
+                ModuleKind::Command,
+                imports,
+                exports,
+                from_cache,
+            ));
         }
-        let pre = bindings::StepPre::new(instance_pre)
-            .map_err(|e| ModuleError::WrongWorld { exports: exports.clone(), detail: format!("{e:#}") })?;
+        let pre = bindings::StepPre::new(instance_pre).map_err(|e| ModuleError::WrongWorld {
+            exports: exports.clone(),
+            detail: format!("{e:#}"),
+        })?;
         Ok((Pre::Step(pre), ModuleKind::Step, imports, exports, from_cache))
     }
 
@@ -132,15 +151,22 @@ impl Sandbox {
         // SAFETY: as for components: only this program's own artifacts.
         let module = unsafe { wasmtime::Module::deserialize(&self.engine, &artifact) }
             .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
-        let imports: Vec<String> =
-            module.imports().map(|i| format!("{}::{}", i.module(), i.name())).collect();
+        let imports: Vec<String> = module
+            .imports()
+            .map(|i| format!("{}::{}", i.module(), i.name()))
+            .collect();
         let exports: Vec<String> = module.exports().map(|e| e.name().to_string()).collect();
-        let refused: Vec<String> =
-            imports.iter().filter(|i| !i.starts_with("wasi_snapshot_preview1::")).cloned().collect();
+        let refused: Vec<String> = imports
+            .iter()
+            .filter(|i| !i.starts_with("wasi_snapshot_preview1::"))
+            .cloned()
+            .collect();
         if !refused.is_empty() {
             return Err(ModuleError::UnsupportedImports(refused));
         }
-        let has_start = module.exports().any(|e| e.name() == "_start" && matches!(e.ty(), ExternType::Func(_)));
+        let has_start = module
+            .exports()
+            .any(|e| e.name() == "_start" && matches!(e.ty(), ExternType::Func(_)));
         if !has_start {
             return Err(ModuleError::NoStart { exports });
         }
@@ -166,10 +192,14 @@ fn check_header(bytes: &[u8]) -> Result<(), ModuleError> {
                 "this is WebAssembly text (WAT); upload the binary form (e.g. `wasm-tools parse`)".into(),
             ));
         }
-        return Err(ModuleError::NotWasm("it does not start with the `\\0asm` magic number".into()));
+        return Err(ModuleError::NotWasm(
+            "it does not start with the `\\0asm` magic number".into(),
+        ));
     }
     if bytes.len() < 8 {
-        return Err(ModuleError::NotWasm("truncated: the 8-byte header is incomplete".into()));
+        return Err(ModuleError::NotWasm(
+            "truncated: the 8-byte header is incomplete".into(),
+        ));
     }
     if !is_component(bytes) && bytes[4..8] != CORE_VERSION {
         return Err(ModuleError::NotWasm(format!(
@@ -187,4 +217,14 @@ const COMPONENT_VERSION: [u8; 4] = [0x0d, 0x00, 0x01, 0x00];
 
 fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes[4..8] == COMPONENT_VERSION
+}
+
+/// The parser's message, with a hint when the binary looks cut short.
+fn invalid_message(error: &wasmtime::Error) -> String {
+    let message = format!("{error:#}");
+    if message.contains("unexpected end") || message.contains("out of bounds") {
+        format!("{message} (is the file truncated?)")
+    } else {
+        message
+    }
 }

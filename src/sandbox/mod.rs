@@ -123,15 +123,24 @@ impl Sandbox {
             .map_err(engine_err)?;
 
         let cache = match cache_dir {
-            Some(dir) => Some(cache::ArtifactCache::new(dir, &engine).map_err(|source| SandboxError::Cache {
-                path: dir.display().to_string(),
-                source,
-            })?),
+            Some(dir) => Some(
+                cache::ArtifactCache::new(dir, &engine).map_err(|source| SandboxError::Cache {
+                    path: dir.display().to_string(),
+                    source,
+                })?,
+            ),
             None => None,
         };
         let ticker = epoch::EpochTicker::start(engine.clone(), settings.epoch_tick)
             .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
-        Ok(Sandbox { engine, component_linker, core_linker, cache, settings, _ticker: ticker })
+        Ok(Sandbox {
+            engine,
+            component_linker,
+            core_linker,
+            cache,
+            settings,
+            _ticker: ticker,
+        })
     }
 
     pub fn settings(&self) -> &EngineSettings {

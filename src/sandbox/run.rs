@@ -70,11 +70,17 @@ impl Sandbox {
     pub(crate) fn new_store<T: Metered>(&self, data: T, limits: &Limits, deadline: Instant) -> Store<T> {
         let mut store = Store::new(&self.engine, data);
         store.limiter(|s| &mut s.meter().limiter);
-        store.set_fuel(limits.fuel).expect("fuel metering is enabled on the engine");
+        store
+            .set_fuel(limits.fuel)
+            .expect("fuel metering is enabled on the engine");
         store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline { UpdateDeadline::Interrupt } else { UpdateDeadline::Yield(1) })
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
         store
     }
@@ -111,7 +117,10 @@ impl Sandbox {
             logs_over.get_or_insert_with(|| format!("logs larger than the limit of {} bytes", limits.log_bytes));
         }
         if logs_over.is_none() {
-            let pushed = meter.logs.push_text(Level::Info, &stdout).and_then(|()| meter.logs.push_text(Level::Warn, &stderr));
+            let pushed = meter
+                .logs
+                .push_text(Level::Info, &stdout)
+                .and_then(|()| meter.logs.push_text(Level::Warn, &stderr));
             logs_over = pushed.err();
         }
         let result = if let Some(failure) = memory_failure(meter) {
@@ -121,10 +130,13 @@ impl Sandbox {
         } else {
             match called {
                 Ok(Ok(output)) => parse_output(output.into_bytes(), limits),
-                Ok(Err(error)) if error.message.len() as u64 > limits.output_bytes => {
-                    Err(Failure::OutputTooLarge { limit: limits.output_bytes })
-                }
-                Ok(Err(error)) => Err(Failure::GuestError { message: error.message, retryable: error.retryable }),
+                Ok(Err(error)) if error.message.len() as u64 > limits.output_bytes => Err(Failure::OutputTooLarge {
+                    limit: limits.output_bytes,
+                }),
+                Ok(Err(error)) => Err(Failure::GuestError {
+                    message: error.message,
+                    retryable: error.retryable,
+                }),
                 Err(stop) => Err(classify(stop, &stderr, limits)),
             }
         };
@@ -171,8 +183,9 @@ impl Sandbox {
         let mut store = self.new_store(data, limits, deadline);
         let exit: Exit = tokio::time::timeout_at(deadline.into(), async {
             let instance = pre.instantiate_async(&mut store).await.map_err(Stop::Instantiate)?;
-            let start =
-                instance.get_typed_func::<(), ()>(&mut store, "_start").map_err(Stop::Instantiate)?;
+            let start = instance
+                .get_typed_func::<(), ()>(&mut store, "_start")
+                .map_err(Stop::Instantiate)?;
             match start.call_async(&mut store, ()).await {
                 Ok(()) => Ok(0),
                 Err(error) => exit_code(&error).ok_or(Stop::Call(error)),
@@ -185,7 +198,9 @@ impl Sandbox {
 }
 
 fn argv(args: &[String]) -> Vec<String> {
-    std::iter::once(PROGRAM_NAME.to_string()).chain(args.iter().cloned()).collect()
+    std::iter::once(PROGRAM_NAME.to_string())
+        .chain(args.iter().cloned())
+        .collect()
 }
 
 fn exit_code(error: &wasmtime::Error) -> Option<i32> {
@@ -214,7 +229,9 @@ fn finish_command<T: Metered>(
     let result = if let Some(failure) = memory_failure(meter) {
         Err(failure)
     } else if stdout.len() as u64 > limits.output_bytes {
-        Err(Failure::OutputTooLarge { limit: limits.output_bytes })
+        Err(Failure::OutputTooLarge {
+            limit: limits.output_bytes,
+        })
     } else if let Some(message) = logs_over {
         Err(Failure::LogsTooLarge { message })
     } else {
@@ -247,11 +264,16 @@ fn memory_failure(meter: &Meter) -> Option<Failure> {
 /// The output JSON, checked for size, UTF-8 and syntax.
 fn parse_output(bytes: Vec<u8>, limits: &Limits) -> Result<serde_json::Value, Failure> {
     if bytes.len() as u64 > limits.output_bytes {
-        return Err(Failure::OutputTooLarge { limit: limits.output_bytes });
+        return Err(Failure::OutputTooLarge {
+            limit: limits.output_bytes,
+        });
     }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| Failure::InvalidOutput { message: format!("output is not UTF-8: {}", e.utf8_error()) })?;
-    serde_json::from_str(&text).map_err(|e| Failure::InvalidOutput { message: format!("output is not JSON: {e}") })
+    let text = String::from_utf8(bytes).map_err(|e| Failure::InvalidOutput {
+        message: format!("output is not UTF-8: {}", e.utf8_error()),
+    })?;
+    serde_json::from_str(&text).map_err(|e| Failure::InvalidOutput {
+        message: format!("output is not JSON: {e}"),
+    })
 }
 
 /// Names the way guest code stopped.
@@ -266,17 +288,23 @@ fn classify(stop: Stop, stderr: &[u8], limits: &Limits) -> Failure {
             Trap::OutOfFuel => Failure::FuelExhausted { limit: limits.fuel },
             Trap::StackOverflow => Failure::StackOverflow,
             Trap::Interrupt => Failure::Timeout { limit: limits.timeout },
-            other => Failure::Trap { message: with_stderr(other.to_string(), stderr) },
+            other => Failure::Trap {
+                message: with_stderr(other.to_string(), stderr),
+            },
         };
     }
     if error.chain().any(|cause| cause.is::<std::str::Utf8Error>()) {
-        return Failure::InvalidOutput { message: "the guest passed a string that is not UTF-8".into() };
+        return Failure::InvalidOutput {
+            message: "the guest passed a string that is not UTF-8".into(),
+        };
     }
     let message = error.root_cause().to_string();
     if instantiating {
         Failure::InstantiationFailed { message }
     } else {
-        Failure::Trap { message: with_stderr(message, stderr) }
+        Failure::Trap {
+            message: with_stderr(message, stderr),
+        }
     }
 }
 

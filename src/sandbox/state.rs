@@ -40,31 +40,33 @@ impl Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let total = self.memory_total - current as u64 + desired as u64;
         if total > self.memory_limit {
-            self.hit = Some(LimitHit::Memory { requested: total, limit: self.memory_limit });
-            return Err(wasmtime::format_err!("memory limit of {} bytes reached", self.memory_limit));
+            self.hit = Some(LimitHit::Memory {
+                requested: total,
+                limit: self.memory_limit,
+            });
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes reached",
+                self.memory_limit
+            ));
         }
         self.memory_total = total;
         self.peak_memory = self.peak_memory.max(total);
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired as u64 > self.table_limit {
-            self.hit = Some(LimitHit::Table { requested: desired as u64, limit: self.table_limit });
-            return Err(wasmtime::format_err!("table limit of {} elements reached", self.table_limit));
+            self.hit = Some(LimitHit::Table {
+                requested: desired as u64,
+                limit: self.table_limit,
+            });
+            return Err(wasmtime::format_err!(
+                "table limit of {} elements reached",
+                self.table_limit
+            ));
         }
         Ok(true)
     }
@@ -93,7 +95,12 @@ pub(crate) struct LogSink {
 
 impl LogSink {
     pub(crate) fn new(limits: &Limits) -> Self {
-        LogSink { byte_limit: limits.log_bytes, line_limit: limits.log_lines, bytes: 0, lines: Vec::new() }
+        LogSink {
+            byte_limit: limits.log_bytes,
+            line_limit: limits.log_lines,
+            bytes: 0,
+            lines: Vec::new(),
+        }
     }
 
     /// Adds one line; past a limit, returns the message naming that limit.
@@ -129,7 +136,11 @@ pub(crate) struct Meter {
 
 impl Meter {
     pub(crate) fn new(limits: &Limits) -> Self {
-        Meter { limiter: Limiter::new(limits), logs: LogSink::new(limits), logs_hit: None }
+        Meter {
+            limiter: Limiter::new(limits),
+            logs: LogSink::new(limits),
+            logs_hit: None,
+        }
     }
 }
 
@@ -142,7 +153,10 @@ pub(crate) struct ComponentState {
 
 impl wasmtime_wasi::WasiView for ComponentState {
     fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
-        wasmtime_wasi::WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        wasmtime_wasi::WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 

@@ -33,7 +33,9 @@ impl Guests {
 }
 
 fn run(command: &mut Command) {
-    let status = command.status().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let status = command
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
@@ -44,11 +46,14 @@ pub fn guests() -> &'static Guests {
         let root = root();
         run(Command::new(root.join("guest-examples/build.sh")).arg("rust"));
         let manifest = root.join("tests/guests/Cargo.toml");
-        for (target, packages) in
-            [("wasm32-wasip2", &["hostile", "netprobe", "hostile-cmd"][..]), ("wasm32-wasip1", &["hostile-cmd"][..])]
-        {
+        for (target, packages) in [
+            ("wasm32-wasip2", &["hostile", "netprobe", "hostile-cmd"][..]),
+            ("wasm32-wasip1", &["hostile-cmd"][..]),
+        ] {
             let mut cargo = Command::new(env!("CARGO"));
-            cargo.args(["build", "--quiet", "--release", "--target", target, "--manifest-path"]).arg(&manifest);
+            cargo
+                .args(["build", "--quiet", "--release", "--target", target, "--manifest-path"])
+                .arg(&manifest);
             for p in packages {
                 cargo.args(["-p", p]);
             }
@@ -79,7 +84,9 @@ pub fn module(path: &Path) -> &'static Module {
     let mut modules = MODULES.get_or_init(Default::default).lock().unwrap();
     modules.entry(path.to_path_buf()).or_insert_with(|| {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        let module = sandbox().load(&bytes).unwrap_or_else(|e| panic!("{} was rejected: {e}", path.display()));
+        let module = sandbox()
+            .load(&bytes)
+            .unwrap_or_else(|e| panic!("{} was rejected: {e}", path.display()));
         Box::leak(Box::new(module))
     })
 }
@@ -105,7 +112,17 @@ pub async fn attempt(module: &Module, input: &str, limits: &Limits) -> Attempt {
 pub async fn attempt_with_args(module: &Module, input: &str, args: &[&str], limits: &Limits) -> Attempt {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let context = context();
-    sandbox().run(module, AttemptRequest { input, args: &args, context: &context, limits }).await
+    sandbox()
+        .run(
+            module,
+            AttemptRequest {
+                input,
+                args: &args,
+                context: &context,
+                limits,
+            },
+        )
+        .await
 }
 
 /// Runs a hostile attempt and, at the same time, a healthy `hello` attempt;

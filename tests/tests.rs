@@ -1,0 +1,10 @@
+//! The one integration-test binary (wasmtime is linked once). Each module
+//! covers one area; `support` builds the real guests from source.
+
+mod support;
+
+mod cli_exec;
+mod isolation;
+mod limits;
+mod module_store;
+mod outcomes;
