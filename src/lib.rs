@@ -26,4 +26,6 @@ pub mod files;
 pub mod limits;
 pub mod modules;
 pub mod sandbox;
+pub mod run;
 pub mod units;
+pub mod workflow;

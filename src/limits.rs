@@ -98,3 +98,40 @@ impl Default for EngineSettings {
         }
     }
 }
+
+/// Caps no workflow can exceed, set by whoever runs the engine. A definition
+/// asking for more is rejected when it is validated.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    /// Largest `limits.fuel`. Default 100,000,000,000.
+    pub fuel: u64,
+    /// Largest `limits.memory`, in bytes. Default 1 GiB (the engine's slot size).
+    pub memory: u64,
+    /// Largest step `timeout`. Default 1 h.
+    pub timeout: Duration,
+    /// Largest `limits.output`, in bytes. Default 16 MiB.
+    pub output_bytes: u64,
+    /// Largest `limits.logs`, in bytes. Default 4 MiB.
+    pub log_bytes: u64,
+    /// Most items one `for_each` may have; more fails the step. Default 10,000.
+    pub for_each_items: usize,
+    /// Most attempts one run may have running at once. Default 64.
+    pub concurrency: u32,
+    /// Most attempts per step (or item). Default 100.
+    pub max_attempts: u32,
+}
+
+impl Default for Caps {
+    fn default() -> Self {
+        Caps {
+            fuel: 100_000_000_000,
+            memory: EngineSettings::default().max_memory,
+            timeout: Duration::from_secs(3600),
+            output_bytes: 16 << 20,
+            log_bytes: 4 << 20,
+            for_each_items: 10_000,
+            concurrency: 64,
+            max_attempts: 100,
+        }
+    }
+}

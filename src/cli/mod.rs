@@ -4,6 +4,9 @@
 mod bench;
 mod exec;
 mod module;
+mod progress;
+mod run;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +35,10 @@ pub enum Command {
     Module(module::ModuleCommand),
     /// Run one step: a .wasm file, or a stored name[:tag] or digest.
     Exec(exec::ExecArgs),
+    /// Check a workflow definition: every error, with its location.
+    Validate(validate::ValidateArgs),
+    /// Run a workflow in this process, with live progress; prints its output JSON last.
+    Run(run::RunArgs),
     /// Measure the engine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -41,6 +48,8 @@ pub enum Command {
 pub const EXIT_FAILED: u8 = 1;
 /// Exit code for bad usage or input (as clap uses).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a run that was canceled.
+pub const EXIT_CANCELED: u8 = 3;
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
@@ -60,6 +69,8 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Module(command) => module::run(&cli.data_dir, command),
             Command::Exec(args) => exec::run(&cli.data_dir, args).await,
+            Command::Validate(args) => validate::run(&cli.data_dir, args).await,
+            Command::Run(args) => run::run(&cli.data_dir, args).await,
             Command::Bench(command) => bench::run(&cli.data_dir, command).await,
         }
     });

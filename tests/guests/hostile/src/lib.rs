@@ -44,6 +44,14 @@ impl Guest for Hostile {
                 let retryable = input.get("retryable").and_then(Value::as_bool).unwrap_or(true);
                 return Err(err("the guest says no", retryable));
             }
+            "flaky" => {
+                // Fails (retryably) until attempt `succeed_at`.
+                let succeed_at = number(&input, "succeed_at") as u32;
+                if ctx.attempt < succeed_at {
+                    return Err(err(&format!("flaky failure on attempt {}", ctx.attempt), true));
+                }
+                json!({ "attempt": ctx.attempt, "idempotency_key": ctx.idempotency_key })
+            }
             "spin" => {
                 // Burns `n` loop iterations, then succeeds.
                 let n = number(&input, "n");

@@ -1,0 +1,168 @@
+//! Events: the append-only record of a run, and the only way its state
+//! changes. [`RunState`](super::RunState) is the fold of a run's events, so a
+//! durable store that keeps the events can rebuild any run and continue it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::sandbox::{Failure, Level};
+
+/// One event of one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// 1, 2, 3, ... within the run.
+    pub seq: u64,
+    pub run_id: String,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// The cost and outcome of one attempt, as recorded in events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    pub attempt: u32,
+    pub duration_us: u64,
+    pub fuel_consumed: u64,
+    pub peak_memory: u64,
+    /// `None` when the attempt succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+}
+
+/// Why a step (or one of its items, or one attempt) failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepError {
+    /// A [`Failure`] kind (`fuel_exhausted`, `guest_error`, ...), or
+    /// `template_error`, `for_each_error`, `module_error`, `canceled`.
+    pub kind: String,
+    pub message: String,
+    pub retryable: bool,
+}
+
+impl StepError {
+    pub fn new(kind: &str, message: impl Into<String>, retryable: bool) -> Self {
+        StepError { kind: kind.into(), message: message.into(), retryable }
+    }
+
+    pub fn from_failure(failure: &Failure) -> Self {
+        let message = match failure {
+            Failure::GuestError { message, .. } => message.clone(),
+            other => other.to_string(),
+        };
+        StepError { kind: failure.kind().into(), message, retryable: failure.retryable() }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+/// What happened. `item` is the for_each index, absent for plain steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum EventKind {
+    #[serde(rename = "run.queued")]
+    RunQueued { workflow: String, input: Value },
+    #[serde(rename = "run.started")]
+    RunStarted,
+    /// for_each was evaluated: the step has this many items.
+    #[serde(rename = "step.expanded")]
+    StepExpanded { step: String, items: usize },
+    /// An attempt began.
+    #[serde(rename = "step.started")]
+    StepStarted {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        attempt: u32,
+        idempotency_key: String,
+    },
+    #[serde(rename = "step.log")]
+    StepLog {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        attempt: u32,
+        level: Level,
+        message: String,
+    },
+    /// A sleep step is waiting until `until_ms`.
+    #[serde(rename = "step.waiting")]
+    StepWaiting { step: String, until_ms: u64 },
+    /// An attempt failed and another will start at `retry_at_ms`.
+    #[serde(rename = "step.retrying")]
+    StepRetrying {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        record: AttemptRecord,
+        retry_at_ms: u64,
+    },
+    /// One for_each item succeeded.
+    #[serde(rename = "step.item_succeeded")]
+    ItemSucceeded { step: String, item: usize, record: AttemptRecord, output: Value },
+    /// The step succeeded (for_each: all items did; `output` is their array).
+    #[serde(rename = "step.succeeded")]
+    StepSucceeded {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record: Option<AttemptRecord>,
+        output: Value,
+    },
+    /// The step failed for good (for_each: `item` is the item that failed).
+    #[serde(rename = "step.failed")]
+    StepFailed {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record: Option<AttemptRecord>,
+        error: StepError,
+    },
+    #[serde(rename = "step.skipped")]
+    StepSkipped { step: String, reason: String },
+    /// The step was running (or waiting) when the run stopped.
+    #[serde(rename = "step.canceled")]
+    StepCanceled { step: String, reason: String },
+    #[serde(rename = "run.canceling")]
+    RunCanceling { reason: String },
+    #[serde(rename = "run.completed")]
+    RunCompleted { output: Value },
+    #[serde(rename = "run.failed")]
+    RunFailed { error: String },
+    #[serde(rename = "run.canceled")]
+    RunCanceled { reason: String },
+}
+
+impl EventKind {
+    /// The `type` string (`step.started`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::RunQueued { .. } => "run.queued",
+            EventKind::RunStarted => "run.started",
+            EventKind::StepExpanded { .. } => "step.expanded",
+            EventKind::StepStarted { .. } => "step.started",
+            EventKind::StepLog { .. } => "step.log",
+            EventKind::StepWaiting { .. } => "step.waiting",
+            EventKind::StepRetrying { .. } => "step.retrying",
+            EventKind::ItemSucceeded { .. } => "step.item_succeeded",
+            EventKind::StepSucceeded { .. } => "step.succeeded",
+            EventKind::StepFailed { .. } => "step.failed",
+            EventKind::StepSkipped { .. } => "step.skipped",
+            EventKind::StepCanceled { .. } => "step.canceled",
+            EventKind::RunCanceling { .. } => "run.canceling",
+            EventKind::RunCompleted { .. } => "run.completed",
+            EventKind::RunFailed { .. } => "run.failed",
+            EventKind::RunCanceled { .. } => "run.canceled",
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

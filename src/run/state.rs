@@ -1,0 +1,286 @@
+//! The state of one run, always the fold of its events ([`RunState::apply`]).
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::event::{AttemptRecord, Event, EventKind, StepError};
+use crate::workflow::Workflow;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Paused,
+    Completed,
+    Failed,
+    Canceling,
+    Canceled,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Canceled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Paused => "paused",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::Canceling => "canceling",
+            RunStatus::Canceled => "canceled",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Skipped,
+    Canceled,
+}
+
+impl StepStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Canceled)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Canceled => "canceled",
+        }
+    }
+}
+
+/// One unit of work: a plain step, or one for_each item.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UnitState {
+    pub status: Option<StepStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// Finished attempts, in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// Attempts started (finished or not): the next one is `started + 1`.
+    pub started: u32,
+    /// An attempt started and not finished (in flight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<u32>,
+    /// When the next attempt is due, after a retryable failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at_ms: Option<u64>,
+}
+
+impl UnitState {
+    pub fn is_done(&self) -> bool {
+        self.status.is_some_and(StepStatus::is_terminal)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    pub status: StepStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    /// Why the step was skipped or canceled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A sleeping step's wake-up time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_until_ms: Option<u64>,
+    /// for_each steps: the item count, once evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<usize>,
+    /// One unit for a plain step, one per item for for_each.
+    pub units: Vec<UnitState>,
+}
+
+impl StepState {
+    fn new() -> Self {
+        StepState {
+            status: StepStatus::Pending,
+            output: None,
+            error: None,
+            reason: None,
+            waiting_until_ms: None,
+            items: None,
+            units: Vec::new(),
+        }
+    }
+
+    /// Attempts over every unit.
+    pub fn attempt_count(&self) -> usize {
+        self.units.iter().map(|u| u.attempts.len()).sum()
+    }
+
+    fn unit(&mut self, item: Option<usize>) -> &mut UnitState {
+        let index = item.unwrap_or(0);
+        if self.units.len() <= index {
+            self.units.resize_with(index + 1, UnitState::default);
+        }
+        &mut self.units[index]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub run_id: String,
+    pub workflow: String,
+    pub status: RunStatus,
+    pub input: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub steps: IndexMap<String, StepState>,
+    /// The seq of the last event applied.
+    pub last_seq: u64,
+}
+
+impl RunState {
+    /// A run of `workflow` before any event.
+    pub fn new(run_id: &str, workflow: &Workflow) -> Self {
+        RunState {
+            run_id: run_id.into(),
+            workflow: workflow.name.clone(),
+            status: RunStatus::Queued,
+            input: Value::Null,
+            output: None,
+            error: None,
+            steps: workflow.steps.iter().map(|s| (s.id.clone(), StepState::new())).collect(),
+            last_seq: 0,
+        }
+    }
+
+    /// Rebuilds a run from its stored events.
+    pub fn from_events(run_id: &str, workflow: &Workflow, events: &[Event]) -> Self {
+        let mut state = RunState::new(run_id, workflow);
+        for event in events {
+            state.apply(event);
+        }
+        state
+    }
+
+    fn step(&mut self, id: &str) -> &mut StepState {
+        self.steps.entry(id.to_string()).or_insert_with(StepState::new)
+    }
+
+    /// Applies one event. Events are applied in `seq` order, each once.
+    pub fn apply(&mut self, event: &Event) {
+        self.last_seq = event.seq;
+        match &event.kind {
+            EventKind::RunQueued { workflow, input } => {
+                self.workflow = workflow.clone();
+                self.input = input.clone();
+                self.status = RunStatus::Queued;
+            }
+            EventKind::RunStarted => self.status = RunStatus::Running,
+            EventKind::StepExpanded { step, items } => {
+                let step = self.step(step);
+                step.status = StepStatus::Running;
+                step.items = Some(*items);
+                step.units = vec![UnitState::default(); *items];
+            }
+            EventKind::StepStarted { step, item, attempt, .. } => {
+                let step = self.step(step);
+                step.status = StepStatus::Running;
+                let unit = step.unit(*item);
+                unit.status = Some(StepStatus::Running);
+                unit.started = unit.started.max(*attempt);
+                unit.running = Some(*attempt);
+                unit.retry_at_ms = None;
+            }
+            EventKind::StepLog { .. } => {}
+            EventKind::StepWaiting { step, until_ms } => {
+                let step = self.step(step);
+                step.status = StepStatus::Waiting;
+                step.waiting_until_ms = Some(*until_ms);
+            }
+            EventKind::StepRetrying { step, item, record, retry_at_ms } => {
+                let unit = self.step(step).unit(*item);
+                unit.attempts.push(record.clone());
+                unit.running = None;
+                unit.status = Some(StepStatus::Pending);
+                unit.retry_at_ms = Some(*retry_at_ms);
+            }
+            EventKind::ItemSucceeded { step, item, record, output } => {
+                let unit = self.step(step).unit(Some(*item));
+                unit.attempts.push(record.clone());
+                unit.running = None;
+                unit.status = Some(StepStatus::Succeeded);
+                unit.output = Some(output.clone());
+            }
+            EventKind::StepSucceeded { step, record, output } => {
+                let step = self.step(step);
+                if let Some(record) = record {
+                    let unit = step.unit(None);
+                    unit.attempts.push(record.clone());
+                    unit.running = None;
+                    unit.status = Some(StepStatus::Succeeded);
+                    unit.output = Some(output.clone());
+                }
+                step.status = StepStatus::Succeeded;
+                step.output = Some(output.clone());
+                step.waiting_until_ms = None;
+            }
+            EventKind::StepFailed { step, item, record, error } => {
+                let step = self.step(step);
+                if record.is_some() || item.is_some() {
+                    let unit = step.unit(*item);
+                    if let Some(record) = record {
+                        unit.attempts.push(record.clone());
+                    }
+                    unit.running = None;
+                    unit.status = Some(StepStatus::Failed);
+                    unit.error = Some(error.clone());
+                }
+                step.status = StepStatus::Failed;
+                step.error = Some(error.clone());
+            }
+            EventKind::StepSkipped { step, reason } => {
+                let step = self.step(step);
+                step.status = StepStatus::Skipped;
+                step.reason = Some(reason.clone());
+            }
+            EventKind::StepCanceled { step, reason } => {
+                let step = self.step(step);
+                step.status = StepStatus::Canceled;
+                step.reason = Some(reason.clone());
+                for unit in &mut step.units {
+                    unit.running = None;
+                    if !unit.is_done() {
+                        unit.status = Some(StepStatus::Canceled);
+                    }
+                }
+            }
+            EventKind::RunCanceling { .. } => self.status = RunStatus::Canceling,
+            EventKind::RunCompleted { output } => {
+                self.status = RunStatus::Completed;
+                self.output = Some(output.clone());
+            }
+            EventKind::RunFailed { error } => {
+                self.status = RunStatus::Failed;
+                self.error = Some(error.clone());
+            }
+            EventKind::RunCanceled { .. } => self.status = RunStatus::Canceled,
+        }
+    }
+}

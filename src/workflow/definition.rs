@@ -1,0 +1,183 @@
+//! The workflow definition as written (YAML or JSON), before validation.
+//! Unknown fields are rejected everywhere.
+
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// A whole definition. `steps` stay raw JSON here so each step is parsed on
+/// its own and every broken step is reported, not just the first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowDef {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub inputs: IndexMap<String, InputDef>,
+    #[serde(default)]
+    pub defaults: DefaultsDef,
+    /// Attempts of this run running at once. Default: the server's cap.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Wall-clock limit for the whole run.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    pub steps: Vec<Value>,
+    #[serde(default)]
+    pub output: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputType {
+    String,
+    Number,
+    Integer,
+    Boolean,
+    Object,
+    Array,
+    Any,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputDef {
+    #[serde(rename = "type", default = "any")]
+    pub ty: InputType,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub default: Option<Value>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+fn any() -> InputType {
+    InputType::Any
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultsDef {
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub limits: Option<LimitsDef>,
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
+}
+
+/// Per-step limits; each field is optional and falls back to the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsDef {
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    #[serde(default, deserialize_with = "size_opt")]
+    pub memory: Option<u64>,
+    #[serde(default, deserialize_with = "size_opt")]
+    pub output: Option<u64>,
+    #[serde(default, deserialize_with = "size_opt")]
+    pub logs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryDef {
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub initial_interval: Option<Duration>,
+    #[serde(default)]
+    pub backoff: Option<f64>,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub max_interval: Option<Duration>,
+    /// Fraction of each delay randomised away, 0.0 to 1.0.
+    #[serde(default)]
+    pub jitter: Option<f64>,
+}
+
+/// What happens when a step has failed for good.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The run fails; running steps are canceled.
+    #[default]
+    Stop,
+    /// The step fails, its dependents are skipped, the rest goes on.
+    Continue,
+    /// The default retry policy, then `stop`.
+    Retry,
+}
+
+/// When a step runs relative to its dependencies' outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// Only when every dependency succeeded (skipped otherwise).
+    #[default]
+    AllSucceeded,
+    /// Once every dependency is done, whatever its outcome.
+    AllDone,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    pub id: String,
+    #[serde(default)]
+    pub module: Option<String>,
+    #[serde(default)]
+    pub input: Option<Value>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub needs: Vec<String>,
+    #[serde(default)]
+    pub when: Option<String>,
+    #[serde(default)]
+    pub for_each: Option<Value>,
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    #[serde(default)]
+    pub retry: Option<RetryDef>,
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    #[serde(default)]
+    pub trigger: Trigger,
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub limits: Option<LimitsDef>,
+    /// A step that only waits this long.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub sleep: Option<Duration>,
+}
+
+fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => crate::units::parse_duration(&text).map(Some).map_err(serde::de::Error::custom),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected a duration such as \"30s\", got {}",
+            crate::workflow::template::kind_of(&other)
+        ))),
+    }
+}
+
+fn size_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => {
+            n.as_u64().map(Some).ok_or_else(|| serde::de::Error::custom("a size must be a whole number of bytes"))
+        }
+        Some(Value::String(text)) => crate::units::parse_size(&text).map(Some).map_err(serde::de::Error::custom),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "expected a size such as \"64MiB\", got {}",
+            crate::workflow::template::kind_of(&other)
+        ))),
+    }
+}
