@@ -18,3 +18,9 @@ $sandstep exec target/guests/rust/wordcount.wasm --input '{"text": "the quick fo
 $sandstep exec stats --input '{"numbers": [3, 1, 4, 1, 5]}' --arg --round --arg 2
 # Bad input is a failed attempt with a named error kind (--json shows the whole attempt):
 $sandstep exec target/guests/rust/transform.wasm --input '{"items": "not a list"}' --json || true
+# A workflow: word statistics, a filter, a command with templated args, and a for_each.
+$sandstep validate examples/text-report.yaml
+$sandstep run examples/text-report.yaml \
+  --module wordcount=target/guests/rust/wordcount.wasm --module transform=target/guests/rust/transform.wasm \
+  --module stats=target/guests/rust/stats-cmd.wasm --module hello=target/guests/rust/hello.wasm \
+  --input '{"author": "Ada", "text": "the cat and the dog and the bird saw the cat"}'

@@ -13,19 +13,29 @@
 //! - [`modules`]: the content-addressed module store on disk (`sha256:<hex>`
 //!   blobs, `name:tag` references).
 //! - [`files`]: atomic file writes.
+//! - [`workflow`]: workflow definitions: parsing (`definition`), templates
+//!   and expressions (`template`), input declarations (`inputs`) and the
+//!   validation that yields a runnable `Workflow` (`validate`).
+//! - [`run`]: running workflows: events (`event`) fold into a run's state
+//!   (`state`); every change leaves through the `Journal` (`journal`); the
+//!   `Executor` drives a run (`executor`); secrets and their redaction
+//!   (`secrets`); modules for local runs (`local`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
-//! - [`cli`]: the `sandstep` command line (`exec`, `module`, `bench`).
+//! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
+//!   `run` with its `progress` display, `bench`).
 //! - [`bench`]: the benchmarks behind `sandstep bench`.
 //!
-//! Lifetimes: the [`sandbox::Sandbox`] and the loaded [`sandbox::Module`]s
-//! live for the process; each attempt gets a fresh store that dies with it.
+//! Lifetimes: the [`sandbox::Sandbox`], the [`run::Executor`] and the loaded
+//! [`sandbox::Module`]s live for the process; a validated
+//! [`workflow::Workflow`] for its version; each attempt gets a fresh store
+//! that dies with it.
 
 pub mod bench;
 pub mod cli;
 pub mod files;
 pub mod limits;
 pub mod modules;
-pub mod sandbox;
 pub mod run;
+pub mod sandbox;
 pub mod units;
 pub mod workflow;

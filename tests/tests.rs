@@ -3,7 +3,11 @@
 
 mod support;
 
+mod workflow_runs;
+mod workflow_validation;
+
 mod cli_exec;
+mod cli_run;
 mod isolation;
 mod limits;
 mod module_store;

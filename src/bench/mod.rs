@@ -2,3 +2,4 @@
 //! baseline measured in the same process, so ratios hold across machines.
 
 pub mod sandbox;
+pub mod workflow;

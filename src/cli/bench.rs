@@ -22,6 +22,15 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Executor cost per step: a 40-step chain and a 1,000-item for_each of
+    /// a trivial step, in process, against the sandbox's attempt time.
+    Workflow {
+        /// The trivial step component.
+        #[arg(long, default_value = "target/guests/rust/echo.wasm")]
+        trivial: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn run(_data_dir: &Path, command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -33,6 +42,15 @@ pub async fn run(_data_dir: &Path, command: BenchCommand) -> anyhow::Result<Exit
             json,
         } => {
             let report = crate::bench::sandbox::run(&guests, &trivial, iterations).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Workflow { trivial, json } => {
+            let report = crate::bench::workflow::run(&trivial).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

@@ -50,7 +50,11 @@ pub async fn follow(mut events: UnboundedReceiver<Event>, steps: Vec<String>, pr
                 if let Some(line) = line {
                     bar.println(line);
                 }
-                bar.set_message(if running.is_empty() { String::new() } else { format!("running: {}", running.join(", ")) });
+                bar.set_message(if running.is_empty() {
+                    String::new()
+                } else {
+                    format!("running: {}", running.join(", "))
+                });
             }
             None => {
                 if let Some(line) = line {
@@ -69,24 +73,43 @@ fn describe(kind: &EventKind) -> Option<String> {
     let item = |item: &Option<usize>| item.map(|i| format!("[{i}]")).unwrap_or_default();
     Some(match kind {
         EventKind::RunStarted => "run started".into(),
-        EventKind::StepStarted { step, item: i, attempt, .. } if *attempt > 1 => {
+        EventKind::StepStarted {
+            step, item: i, attempt, ..
+        } if *attempt > 1 => {
             format!("step {step}{} attempt {attempt} started", item(i))
         }
-        EventKind::StepLog { step, item: i, level, message, .. } => {
-            format!("  {step}{} [{}] {message}", item(i), serde_json::to_value(level).ok()?.as_str()?)
+        EventKind::StepLog {
+            step,
+            item: i,
+            level,
+            message,
+            ..
+        } => {
+            format!(
+                "  {step}{} [{}] {message}",
+                item(i),
+                serde_json::to_value(level).ok()?.as_str()?
+            )
         }
         EventKind::StepWaiting { step, .. } => format!("step {step} sleeping"),
-        EventKind::StepRetrying { step, item: i, record, .. } => format!(
+        EventKind::StepRetrying {
+            step, item: i, record, ..
+        } => format!(
             "step {step}{} attempt {} failed, retrying: {}",
             item(i),
             record.attempt,
             record.error.as_ref().map(ToString::to_string).unwrap_or_default()
         ),
         EventKind::StepSucceeded { step, record, .. } => match record {
-            Some(r) => format!("step {step} succeeded ({})", crate::units::format_duration(Duration::from_micros(r.duration_us))),
+            Some(r) => format!(
+                "step {step} succeeded ({})",
+                crate::units::format_duration(Duration::from_micros(r.duration_us))
+            ),
             None => format!("step {step} succeeded"),
         },
-        EventKind::StepFailed { step, item: i, error, .. } => format!("step {step}{} failed: {error}", item(i)),
+        EventKind::StepFailed {
+            step, item: i, error, ..
+        } => format!("step {step}{} failed: {error}", item(i)),
         EventKind::StepSkipped { step, reason } => format!("step {step} skipped: {reason}"),
         EventKind::StepCanceled { step, reason } => format!("step {step} canceled: {reason}"),
         EventKind::RunCanceling { reason } => format!("run canceling: {reason}"),

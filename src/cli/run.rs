@@ -37,8 +37,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let source =
-        std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let source = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let input: serde_json::Value = serde_json::from_str(&super::exec::read_input(&args.input)?)?;
     let local = super::validate::local_modules(data_dir, &args.modules)?;
     let caps = Caps::default();

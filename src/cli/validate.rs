@@ -28,30 +28,44 @@ pub struct ValidateArgs {
 /// store when the data directory has one.
 pub(crate) fn local_modules(data_dir: &Path, pairs: &[String]) -> anyhow::Result<LocalModules> {
     let files = LocalModules::parse_files(pairs).map_err(anyhow::Error::msg)?;
-    let store =
-        if data_dir.join("modules").is_dir() { Some(crate::modules::ModuleStore::open(data_dir)?) } else { None };
+    let store = if data_dir.join("modules").is_dir() {
+        Some(crate::modules::ModuleStore::open(data_dir)?)
+    } else {
+        None
+    };
     let sandbox = Arc::new(super::module::local_sandbox(data_dir)?);
     Ok(LocalModules::new(sandbox, files, store))
 }
 
 pub async fn run(data_dir: &Path, args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let source =
-        std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let source = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let catalog = if args.check_modules || !args.modules.is_empty() {
         Some(local_modules(data_dir, &args.modules)?)
     } else {
         None
     };
-    match crate::workflow::load(&source, &Caps::default(), catalog.as_ref().map(|c| c as &dyn ModuleCatalog)) {
+    match crate::workflow::load(
+        &source,
+        &Caps::default(),
+        catalog.as_ref().map(|c| c as &dyn ModuleCatalog),
+    ) {
         Ok(workflow) => {
-            println!("ok: workflow {} is valid ({} steps)", workflow.name, workflow.steps.len());
+            println!(
+                "ok: workflow {} is valid ({} steps)",
+                workflow.name,
+                workflow.steps.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
             for error in &errors {
                 eprintln!("{}: {error}", args.file.display());
             }
-            eprintln!("{} error{} found", errors.len(), if errors.len() == 1 { "" } else { "s" });
+            eprintln!(
+                "{} error{} found",
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
             Ok(ExitCode::from(EXIT_FAILED))
         }
     }

@@ -43,7 +43,11 @@ pub struct StepError {
 
 impl StepError {
     pub fn new(kind: &str, message: impl Into<String>, retryable: bool) -> Self {
-        StepError { kind: kind.into(), message: message.into(), retryable }
+        StepError {
+            kind: kind.into(),
+            message: message.into(),
+            retryable,
+        }
     }
 
     pub fn from_failure(failure: &Failure) -> Self {
@@ -51,7 +55,11 @@ impl StepError {
             Failure::GuestError { message, .. } => message.clone(),
             other => other.to_string(),
         };
-        StepError { kind: failure.kind().into(), message, retryable: failure.retryable() }
+        StepError {
+            kind: failure.kind().into(),
+            message,
+            retryable: failure.retryable(),
+        }
     }
 }
 
@@ -104,7 +112,12 @@ pub enum EventKind {
     },
     /// One for_each item succeeded.
     #[serde(rename = "step.item_succeeded")]
-    ItemSucceeded { step: String, item: usize, record: AttemptRecord, output: Value },
+    ItemSucceeded {
+        step: String,
+        item: usize,
+        record: AttemptRecord,
+        output: Value,
+    },
     /// The step succeeded (for_each: all items did; `output` is their array).
     #[serde(rename = "step.succeeded")]
     StepSucceeded {
@@ -164,5 +177,7 @@ impl EventKind {
 
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

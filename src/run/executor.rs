@@ -47,7 +47,11 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(sandbox: Arc<Sandbox>, max_concurrent_attempts: usize, caps: Caps) -> Self {
-        Executor { sandbox, slots: Arc::new(Semaphore::new(max_concurrent_attempts.max(1))), caps }
+        Executor {
+            sandbox,
+            slots: Arc::new(Semaphore::new(max_concurrent_attempts.max(1))),
+            caps,
+        }
     }
 
     pub fn sandbox(&self) -> &Arc<Sandbox> {
@@ -66,7 +70,10 @@ impl Executor {
             seq: 1,
             run_id: spec.run_id.clone(),
             at_ms: now_ms(),
-            kind: EventKind::RunQueued { workflow: spec.workflow.name.clone(), input },
+            kind: EventKind::RunQueued {
+                workflow: spec.workflow.name.clone(),
+                input,
+            },
         })
     }
 
@@ -94,6 +101,8 @@ enum Timer {
     Sleep { step: usize },
 }
 
+type AttemptFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
+
 /// What an attempt task hands back.
 struct Done {
     step: usize,
@@ -111,6 +120,12 @@ struct Driver<'a> {
     /// Events emitted and applied, not yet appended to the journal.
     unsaved: Vec<Event>,
     tasks: JoinSet<Done>,
+    /// One attempt runs inside the driver's own task: a sequential run then
+    /// never pays for handing work between threads. Further concurrent
+    /// attempts are spawned so they can use other cores.
+    inline: Option<(usize, AttemptFuture)>,
+    /// Items of each for_each step not yet succeeded.
+    remaining: Vec<usize>,
     /// Running attempt tasks of each step, to stop a failed step's siblings.
     handles: Vec<Vec<tokio::task::AbortHandle>>,
     /// Units ready to start, per step.
@@ -139,6 +154,8 @@ impl<'a> Driver<'a> {
             journal,
             unsaved: Vec::new(),
             tasks: JoinSet::new(),
+            inline: None,
+            remaining: vec![0; n],
             handles: vec![Vec::new(); n],
             queued: vec![VecDeque::new(); n],
             running: vec![0; n],
@@ -155,7 +172,12 @@ impl<'a> Driver<'a> {
         if !self.spec.secrets.is_empty() {
             redact(&self.spec.secrets, &mut kind);
         }
-        let event = Event { seq: self.state.last_seq + 1, run_id: self.state.run_id.clone(), at_ms: now_ms(), kind };
+        let event = Event {
+            seq: self.state.last_seq + 1,
+            run_id: self.state.run_id.clone(),
+            at_ms: now_ms(),
+            kind,
+        };
         self.state.apply(&event);
         self.unsaved.push(event);
     }
@@ -189,7 +211,11 @@ impl<'a> Driver<'a> {
             if self.state.status.is_terminal() {
                 return self.commit().await;
             }
-            if self.tasks.is_empty() && self.timers.is_empty() && self.queued.iter().all(VecDeque::is_empty) {
+            if self.tasks.is_empty()
+                && self.inline.is_none()
+                && self.timers.is_empty()
+                && self.queued.iter().all(VecDeque::is_empty)
+            {
                 self.complete();
                 return self.commit().await;
             }
@@ -208,6 +234,13 @@ impl<'a> Driver<'a> {
                     let limit = self.workflow.timeout.unwrap_or_default();
                     self.abort_all().await;
                     self.stop(format!("the run timed out after {}", crate::units::format_duration(limit)));
+                }
+                done = async { (&mut self.inline.as_mut().expect("checked by the guard").1).await }, if self.inline.is_some() => {
+                    self.inline = None;
+                    self.finished(done);
+                    while let Some(joined) = self.tasks.try_join_next() {
+                        self.joined(joined);
+                    }
                 }
                 Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
                     self.joined(joined);
@@ -250,7 +283,12 @@ impl<'a> Driver<'a> {
                         .enumerate()
                         .map(|(i, u)| (step.for_each.as_ref().map(|_| i), u.retry_at_ms, u.is_done()))
                         .collect();
-                    let units = if units.is_empty() { vec![(None, None, false)] } else { units };
+                    self.remaining[index] = units.iter().filter(|(_, _, done)| !done).count();
+                    let units = if units.is_empty() {
+                        vec![(None, None, false)]
+                    } else {
+                        units
+                    };
                     for (item, retry_at, done) in units {
                         match (done, retry_at) {
                             (true, _) => {}
@@ -296,10 +334,16 @@ impl<'a> Driver<'a> {
     fn start_step(&mut self, index: usize) {
         let step = &self.workflow.steps[index];
         if step.trigger == Trigger::AllSucceeded {
-            let blocked = step.deps.iter().find(|&&d| self.state.steps[d].status != StepStatus::Succeeded);
+            let blocked = step
+                .deps
+                .iter()
+                .find(|&&d| self.state.steps[d].status != StepStatus::Succeeded);
             if let Some(&dep) = blocked {
                 let reason = format!("dependency {} {}", self.id(dep), self.state.steps[dep].status.as_str());
-                self.emit(EventKind::StepSkipped { step: step.id.clone(), reason });
+                self.emit(EventKind::StepSkipped {
+                    step: step.id.clone(),
+                    reason,
+                });
                 return;
             }
         }
@@ -309,11 +353,19 @@ impl<'a> Driver<'a> {
                 Ok(true) => {}
                 Ok(false) => {
                     let reason = format!("when `{}` is false", when.source().trim());
-                    self.emit(EventKind::StepSkipped { step: step.id.clone(), reason });
+                    self.emit(EventKind::StepSkipped {
+                        step: step.id.clone(),
+                        reason,
+                    });
                     return;
                 }
                 Err(message) => {
-                    self.fail_step(index, None, None, StepError::new("template_error", format!("when: {message}"), false));
+                    self.fail_step(
+                        index,
+                        None,
+                        None,
+                        StepError::new("template_error", format!("when: {message}"), false),
+                    );
                     return;
                 }
             }
@@ -321,20 +373,31 @@ impl<'a> Driver<'a> {
         match &step.action {
             Action::Sleep(duration) => {
                 let until = now_ms() + duration.as_millis() as u64;
-                self.emit(EventKind::StepWaiting { step: step.id.clone(), until_ms: until });
+                self.emit(EventKind::StepWaiting {
+                    step: step.id.clone(),
+                    until_ms: until,
+                });
                 self.timers.push(Reverse((until, Timer::Sleep { step: index })));
             }
             Action::Module { .. } if step.for_each.is_some() => match self.evaluate_items(index, &scope) {
                 Err(error) => self.fail_step(index, None, None, error),
                 Ok(items) => {
                     let count = items.len();
-                    self.emit(EventKind::StepExpanded { step: step.id.clone(), items: count });
+                    self.emit(EventKind::StepExpanded {
+                        step: step.id.clone(),
+                        items: count,
+                    });
                     if count == 0 {
-                        self.emit(EventKind::StepSucceeded { step: step.id.clone(), record: None, output: Value::Array(vec![]) });
+                        self.emit(EventKind::StepSucceeded {
+                            step: step.id.clone(),
+                            record: None,
+                            output: Value::Array(vec![]),
+                        });
                         return;
                     }
                     self.items[index] = Some(Arc::new(items));
                     self.scopes[index] = Some(scope);
+                    self.remaining[index] = count;
                     self.queued[index].extend((0..count).map(Some));
                 }
             },
@@ -364,7 +427,11 @@ impl<'a> Driver<'a> {
         if items.len() > self.executor.caps.for_each_items {
             return Err(StepError::new(
                 "for_each_error",
-                format!("for_each has {} items, more than the cap of {}", items.len(), self.executor.caps.for_each_items),
+                format!(
+                    "for_each has {} items, more than the cap of {}",
+                    items.len(),
+                    self.executor.caps.for_each_items
+                ),
                 false,
             ));
         }
@@ -408,7 +475,9 @@ impl<'a> Driver<'a> {
         for index in 0..self.workflow.steps.len() {
             let step_limit = self.workflow.steps[index].concurrency.unwrap_or(u32::MAX);
             while self.running.iter().sum::<u32>() < total_limit && self.running[index] < step_limit {
-                let Some(item) = self.queued[index].pop_front() else { break };
+                let Some(item) = self.queued[index].pop_front() else {
+                    break;
+                };
                 self.start_attempt(index, item);
                 if self.state.steps[index].status != StepStatus::Running || self.state.status != RunStatus::Running {
                     break;
@@ -419,20 +488,30 @@ impl<'a> Driver<'a> {
 
     fn start_attempt(&mut self, index: usize, item: Option<usize>) {
         let step = &self.workflow.steps[index];
-        let Action::Module { reference, args } = &step.action else { return };
+        let Action::Module { reference, args } = &step.action else {
+            return;
+        };
         let base = self.scopes[index].clone().unwrap_or_else(|| self.scope(index));
         let scope = match (item, &self.items[index]) {
             (Some(i), Some(items)) => base.with_item(&items[i], i),
             _ => base,
         };
         let rendered = step.input.render(&scope).and_then(|input| {
-            let args = args.iter().map(|a| a.render(&scope).map(arg_text)).collect::<Result<Vec<_>, _>>()?;
+            let args = args
+                .iter()
+                .map(|a| a.render(&scope).map(arg_text))
+                .collect::<Result<Vec<_>, _>>()?;
             Ok((input, args))
         });
         let (input, args) = match rendered {
             Ok(rendered) => rendered,
             Err(message) => {
-                self.fail_step(index, item, None, StepError::new("template_error", format!("input: {message}"), false));
+                self.fail_step(
+                    index,
+                    item,
+                    None,
+                    StepError::new("template_error", format!("input: {message}"), false),
+                );
                 return;
             }
         };
@@ -454,18 +533,43 @@ impl<'a> Driver<'a> {
             idempotency_key: idempotency_key.clone(),
         });
         self.running[index] += 1;
-        let context = StepContext { run_id: self.state.run_id.clone(), step_id: step.id.clone(), attempt, idempotency_key };
+        let context = StepContext {
+            run_id: self.state.run_id.clone(),
+            step_id: step.id.clone(),
+            attempt,
+            idempotency_key,
+        };
         let input = input.to_string();
         let limits = step.limits.clone();
         let sandbox = self.executor.sandbox.clone();
         let slots = self.executor.slots.clone();
-        let handle = self.tasks.spawn(async move {
+        let attempt_future = async move {
             let _slot = slots.acquire_owned().await;
-            let result = sandbox.run(&module, AttemptRequest { input: &input, args: &args, context: &context, limits: &limits }).await;
-            Done { step: index, item, attempt, result }
-        });
-        self.handles[index].retain(|h| !h.is_finished());
-        self.handles[index].push(handle);
+            let result = sandbox
+                .run(
+                    &module,
+                    AttemptRequest {
+                        input: &input,
+                        args: &args,
+                        context: &context,
+                        limits: &limits,
+                    },
+                )
+                .await;
+            Done {
+                step: index,
+                item,
+                attempt,
+                result,
+            }
+        };
+        if self.inline.is_none() {
+            self.inline = Some((index, Box::pin(attempt_future)));
+        } else {
+            let handle = self.tasks.spawn(attempt_future);
+            self.handles[index].retain(|h| !h.is_finished());
+            self.handles[index].push(handle);
+        }
     }
 
     fn joined(&mut self, joined: Result<Done, tokio::task::JoinError>) {
@@ -479,7 +583,12 @@ impl<'a> Driver<'a> {
     }
 
     fn finished(&mut self, done: Done) {
-        let Done { step: index, item, attempt, result } = done;
+        let Done {
+            step: index,
+            item,
+            attempt,
+            result,
+        } = done;
         self.running[index] = self.running[index].saturating_sub(1);
         if self.state.steps[index].status != StepStatus::Running {
             return; // the step already failed (another item) or was canceled
@@ -504,18 +613,34 @@ impl<'a> Driver<'a> {
         match result.result {
             AttemptResult::Succeeded { output } => match item {
                 Some(i) => {
-                    self.emit(EventKind::ItemSucceeded { step: step.id.clone(), item: i, record, output });
+                    self.emit(EventKind::ItemSucceeded {
+                        step: step.id.clone(),
+                        item: i,
+                        record,
+                        output,
+                    });
+                    self.remaining[index] = self.remaining[index].saturating_sub(1);
                     self.maybe_finish_for_each(index);
                 }
-                None => self.emit(EventKind::StepSucceeded { step: step.id.clone(), record: Some(record), output }),
+                None => self.emit(EventKind::StepSucceeded {
+                    step: step.id.clone(),
+                    record: Some(record),
+                    output,
+                }),
             },
             AttemptResult::Failed { error } => {
                 let error = StepError::from_failure(&error);
                 record.error = Some(error.clone());
                 if error.retryable && attempt < step.retry.max_attempts {
                     let retry_at = now_ms() + step.retry.delay(attempt).as_millis() as u64;
-                    self.emit(EventKind::StepRetrying { step: step.id.clone(), item, record, retry_at_ms: retry_at });
-                    self.timers.push(Reverse((retry_at, Timer::Retry { step: index, item })));
+                    self.emit(EventKind::StepRetrying {
+                        step: step.id.clone(),
+                        item,
+                        record,
+                        retry_at_ms: retry_at,
+                    });
+                    self.timers
+                        .push(Reverse((retry_at, Timer::Retry { step: index, item })));
                 } else {
                     self.fail_step(index, item, Some(record), error);
                 }
@@ -526,11 +651,21 @@ impl<'a> Driver<'a> {
     /// Completes a for_each step once every item succeeded.
     fn maybe_finish_for_each(&mut self, index: usize) {
         let state = &self.state.steps[index];
-        if state.status != StepStatus::Running || state.items.is_none() || !state.units.iter().all(|u| u.status == Some(StepStatus::Succeeded)) {
+        if state.status != StepStatus::Running || state.items.is_none() || self.remaining[index] > 0 {
             return;
         }
-        let output = Value::Array(state.units.iter().map(|u| u.output.clone().unwrap_or(Value::Null)).collect());
-        self.emit(EventKind::StepSucceeded { step: self.id(index).to_string(), record: None, output });
+        let output = Value::Array(
+            state
+                .units
+                .iter()
+                .map(|u| u.output.clone().unwrap_or(Value::Null))
+                .collect(),
+        );
+        self.emit(EventKind::StepSucceeded {
+            step: self.id(index).to_string(),
+            record: None,
+            output,
+        });
     }
 
     /// A step failed for good: its other items stop, then its `on_failure` applies.
@@ -540,12 +675,23 @@ impl<'a> Driver<'a> {
         for handle in self.handles[index].drain(..) {
             handle.abort();
         }
+        if self.inline.as_ref().is_some_and(|(step, _)| *step == index) {
+            self.inline = None;
+        }
         self.running[index] = 0;
-        self.timers.retain(|Reverse((_, timer))| !matches!(timer, Timer::Retry { step, .. } | Timer::Sleep { step } if *step == index));
+        self.timers.retain(
+            |Reverse((_, timer))| !matches!(timer, Timer::Retry { step, .. } | Timer::Sleep { step } if *step == index),
+        );
         let message = error.to_string();
-        self.emit(EventKind::StepFailed { step: step.id.clone(), item, record, error });
+        self.emit(EventKind::StepFailed {
+            step: step.id.clone(),
+            item,
+            record,
+            error,
+        });
         if step.on_failure != OnFailure::Continue {
             // Running siblings are abandoned with the run.
+            self.inline = None;
             self.tasks.abort_all();
             self.stop(format!("step {} failed: {message}", step.id));
         }
@@ -566,7 +712,11 @@ impl<'a> Driver<'a> {
                 }
                 Timer::Sleep { step } => {
                     if self.state.steps[step].status == StepStatus::Waiting {
-                        self.emit(EventKind::StepSucceeded { step: self.id(step).to_string(), record: None, output: Value::Null });
+                        self.emit(EventKind::StepSucceeded {
+                            step: self.id(step).to_string(),
+                            record: None,
+                            output: Value::Null,
+                        });
                     }
                 }
             }
@@ -575,6 +725,7 @@ impl<'a> Driver<'a> {
 
     /// Aborts every running attempt and waits until they are gone.
     async fn abort_all(&mut self) {
+        self.inline = None;
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
         self.running.iter_mut().for_each(|r| *r = 0);
@@ -588,10 +739,14 @@ impl<'a> Driver<'a> {
         for index in 0..self.workflow.steps.len() {
             let id = self.id(index).to_string();
             match self.state.steps[index].status {
-                StepStatus::Running | StepStatus::Waiting => {
-                    self.emit(EventKind::StepCanceled { step: id, reason: format!("run stopped: {reason}") })
-                }
-                StepStatus::Pending => self.emit(EventKind::StepSkipped { step: id, reason: format!("run stopped: {reason}") }),
+                StepStatus::Running | StepStatus::Waiting => self.emit(EventKind::StepCanceled {
+                    step: id,
+                    reason: format!("run stopped: {reason}"),
+                }),
+                StepStatus::Pending => self.emit(EventKind::StepSkipped {
+                    step: id,
+                    reason: format!("run stopped: {reason}"),
+                }),
                 _ => {}
             }
         }
@@ -605,7 +760,10 @@ impl<'a> Driver<'a> {
         for index in 0..self.workflow.steps.len() {
             if !self.state.steps[index].status.is_terminal() {
                 let id = self.id(index).to_string();
-                self.emit(EventKind::StepCanceled { step: id, reason: reason.clone() });
+                self.emit(EventKind::StepCanceled {
+                    step: id,
+                    reason: reason.clone(),
+                });
             }
         }
         self.emit(EventKind::RunCanceled { reason });
@@ -635,7 +793,9 @@ impl<'a> Driver<'a> {
         };
         match output {
             Ok(output) => self.emit(EventKind::RunCompleted { output }),
-            Err(message) => self.emit(EventKind::RunFailed { error: format!("output: {message}") }),
+            Err(message) => self.emit(EventKind::RunFailed {
+                error: format!("output: {message}"),
+            }),
         }
     }
 }

@@ -35,7 +35,10 @@ impl MemoryJournal {
 
     /// A journal that also sends every event to `listener`.
     pub fn with_listener(listener: tokio::sync::mpsc::UnboundedSender<Event>) -> Self {
-        MemoryJournal { events: Mutex::new(Vec::new()), listener: Some(listener) }
+        MemoryJournal {
+            events: Mutex::new(Vec::new()),
+            listener: Some(listener),
+        }
     }
 
     pub fn events(&self) -> Vec<Event> {

@@ -27,7 +27,9 @@ impl LocalModules {
         pairs
             .iter()
             .map(|pair| match pair.split_once('=') {
-                Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_string(), PathBuf::from(path))),
+                Some((name, path)) if !name.is_empty() && !path.is_empty() => {
+                    Ok((name.to_string(), PathBuf::from(path)))
+                }
                 _ => Err(format!("--module {pair:?}: expected NAME=PATH")),
             })
             .collect()
@@ -47,9 +49,13 @@ impl LocalModules {
         }
         let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
         let Some(store) = &self.store else {
-            return Err(format!("module {reference} is not given (use --module {reference}=PATH)"));
+            return Err(format!(
+                "module {reference} is not given (use --module {reference}=PATH)"
+            ));
         };
-        let digest = store.resolve(&parsed).map_err(|e| format!("{e} (use --module NAME=PATH or `sandstep module add`)"))?;
+        let digest = store
+            .resolve(&parsed)
+            .map_err(|e| format!("{e} (use --module NAME=PATH or `sandstep module add`)"))?;
         store.read(&digest).map_err(|e| e.to_string())
     }
 
@@ -58,28 +64,43 @@ impl LocalModules {
         let mut modules = HashMap::new();
         let mut errors = Vec::new();
         for step in &workflow.steps {
-            let Action::Module { reference, .. } = &step.action else { continue };
+            let Action::Module { reference, .. } = &step.action else {
+                continue;
+            };
             if modules.contains_key(reference) {
                 continue;
             }
-            let loaded = self
-                .bytes(reference)
-                .and_then(|bytes| self.sandbox.load(&bytes).map_err(|e| format!("module {reference} was rejected: {e}")));
+            let loaded = self.bytes(reference).and_then(|bytes| {
+                self.sandbox
+                    .load(&bytes)
+                    .map_err(|e| format!("module {reference} was rejected: {e}"))
+            });
             match loaded {
                 Ok(module) => {
                     modules.insert(reference.clone(), Arc::new(module));
                 }
-                Err(message) => errors.push(ValidationError { location: format!("steps.{}.module", step.id), message }),
+                Err(message) => errors.push(ValidationError {
+                    location: format!("steps.{}.module", step.id),
+                    message,
+                }),
             }
         }
-        if errors.is_empty() { Ok(modules) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(modules)
+        } else {
+            Err(errors)
+        }
     }
 }
 
 impl ModuleCatalog for LocalModules {
     fn check(&self, reference: &str) -> Result<(), String> {
         if let Some(path) = self.file_for(reference) {
-            return if path.is_file() { Ok(()) } else { Err(format!("no such file: {}", path.display())) };
+            return if path.is_file() {
+                Ok(())
+            } else {
+                Err(format!("no such file: {}", path.display()))
+            };
         }
         let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
         match &self.store {
@@ -87,7 +108,9 @@ impl ModuleCatalog for LocalModules {
                 .resolve(&parsed)
                 .map(|_| ())
                 .map_err(|e| format!("{e} (use --module NAME=PATH or `sandstep module add`)")),
-            None => Err(format!("module {reference} is not given (use --module {reference}=PATH)")),
+            None => Err(format!(
+                "module {reference} is not given (use --module {reference}=PATH)"
+            )),
         }
     }
 }

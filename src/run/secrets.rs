@@ -34,10 +34,15 @@ impl Secrets {
     /// Adds secrets from a file: a JSON object of strings, or `KEY=VALUE`
     /// lines (blank lines and `#` comments ignored).
     pub fn load_file(&mut self, path: &Path) -> Result<(), String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read secrets file {}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("cannot read secrets file {}: {e}", path.display()))?;
         if text.trim_start().starts_with('{') {
-            let map: BTreeMap<String, String> = serde_json::from_str(&text)
-                .map_err(|e| format!("secrets file {}: expected a JSON object of strings: {e}", path.display()))?;
+            let map: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "secrets file {}: expected a JSON object of strings: {e}",
+                    path.display()
+                )
+            })?;
             self.values.extend(map);
             return Ok(());
         }
@@ -46,9 +51,13 @@ impl Secrets {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (key, value) = line
-                .split_once('=')
-                .ok_or_else(|| format!("secrets file {} line {}: expected KEY=VALUE", path.display(), number + 1))?;
+            let (key, value) = line.split_once('=').ok_or_else(|| {
+                format!(
+                    "secrets file {} line {}: expected KEY=VALUE",
+                    path.display(),
+                    number + 1
+                )
+            })?;
             self.values.insert(key.trim().to_string(), value.trim().to_string());
         }
         Ok(())
@@ -60,7 +69,12 @@ impl Secrets {
 
     /// The secrets as a JSON object, for template scopes.
     pub fn to_json(&self) -> Value {
-        Value::Object(self.values.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+        Value::Object(
+            self.values
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
+        )
     }
 
     /// `text` with every secret value replaced by [`REDACTED`].
@@ -77,10 +91,8 @@ impl Secrets {
     /// Redacts every string inside a JSON value.
     pub fn redact_value(&self, value: &mut Value) {
         match value {
-            Value::String(s) => {
-                if self.values.values().any(|v| !v.is_empty() && s.contains(v.as_str())) {
-                    *s = self.redact(s);
-                }
+            Value::String(s) if self.values.values().any(|v| !v.is_empty() && s.contains(v.as_str())) => {
+                *s = self.redact(s);
             }
             Value::Array(items) => items.iter_mut().for_each(|v| self.redact_value(v)),
             Value::Object(map) => map.values_mut().for_each(|v| self.redact_value(v)),

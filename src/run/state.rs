@@ -51,7 +51,10 @@ pub enum StepStatus {
 
 impl StepStatus {
     pub fn is_terminal(self) -> bool {
-        matches!(self, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Canceled)
+        matches!(
+            self,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped | StepStatus::Canceled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -165,7 +168,11 @@ impl RunState {
             input: Value::Null,
             output: None,
             error: None,
-            steps: workflow.steps.iter().map(|s| (s.id.clone(), StepState::new())).collect(),
+            steps: workflow
+                .steps
+                .iter()
+                .map(|s| (s.id.clone(), StepState::new()))
+                .collect(),
             last_seq: 0,
         }
     }
@@ -199,7 +206,9 @@ impl RunState {
                 step.items = Some(*items);
                 step.units = vec![UnitState::default(); *items];
             }
-            EventKind::StepStarted { step, item, attempt, .. } => {
+            EventKind::StepStarted {
+                step, item, attempt, ..
+            } => {
                 let step = self.step(step);
                 step.status = StepStatus::Running;
                 let unit = step.unit(*item);
@@ -214,14 +223,24 @@ impl RunState {
                 step.status = StepStatus::Waiting;
                 step.waiting_until_ms = Some(*until_ms);
             }
-            EventKind::StepRetrying { step, item, record, retry_at_ms } => {
+            EventKind::StepRetrying {
+                step,
+                item,
+                record,
+                retry_at_ms,
+            } => {
                 let unit = self.step(step).unit(*item);
                 unit.attempts.push(record.clone());
                 unit.running = None;
                 unit.status = Some(StepStatus::Pending);
                 unit.retry_at_ms = Some(*retry_at_ms);
             }
-            EventKind::ItemSucceeded { step, item, record, output } => {
+            EventKind::ItemSucceeded {
+                step,
+                item,
+                record,
+                output,
+            } => {
                 let unit = self.step(step).unit(Some(*item));
                 unit.attempts.push(record.clone());
                 unit.running = None;
@@ -241,7 +260,12 @@ impl RunState {
                 step.output = Some(output.clone());
                 step.waiting_until_ms = None;
             }
-            EventKind::StepFailed { step, item, record, error } => {
+            EventKind::StepFailed {
+                step,
+                item,
+                record,
+                error,
+            } => {
                 let step = self.step(step);
                 if record.is_some() || item.is_some() {
                     let unit = step.unit(*item);

@@ -160,7 +160,9 @@ pub struct StepDef {
 fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(text)) => crate::units::parse_duration(&text).map(Some).map_err(serde::de::Error::custom),
+        Some(Value::String(text)) => crate::units::parse_duration(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
         Some(other) => Err(serde::de::Error::custom(format!(
             "expected a duration such as \"30s\", got {}",
             crate::workflow::template::kind_of(&other)
@@ -171,10 +173,13 @@ fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
 fn size_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => {
-            n.as_u64().map(Some).ok_or_else(|| serde::de::Error::custom("a size must be a whole number of bytes"))
-        }
-        Some(Value::String(text)) => crate::units::parse_size(&text).map(Some).map_err(serde::de::Error::custom),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("a size must be a whole number of bytes")),
+        Some(Value::String(text)) => crate::units::parse_size(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
         Some(other) => Err(serde::de::Error::custom(format!(
             "expected a size such as \"64MiB\", got {}",
             crate::workflow::template::kind_of(&other)

@@ -22,7 +22,11 @@ pub fn check_type(name: &str, ty: InputType, value: &Value) -> Result<(), String
         Ok(())
     } else {
         let expected = serde_json::to_value(ty_name(ty)).unwrap_or_default();
-        Err(format!("input {name} must be {}, got {}", expected.as_str().unwrap_or("?"), kind_of(value)))
+        Err(format!(
+            "input {name} must be {}, got {}",
+            expected.as_str().unwrap_or("?"),
+            kind_of(value)
+        ))
     }
 }
 
@@ -44,7 +48,12 @@ pub fn resolve(declared: &IndexMap<String, InputDef>, given: &Value) -> Result<V
     let given = match given {
         Value::Null => Map::new(),
         Value::Object(map) => map.clone(),
-        other => return Err(vec![format!("the run input must be a JSON object, got {}", kind_of(other))]),
+        other => {
+            return Err(vec![format!(
+                "the run input must be a JSON object, got {}",
+                kind_of(other)
+            )])
+        }
     };
     if declared.is_empty() {
         return Ok(Value::Object(given));
@@ -71,5 +80,9 @@ pub fn resolve(declared: &IndexMap<String, InputDef>, given: &Value) -> Result<V
             }
         }
     }
-    if errors.is_empty() { Ok(Value::Object(resolved)) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(Value::Object(resolved))
+    } else {
+        Err(errors)
+    }
 }

@@ -40,14 +40,25 @@ type Parsed = (WorkflowDef, Vec<(String, StepDef)>, Vec<ValidationError>);
 /// Parses the document, then each step on its own so that every malformed
 /// step is reported, located by its id (`steps.fetch`) or position (`steps[2]`).
 fn parse(source: &str) -> Result<Parsed, Vec<ValidationError>> {
-    let error = |location: &str, message: String| vec![ValidationError { location: location.into(), message }];
+    let error = |location: &str, message: String| {
+        vec![ValidationError {
+            location: location.into(),
+            message,
+        }]
+    };
     let document: Value = if source.trim_start().starts_with('{') {
         serde_json::from_str(source).map_err(|e| error("document", format!("invalid JSON: {e}")))?
     } else {
         serde_yaml_ng::from_str(source).map_err(|e| error("document", format!("invalid YAML: {e}")))?
     };
     if !document.is_object() {
-        return Err(error("document", format!("expected a mapping with name and steps, got {}", template::kind_of(&document))));
+        return Err(error(
+            "document",
+            format!(
+                "expected a mapping with name and steps, got {}",
+                template::kind_of(&document)
+            ),
+        ));
     }
     let def: WorkflowDef = serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
@@ -65,8 +76,15 @@ fn parse(source: &str) -> Result<Parsed, Vec<ValidationError>> {
             Ok(step) => steps.push((location, step)),
             Err(e) => {
                 let path = e.path().to_string();
-                let at = if path == "." { location } else { format!("{location}.{path}") };
-                errors.push(ValidationError { location: at, message: e.into_inner().to_string() });
+                let at = if path == "." {
+                    location
+                } else {
+                    format!("{location}.{path}")
+                };
+                errors.push(ValidationError {
+                    location: at,
+                    message: e.into_inner().to_string(),
+                });
             }
         }
     }

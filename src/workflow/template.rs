@@ -60,7 +60,9 @@ impl Template {
                 parts.push(Part::Text(rest[..start].to_string()));
             }
             let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or_else(|| format!("unclosed `{{{{` in {source:?}"))?;
+            let end = after
+                .find("}}")
+                .ok_or_else(|| format!("unclosed `{{{{` in {source:?}"))?;
             let expr = after[..end].trim();
             if expr.is_empty() {
                 return Err(format!("empty `{{{{ }}}}` in {source:?}"));
@@ -77,7 +79,10 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
         }
-        Ok(Template { source: source.to_string(), parts })
+        Ok(Template {
+            source: source.to_string(),
+            parts,
+        })
     }
 
     /// Compiles a bare expression (`when:`), also accepting it wrapped in `{{ }}`.
@@ -86,11 +91,16 @@ impl Template {
         if trimmed.starts_with("{{") {
             let template = Template::compile(trimmed)?;
             if template.parts.len() != 1 || !matches!(template.parts[0], Part::Expr(_)) {
-                return Err(format!("expected one expression, got text and expressions in {source:?}"));
+                return Err(format!(
+                    "expected one expression, got text and expressions in {source:?}"
+                ));
             }
             return Ok(template);
         }
-        Template::compile(&format!("{{{{ {trimmed} }}}}"))
+        let mut template = Template::compile(&format!("{{{{ {trimmed} }}}}"))?;
+        // Messages quote the condition as it was written.
+        template.source = trimmed.to_string();
+        Ok(template)
     }
 
     pub fn source(&self) -> &str {
@@ -260,7 +270,11 @@ impl TemplateValue {
     pub fn compile(value: &Value) -> Result<TemplateValue, Vec<(String, String)>> {
         let mut errors = Vec::new();
         let compiled = Self::compile_at(value, String::new(), &mut errors);
-        if errors.is_empty() { Ok(compiled) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(compiled)
+        } else {
+            Err(errors)
+        }
     }
 
     fn compile_at(value: &Value, at: String, errors: &mut Vec<(String, String)>) -> TemplateValue {
@@ -273,7 +287,11 @@ impl TemplateValue {
                 }
             },
             Value::Array(items) => TemplateValue::Array(
-                items.iter().enumerate().map(|(i, v)| Self::compile_at(v, format!("{at}[{i}]"), errors)).collect(),
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| Self::compile_at(v, format!("{at}[{i}]"), errors))
+                    .collect(),
             ),
             Value::Object(map) => TemplateValue::Object(
                 map.iter()
@@ -316,7 +334,10 @@ impl TemplateValue {
                 Value::Array(items.iter().map(|i| i.render(scope)).collect::<Result<_, _>>()?)
             }
             TemplateValue::Object(fields) => Value::Object(
-                fields.iter().map(|(k, v)| Ok((k.clone(), v.render(scope)?))).collect::<Result<_, String>>()?,
+                fields
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), v.render(scope)?)))
+                    .collect::<Result<_, String>>()?,
             ),
         })
     }
@@ -333,7 +354,9 @@ mod tests {
             "steps": { "fetch": { "output": { "email": "a@b.c", "friends": [{"name": "x"}], "age": 41 }, "status": "succeeded" } },
             "run": { "id": "r1" },
             "workflow": { "name": "wf" },
-        }) else { unreachable!() };
+        }) else {
+            unreachable!()
+        };
         Scope::new(map)
     }
 
@@ -346,21 +369,36 @@ mod tests {
         assert_eq!(render("{{ steps.fetch.output.friends }}"), Ok(json!([{"name": "x"}])));
         assert_eq!(render("{{ steps.fetch.output }}").unwrap()["age"], json!(41));
         assert_eq!(render("{{ inputs.n * 2 }}"), Ok(json!(6)));
-        assert_eq!(render(" {{ inputs.n > 2 }} "), Ok(json!(" true ")), "surrounding text makes it a string");
+        assert_eq!(
+            render(" {{ inputs.n > 2 }} "),
+            Ok(json!(" true ")),
+            "surrounding text makes it a string"
+        );
     }
 
     #[test]
     fn mixed_text_interpolates() {
-        assert_eq!(render("Hi {{ inputs.user_id }} ({{ steps.fetch.output.age }})"), Ok(json!("Hi u1 (41)")));
-        assert_eq!(render("list: {{ steps.fetch.output.friends }}"), Ok(json!("list: [{\"name\":\"x\"}]")));
+        assert_eq!(
+            render("Hi {{ inputs.user_id }} ({{ steps.fetch.output.age }})"),
+            Ok(json!("Hi u1 (41)"))
+        );
+        assert_eq!(
+            render("list: {{ steps.fetch.output.friends }}"),
+            Ok(json!("list: [{\"name\":\"x\"}]"))
+        );
     }
 
     #[test]
     fn values_are_not_templated_again() {
-        let Value::Object(mut map) = json!({ "inputs": { "text": "{{ run.id }}" }, "run": {"id": "r1"} }) else { panic!() };
+        let Value::Object(mut map) = json!({ "inputs": { "text": "{{ run.id }}" }, "run": {"id": "r1"} }) else {
+            panic!()
+        };
         map.insert("steps".into(), json!({}));
         let scope = Scope::new(map);
-        assert_eq!(Template::compile("{{ inputs.text }}").unwrap().render(&scope), Ok(json!("{{ run.id }}")));
+        assert_eq!(
+            Template::compile("{{ inputs.text }}").unwrap().render(&scope),
+            Ok(json!("{{ run.id }}"))
+        );
     }
 
     #[test]
@@ -369,15 +407,22 @@ mod tests {
             render("{{ steps.fetch.output.emial }}"),
             Err("steps.fetch.output.emial does not exist (steps.fetch.output has email, friends, age)".into())
         );
-        assert_eq!(render("to {{ inputs.nobody }}"), Err("inputs.nobody does not exist (inputs has user_id, n)".into()));
+        assert_eq!(
+            render("to {{ inputs.nobody }}"),
+            Err("inputs.nobody does not exist (inputs has user_id, n)".into())
+        );
         assert_eq!(render("{{ secrets.KEY }}"), Err("no secrets are set".into()));
     }
 
     #[test]
     fn malformed_templates_are_rejected() {
-        assert!(Template::compile("{{ steps.fetch. }}").unwrap_err().starts_with("malformed expression `steps.fetch.`"));
+        assert!(Template::compile("{{ steps.fetch. }}")
+            .unwrap_err()
+            .starts_with("malformed expression `steps.fetch.`"));
         assert!(Template::compile("{{ a").unwrap_err().starts_with("unclosed `{{`"));
-        assert!(Template::compile("{% if a %}x{% endif %}").unwrap_err().contains("not supported"));
+        assert!(Template::compile("{% if a %}x{% endif %}")
+            .unwrap_err()
+            .contains("not supported"));
         assert!(Template::compile("{{ }}").unwrap_err().starts_with("empty"));
     }
 

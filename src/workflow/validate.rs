@@ -53,7 +53,10 @@ pub struct Step {
 #[derive(Debug)]
 pub enum Action {
     /// Run a module; `args` go to a command.
-    Module { reference: String, args: Vec<TemplateValue> },
+    Module {
+        reference: String,
+        args: Vec<TemplateValue>,
+    },
     /// Wait, then succeed with a null output.
     Sleep(Duration),
 }
@@ -88,7 +91,10 @@ impl RetryPolicy {
     };
 
     /// The policy `on_failure: retry` means when the workflow sets none.
-    pub const DEFAULT: RetryPolicy = RetryPolicy { max_attempts: 3, ..RetryPolicy::NONE };
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        ..RetryPolicy::NONE
+    };
 
     /// The delay before attempt `attempt + 1`, after attempt `attempt` failed.
     pub fn delay(&self, attempt: u32) -> Duration {
@@ -120,7 +126,10 @@ struct Errors(Vec<ValidationError>);
 
 impl Errors {
     fn add(&mut self, location: impl Into<String>, message: impl Into<String>) {
-        self.0.push(ValidationError { location: location.into(), message: message.into() });
+        self.0.push(ValidationError {
+            location: location.into(),
+            message: message.into(),
+        });
     }
 }
 
@@ -141,11 +150,20 @@ pub fn validate(
 ) -> Result<Workflow, Vec<ValidationError>> {
     let mut errors = Errors(std::mem::take(&mut errors));
     if crate::modules::check_name(&def.name).is_err() {
-        errors.add("name", format!("invalid workflow name {:?}: use a-z, 0-9, '.', '_', '-', starting with a letter or digit", def.name));
+        errors.add(
+            "name",
+            format!(
+                "invalid workflow name {:?}: use a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+                def.name
+            ),
+        );
     }
     for (name, input) in &def.inputs {
         if !valid_id(name) {
-            errors.add(format!("inputs.{name}"), "invalid input name: use letters, digits and _");
+            errors.add(
+                format!("inputs.{name}"),
+                "invalid input name: use letters, digits and _",
+            );
         }
         if let Some(default) = &input.default {
             if let Err(message) = super::inputs::check_type(name, input.ty, default) {
@@ -155,7 +173,10 @@ pub fn validate(
     }
     let concurrency = def.concurrency.unwrap_or(caps.concurrency);
     if concurrency == 0 || concurrency > caps.concurrency {
-        errors.add("concurrency", format!("must be between 1 and the cap of {}", caps.concurrency));
+        errors.add(
+            "concurrency",
+            format!("must be between 1 and the cap of {}", caps.concurrency),
+        );
     }
     if def.steps.is_empty() {
         errors.add("steps", "a workflow needs at least one step");
@@ -167,7 +188,10 @@ pub fn validate(
         if !valid_id(&step.id) {
             errors.add(
                 location.as_str(),
-                format!("invalid step id {:?}: use letters, digits and _ (it is read in templates as steps.<id>)", step.id),
+                format!(
+                    "invalid step id {:?}: use letters, digits and _ (it is read in templates as steps.<id>)",
+                    step.id
+                ),
             );
         } else if index.insert(step.id.clone(), position).is_some() {
             errors.add(location.as_str(), format!("duplicate step id {:?}", step.id));
@@ -175,8 +199,22 @@ pub fn validate(
     }
 
     let default_limits = match &def.defaults.limits {
-        Some(limits) => apply_limits(Limits::default(), limits, def.defaults.timeout, "defaults", caps, &mut errors),
-        None => apply_limits(Limits::default(), &LimitsDef::default(), def.defaults.timeout, "defaults", caps, &mut errors),
+        Some(limits) => apply_limits(
+            Limits::default(),
+            limits,
+            def.defaults.timeout,
+            "defaults",
+            caps,
+            &mut errors,
+        ),
+        None => apply_limits(
+            Limits::default(),
+            &LimitsDef::default(),
+            def.defaults.timeout,
+            "defaults",
+            caps,
+            &mut errors,
+        ),
     };
     let default_retry = match &def.defaults.retry {
         Some(retry) => check_retry(RetryPolicy::DEFAULT.merged(retry), "defaults.retry", caps, &mut errors),
@@ -257,7 +295,10 @@ fn compile_step(
             Action::Sleep(Duration::ZERO)
         }
         (None, None) => {
-            errors.add(location.as_str(), "a step needs `module` (a module to run) or `sleep` (a duration)");
+            errors.add(
+                location.as_str(),
+                "a step needs `module` (a module to run) or `sleep` (a duration)",
+            );
             Action::Sleep(Duration::ZERO)
         }
         (None, Some(duration)) => {
@@ -289,7 +330,10 @@ fn compile_step(
                     args.push(compiled);
                 }
             }
-            Action::Module { reference: reference.clone(), args }
+            Action::Module {
+                reference: reference.clone(),
+                args,
+            }
         }
     };
 
@@ -309,17 +353,24 @@ fn compile_step(
         input.templates().into_iter().map(|t| (t, at("input"), true)).collect();
     if let Action::Module { args, .. } = &action {
         for (i, arg) in args.iter().enumerate() {
-            templated.extend(arg.templates().into_iter().map(|t| (t, at(&format!("args[{i}]")), true)));
+            templated.extend(
+                arg.templates()
+                    .into_iter()
+                    .map(|t| (t, at(&format!("args[{i}]")), true)),
+            );
         }
     }
 
-    let when = step.when.as_deref().and_then(|source| match Template::compile_expression(source) {
-        Ok(t) => Some(t),
-        Err(e) => {
-            errors.add(at("when"), e);
-            None
-        }
-    });
+    let when = step
+        .when
+        .as_deref()
+        .and_then(|source| match Template::compile_expression(source) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.add(at("when"), e);
+                None
+            }
+        });
     if let Some(when) = &when {
         templated.push((when, at("when"), false));
     }
@@ -335,14 +386,20 @@ fn compile_step(
         },
         Some(Value::Array(items)) => {
             if items.len() > caps.for_each_items {
-                errors.add(at("for_each"), format!("{} items, more than the cap of {}", items.len(), caps.for_each_items));
+                errors.add(
+                    at("for_each"),
+                    format!("{} items, more than the cap of {}", items.len(), caps.for_each_items),
+                );
             }
             Some(ForEach::Items(items.clone()))
         }
         Some(other) => {
             errors.add(
                 at("for_each"),
-                format!("expected an array or a template such as \"{{{{ steps.x.output.items }}}}\", got {}", super::template::kind_of(other)),
+                format!(
+                    "expected an array or a template such as \"{{{{ steps.x.output.items }}}}\", got {}",
+                    super::template::kind_of(other)
+                ),
             );
             None
         }
@@ -353,9 +410,10 @@ fn compile_step(
     match step.concurrency {
         Some(_) if !is_for_each => errors.add(at("concurrency"), "`concurrency` applies to `for_each` steps only"),
         Some(0) => errors.add(at("concurrency"), "must be at least 1"),
-        Some(n) if n > caps.concurrency => {
-            errors.add(at("concurrency"), format!("{n} is above the cap of {}", caps.concurrency))
-        }
+        Some(n) if n > caps.concurrency => errors.add(
+            at("concurrency"),
+            format!("{n} is above the cap of {}", caps.concurrency),
+        ),
         _ => {}
     }
 
@@ -429,34 +487,46 @@ fn check_paths(
     for path in template.paths() {
         let segments: Vec<&str> = path.split('.').collect();
         match segments[0] {
-            "steps" => match (segments.get(1), segments.get(2)) {
-                (Some(id), Some(field)) => match index.get(*id) {
-                    Some(&i) if Some(i) == own => {
-                        errors.add(location, format!("{source:?} reads the step's own result"))
-                    }
-                    Some(&i) => {
-                        if !["output", "result", "status"].contains(field) {
-                            errors.add(
+            "steps" => {
+                match (segments.get(1), segments.get(2)) {
+                    (Some(id), Some(field)) => match index.get(*id) {
+                        Some(&i) if Some(i) == own => {
+                            errors.add(location, format!("{source:?} reads the step's own result"))
+                        }
+                        Some(&i) => {
+                            if !["output", "result", "status"].contains(field) {
+                                errors.add(
                                 location,
                                 format!("{source:?}: steps.{id}.{field} is not a step field (use output, result or status)"),
                             );
+                            }
+                            deps.push(i);
                         }
-                        deps.push(i);
-                    }
-                    None => errors.add(location, format!("{source:?} refers to unknown step {id:?}")),
-                },
-                _ => errors.add(location, format!("{source:?}: refer to a step as steps.<id>.output, .result or .status")),
-            },
-            "item" | "index" if !item_allowed => {
-                errors.add(location, format!("{source:?}: `{}` exists only in the input and args of a for_each step", segments[0]))
+                        None => errors.add(location, format!("{source:?} refers to unknown step {id:?}")),
+                    },
+                    _ => errors.add(
+                        location,
+                        format!("{source:?}: refer to a step as steps.<id>.output, .result or .status"),
+                    ),
+                }
             }
+            "item" | "index" if !item_allowed => errors.add(
+                location,
+                format!(
+                    "{source:?}: `{}` exists only in the input and args of a for_each step",
+                    segments[0]
+                ),
+            ),
             "inputs" if !inputs.is_empty() => {
                 if let Some(name) = segments.get(1) {
                     if !inputs.contains_key(*name) {
                         let declared: Vec<&str> = inputs.keys().map(String::as_str).collect();
                         errors.add(
                             location,
-                            format!("{source:?} reads undeclared input {name:?} (declared: {})", declared.join(", ")),
+                            format!(
+                                "{source:?} reads undeclared input {name:?} (declared: {})",
+                                declared.join(", ")
+                            ),
                         );
                     }
                 }
@@ -488,7 +558,10 @@ fn apply_limits(
     let above = |what: &str, value: String, cap: String| format!("{what} {value} is above the cap of {cap}");
     if let Some(fuel) = def.fuel {
         if fuel > caps.fuel {
-            errors.add(format!("{location}.limits.fuel"), above("fuel", fuel.to_string(), caps.fuel.to_string()));
+            errors.add(
+                format!("{location}.limits.fuel"),
+                above("fuel", fuel.to_string(), caps.fuel.to_string()),
+            );
         }
         limits.fuel = fuel;
     }
@@ -512,7 +585,11 @@ fn apply_limits(
         if timeout > caps.timeout {
             errors.add(
                 format!("{location}.timeout"),
-                above("timeout", crate::units::format_duration(timeout), crate::units::format_duration(caps.timeout)),
+                above(
+                    "timeout",
+                    crate::units::format_duration(timeout),
+                    crate::units::format_duration(caps.timeout),
+                ),
             );
         } else if timeout.is_zero() {
             errors.add(format!("{location}.timeout"), "must be longer than zero");
@@ -524,7 +601,10 @@ fn apply_limits(
 
 fn check_retry(policy: RetryPolicy, location: &str, caps: &Caps, errors: &mut Errors) -> RetryPolicy {
     if policy.max_attempts == 0 || policy.max_attempts > caps.max_attempts {
-        errors.add(format!("{location}.max_attempts"), format!("must be between 1 and {}", caps.max_attempts));
+        errors.add(
+            format!("{location}.max_attempts"),
+            format!("must be between 1 and {}", caps.max_attempts),
+        );
     }
     if !(policy.backoff >= 1.0 && policy.backoff.is_finite()) {
         errors.add(format!("{location}.backoff"), "must be at least 1.0");
@@ -533,7 +613,10 @@ fn check_retry(policy: RetryPolicy, location: &str, caps: &Caps, errors: &mut Er
         errors.add(format!("{location}.jitter"), "must be between 0.0 and 1.0");
     }
     if policy.max_interval < policy.initial_interval {
-        errors.add(format!("{location}.max_interval"), "must not be shorter than initial_interval");
+        errors.add(
+            format!("{location}.max_interval"),
+            "must not be shorter than initial_interval",
+        );
     }
     policy
 }
@@ -554,10 +637,18 @@ fn find_cycles(deps: &[Vec<usize>]) -> Vec<Vec<usize>> {
             match marks[dep] {
                 Mark::New => visit(dep, deps, marks, stack, out),
                 Mark::Active => {
-                    let start = stack.iter().position(|&n| n == dep).expect("active nodes are on the stack");
+                    let start = stack
+                        .iter()
+                        .position(|&n| n == dep)
+                        .expect("active nodes are on the stack");
                     let mut cycle: Vec<usize> = stack[start..].to_vec();
                     // Report it following `needs`, starting at its earliest step.
-                    let first = cycle.iter().enumerate().min_by_key(|(_, &n)| n).map(|(i, _)| i).unwrap_or(0);
+                    let first = cycle
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, &n)| n)
+                        .map(|(i, _)| i)
+                        .unwrap_or(0);
                     cycle.rotate_left(first);
                     if !out.contains(&cycle) {
                         out.push(cycle);

@@ -3,9 +3,11 @@
 
 #![allow(dead_code)]
 
+pub mod workflows;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use sandstep::limits::{EngineSettings, Limits};
 use sandstep::sandbox::{Attempt, AttemptRequest, Module, Sandbox, StepContext};
@@ -71,9 +73,9 @@ pub fn guests() -> &'static Guests {
 }
 
 /// One sandbox for the whole test process, as in a real server.
-pub fn sandbox() -> &'static Sandbox {
-    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
-    SANDBOX.get_or_init(|| Sandbox::new(EngineSettings::default(), None).expect("the sandbox starts"))
+pub fn sandbox() -> &'static Arc<Sandbox> {
+    static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();
+    SANDBOX.get_or_init(|| Arc::new(Sandbox::new(EngineSettings::default(), None).expect("the sandbox starts")))
 }
 
 /// Loads a guest into the shared sandbox, once per path.

@@ -1,0 +1,166 @@
+//! `sandstep bench workflow`: the executor's cost per step, in process with
+//! an in-memory journal (no durability), against the sandbox's own cost per
+//! attempt measured in the same process.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::limits::{Caps, EngineSettings, Limits};
+use crate::run::{Executor, Journal, MemoryJournal, RunSpec, RunState, RunStatus, Secrets};
+use crate::sandbox::{AttemptRequest, Sandbox, StepContext};
+
+#[derive(Debug, Serialize)]
+pub struct WorkflowReport {
+    /// Mean µs of one trivial attempt through `Sandbox::run`, run one after another.
+    pub sandbox_attempt_us: f64,
+    pub scenarios: Vec<Scenario>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    pub steps: usize,
+    /// Median of the repetitions.
+    pub total_ms: f64,
+    pub per_step_us: f64,
+    /// per_step_us minus the sandbox's attempt time: what the executor adds
+    /// (sequential scenarios only; with concurrency attempts overlap).
+    pub overhead_us: Option<f64>,
+}
+
+const REPEAT: usize = 5;
+
+pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
+    let sandbox = Arc::new(Sandbox::new(EngineSettings::default(), None)?);
+    let bytes = std::fs::read(trivial).with_context(|| format!("cannot read {}", trivial.display()))?;
+    let echo = Arc::new(sandbox.load(&bytes)?);
+
+    let limits = Limits::default();
+    let context = StepContext {
+        run_id: "b".into(),
+        step_id: "b".into(),
+        attempt: 1,
+        idempotency_key: "b".into(),
+    };
+    let request = AttemptRequest {
+        input: r#"{"n": 1}"#,
+        args: &[],
+        context: &context,
+        limits: &limits,
+    };
+    for _ in 0..500 {
+        sandbox.run(&echo, request).await;
+    }
+    let attempts = 5000;
+    let started = Instant::now();
+    for _ in 0..attempts {
+        sandbox.run(&echo, request).await;
+    }
+    let sandbox_attempt_us = started.elapsed().as_secs_f64() * 1e6 / attempts as f64;
+
+    let executor = Executor::new(sandbox.clone(), 64, Caps::default());
+    let modules: HashMap<String, Arc<crate::sandbox::Module>> = [("echo".to_string(), echo)].into();
+
+    let mut chain = String::from("name: chain\nsteps:\n  - { id: s0, module: echo, input: { n: 0 } }\n");
+    for i in 1..40 {
+        chain.push_str(&format!(
+            "  - {{ id: s{i}, module: echo, input: {{ n: \"{{{{ steps.s{}.output.n + 1 }}}}\" }} }}\n",
+            i - 1
+        ));
+    }
+    chain.push_str("output: \"{{ steps.s39.output.n }}\"\n");
+    let items: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let for_each = |concurrency: u32| {
+        format!(
+            "name: fan\nconcurrency: {concurrency}\nsteps:\n  - id: each\n    module: echo\n    for_each: [{}]\n    input: {{ i: \"{{{{ item }}}}\", at: \"{{{{ index }}}}\" }}\noutput: \"{{{{ steps.each.output | length }}}}\"\n",
+            items.join(", ")
+        )
+    };
+
+    let scenarios = [
+        ("40-step sequential chain", chain, 40, true),
+        ("1,000-item for_each, concurrency 1", for_each(1), 1000, true),
+        ("1,000-item for_each, concurrency 64", for_each(64), 1000, false),
+    ];
+    let mut out = Vec::new();
+    for (name, yaml, steps, sequential) in scenarios {
+        let workflow = Arc::new(
+            crate::workflow::load(&yaml, &Caps::default(), None)
+                .map_err(|e| anyhow::anyhow!("bench workflow is invalid: {e:?}"))?,
+        );
+        let mut totals = Vec::new();
+        for round in 0..=REPEAT {
+            let spec = RunSpec {
+                run_id: format!("bench-{round}"),
+                workflow: workflow.clone(),
+                modules: modules.clone(),
+                secrets: Arc::new(Secrets::default()),
+            };
+            let journal = MemoryJournal::new();
+            let queued = Executor::queue(&spec, &serde_json::json!({})).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            journal.append(std::slice::from_ref(&queued)).await?;
+            let mut state = RunState::new(&spec.run_id, &workflow);
+            state.apply(&queued);
+            let started = Instant::now();
+            let finished = executor
+                .execute(&spec, state, &journal, CancellationToken::new())
+                .await?;
+            let elapsed = started.elapsed();
+            anyhow::ensure!(
+                finished.status == RunStatus::Completed,
+                "{name}: run ended {:?}: {:?}",
+                finished.status,
+                finished.error
+            );
+            if round > 0 {
+                totals.push(elapsed); // round 0 warms up
+            }
+        }
+        totals.sort();
+        let median: Duration = totals[totals.len() / 2];
+        let per_step_us = median.as_secs_f64() * 1e6 / steps as f64;
+        out.push(Scenario {
+            name: name.to_string(),
+            steps,
+            total_ms: median.as_secs_f64() * 1e3,
+            per_step_us,
+            overhead_us: sequential.then_some(per_step_us - sandbox_attempt_us),
+        });
+    }
+    Ok(WorkflowReport {
+        sandbox_attempt_us,
+        scenarios: out,
+    })
+}
+
+impl std::fmt::Display for WorkflowReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "workflow: in process, in-memory journal, trivial step echo; median of {REPEAT} runs"
+        )?;
+        writeln!(f, "  sandbox attempt (baseline)  {:8.1} µs", self.sandbox_attempt_us)?;
+        writeln!(
+            f,
+            "{:<38} {:>10} {:>12} {:>18}",
+            "scenario", "total", "per step", "executor overhead"
+        )?;
+        for s in &self.scenarios {
+            let overhead = s
+                .overhead_us
+                .map_or("(concurrent)".to_string(), |o| format!("{o:.1} µs/step"));
+            writeln!(
+                f,
+                "{:<38} {:>7.2} ms {:>9.1} µs {:>18}",
+                s.name, s.total_ms, s.per_step_us, overhead
+            )?;
+        }
+        Ok(())
+    }
+}

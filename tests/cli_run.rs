@@ -1,0 +1,197 @@
+//! `sandstep run` and `sandstep validate`, black-box through the binary.
+
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+fn sandstep(data_dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sandstep"))
+        .args(args)
+        .env("SANDSTEP_DATA_DIR", data_dir)
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn example_modules() -> Vec<String> {
+    let g = guests();
+    [
+        ("wordcount", "wordcount"),
+        ("transform", "transform"),
+        ("stats", "stats-cmd"),
+        ("hello", "hello"),
+    ]
+    .iter()
+    .map(|(name, file)| format!("{name}={}", g.example(file).display()))
+    .collect()
+}
+
+fn run_example(data_dir: &std::path::Path, extra: &[&str]) -> Output {
+    let example = root().join("examples/text-report.yaml");
+    let modules = example_modules();
+    let mut args = vec!["run", example.to_str().unwrap()];
+    for m in &modules {
+        args.extend(["--module", m.as_str()]);
+    }
+    args.extend(extra);
+    sandstep(data_dir, &args)
+}
+
+#[test]
+fn run_prints_the_output_last_and_progress_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_example(
+        dir.path(),
+        &[
+            "--input",
+            r#"{"author": "Ada", "text": "the cat and the dog and the bird"}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        last,
+        json!({
+            "words": 8,
+            "frequent": ["and", "the"],
+            "mean_count": 1.6,
+            "greetings": ["Hello, Ada (and x2)!", "Hello, Ada (the x3)!"]
+        })
+    );
+    let stderr = text(&out.stderr);
+    for line in [
+        "run started",
+        "step count succeeded",
+        "step greet succeeded",
+        "run completed",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(line)),
+            "missing {line:?} in:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn run_events_are_json_lines_before_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_example(
+        dir.path(),
+        &["--input", r#"{"author": "Bo", "text": "a a b"}"#, "--events"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let events: Vec<Value> = lines[..lines.len() - 1]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.first().unwrap()["type"], "run.queued");
+    assert_eq!(events.last().unwrap()["type"], "run.completed");
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        serde_json::from_str::<Value>(lines.last().unwrap()).unwrap(),
+        events.last().unwrap()["output"]
+    );
+}
+
+#[test]
+fn run_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Bad input: refused before the run, exit 2.
+    let out = run_example(dir.path(), &["--input", r#"{"author": "Ada"}"#]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(text(&out.stderr), "error: input: input text is required\n");
+
+    // A failing run: exit 1, output null, the reason on stderr.
+    let wf = dir.path().join("fail.yaml");
+    std::fs::write(&wf, "name: fail\nsteps:\n  - { id: greet, module: hello, input: {} }\n").unwrap();
+    let hello = format!("hello={}", guests().example("hello").display());
+    let out = sandstep(dir.path(), &["run", wf.to_str().unwrap(), "--module", &hello]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout).lines().last(), Some("null"));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("step greet failed: guest_error: input.name must be a string"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with("failed: step greet failed: guest_error: input.name must be a string"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_uses_stored_modules() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guests().example("hello");
+    let added = sandstep(
+        dir.path(),
+        &[
+            "module",
+            "add",
+            hello.to_str().unwrap(),
+            "--name",
+            "hello",
+            "--tag",
+            "v1",
+        ],
+    );
+    assert!(added.status.success());
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(&wf, "name: stored\nsteps:\n  - { id: greet, module: \"hello:v1\", input: { name: Store } }\noutput: \"{{ steps.greet.output.greeting }}\"\n").unwrap();
+    let out = sandstep(dir.path(), &["run", wf.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "\"Hello, Store!\"\n");
+    // An unknown reference is a located error before anything runs.
+    std::fs::write(&wf, "name: stored\nsteps:\n  - { id: greet, module: \"hello:v2\" }\n").unwrap();
+    let out = sandstep(dir.path(), &["run", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(
+            "steps.greet.module: no module hello:v2 in the store (use --module NAME=PATH or `sandstep module add`)"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn validate_reports_every_error_with_its_location() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = sandstep(
+        dir.path(),
+        &["validate", root().join("examples/text-report.yaml").to_str().unwrap()],
+    );
+    assert!(ok.status.success());
+    assert_eq!(text(&ok.stdout), "ok: workflow text-report is valid (4 steps)\n");
+
+    let wf = dir.path().join("bad.yaml");
+    std::fs::write(
+        &wf,
+        "name: bad\nsteps:\n  - { id: a, module: x, needs: [b] }\n  - { id: a, module: x, timeout: soon }\n",
+    )
+    .unwrap();
+    let out = sandstep(dir.path(), &["validate", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let file = wf.display();
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "{file}: steps.a.timeout: invalid duration \"soon\": expected number at 0 (write e.g. 10ms, 1s, 5m, 24h)\n\
+             {file}: steps.a.needs: unknown step \"b\"\n\
+             2 errors found\n"
+        )
+    );
+}
