@@ -37,5 +37,7 @@ pub mod limits;
 pub mod modules;
 pub mod run;
 pub mod sandbox;
+pub mod server;
+pub mod store;
 pub mod units;
 pub mod workflow;

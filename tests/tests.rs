@@ -8,7 +8,9 @@ mod workflow_validation;
 
 mod cli_exec;
 mod cli_run;
+mod crash_recovery;
 mod isolation;
 mod limits;
 mod module_store;
 mod outcomes;
+mod server_api;

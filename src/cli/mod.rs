@@ -2,10 +2,12 @@
 //! one parses arguments and dispatches.
 
 mod bench;
+mod client;
 mod exec;
 mod module;
 mod progress;
 mod run;
+mod serve;
 mod validate;
 
 use std::path::PathBuf;
@@ -35,6 +37,14 @@ pub enum Command {
     Module(module::ModuleCommand),
     /// Run one step: a .wasm file, or a stored name[:tag] or digest.
     Exec(exec::ExecArgs),
+    /// Serve the HTTP API on the embedded store in the data directory.
+    Serve(serve::ServeArgs),
+    /// Workflows on a server.
+    #[command(subcommand)]
+    Workflow(client::WorkflowCommand),
+    /// Runs on a server.
+    #[command(subcommand)]
+    Runs(client::RunsCommand),
     /// Check a workflow definition: every error, with its location.
     Validate(validate::ValidateArgs),
     /// Run a workflow in this process, with live progress; prints its output JSON last.
@@ -67,8 +77,11 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Module(command) => module::run(&cli.data_dir, command),
+            Command::Module(command) => module::run(&cli.data_dir, command).await,
             Command::Exec(args) => exec::run(&cli.data_dir, args).await,
+            Command::Serve(args) => serve::run(&cli.data_dir, args).await,
+            Command::Workflow(command) => client::workflow(command).await,
+            Command::Runs(command) => client::runs(command).await,
             Command::Validate(args) => validate::run(&cli.data_dir, args).await,
             Command::Run(args) => run::run(&cli.data_dir, args).await,
             Command::Bench(command) => bench::run(&cli.data_dir, command).await,

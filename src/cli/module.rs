@@ -24,6 +24,16 @@ pub enum ModuleCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Upload a module to a server (as `module add` does locally).
+    Push {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = DEFAULT_TAG)]
+        tag: String,
+        #[command(flatten)]
+        server: super::client::ServerArgs,
+    },
     /// List stored modules.
     List {
         #[arg(long)]
@@ -37,8 +47,14 @@ pub(crate) fn local_sandbox(data_dir: &Path) -> anyhow::Result<Sandbox> {
     Ok(Sandbox::new(EngineSettings::default(), Some(&data_dir.join("cache")))?)
 }
 
-pub fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<ExitCode> {
     match command {
+        ModuleCommand::Push {
+            file,
+            name,
+            tag,
+            server,
+        } => super::client::push(file, name, tag, server).await,
         ModuleCommand::Add { file, name, tag, json } => {
             // Check the name first: a typo should not cost a compile.
             crate::modules::check_name(&name)?;

@@ -24,6 +24,8 @@ pub struct Event {
 pub struct AttemptRecord {
     pub attempt: u32,
     pub duration_us: u64,
+    #[serde(default)]
+    pub instantiate_us: u64,
     pub fuel_consumed: u64,
     pub peak_memory: u64,
     /// `None` when the attempt succeeded.

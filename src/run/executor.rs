@@ -88,8 +88,23 @@ impl Executor {
         journal: &dyn Journal,
         cancel: CancellationToken,
     ) -> Result<RunState, JournalError> {
+        self.execute_until(spec, state, journal, cancel, CancellationToken::new())
+            .await
+    }
+
+    /// Like [`Executor::execute`], but once `drain` fires no new attempt
+    /// starts: attempts in flight finish and are recorded, then this returns
+    /// with the run unfinished, ready to be continued (graceful shutdown).
+    pub async fn execute_until(
+        &self,
+        spec: &RunSpec,
+        state: RunState,
+        journal: &dyn Journal,
+        cancel: CancellationToken,
+        drain: CancellationToken,
+    ) -> Result<RunState, JournalError> {
         let mut driver = Driver::new(self, spec, state, journal);
-        driver.run(cancel).await?;
+        driver.run(cancel, drain).await?;
         Ok(driver.state)
     }
 }
@@ -194,7 +209,7 @@ impl<'a> Driver<'a> {
         &self.workflow.steps[step].id
     }
 
-    async fn run(&mut self, cancel: CancellationToken) -> Result<(), JournalError> {
+    async fn run(&mut self, cancel: CancellationToken, drain: CancellationToken) -> Result<(), JournalError> {
         match self.state.status {
             RunStatus::Queued => self.emit(EventKind::RunStarted),
             RunStatus::Canceling => {
@@ -205,9 +220,16 @@ impl<'a> Driver<'a> {
             _ => {}
         }
         self.resume();
+        let mut draining = false;
         loop {
-            self.schedule();
-            self.launch();
+            if draining {
+                if self.inline.is_none() && self.tasks.is_empty() {
+                    return self.commit().await;
+                }
+            } else {
+                self.schedule();
+                self.launch();
+            }
             if self.state.status.is_terminal() {
                 return self.commit().await;
             }
@@ -224,6 +246,7 @@ impl<'a> Driver<'a> {
             let next_timer = self.timers.peek().map(|Reverse((at, _))| instant_at(*at));
             tokio::select! {
                 biased;
+                _ = drain.cancelled(), if !draining => draining = true,
                 _ = cancel.cancelled() => {
                     self.emit(EventKind::RunCanceling { reason: "canceled by request".into() });
                     self.commit().await?;
@@ -606,6 +629,7 @@ impl<'a> Driver<'a> {
         let mut record = AttemptRecord {
             attempt,
             duration_us: result.duration.as_micros() as u64,
+            instantiate_us: result.instantiate.as_micros() as u64,
             fuel_consumed: result.fuel_consumed,
             peak_memory: result.peak_memory,
             error: None,

@@ -117,6 +117,9 @@ pub struct Attempt {
     /// Wall-clock time from store creation to the end of the call.
     #[serde(rename = "duration_us", with = "micros")]
     pub duration: Duration,
+    /// Time spent instantiating the module (part of `duration`).
+    #[serde(rename = "instantiate_us", with = "micros")]
+    pub instantiate: Duration,
     /// Fuel units the attempt consumed.
     pub fuel_consumed: u64,
     /// Largest total linear memory the attempt held, in bytes.

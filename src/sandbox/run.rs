@@ -96,6 +96,7 @@ impl Sandbox {
             meter: Meter::new(limits),
         };
         let mut store = self.new_store(data, limits, deadline);
+        let mut instantiated = Duration::ZERO;
         let ctx = bindings::Context {
             run_id: request.context.run_id.clone(),
             step_id: request.context.step_id.clone(),
@@ -104,6 +105,7 @@ impl Sandbox {
         };
         let called = tokio::time::timeout_at(deadline.into(), async {
             let step = pre.instantiate_async(&mut store).await.map_err(Stop::Instantiate)?;
+            instantiated = started.elapsed();
             step.call_run(&mut store, &ctx, request.input).await.map_err(Stop::Call)
         })
         .await
@@ -140,7 +142,7 @@ impl Sandbox {
                 Err(stop) => Err(classify(stop, &stderr, limits)),
             }
         };
-        finish(store, started, limits, result)
+        finish(store, started, instantiated, limits, result)
     }
 
     async fn run_command_component(
@@ -158,8 +160,10 @@ impl Sandbox {
             meter: Meter::new(limits),
         };
         let mut store = self.new_store(data, limits, deadline);
+        let mut instantiated = Duration::ZERO;
         let exit: Exit = tokio::time::timeout_at(deadline.into(), async {
             let command = pre.instantiate_async(&mut store).await.map_err(Stop::Instantiate)?;
+            instantiated = started.elapsed();
             match command.wasi_cli_run().call_run(&mut store).await {
                 Ok(Ok(())) => Ok(0),
                 Ok(Err(())) => Ok(1),
@@ -168,7 +172,7 @@ impl Sandbox {
         })
         .await
         .unwrap_or(Err(Stop::TimedOut));
-        finish_command(store, &stdio, started, limits, exit)
+        finish_command(store, &stdio, started, instantiated, limits, exit)
     }
 
     async fn run_command_core(&self, pre: &wasmtime::InstancePre<CoreState>, request: AttemptRequest<'_>) -> Attempt {
@@ -181,8 +185,10 @@ impl Sandbox {
             meter: Meter::new(limits),
         };
         let mut store = self.new_store(data, limits, deadline);
+        let mut instantiated = Duration::ZERO;
         let exit: Exit = tokio::time::timeout_at(deadline.into(), async {
             let instance = pre.instantiate_async(&mut store).await.map_err(Stop::Instantiate)?;
+            instantiated = started.elapsed();
             let start = instance
                 .get_typed_func::<(), ()>(&mut store, "_start")
                 .map_err(Stop::Instantiate)?;
@@ -193,7 +199,7 @@ impl Sandbox {
         })
         .await
         .unwrap_or(Err(Stop::TimedOut));
-        finish_command(store, &stdio, started, limits, exit)
+        finish_command(store, &stdio, started, instantiated, limits, exit)
     }
 }
 
@@ -213,6 +219,7 @@ fn finish_command<T: Metered>(
     mut store: Store<T>,
     stdio: &Stdio,
     started: Instant,
+    instantiated: Duration,
     limits: &Limits,
     exit: Exit,
 ) -> Attempt {
@@ -244,7 +251,7 @@ fn finish_command<T: Metered>(
             Err(stop) => Err(classify(stop, &stderr, limits)),
         }
     };
-    finish(store, started, limits, result)
+    finish(store, started, instantiated, limits, result)
 }
 
 fn memory_failure(meter: &Meter) -> Option<Failure> {
@@ -323,6 +330,7 @@ fn with_stderr(message: String, stderr: &[u8]) -> String {
 fn finish<T: Metered>(
     mut store: Store<T>,
     started: Instant,
+    instantiated: Duration,
     limits: &Limits,
     result: Result<serde_json::Value, Failure>,
 ) -> Attempt {
@@ -335,6 +343,7 @@ fn finish<T: Metered>(
             Err(error) => AttemptResult::Failed { error },
         },
         duration,
+        instantiate: instantiated,
         fuel_consumed: limits.fuel.saturating_sub(fuel_left),
         peak_memory: meter.limiter.peak_memory,
         logs: std::mem::take(&mut meter.logs.lines),

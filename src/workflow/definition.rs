@@ -186,3 +186,18 @@ fn size_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
         ))),
     }
 }
+
+/// The top-level `name` of a definition, without validating the rest (for
+/// clients that address the workflow by name).
+pub fn peek_name(source: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Named {
+        name: String,
+    }
+    let named: Named = if source.trim_start().starts_with('{') {
+        serde_json::from_str(source).ok()?
+    } else {
+        serde_yaml_ng::from_str(source).ok()?
+    };
+    Some(named.name)
+}

@@ -1,0 +1,271 @@
+//! Client commands against a server: `module push`, `workflow apply`,
+//! `runs start|get|list|watch|cancel`. `--server` or SANDSTEP_URL; the token
+//! from SANDSTEP_TOKEN.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use super::{EXIT_CANCELED, EXIT_FAILED};
+
+#[derive(Debug, Args, Clone)]
+pub struct ServerArgs {
+    /// The server's base URL.
+    #[arg(long, env = "SANDSTEP_URL", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Create a new version of the workflow in FILE on the server.
+    Apply {
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Start a run of WORKFLOW.
+    Start {
+        workflow: String,
+        /// Input JSON, or @FILE.
+        #[arg(long, default_value = "{}")]
+        input: String,
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Wait up to this long for the run to end, e.g. 30s.
+        #[arg(long)]
+        wait: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Show a run with its steps and attempts.
+    Get {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        workflow: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Follow a run's events until it ends; prints its output last.
+    Watch {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Cancel a run.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(server: &ServerArgs) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: server.server.trim_end_matches('/').to_string(),
+            token: std::env::var("SANDSTEP_TOKEN").ok().filter(|t| !t.is_empty()),
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends and returns the JSON answer, or fails with the problem's detail.
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", self.base))?;
+        let status = response.status();
+        let body: Value = if status == reqwest::StatusCode::NO_CONTENT {
+            Value::Null
+        } else {
+            response.json().await.unwrap_or(Value::Null)
+        };
+        if status.is_success() {
+            return Ok(body);
+        }
+        let detail = body.get("detail").and_then(Value::as_str).unwrap_or("request failed");
+        let mut message = format!("{status}: {detail}");
+        if let Some(errors) = body.get("errors").and_then(Value::as_array) {
+            for e in errors {
+                message.push_str(&format!(
+                    "\n  {}: {}",
+                    e["location"].as_str().unwrap_or(""),
+                    e["message"].as_str().unwrap_or("")
+                ));
+            }
+        }
+        bail!(message)
+    }
+}
+
+fn print(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+pub async fn push(file: PathBuf, name: String, tag: String, server: ServerArgs) -> anyhow::Result<ExitCode> {
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let client = Client::new(&server);
+    let request = client
+        .request(reqwest::Method::POST, "/v1/modules")
+        .query(&[("name", name.as_str()), ("tag", tag.as_str())])
+        .header("content-type", "application/wasm")
+        .body(bytes);
+    print(&client.send(request).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<ExitCode> {
+    let WorkflowCommand::Apply { file, server } = command;
+    let source = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let name = crate::workflow::definition::peek_name(&source)
+        .with_context(|| format!("{} has no top-level `name`", file.display()))?;
+    let client = Client::new(&server);
+    let kind = if source.trim_start().starts_with('{') {
+        "application/json"
+    } else {
+        "application/yaml"
+    };
+    let request = client
+        .request(reqwest::Method::PUT, &format!("/v1/workflows/{name}"))
+        .header("content-type", kind)
+        .body(source);
+    print(&client.send(request).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RunsCommand::Start {
+            workflow,
+            input,
+            idempotency_key,
+            wait,
+            server,
+        } => {
+            let input: Value = serde_json::from_str(&super::exec::read_input(&input)?)?;
+            let client = Client::new(&server);
+            let mut body = serde_json::json!({ "input": input });
+            if let Some(key) = idempotency_key {
+                body["idempotency_key"] = Value::String(key);
+            }
+            let mut request = client
+                .request(reqwest::Method::POST, &format!("/v1/workflows/{workflow}/runs"))
+                .json(&body);
+            if let Some(wait) = &wait {
+                request = request.query(&[("wait", wait.as_str())]);
+            }
+            let run = client.send(request).await?;
+            print(&run);
+            Ok(exit_for(&run))
+        }
+        RunsCommand::Get { id, server } => {
+            let client = Client::new(&server);
+            print(
+                &client
+                    .send(client.request(reqwest::Method::GET, &format!("/v1/runs/{id}")))
+                    .await?,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::List {
+            workflow,
+            status,
+            limit,
+            cursor,
+            server,
+        } => {
+            let client = Client::new(&server);
+            let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+            query.extend(workflow.map(|w| ("workflow", w)));
+            query.extend(status.map(|s| ("status", s)));
+            query.extend(cursor.map(|c| ("cursor", c)));
+            print(
+                &client
+                    .send(client.request(reqwest::Method::GET, "/v1/runs").query(&query))
+                    .await?,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Cancel { id, server } => {
+            let client = Client::new(&server);
+            print(
+                &client
+                    .send(client.request(reqwest::Method::POST, &format!("/v1/runs/{id}/cancel")))
+                    .await?,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Watch { id, server } => watch(&Client::new(&server), &id).await,
+    }
+}
+
+fn exit_for(run: &Value) -> ExitCode {
+    match run["status"].as_str() {
+        Some("failed") => ExitCode::from(EXIT_FAILED),
+        Some("canceled") => ExitCode::from(EXIT_CANCELED),
+        _ => ExitCode::SUCCESS,
+    }
+}
+
+/// Follows the SSE stream with the same progress display as `sandstep run`.
+async fn watch(client: &Client, id: &str) -> anyhow::Result<ExitCode> {
+    use eventsource_stream::Eventsource;
+    let response = client
+        .request(reqwest::Method::GET, &format!("/v1/runs/{id}/events"))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {}", client.base))?;
+    if !response.status().is_success() {
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        bail!("{}", body["detail"].as_str().unwrap_or("cannot follow the run"));
+    }
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let display = tokio::spawn(super::progress::follow(receiver, Vec::new(), false));
+    let mut stream = response.bytes_stream().eventsource();
+    while let Some(event) = stream.next().await {
+        let event = event.context("the event stream broke")?;
+        if let Ok(event) = serde_json::from_str::<crate::run::Event>(&event.data) {
+            let _ = sender.send(event);
+        }
+    }
+    drop(sender);
+    let _ = display.await;
+    let run = client
+        .send(client.request(reqwest::Method::GET, &format!("/v1/runs/{id}")))
+        .await?;
+    println!("{}", run.get("output").cloned().unwrap_or(Value::Null));
+    Ok(exit_for(&run))
+}

@@ -1,0 +1,71 @@
+//! `sandstep serve`: the HTTP API on one SQLite file in the data directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::server::{self, ServerConfig};
+use crate::units::{parse_duration, parse_size};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but loopback requires API tokens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// A file of API tokens, one per line (besides SANDSTEP_API_TOKENS).
+    #[arg(long)]
+    pub tokens_file: Option<PathBuf>,
+    /// Largest module upload, e.g. 64MiB.
+    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    pub max_module_size: u64,
+    /// Largest JSON or YAML body, e.g. 1MiB.
+    #[arg(long, value_parser = parse_size, default_value = "1MiB")]
+    pub max_body_size: u64,
+    /// How long running attempts may take to finish on shutdown.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub grace: std::time::Duration,
+}
+
+pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let tokens = server::auth::load_tokens(
+        std::env::var("SANDSTEP_API_TOKENS").ok().as_deref(),
+        args.tokens_file.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    server::check_bind(&args.listen, &tokens).map_err(anyhow::Error::msg)?;
+    let mut config = ServerConfig::new(data_dir.to_path_buf());
+    config.tokens = tokens;
+    config.max_module_bytes = args.max_module_size as usize;
+    config.max_body_bytes = args.max_body_size as usize;
+    config.grace = args.grace;
+    let state = server::start(&config).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    eprintln!("sandstep listening on http://{}", listener.local_addr()?);
+    server::serve(listener, state, &config, shutdown_signal()).await?;
+    eprintln!("sandstep stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,218 @@
+//! API errors as `application/problem+json` (RFC 9457): a stable `type` per
+//! kind, the failing `field` where there is one, and never internal detail.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::workflow::ValidationError;
+
+/// Where problem types live; each kind appends its name.
+pub const PROBLEM_BASE: &str = "https://sandstep.dev/problems/";
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the body or a parameter is malformed.
+    BadRequest { detail: String, field: Option<String> },
+    /// 401: a token is required and was missing or wrong.
+    Unauthorized,
+    /// 404
+    NotFound(String),
+    /// 409: the request conflicts with the resource's state.
+    Conflict(String),
+    /// 413
+    PayloadTooLarge(String),
+    /// 415
+    UnsupportedMediaType(String),
+    /// 422: a workflow definition with its located errors.
+    InvalidWorkflow(Vec<ValidationError>),
+    /// 422: a run's input, a module, or another semantically wrong value.
+    Unprocessable {
+        kind: &'static str,
+        detail: String,
+        field: Option<String>,
+    },
+    /// 500 or 503: logged here, shown to nobody.
+    Internal(String),
+    /// 503: the server is shutting down.
+    Unavailable,
+}
+
+#[derive(Serialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<Vec<ValidationError>>,
+}
+
+impl ApiError {
+    pub fn bad_request(detail: impl Into<String>, field: Option<&str>) -> Self {
+        ApiError::BadRequest {
+            detail: detail.into(),
+            field: field.map(Into::into),
+        }
+    }
+
+    pub fn unprocessable(kind: &'static str, detail: impl Into<String>, field: Option<&str>) -> Self {
+        ApiError::Unprocessable {
+            kind,
+            detail: detail.into(),
+            field: field.map(Into::into),
+        }
+    }
+}
+
+impl From<crate::store::DbError> for ApiError {
+    fn from(error: crate::store::DbError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title, detail, field, errors) = match self {
+            ApiError::BadRequest { detail, field } => (
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "Bad request",
+                detail,
+                field,
+                None,
+            ),
+            ApiError::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Unauthorized",
+                "a valid bearer token is required (Authorization: Bearer <token>)".into(),
+                None,
+                None,
+            ),
+            ApiError::NotFound(detail) => (StatusCode::NOT_FOUND, "not-found", "Not found", detail, None, None),
+            ApiError::Conflict(detail) => (StatusCode::CONFLICT, "conflict", "Conflict", detail, None, None),
+            ApiError::PayloadTooLarge(detail) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+                detail,
+                None,
+                None,
+            ),
+            ApiError::UnsupportedMediaType(detail) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+                detail,
+                None,
+                None,
+            ),
+            ApiError::InvalidWorkflow(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-workflow",
+                "Invalid workflow definition",
+                format!(
+                    "{} error{} in the definition",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                ),
+                errors.first().map(|e| e.location.clone()),
+                Some(errors),
+            ),
+            ApiError::Unprocessable { kind, detail, field } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                kind,
+                "Unprocessable request",
+                detail,
+                field,
+                None,
+            ),
+            ApiError::Internal(error) => {
+                tracing::error!(%error, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "an internal error occurred".into(),
+                    None,
+                    None,
+                )
+            }
+            ApiError::Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Unavailable",
+                "the server is shutting down".into(),
+                None,
+                None,
+            ),
+        };
+        let body = Problem {
+            kind: format!("{PROBLEM_BASE}{kind}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            field,
+            errors,
+        };
+        let mut response = (status, axum::Json(body)).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            "application/problem+json".parse().expect("valid header"),
+        );
+        response
+    }
+}
+
+/// A JSON body whose rejections are problems too.
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
+        }
+        JsonRejection::BytesRejection(bytes) => bytes_rejection(bytes),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(other.body_text()),
+        JsonRejection::JsonDataError(e) => ApiError::unprocessable("invalid-body", e.body_text(), None),
+        other => ApiError::bad_request(other.body_text(), None),
+    }
+}
+
+pub fn bytes_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge("the body is larger than this server accepts".into())
+    } else {
+        ApiError::bad_request(rejection.body_text(), None)
+    }
+}
+
+impl IntoResponse for crate::server::error::Created {
+    fn into_response(self) -> Response {
+        (StatusCode::CREATED, axum::Json(self.0)).into_response()
+    }
+}
+
+/// A `201 Created` JSON answer.
+pub struct Created(pub serde_json::Value);

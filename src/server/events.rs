@@ -1,0 +1,108 @@
+//! `GET /v1/runs/{id}/events`: a run's events as Server-Sent Events. Stored
+//! events come first (after `Last-Event-ID` when the client resumes), then
+//! live ones; the stream ends after the run's final event.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::error::ApiError;
+use super::runner::Runner;
+use super::AppState;
+use crate::run::{Event, EventKind};
+
+fn is_final(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::RunCompleted { .. } | EventKind::RunFailed { .. } | EventKind::RunCanceled { .. }
+    )
+}
+
+struct Follow {
+    runner: Arc<Runner>,
+    run_id: String,
+    live: tokio::sync::broadcast::Receiver<Event>,
+    last: u64,
+    buffer: VecDeque<Event>,
+    done: bool,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// Follow a run's events (SSE: `id` is the event's seq, `event` its type).
+#[utoipa::path(get, path = "/v1/runs/{id}/events", responses((status = 200, content_type = "text/event-stream"), (status = 404)))]
+pub async fn run_events(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let last = match headers.get("last-event-id").map(|v| v.to_str().map(str::trim)) {
+        None => 0,
+        Some(Ok(text)) => text
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request("Last-Event-ID must be an event seq number", Some("Last-Event-ID")))?,
+        Some(Err(_)) => {
+            return Err(ApiError::bad_request(
+                "Last-Event-ID is not text",
+                Some("Last-Event-ID"),
+            ))
+        }
+    };
+    // Subscribe before reading what is stored, so nothing falls in between.
+    let live = state.runner.events.subscribe();
+    let row = state
+        .runner
+        .db
+        .run(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("run {id}")))?;
+    let stored = state.runner.db.events(&id, last).await?;
+    let ended = ["completed", "failed", "canceled"].contains(&row.status.as_str());
+    let follow = Follow {
+        runner: state.runner.clone(),
+        run_id: id,
+        live,
+        last,
+        done: ended && stored.is_empty(),
+        buffer: stored.into(),
+        shutdown: state.shutdown.clone(),
+    };
+    let stream = futures_util::stream::unfold(follow, |mut f| async move {
+        loop {
+            if let Some(event) = f.buffer.pop_front() {
+                if event.seq <= f.last {
+                    continue;
+                }
+                f.last = event.seq;
+                f.done |= is_final(&event.kind);
+                let sse = SseEvent::default()
+                    .id(event.seq.to_string())
+                    .event(event.kind.name())
+                    .data(serde_json::to_string(&event).unwrap_or_default());
+                return Some((Ok(sse), f));
+            }
+            if f.done {
+                return None;
+            }
+            let received = tokio::select! {
+                received = f.live.recv() => received,
+                _ = f.shutdown.cancelled() => return None,
+            };
+            match received {
+                Ok(event) if event.run_id == f.run_id => f.buffer.push_back(event),
+                Ok(_) => {}
+                Err(RecvError::Lagged(_)) => match f.runner.db.events(&f.run_id, f.last).await {
+                    Ok(events) => f.buffer.extend(events),
+                    Err(_) => return None,
+                },
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

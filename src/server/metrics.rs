@@ -1,0 +1,115 @@
+//! Prometheus metrics: runs by status, attempts by outcome, step duration,
+//! instantiate time, queue depth.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::run::{AttemptRecord, Event, EventKind};
+
+type Labels = Vec<(String, String)>;
+
+pub struct Metrics {
+    registry: Registry,
+    runs: Family<Labels, Gauge>,
+    attempts: Family<Labels, Counter>,
+    step_seconds: Histogram,
+    instantiate_seconds: Histogram,
+    queue_depth: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let runs = Family::<Labels, Gauge>::default();
+        let attempts = Family::<Labels, Counter>::default();
+        let step_seconds = Histogram::new(exponential_buckets(0.000_01, 4.0, 12));
+        let instantiate_seconds = Histogram::new(exponential_buckets(0.000_001, 4.0, 12));
+        let queue_depth = Gauge::default();
+        registry.register("sandstep_runs", "Runs by status", runs.clone());
+        registry.register(
+            "sandstep_attempts",
+            "Step attempts by outcome (succeeded, or the error kind)",
+            attempts.clone(),
+        );
+        registry.register(
+            "sandstep_step_duration_seconds",
+            "Duration of step attempts",
+            step_seconds.clone(),
+        );
+        registry.register(
+            "sandstep_instantiate_seconds",
+            "Time to instantiate a module for an attempt",
+            instantiate_seconds.clone(),
+        );
+        registry.register(
+            "sandstep_queue_depth",
+            "Runs accepted and not yet finished by this process",
+            queue_depth.clone(),
+        );
+        Metrics {
+            registry,
+            runs,
+            attempts,
+            step_seconds,
+            instantiate_seconds,
+            queue_depth,
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts what an event records.
+    pub fn observe(&self, event: &Event) {
+        let record = match &event.kind {
+            EventKind::StepSucceeded {
+                record: Some(record), ..
+            }
+            | EventKind::ItemSucceeded { record, .. } => record,
+            EventKind::StepRetrying { record, .. }
+            | EventKind::StepFailed {
+                record: Some(record), ..
+            } => record,
+            _ => return,
+        };
+        self.attempt(record);
+    }
+
+    fn attempt(&self, record: &AttemptRecord) {
+        let outcome = record
+            .error
+            .as_ref()
+            .map_or("succeeded".to_string(), |e| e.kind.clone());
+        self.attempts
+            .get_or_create(&vec![("outcome".to_string(), outcome)])
+            .inc();
+        self.step_seconds.observe(record.duration_us as f64 / 1e6);
+        self.instantiate_seconds.observe(record.instantiate_us as f64 / 1e6);
+    }
+
+    /// The text exposition, with run counts and queue depth as of now.
+    pub fn render(&self, run_counts: &[(String, i64)], live_runs: usize) -> String {
+        self.runs.clear();
+        for status in [
+            "queued",
+            "running",
+            "paused",
+            "completed",
+            "failed",
+            "canceling",
+            "canceled",
+        ] {
+            let count = run_counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
+            self.runs
+                .get_or_create(&vec![("status".to_string(), status.to_string())])
+                .set(count);
+        }
+        self.queue_depth.set(live_runs as i64);
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,159 @@
+//! The HTTP server (`sandstep serve`): the API under /v1 (`api`, `events`),
+//! problem+json errors (`error`), bearer tokens (`auth`), the run lifecycle
+//! (`runner`), run resources (`view`), `/healthz`, `/metrics` and the
+//! OpenAPI document (`ops`, `metrics`).
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod events;
+pub mod metrics;
+pub mod ops;
+pub mod runner;
+pub mod view;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use crate::limits::{Caps, EngineSettings};
+use crate::run::{Executor, Secrets};
+use crate::sandbox::Sandbox;
+use crate::store::Db;
+
+/// What `sandstep serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub tokens: Vec<String>,
+    /// Largest module upload, in bytes. Default 64 MiB.
+    pub max_module_bytes: usize,
+    /// Largest JSON or YAML body, in bytes. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// How long running attempts may take to finish on shutdown. Default 10 s.
+    pub grace: Duration,
+    /// Attempts running at once in this process. Default 256.
+    pub max_concurrent_attempts: usize,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServerConfig {
+            data_dir,
+            tokens: Vec::new(),
+            max_module_bytes: 64 << 20,
+            max_body_bytes: 1 << 20,
+            grace: Duration::from_secs(10),
+            max_concurrent_attempts: 256,
+        }
+    }
+}
+
+pub struct AppState {
+    pub runner: Arc<runner::Runner>,
+    pub tokens: Vec<String>,
+    /// Fired when shutdown begins: event streams end so the server can stop.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// Refuses to expose the API beyond this machine without tokens.
+pub fn check_bind(addr: &SocketAddr, tokens: &[String]) -> Result<(), String> {
+    if !addr.ip().is_loopback() && tokens.is_empty() {
+        return Err(format!(
+            "refusing to listen on {addr} without API tokens: set SANDSTEP_API_TOKENS or --tokens-file, or listen on 127.0.0.1"
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the store, builds the engine and resumes unfinished runs.
+pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
+    let db = Db::open(&config.data_dir).await?;
+    let settings = EngineSettings {
+        max_module_bytes: config.max_module_bytes as u64,
+        ..EngineSettings::default()
+    };
+    let sandbox = Arc::new(Sandbox::new(settings, Some(&config.data_dir.join("cache")))?);
+    let executor = Arc::new(Executor::new(sandbox, config.max_concurrent_attempts, Caps::default()));
+    let runner = runner::Runner::new(
+        db,
+        executor,
+        Arc::new(Secrets::from_env()),
+        Arc::new(metrics::Metrics::default()),
+    );
+    let resumed = runner
+        .recover()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot resume runs: {e:?}"))?;
+    if resumed > 0 {
+        tracing::info!(runs = resumed, "resumed unfinished runs");
+    }
+    Ok(Arc::new(AppState {
+        runner,
+        tokens: config.tokens.clone(),
+        shutdown: Default::default(),
+    }))
+}
+
+pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
+    let modules = Router::new()
+        .route("/v1/modules", post(api::upload_module).get(api::list_modules))
+        .layer(DefaultBodyLimit::max(config.max_module_bytes));
+    let v1 = Router::new()
+        .route("/v1/modules/{name}", get(api::get_module).delete(api::delete_module))
+        .route("/v1/workflows", get(api::list_workflows))
+        .route("/v1/workflows/{name}", get(api::get_workflow).put(api::put_workflow))
+        .route("/v1/workflows/{name}/runs", post(api::start_run))
+        .route("/v1/runs", get(api::list_runs))
+        .route("/v1/runs/{id}", get(api::get_run))
+        .route("/v1/runs/{id}/events", get(events::run_events))
+        .route("/v1/runs/{id}/cancel", post(api::cancel_run))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .merge(modules)
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .merge(v1)
+        .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets running
+/// attempts finish within the grace period and leaves the rest resumable.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state.clone(), config);
+    let stop = state.shutdown.clone();
+    let stopping = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stopping.cancel();
+    });
+    let server_stop = stop.clone();
+    let served = axum::serve(listener, app).with_graceful_shutdown(async move { server_stop.cancelled().await });
+    // Drain as soon as shutdown begins, while open streams close.
+    let runner = state.runner.clone();
+    let grace = config.grace;
+    let drained = tokio::spawn(async move {
+        stop.cancelled().await;
+        runner.drain(grace).await;
+    });
+    served.await?;
+    let _ = drained.await;
+    Ok(())
+}

@@ -1,0 +1,178 @@
+//! The run resource the API answers: the row, and each step with its
+//! attempts (duration, fuel, peak memory, error, captured logs), folded from
+//! the run's events.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::run::{Event, EventKind, RunState, StepError};
+use crate::sandbox::LogLine;
+use crate::store::runs::RunRow;
+use crate::workflow::Workflow;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub row: RunRow,
+    /// Steps in definition order.
+    #[schema(value_type = Vec<Object>)]
+    pub steps: Vec<StepView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StepView {
+    pub id: String,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// for_each: the number of items.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<usize>,
+    pub attempts: Vec<AttemptView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptView {
+    pub attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+    /// `running`, `succeeded` or `failed`.
+    pub status: &'static str,
+    pub idempotency_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_us: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fuel_consumed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_memory: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StepError>,
+    pub logs: Vec<LogLine>,
+}
+
+pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
+    let state = RunState::from_events(&row.id, workflow, events);
+    // Attempts in the order they started, keyed by (step, item, attempt).
+    let mut attempts: Vec<(String, AttemptView)> = Vec::new();
+    let mut index: HashMap<(String, Option<usize>, u32), usize> = HashMap::new();
+    for event in events {
+        match &event.kind {
+            EventKind::StepStarted {
+                step,
+                item,
+                attempt,
+                idempotency_key,
+            } => {
+                index.insert((step.clone(), *item, *attempt), attempts.len());
+                attempts.push((
+                    step.clone(),
+                    AttemptView {
+                        attempt: *attempt,
+                        item: *item,
+                        status: "running",
+                        idempotency_key: idempotency_key.clone(),
+                        duration_us: None,
+                        fuel_consumed: None,
+                        peak_memory: None,
+                        error: None,
+                        logs: Vec::new(),
+                    },
+                ));
+            }
+            EventKind::StepLog {
+                step,
+                item,
+                attempt,
+                level,
+                message,
+            } => {
+                if let Some(&i) = index.get(&(step.clone(), *item, *attempt)) {
+                    attempts[i].1.logs.push(LogLine {
+                        level: *level,
+                        message: message.clone(),
+                    });
+                }
+            }
+            EventKind::StepSucceeded {
+                step,
+                record: Some(record),
+                ..
+            } => finish(&mut attempts, &index, step, None, record),
+            EventKind::ItemSucceeded { step, item, record, .. } => {
+                finish(&mut attempts, &index, step, Some(*item), record)
+            }
+            EventKind::StepRetrying { step, item, record, .. } => finish(&mut attempts, &index, step, *item, record),
+            EventKind::StepFailed {
+                step,
+                item,
+                record: Some(record),
+                ..
+            } => finish(&mut attempts, &index, step, *item, record),
+            EventKind::StepCanceled { step, .. } => {
+                for (s, a) in attempts.iter_mut() {
+                    if s == step && a.status == "running" {
+                        a.status = "canceled";
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // An attempt still `running` whose unit no longer runs was interrupted
+    // (the process stopped); it ran again as the next attempt.
+    for (step, attempt) in attempts.iter_mut() {
+        if attempt.status == "running" {
+            let unit = state
+                .steps
+                .get(step.as_str())
+                .and_then(|s| s.units.get(attempt.item.unwrap_or(0)));
+            if unit.is_some_and(|u| u.running != Some(attempt.attempt)) {
+                attempt.status = "interrupted";
+            }
+        }
+    }
+    let steps = workflow
+        .steps
+        .iter()
+        .map(|step| {
+            let s = &state.steps[step.id.as_str()];
+            StepView {
+                id: step.id.clone(),
+                status: s.status.as_str(),
+                output: s.output.clone(),
+                error: s.error.clone(),
+                reason: s.reason.clone(),
+                items: s.items,
+                attempts: attempts
+                    .iter()
+                    .filter(|(id, _)| *id == step.id)
+                    .map(|(_, a)| a.clone())
+                    .collect(),
+            }
+        })
+        .collect();
+    RunView { row, steps }
+}
+
+fn finish(
+    attempts: &mut [(String, AttemptView)],
+    index: &HashMap<(String, Option<usize>, u32), usize>,
+    step: &str,
+    item: Option<usize>,
+    record: &crate::run::AttemptRecord,
+) {
+    if let Some(&i) = index.get(&(step.to_string(), item, record.attempt)) {
+        let a = &mut attempts[i].1;
+        a.status = if record.error.is_some() { "failed" } else { "succeeded" };
+        a.duration_us = Some(record.duration_us);
+        a.fuel_consumed = Some(record.fuel_consumed);
+        a.peak_memory = Some(record.peak_memory);
+        a.error = record.error.clone();
+    }
+}

@@ -1,0 +1,227 @@
+//! Crash recovery with a real process: start `sandstep serve`, start runs
+//! with slow steps, `kill -9` it mid-run, restart on the same data directory,
+//! and check that every accepted run completes, no recorded step ran twice,
+//! and in-flight steps ran again with the same idempotency key.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::server::answer;
+use crate::support::*;
+
+struct Process {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Process {
+    /// Never leave a server behind, whatever the test did.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &std::path::Path) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sandstep"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env_remove("SANDSTEP_API_TOKENS")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the server starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines.next().expect("the server prints its address").unwrap();
+        if let Some(url) = line.strip_prefix("sandstep listening on ") {
+            break url.to_string();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Process { child, url }
+}
+
+async fn call(url: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, format!("{url}{path}"));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    answer(request).await
+}
+
+async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+const SLOW: &str = r#"
+name: slow
+steps:
+  - id: first
+    module: hostile
+    input: { mode: context }
+  - id: slow
+    module: hostile
+    input: { mode: sleep, ms: 1500, after: "{{ steps.first.output.attempt }}" }
+  - id: last
+    module: hostile
+    input: { mode: context, before: "{{ steps.slow.output }}" }
+output: { first: "{{ steps.first.output.attempt }}", last: "{{ steps.last.output.attempt }}" }
+"#;
+
+const FLAKY: &str = r#"
+name: flaky
+steps:
+  - id: flaky
+    module: hostile
+    input: { mode: flaky, succeed_at: 2 }
+    retry: { max_attempts: 3, initial_interval: 2s, jitter: 0 }
+output: "{{ steps.flaky.output.attempt }}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_restart_completes_every_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let bytes = std::fs::read(&guests().hostile).unwrap();
+    let pushed = reqwest::Client::new()
+        .post(format!("{}/v1/modules?name=hostile", server.url))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    for (name, yaml) in [("slow", SLOW), ("flaky", FLAKY)] {
+        let applied = reqwest::Client::new()
+            .put(format!("{}/v1/workflows/{name}", server.url))
+            .header("content-type", "application/yaml")
+            .body(yaml)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(applied.status(), 201);
+    }
+
+    let mut slow_runs = Vec::new();
+    for i in 0..4 {
+        let (status, run) = call(
+            &server.url,
+            reqwest::Method::POST,
+            "/v1/workflows/slow/runs",
+            Some(json!({ "idempotency_key": format!("s{i}") })),
+        )
+        .await;
+        assert_eq!(status, 201, "{run}");
+        slow_runs.push(run["id"].as_str().unwrap().to_string());
+    }
+    let (_, flaky) = call(
+        &server.url,
+        reqwest::Method::POST,
+        "/v1/workflows/flaky/runs",
+        Some(json!({})),
+    )
+    .await;
+    let flaky_id = flaky["id"].as_str().unwrap().to_string();
+
+    // Wait until every slow run is inside `slow` and the flaky run is in its backoff.
+    let url = server.url.clone();
+    wait_until("slow steps in flight and a retry pending", async || {
+        for id in slow_runs.iter().chain([&flaky_id]) {
+            let (_, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+            let step = if *id == flaky_id {
+                &run["steps"][0]
+            } else {
+                &run["steps"][1]
+            };
+            let attempts = step["attempts"].as_array().map_or(0, Vec::len);
+            let wanted = if *id == flaky_id {
+                step["attempts"][0]["status"] == "failed"
+            } else {
+                attempts == 1
+            };
+            if !wanted {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+
+    let restarted = serve(dir.path());
+    let url = restarted.url.clone();
+    wait_until("every run to end after the restart", async || {
+        let (_, list) = call(&url, reqwest::Method::GET, "/v1/runs?limit=100", None).await;
+        let runs = list["runs"].as_array().cloned().unwrap_or_default();
+        runs.len() == 5 && runs.iter().all(|r| r["status"] == "completed")
+    })
+    .await;
+
+    for id in &slow_runs {
+        let (_, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        let attempts = |step: usize| run["steps"][step]["attempts"].as_array().unwrap().clone();
+        // `first` was recorded before the crash: it never ran again.
+        assert_eq!(attempts(0).len(), 1, "{run}");
+        assert_eq!(run["output"]["first"], 1);
+        // `slow` was in flight: interrupted, then a second attempt, same key.
+        let slow = attempts(1);
+        assert_eq!(slow.len(), 2, "{run}");
+        assert_eq!(
+            (slow[0]["status"].clone(), slow[1]["status"].clone()),
+            (json!("interrupted"), json!("succeeded"))
+        );
+        assert_eq!(
+            (slow[0]["attempt"].clone(), slow[1]["attempt"].clone()),
+            (json!(1), json!(2))
+        );
+        assert_eq!(slow[0]["idempotency_key"], format!("{id}/slow"));
+        assert_eq!(slow[1]["idempotency_key"], slow[0]["idempotency_key"]);
+        assert_eq!(attempts(2).len(), 1);
+    }
+    // The retry backoff timer fired after the restart.
+    let (_, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{flaky_id}"), None).await;
+    assert_eq!(run["output"], 2, "{run}");
+    let statuses: Vec<Value> = run["steps"][0]["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!("failed"), json!("succeeded")]);
+
+    // An idempotency key used before the crash still answers the same run.
+    let (status, again) = call(
+        &url,
+        reqwest::Method::POST,
+        "/v1/workflows/slow/runs",
+        Some(json!({ "idempotency_key": "s0" })),
+    )
+    .await;
+    assert_eq!((status, again["id"].clone()), (200, json!(slow_runs[0])));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_public_address_without_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sandstep"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path())
+        .env_remove("SANDSTEP_API_TOKENS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to listen on 0.0.0.0:0 without API tokens"));
+}
