@@ -38,7 +38,7 @@ CREATE TABLE runs (
     modules          TEXT NOT NULL,      -- JSON: reference -> digest, pinned at start
     created_ms       BIGINT NOT NULL,
     updated_ms       BIGINT NOT NULL,
-    last_seq         BIGINT NOT NULL
+    last_seq         BIGINT NOT NULL     -- seq of the last status change
 );
 CREATE UNIQUE INDEX runs_idempotency ON runs (workflow, idempotency_key);
 CREATE INDEX runs_status ON runs (status, id);

@@ -2,4 +2,5 @@
 //! baseline measured in the same process, so ratios hold across machines.
 
 pub mod sandbox;
+pub mod server;
 pub mod workflow;

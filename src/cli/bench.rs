@@ -22,6 +22,15 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The durable path through the real server: runs/s over HTTP, durable
+    /// step completions/s, a 40-step chain end to end.
+    Server {
+        /// The trivial step component.
+        #[arg(long, default_value = "target/guests/rust/echo.wasm")]
+        trivial: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Executor cost per step: a 40-step chain and a 1,000-item for_each of
     /// a trivial step, in process, against the sandbox's attempt time.
     Workflow {
@@ -42,6 +51,15 @@ pub async fn run(_data_dir: &Path, command: BenchCommand) -> anyhow::Result<Exit
             json,
         } => {
             let report = crate::bench::sandbox::run(&guests, &trivial, iterations).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchCommand::Server { trivial, json } => {
+            let report = crate::bench::server::run(&trivial).await?;
             if json {
                 println!("{}", serde_json::to_string(&report)?);
             } else {

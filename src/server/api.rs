@@ -225,13 +225,12 @@ pub async fn start_run(
             ));
         }
     }
-    let mut events = state.runner.events.subscribe();
     let (row, created) = state
         .runner
         .start(&name, &request.input, request.idempotency_key.as_deref())
         .await?;
     if let Some(wait) = wait {
-        wait_for_end(&state, &row.id, &mut events, wait).await?;
+        wait_for_end(&state, &row.id, wait).await?;
     }
     let view = view(&state, &row.id).await?;
     let body = serde_json::to_value(view).expect("serializable");
@@ -251,25 +250,17 @@ fn parse_wait(wait: Option<&str>) -> Result<Option<Duration>> {
     Ok(Some(duration))
 }
 
-async fn wait_for_end(
-    state: &AppState,
-    run_id: &str,
-    events: &mut tokio::sync::broadcast::Receiver<crate::run::Event>,
-    wait: Duration,
-) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        if let Some(row) = state.runner.db.run(run_id).await? {
-            if ["completed", "failed", "canceled"].contains(&row.status.as_str()) {
-                return Ok(());
-            }
-        }
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Err(_) => return Ok(()),
-            Ok(Ok(event)) if event.run_id != run_id => continue,
-            Ok(_) => {}
+/// Returns when the run has ended or `wait` is over, whichever comes first.
+async fn wait_for_end(state: &AppState, run_id: &str, wait: Duration) -> Result<()> {
+    // Registered before the stored status is read: the end cannot slip between.
+    let ended = state.runner.watchers.on_end(run_id);
+    if let Some(row) = state.runner.db.run(run_id).await? {
+        if ["completed", "failed", "canceled"].contains(&row.status.as_str()) {
+            return Ok(());
         }
     }
+    let _ = tokio::time::timeout(wait, ended).await;
+    Ok(())
 }
 
 pub(crate) async fn view(state: &AppState, run_id: &str) -> Result<RunView> {
@@ -354,18 +345,11 @@ pub async fn cancel_run(State(state): State<Arc<AppState>>, Path(id): Path<Strin
     if ["completed", "failed", "canceled"].contains(&row.status.as_str()) {
         return Err(ApiError::Conflict(format!("run {id} already ended ({})", row.status)));
     }
-    let mut events = state.runner.events.subscribe();
+    let ended = state.runner.watchers.on_end(&id);
     if !state.runner.cancel(&id) {
         return Err(ApiError::Conflict(format!("run {id} is not running on this server")));
     }
     // Answer once the cancellation is recorded (canceling, usually canceled).
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Ok(event) = events.recv().await {
-            if event.run_id == id && matches!(event.kind, crate::run::EventKind::RunCanceled { .. }) {
-                break;
-            }
-        }
-    })
-    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), ended).await;
     Ok((StatusCode::ACCEPTED, axum::Json(view(&state, &id).await?)).into_response())
 }

@@ -54,7 +54,7 @@ pub async fn run_events(
         }
     };
     // Subscribe before reading what is stored, so nothing falls in between.
-    let live = state.runner.events.subscribe();
+    let live = state.runner.watchers.subscribe(&id);
     let row = state
         .runner
         .db
@@ -94,8 +94,7 @@ pub async fn run_events(
                 _ = f.shutdown.cancelled() => return None,
             };
             match received {
-                Ok(event) if event.run_id == f.run_id => f.buffer.push_back(event),
-                Ok(_) => {}
+                Ok(event) => f.buffer.push_back(event),
                 Err(RecvError::Lagged(_)) => match f.runner.db.events(&f.run_id, f.last).await {
                     Ok(events) => f.buffer.extend(events),
                     Err(_) => return None,

@@ -22,11 +22,64 @@ use crate::store::writer::EventWriter;
 use crate::store::Db;
 use crate::workflow::{Action, ModuleCatalog, Workflow};
 
-/// Commits events through the group-commit writer, then tells listeners
-/// (SSE streams, `?wait`, metrics).
+/// Live listeners per run: event streams (SSE) and one-shot "the run
+/// ended" signals (`?wait`, cancel). Only a run's own listeners wake, and
+/// waiters wake once, at the end.
+#[derive(Default)]
+pub struct Watchers {
+    inner: Mutex<WatcherMaps>,
+}
+
+#[derive(Default)]
+struct WatcherMaps {
+    streams: HashMap<String, broadcast::Sender<Event>>,
+    ends: HashMap<String, Vec<tokio::sync::oneshot::Sender<()>>>,
+}
+
+impl Watchers {
+    /// Events of `run_id` published from now on.
+    pub fn subscribe(&self, run_id: &str) -> broadcast::Receiver<Event> {
+        let mut maps = self.inner.lock().unwrap();
+        maps.streams
+            .entry(run_id.to_string())
+            .or_insert_with(|| broadcast::channel(64).0)
+            .subscribe()
+    }
+
+    /// Resolves when `run_id` records its final event from now on.
+    pub fn on_end(&self, run_id: &str) -> tokio::sync::oneshot::Receiver<()> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.inner
+            .lock()
+            .unwrap()
+            .ends
+            .entry(run_id.to_string())
+            .or_default()
+            .push(sender);
+        receiver
+    }
+
+    fn publish(&self, event: &Event) {
+        let mut maps = self.inner.lock().unwrap();
+        if let Some(sender) = maps.streams.get(&event.run_id) {
+            if sender.send(event.clone()).is_err() || sender.receiver_count() == 0 {
+                maps.streams.remove(&event.run_id);
+            }
+        }
+        use crate::run::EventKind::{RunCanceled, RunCompleted, RunFailed};
+        if matches!(event.kind, RunCompleted { .. } | RunFailed { .. } | RunCanceled { .. }) {
+            for waiter in maps.ends.remove(&event.run_id).unwrap_or_default() {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+/// Commits events through the group-commit writer, then tells the run's
+/// listeners and the metrics.
 pub struct DurableJournal {
     writer: EventWriter,
-    events: broadcast::Sender<Event>,
+    watchers: Arc<Watchers>,
     metrics: Arc<Metrics>,
 }
 
@@ -36,7 +89,7 @@ impl Journal for DurableJournal {
             self.writer.write(events.to_vec()).await.map_err(JournalError)?;
             for event in events {
                 self.metrics.observe(event);
-                let _ = self.events.send(event.clone());
+                self.watchers.publish(event);
             }
             Ok(())
         })
@@ -47,7 +100,7 @@ pub struct Runner {
     pub db: Db,
     executor: Arc<Executor>,
     journal: Arc<DurableJournal>,
-    pub events: broadcast::Sender<Event>,
+    pub watchers: Arc<Watchers>,
     secrets: Arc<Secrets>,
     /// Compiled modules by digest.
     modules: Mutex<HashMap<String, Arc<Module>>>,
@@ -92,17 +145,17 @@ impl ModuleCatalog for DbCatalog {
 
 impl Runner {
     pub fn new(db: Db, executor: Arc<Executor>, secrets: Arc<Secrets>, metrics: Arc<Metrics>) -> Arc<Runner> {
-        let (events, _) = broadcast::channel(16_384);
+        let watchers = Arc::new(Watchers::default());
         let journal = Arc::new(DurableJournal {
             writer: EventWriter::start(db.clone()),
-            events: events.clone(),
+            watchers: watchers.clone(),
             metrics: metrics.clone(),
         });
         Arc::new(Runner {
             db,
             executor,
             journal,
-            events,
+            watchers,
             secrets,
             modules: Mutex::new(HashMap::new()),
             workflows: Mutex::new(HashMap::new()),
@@ -242,7 +295,6 @@ impl Runner {
             Inserted::New => {}
         }
         self.metrics.observe(&queued);
-        let _ = self.events.send(queued.clone());
         let mut state = RunState::new(&run_id, &workflow);
         state.apply(&queued);
         self.spawn(spec, state);

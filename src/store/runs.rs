@@ -186,46 +186,36 @@ pub(crate) async fn insert_events(tx: &mut sqlx::SqliteConnection, events: &[Eve
         });
         query.build().execute(&mut *tx).await?;
     }
-    let mut latest: HashMap<&str, &Event> = HashMap::new();
-    let mut status: HashMap<&str, (&'static str, Option<String>, Option<String>)> = HashMap::new();
+    // A run's row changes only with its status; step events live in `events`.
+    /// New status, output, error and the seq of the event that set them.
+    type Change = (&'static str, Option<String>, Option<String>, u64);
+    let mut status: HashMap<&str, Change> = HashMap::new();
     for event in events {
-        latest.insert(&event.run_id, event);
         use crate::run::EventKind::*;
         let change = match &event.kind {
-            RunStarted => Some(("running", None, None)),
-            RunCanceling { .. } => Some(("canceling", None, None)),
-            RunCompleted { output } => Some(("completed", Some(output.to_string()), None)),
-            RunFailed { error } => Some(("failed", None, Some(error.clone()))),
-            RunCanceled { .. } => Some(("canceled", None, None)),
-            _ => None,
+            RunStarted => ("running", None, None),
+            RunCanceling { .. } => ("canceling", None, None),
+            RunCompleted { output } => ("completed", Some(output.to_string()), None),
+            RunFailed { error } => ("failed", None, Some(error.clone())),
+            RunCanceled { .. } => ("canceled", None, None),
+            _ => continue,
         };
-        if let Some(change) = change {
-            status.insert(&event.run_id, change);
-        }
+        status.insert(&event.run_id, (change.0, change.1, change.2, event.seq));
     }
-    for (run_id, event) in latest {
-        let now = now_ms();
-        match status.remove(run_id) {
-            Some((status, output, error)) => {
-                sqlx::query("UPDATE runs SET status = ?, output = COALESCE(?, output), error = COALESCE(?, error), updated_ms = ?, last_seq = ? WHERE id = ?")
-                    .bind(status)
-                    .bind(output)
-                    .bind(error)
-                    .bind(now)
-                    .bind(event.seq as i64)
-                    .bind(run_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            None => {
-                sqlx::query("UPDATE runs SET updated_ms = ?, last_seq = ? WHERE id = ?")
-                    .bind(now)
-                    .bind(event.seq as i64)
-                    .bind(run_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
+    let now = now_ms();
+    for (run_id, (status, output, error, seq)) in status {
+        sqlx::query(
+            "UPDATE runs SET status = ?, output = COALESCE(?, output), error = COALESCE(?, error), \
+             updated_ms = ?, last_seq = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(output)
+        .bind(error)
+        .bind(now)
+        .bind(seq as i64)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }
