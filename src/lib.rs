@@ -20,9 +20,17 @@
 //!   (`state`); every change leaves through the `Journal` (`journal`); the
 //!   `Executor` drives a run (`executor`); secrets and their redaction
 //!   (`secrets`); modules for local runs (`local`).
+//! - [`store`]: the durable store, one SQLite file: modules, workflow
+//!   versions, runs and events (`modules`, `workflows`, `runs`), and the
+//!   group-commit event writer (`writer`).
+//! - [`server`]: the HTTP API (`api`, `events` for SSE), problem+json errors
+//!   (`error`), tokens (`auth`), the run lifecycle over the durable journal
+//!   (`runner`), run resources (`view`), health, metrics, OpenAPI (`ops`,
+//!   `metrics`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
-//!   `run` with its `progress` display, `bench`).
+//!   `run` with its `progress` display, `serve`, the server `client`
+//!   commands, `bench`).
 //! - [`bench`]: the benchmarks behind `sandstep bench`.
 //!
 //! Lifetimes: the [`sandbox::Sandbox`], the [`run::Executor`] and the loaded
