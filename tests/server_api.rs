@@ -222,6 +222,10 @@ async fn runs_start_wait_get_and_idempotency() {
     assert_eq!((status, problem(&body)), (415, "unsupported-media-type"));
     let (status, body) = server.get("/v1/runs/nope").await;
     assert_eq!((status, problem(&body)), (404, "not-found"));
+    // JSON bodies have their own limit (1 MiB by default).
+    let huge = json!({ "input": { "who": "x".repeat(2 << 20) } });
+    let (status, body) = server.post_json("/v1/workflows/greet/runs", huge).await;
+    assert_eq!((status, problem(&body)), (413, "payload-too-large"));
     server.stop().await;
 }
 
