@@ -4,3 +4,17 @@
 pub mod sandbox;
 pub mod server;
 pub mod workflow;
+
+/// A sequential chain of `steps` trivial `echo` steps, each reading the
+/// previous one's output through a template.
+pub(crate) fn chain_yaml(steps: usize) -> String {
+    let mut yaml = String::from("name: chain\nsteps:\n  - { id: s0, module: echo, input: { n: 0 } }\n");
+    for i in 1..steps {
+        yaml.push_str(&format!(
+            "  - {{ id: s{i}, module: echo, input: {{ n: \"{{{{ steps.s{}.output.n + 1 }}}}\" }} }}\n",
+            i - 1
+        ));
+    }
+    yaml.push_str(&format!("output: \"{{{{ steps.s{}.output.n }}}}\"\n", steps - 1));
+    yaml
+}

@@ -53,14 +53,7 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         "module push failed: {}",
         pushed.text().await?
     );
-    let mut chain = String::from("name: chain\nsteps:\n  - { id: s0, module: echo, input: { n: 0 } }\n");
-    for i in 1..40 {
-        chain.push_str(&format!(
-            "  - {{ id: s{i}, module: echo, input: {{ n: \"{{{{ steps.s{}.output.n + 1 }}}}\" }} }}\n",
-            i - 1
-        ));
-    }
-    chain.push_str("output: \"{{ steps.s39.output.n }}\"\n");
+    let chain = super::chain_yaml(40);
     for (name, yaml) in [
         (
             "one",

@@ -67,14 +67,7 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
     let executor = Executor::new(sandbox.clone(), 64, Caps::default());
     let modules: HashMap<String, Arc<crate::sandbox::Module>> = [("echo".to_string(), echo)].into();
 
-    let mut chain = String::from("name: chain\nsteps:\n  - { id: s0, module: echo, input: { n: 0 } }\n");
-    for i in 1..40 {
-        chain.push_str(&format!(
-            "  - {{ id: s{i}, module: echo, input: {{ n: \"{{{{ steps.s{}.output.n + 1 }}}}\" }} }}\n",
-            i - 1
-        ));
-    }
-    chain.push_str("output: \"{{ steps.s39.output.n }}\"\n");
+    let chain = super::chain_yaml(40);
     let items: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
     let for_each = |concurrency: u32| {
         format!(

@@ -154,6 +154,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Whether this event ends its run (completed, failed or canceled).
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            EventKind::RunCompleted { .. } | EventKind::RunFailed { .. } | EventKind::RunCanceled { .. }
+        )
+    }
+
     /// The `type` string (`step.started`, ...).
     pub fn name(&self) -> &'static str {
         match self {

@@ -25,7 +25,7 @@ use super::state::{RunState, RunStatus, StepStatus};
 use crate::limits::Caps;
 use crate::sandbox::{Attempt, AttemptRequest, AttemptResult, Module, Sandbox, StepContext};
 use crate::workflow::definition::{OnFailure, Trigger};
-use crate::workflow::template::{kind_of, Scope, TemplateValue};
+use crate::workflow::template::{kind_of, Scope};
 use crate::workflow::{Action, ForEach, Workflow};
 
 /// Everything a run needs besides its state, resolved before it starts.
@@ -464,16 +464,11 @@ impl<'a> Driver<'a> {
     /// The template scope of a step: the run, its inputs, secrets, and the
     /// result of each step it depends on.
     fn scope(&self, index: usize) -> Scope {
-        let mut steps = Map::new();
-        for &dep in &self.workflow.steps[index].deps {
-            let state = &self.state.steps[dep];
-            let output = state.output.clone().unwrap_or(Value::Null);
-            let mut entry = Map::new();
-            entry.insert("output".into(), output.clone());
-            entry.insert("result".into(), output);
-            entry.insert("status".into(), Value::String(state.status.as_str().into()));
-            steps.insert(self.id(dep).to_string(), Value::Object(entry));
-        }
+        let steps = self.workflow.steps[index]
+            .deps
+            .iter()
+            .map(|&dep| (self.id(dep).to_string(), step_entry(&self.state.steps[dep])))
+            .collect();
         self.base_scope(steps)
     }
 
@@ -803,16 +798,13 @@ impl<'a> Driver<'a> {
         let output = match &self.workflow.output {
             None => Ok(Value::Null),
             Some(template) => {
-                let mut steps = Map::new();
-                for (index, state) in self.state.steps.values().enumerate() {
-                    let output = state.output.clone().unwrap_or(Value::Null);
-                    let mut entry = Map::new();
-                    entry.insert("output".into(), output.clone());
-                    entry.insert("result".into(), output);
-                    entry.insert("status".into(), Value::String(state.status.as_str().into()));
-                    steps.insert(self.id(index).to_string(), Value::Object(entry));
-                }
-                render_output(template, &self.base_scope(steps))
+                let steps = self
+                    .state
+                    .steps
+                    .iter()
+                    .map(|(id, state)| (id.clone(), step_entry(state)))
+                    .collect();
+                template.render(&self.base_scope(steps))
             }
         };
         match output {
@@ -824,8 +816,10 @@ impl<'a> Driver<'a> {
     }
 }
 
-fn render_output(template: &TemplateValue, scope: &Scope) -> Result<Value, String> {
-    template.render(scope)
+/// What templates see of a finished step: `output` (alias `result`) and `status`.
+fn step_entry(state: &super::state::StepState) -> Value {
+    let output = state.output.clone().unwrap_or(Value::Null);
+    serde_json::json!({ "output": output.clone(), "result": output, "status": state.status.as_str() })
 }
 
 /// A command argument: strings as they are, other values as JSON.

@@ -16,6 +16,7 @@ use super::runner::DbCatalog;
 use super::view::{run_view, RunView};
 use super::AppState;
 use crate::modules::{check_name, check_tag, DEFAULT_TAG};
+use crate::run::RunStatus;
 use crate::store::runs::RunFilter;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -254,10 +255,8 @@ fn parse_wait(wait: Option<&str>) -> Result<Option<Duration>> {
 async fn wait_for_end(state: &AppState, run_id: &str, wait: Duration) -> Result<()> {
     // Registered before the stored status is read: the end cannot slip between.
     let ended = state.runner.watchers.on_end(run_id);
-    if let Some(row) = state.runner.db.run(run_id).await? {
-        if ["completed", "failed", "canceled"].contains(&row.status.as_str()) {
-            return Ok(());
-        }
+    if state.runner.db.run(run_id).await?.is_some_and(|row| row.is_ended()) {
+        return Ok(());
     }
     let _ = tokio::time::timeout(wait, ended).await;
     Ok(())
@@ -291,19 +290,11 @@ pub async fn list_runs(
     State(state): State<Arc<AppState>>,
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<Value>> {
-    const STATUSES: [&str; 7] = [
-        "queued",
-        "running",
-        "paused",
-        "completed",
-        "failed",
-        "canceling",
-        "canceled",
-    ];
     if let Some(status) = &params.status {
-        if !STATUSES.contains(&status.as_str()) {
+        if RunStatus::parse(status).is_none() {
+            let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
             return Err(ApiError::bad_request(
-                format!("unknown status {status:?} (one of {})", STATUSES.join(", ")),
+                format!("unknown status {status:?} (one of {})", known.join(", ")),
                 Some("status"),
             ));
         }
@@ -342,7 +333,7 @@ pub async fn cancel_run(State(state): State<Arc<AppState>>, Path(id): Path<Strin
         .run(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id}")))?;
-    if ["completed", "failed", "canceled"].contains(&row.status.as_str()) {
+    if row.is_ended() {
         return Err(ApiError::Conflict(format!("run {id} already ended ({})", row.status)));
     }
     let ended = state.runner.watchers.on_end(&id);

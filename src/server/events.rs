@@ -15,14 +15,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::ApiError;
 use super::runner::Runner;
 use super::AppState;
-use crate::run::{Event, EventKind};
-
-fn is_final(kind: &EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::RunCompleted { .. } | EventKind::RunFailed { .. } | EventKind::RunCanceled { .. }
-    )
-}
+use crate::run::Event;
 
 struct Follow {
     runner: Arc<Runner>,
@@ -62,7 +55,7 @@ pub async fn run_events(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("run {id}")))?;
     let stored = state.runner.db.events(&id, last).await?;
-    let ended = ["completed", "failed", "canceled"].contains(&row.status.as_str());
+    let ended = row.is_ended();
     let follow = Follow {
         runner: state.runner.clone(),
         run_id: id,
@@ -79,7 +72,7 @@ pub async fn run_events(
                     continue;
                 }
                 f.last = event.seq;
-                f.done |= is_final(&event.kind);
+                f.done |= event.kind.is_final();
                 let sse = SseEvent::default()
                     .id(event.seq.to_string())
                     .event(event.kind.name())

@@ -93,15 +93,7 @@ impl Metrics {
     /// The text exposition, with run counts and queue depth as of now.
     pub fn render(&self, run_counts: &[(String, i64)], live_runs: usize) -> String {
         self.runs.clear();
-        for status in [
-            "queued",
-            "running",
-            "paused",
-            "completed",
-            "failed",
-            "canceling",
-            "canceled",
-        ] {
+        for status in crate::run::RunStatus::ALL.map(|s| s.as_str()) {
             let count = run_counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             self.runs
                 .get_or_create(&vec![("status".to_string(), status.to_string())])

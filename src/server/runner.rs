@@ -66,8 +66,7 @@ impl Watchers {
                 maps.streams.remove(&event.run_id);
             }
         }
-        use crate::run::EventKind::{RunCanceled, RunCompleted, RunFailed};
-        if matches!(event.kind, RunCompleted { .. } | RunFailed { .. } | RunCanceled { .. }) {
+        if event.kind.is_final() {
             for waiter in maps.ends.remove(&event.run_id).unwrap_or_default() {
                 let _ = waiter.send(());
             }

@@ -28,6 +28,13 @@ pub struct RunRow {
     pub modules: HashMap<String, String>,
 }
 
+impl RunRow {
+    /// Whether the run has ended (completed, failed or canceled).
+    pub fn is_ended(&self) -> bool {
+        crate::run::RunStatus::parse(&self.status).is_some_and(crate::run::RunStatus::is_terminal)
+    }
+}
+
 const COLUMNS: &str =
     "id, workflow, version, status, idempotency_key, input, output, error, modules, created_ms, updated_ms";
 
