@@ -441,3 +441,41 @@ async fn health_metrics_and_openapi() {
     assert_eq!((status, problem(&body)), (404, "not-found"));
     server.stop().await;
 }
+
+/// A run that cannot be resumed (its pinned module is gone) is failed with
+/// the reason; it does not keep the server from starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unresumable_run_fails_instead_of_blocking_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick_grace = |c: &mut sandstep::server::ServerConfig| c.grace = Duration::from_millis(50);
+    let server = TestServer::start_in(dir.path(), quick_grace).await;
+    server.push_test_modules().await;
+    server
+        .apply(
+            "slow",
+            "name: slow\nsteps:\n  - { id: nap, module: hostile, input: { mode: sleep, ms: 10000 } }\n",
+        )
+        .await;
+    let (_, run) = server.post_json("/v1/workflows/slow/runs", json!({})).await;
+    let id = run["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.stop().await; // the attempt outlives the grace period: the run stays unfinished
+
+    let db = sandstep::store::Db::open(dir.path()).await.unwrap();
+    sqlx::query("DELETE FROM module_tags").execute(&db.pool).await.unwrap();
+    sqlx::query("DELETE FROM modules").execute(&db.pool).await.unwrap();
+    db.pool.close().await;
+
+    let server = TestServer::start_in(dir.path(), quick_grace).await;
+    let (status, run) = server.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(run["status"], "failed");
+    assert!(
+        run["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot resume: module sha256:"),
+        "{run}"
+    );
+    server.stop().await;
+}

@@ -323,19 +323,46 @@ impl Runner {
         });
     }
 
-    /// Resumes every unfinished run from its events (at start-up).
+    /// Resumes every unfinished run from its events (at start-up). A run
+    /// that cannot be resumed (its workflow or a pinned module no longer
+    /// loads) is failed with the reason, so one bad run never keeps the
+    /// server from starting.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, ApiError> {
         let runs = self.db.unfinished_runs().await?;
         let count = runs.len();
         for row in runs {
-            let (_, workflow) = self.workflow(&row.workflow, Some(row.version)).await?;
             let events = self.db.events(&row.id, 0).await?;
-            let state = RunState::from_events(&row.id, &workflow, &events);
-            let spec = self.spec(&row.id, workflow, &row.modules).await?;
-            tracing::info!(run = %row.id, status = %row.status, events = events.len(), "resuming run");
-            self.spawn(spec, state);
+            if let Err(error) = self.resume(&row, &events).await {
+                let reason = match error {
+                    ApiError::NotFound(what) => format!("cannot resume: {what} no longer exists"),
+                    ApiError::InvalidWorkflow(errors) => {
+                        format!("cannot resume: the workflow version is invalid: {}", errors[0])
+                    }
+                    other => format!("cannot resume: {other:?}"),
+                };
+                tracing::error!(run = %row.id, %reason, "failing a run that cannot be resumed");
+                let failed = Event {
+                    seq: events.last().map_or(1, |e| e.seq + 1),
+                    run_id: row.id.clone(),
+                    at_ms: crate::run::event::now_ms(),
+                    kind: crate::run::EventKind::RunFailed { error: reason },
+                };
+                self.journal
+                    .append(std::slice::from_ref(&failed))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+            }
         }
         Ok(count)
+    }
+
+    async fn resume(self: &Arc<Self>, row: &RunRow, events: &[Event]) -> Result<(), ApiError> {
+        let (_, workflow) = self.workflow(&row.workflow, Some(row.version)).await?;
+        let state = RunState::from_events(&row.id, &workflow, events);
+        let spec = self.spec(&row.id, workflow, &row.modules).await?;
+        tracing::info!(run = %row.id, status = %row.status, events = events.len(), "resuming run");
+        self.spawn(spec, state);
+        Ok(())
     }
 
     /// Asks a live run to cancel. `false` when this process is not driving it.

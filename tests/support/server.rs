@@ -11,7 +11,8 @@ pub struct TestServer {
     pub url: String,
     pub http: reqwest::Client,
     pub token: Option<String>,
-    pub dir: tempfile::TempDir,
+    pub data_dir: std::path::PathBuf,
+    _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -23,7 +24,14 @@ impl TestServer {
 
     pub async fn start_with(configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::new(dir.path().to_path_buf());
+        let mut server = Self::start_in(dir.path(), configure).await;
+        server._dir = Some(dir);
+        server
+    }
+
+    /// A server on an existing data directory (to restart on the same one).
+    pub async fn start_in(data_dir: &std::path::Path, configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let mut config = ServerConfig::new(data_dir.to_path_buf());
         configure(&mut config);
         let token = config.tokens.first().cloned();
         let state = server::start(&config).await.expect("the server starts");
@@ -41,7 +49,8 @@ impl TestServer {
             url,
             http: reqwest::Client::new(),
             token,
-            dir,
+            data_dir: data_dir.to_path_buf(),
+            _dir: None,
             stop: Some(stop),
             task: Some(task),
         }
