@@ -10,8 +10,8 @@
 //!   timeouts.
 //! - [`limits`]: per-attempt limits and process-wide engine settings, each
 //!   with its unit, default and what happens when hit.
-//! - [`modules`]: the content-addressed module store on disk (`sha256:<hex>`
-//!   blobs, `name:tag` references).
+//! - [`modules`]: module references (`name:tag`, `sha256:<hex>`) and the
+//!   rules for names and tags.
 //! - [`files`]: atomic file writes.
 //! - [`workflow`]: workflow definitions: parsing (`definition`), templates
 //!   and expressions (`template`), input declarations (`inputs`) and the
@@ -20,7 +20,8 @@
 //!   (`state`); every change leaves through the `Journal` (`journal`); the
 //!   `Executor` drives a run (`executor`); secrets and their redaction
 //!   (`secrets`); modules for local runs (`local`).
-//! - [`store`]: the durable store, one SQLite file: modules, workflow
+//! - [`store`]: the durable store, one SQLite file shared by the local
+//!   commands and the server: modules (content-addressed), workflow
 //!   versions, runs and events (`modules`, `workflows`, `runs`), and the
 //!   group-commit event writer (`writer`).
 //! - [`server`]: the HTTP API (`api`, `events` for SSE), problem+json errors

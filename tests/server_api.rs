@@ -479,3 +479,33 @@ async fn unresumable_run_fails_instead_of_blocking_start() {
     );
     server.stop().await;
 }
+
+/// `sandstep module add` and the server share the data directory's store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn locally_added_modules_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guests().example("hello");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sandstep"))
+        .args([
+            "module",
+            "add",
+            hello.to_str().unwrap(),
+            "--name",
+            "hello",
+            "--tag",
+            "v1",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    let (_, one) = server.get("/v1/modules/hello").await;
+    assert_eq!(one["tags"][0]["tag"], "v1");
+    let (status, _) = server.apply("hi", "name: hi\nsteps:\n  - { id: a, module: \"hello:v1\", input: { name: Lo } }\noutput: \"{{ steps.a.output.greeting }}\"\n").await;
+    assert_eq!(status, 201);
+    let (_, run) = server.post_json("/v1/workflows/hi/runs?wait=10s", json!({})).await;
+    assert_eq!(run["output"], "Hello, Lo!");
+    server.stop().await;
+}

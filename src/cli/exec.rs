@@ -8,8 +8,9 @@ use clap::Args;
 
 use super::{EXIT_FAILED, EXIT_USAGE};
 use crate::limits::Limits;
-use crate::modules::{ModuleStore, Reference};
+use crate::modules::{Reference, ReferenceError};
 use crate::sandbox::{AttemptRequest, StepContext};
+use crate::store::Db;
 use crate::units::{parse_duration, parse_size};
 
 #[derive(Debug, Args)]
@@ -55,7 +56,7 @@ pub(crate) fn read_input(input: &str) -> anyhow::Result<String> {
 }
 
 /// The bytes of a module given as a file path or a store reference.
-pub(crate) fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Result<Vec<u8>> {
     let path = PathBuf::from(module);
     if path.is_file() {
         return std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()));
@@ -65,9 +66,10 @@ pub(crate) fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Result<Vec<
     }
     let reference =
         Reference::parse(module).with_context(|| format!("{module:?} is neither a file nor a module reference"))?;
-    let store = ModuleStore::open(data_dir)?;
-    let digest = store.resolve(&reference)?;
-    Ok(store.read(&digest)?)
+    let not_found = || ReferenceError::NotFound(reference.to_string());
+    let db = Db::open_existing(data_dir).await?.ok_or_else(not_found)?;
+    let digest = db.resolve(&reference).await?.ok_or_else(not_found)?;
+    Ok(db.module_bytes(&digest).await?.ok_or_else(not_found)?)
 }
 
 pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
@@ -88,7 +90,7 @@ pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(logs) = args.max_logs {
         limits.log_bytes = logs;
     }
-    let bytes = module_bytes(data_dir, &args.module)?;
+    let bytes = module_bytes(data_dir, &args.module).await?;
     let sandbox = super::module::local_sandbox(data_dir)?;
     if limits.memory > sandbox.settings().max_memory {
         bail!(

@@ -7,8 +7,9 @@ use anyhow::Context as _;
 use clap::Subcommand;
 
 use crate::limits::EngineSettings;
-use crate::modules::{ModuleStore, DEFAULT_TAG};
+use crate::modules::DEFAULT_TAG;
 use crate::sandbox::Sandbox;
+use crate::store::Db;
 
 #[derive(Debug, Subcommand)]
 pub enum ModuleCommand {
@@ -64,8 +65,8 @@ pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<Exit
             let module = sandbox
                 .load(&bytes)
                 .with_context(|| format!("{} was rejected", file.display()))?;
-            let store = ModuleStore::open(data_dir)?;
-            let added = store.add(&bytes, &module.info, &name, &tag)?;
+            let db = Db::open(data_dir).await?;
+            let added = db.put_module(&bytes, &module.info, &name, &tag).await?;
             if json {
                 println!("{}", serde_json::to_string(&added)?);
             } else {
@@ -80,7 +81,10 @@ pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         ModuleCommand::List { json } => {
-            let modules = ModuleStore::open(data_dir)?.list()?;
+            let modules = match Db::open_existing(data_dir).await? {
+                Some(db) => db.list_modules().await?,
+                None => Vec::new(),
+            };
             if json {
                 println!("{}", serde_json::to_string(&modules)?);
             } else {

@@ -39,10 +39,13 @@ pub struct RunArgs {
 pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let source = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let input: serde_json::Value = serde_json::from_str(&super::exec::read_input(&args.input)?)?;
-    let local = super::validate::local_modules(data_dir, &args.modules)?;
+    let local = super::validate::local_modules(data_dir, &args.modules).await?;
     let caps = Caps::default();
-    let loaded = crate::workflow::load(&source, &caps, Some(&local as &dyn ModuleCatalog))
-        .and_then(|workflow| local.load_all(&workflow).map(|modules| (workflow, modules)));
+    let loaded = crate::workflow::load(&source, &caps, Some(&local as &dyn ModuleCatalog));
+    let loaded = match loaded {
+        Ok(workflow) => local.load_all(&workflow).await.map(|modules| (workflow, modules)),
+        Err(errors) => Err(errors),
+    };
     let (workflow, modules) = match loaded {
         Ok(loaded) => loaded,
         Err(errors) => {

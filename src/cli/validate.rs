@@ -26,21 +26,17 @@ pub struct ValidateArgs {
 
 /// Module resolution for local commands: `--module` files, then the local
 /// store when the data directory has one.
-pub(crate) fn local_modules(data_dir: &Path, pairs: &[String]) -> anyhow::Result<LocalModules> {
+pub(crate) async fn local_modules(data_dir: &Path, pairs: &[String]) -> anyhow::Result<LocalModules> {
     let files = LocalModules::parse_files(pairs).map_err(anyhow::Error::msg)?;
-    let store = if data_dir.join("modules").is_dir() {
-        Some(crate::modules::ModuleStore::open(data_dir)?)
-    } else {
-        None
-    };
+    let db = crate::store::Db::open_existing(data_dir).await?;
     let sandbox = Arc::new(super::module::local_sandbox(data_dir)?);
-    Ok(LocalModules::new(sandbox, files, store))
+    Ok(LocalModules::new(sandbox, files, db).await?)
 }
 
 pub async fn run(data_dir: &Path, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let source = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let catalog = if args.check_modules || !args.modules.is_empty() {
-        Some(local_modules(data_dir, &args.modules)?)
+        Some(local_modules(data_dir, &args.modules).await?)
     } else {
         None
     };

@@ -1,25 +1,44 @@
 //! Modules for runs in this process: `--module name=path` files first, then
-//! the local module store. Implements [`ModuleCatalog`] so validation can
-//! reject unknown references before a run starts.
+//! the modules stored in the data directory's database. Implements
+//! [`ModuleCatalog`] so validation can reject unknown references before a
+//! run starts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::modules::{ModuleStore, Reference};
+use crate::modules::Reference;
 use crate::sandbox::{Module, Sandbox};
+use crate::store::Db;
 use crate::workflow::{Action, ModuleCatalog, ValidationError, Workflow};
 
 pub struct LocalModules {
     sandbox: Arc<Sandbox>,
     /// `name` (or a full reference) → file.
     files: HashMap<String, PathBuf>,
-    store: Option<ModuleStore>,
+    db: Option<Db>,
+    /// What the database holds: `(name, tag)` pairs and digests.
+    tags: HashSet<(String, String)>,
+    digests: HashSet<String>,
 }
 
 impl LocalModules {
-    pub fn new(sandbox: Arc<Sandbox>, files: HashMap<String, PathBuf>, store: Option<ModuleStore>) -> Self {
-        LocalModules { sandbox, files, store }
+    pub async fn new(
+        sandbox: Arc<Sandbox>,
+        files: HashMap<String, PathBuf>,
+        db: Option<Db>,
+    ) -> Result<Self, crate::store::DbError> {
+        let stored = match &db {
+            Some(db) => db.list_modules().await?,
+            None => Vec::new(),
+        };
+        Ok(LocalModules {
+            sandbox,
+            files,
+            db,
+            tags: stored.iter().map(|m| (m.name.clone(), m.tag.clone())).collect(),
+            digests: stored.iter().map(|m| m.digest.clone()).collect(),
+        })
     }
 
     /// Parses `name=path` pairs (`--module`).
@@ -43,24 +62,26 @@ impl LocalModules {
         self.files.get(name)
     }
 
-    fn bytes(&self, reference: &str) -> Result<Vec<u8>, String> {
+    async fn bytes(&self, reference: &str) -> Result<Vec<u8>, String> {
         if let Some(path) = self.file_for(reference) {
             return std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()));
         }
+        self.check(reference)?;
         let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
-        let Some(store) = &self.store else {
-            return Err(format!(
-                "module {reference} is not given (use --module {reference}=PATH)"
-            ));
-        };
-        let digest = store
-            .resolve(&parsed)
-            .map_err(|e| format!("{e} (use --module NAME=PATH or `sandstep module add`)"))?;
-        store.read(&digest).map_err(|e| e.to_string())
+        let db = self
+            .db
+            .as_ref()
+            .ok_or_else(|| format!("no module {reference} in the store"))?;
+        let digest = db.resolve(&parsed).await.map_err(|e| e.to_string())?;
+        let digest = digest.ok_or_else(|| format!("no module {reference} in the store"))?;
+        db.module_bytes(&digest)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no module {reference} in the store"))
     }
 
     /// Loads every module the workflow uses, once per reference.
-    pub fn load_all(&self, workflow: &Workflow) -> Result<HashMap<String, Arc<Module>>, Vec<ValidationError>> {
+    pub async fn load_all(&self, workflow: &Workflow) -> Result<HashMap<String, Arc<Module>>, Vec<ValidationError>> {
         let mut modules = HashMap::new();
         let mut errors = Vec::new();
         for step in &workflow.steps {
@@ -70,7 +91,7 @@ impl LocalModules {
             if modules.contains_key(reference) {
                 continue;
             }
-            let loaded = self.bytes(reference).and_then(|bytes| {
+            let loaded = self.bytes(reference).await.and_then(|bytes| {
                 self.sandbox
                     .load(&bytes)
                     .map_err(|e| format!("module {reference} was rejected: {e}"))
@@ -102,15 +123,18 @@ impl ModuleCatalog for LocalModules {
                 Err(format!("no such file: {}", path.display()))
             };
         }
-        let parsed = Reference::parse(reference).map_err(|e| e.to_string())?;
-        match &self.store {
-            Some(store) => store
-                .resolve(&parsed)
-                .map(|_| ())
-                .map_err(|e| format!("{e} (use --module NAME=PATH or `sandstep module add`)")),
-            None => Err(format!(
-                "module {reference} is not given (use --module {reference}=PATH)"
-            )),
+        let known = match Reference::parse(reference).map_err(|e| e.to_string())? {
+            Reference::Tag { name, tag } => self.tags.contains(&(name, tag)),
+            Reference::Digest { name, digest } => {
+                self.digests.contains(&digest) && name.is_none_or(|n| self.tags.iter().any(|(t, _)| *t == n))
+            }
+        };
+        if known {
+            Ok(())
+        } else {
+            Err(format!(
+                "no module {reference} in the store (use --module NAME=PATH or `sandstep module add`)"
+            ))
         }
     }
 }

@@ -56,6 +56,16 @@ impl Db {
 }
 
 impl Db {
+    /// The store of `data_dir` if it has one (local commands never create it
+    /// just to find it empty).
+    pub async fn open_existing(data_dir: &Path) -> Result<Option<Db>, DbError> {
+        if data_dir.join(DB_FILE).is_file() {
+            Db::open(data_dir).await.map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     /// A write transaction that takes the write lock at once (`BEGIN
     /// IMMEDIATE`): a deferred one that reads first fails with
     /// `SQLITE_BUSY_SNAPSHOT`, without waiting, when another writer commits

@@ -4,6 +4,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use super::{now_ms, Db, DbError};
+use crate::modules::Reference;
 use crate::sandbox::ModuleInfo;
 
 /// A stored module as the API shows it.
@@ -17,6 +18,9 @@ pub struct ModuleRecord {
     pub imports: Vec<String>,
     pub exports: Vec<String>,
     pub updated_ms: i64,
+    /// The digest the tag pointed at before, when this moved it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous: Option<String>,
 }
 
 fn record(row: &sqlx::sqlite::SqliteRow) -> Result<ModuleRecord, sqlx::Error> {
@@ -33,6 +37,7 @@ fn record(row: &sqlx::sqlite::SqliteRow) -> Result<ModuleRecord, sqlx::Error> {
         imports: list("imports")?,
         exports: list("exports")?,
         updated_ms: row.try_get("updated_ms")?,
+        previous: None,
     })
 }
 
@@ -50,6 +55,12 @@ impl Db {
     ) -> Result<ModuleRecord, DbError> {
         let now = now_ms();
         let mut tx = self.write().await?;
+        let previous: Option<String> = sqlx::query("SELECT digest FROM module_tags WHERE name = ? AND tag = ?")
+            .bind(name)
+            .bind(tag)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.get("digest"));
         sqlx::query(
             "INSERT INTO modules (digest, kind, size, imports, exports, bytes, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (digest) DO NOTHING",
@@ -83,6 +94,7 @@ impl Db {
             imports: info.imports.clone(),
             exports: info.exports.clone(),
             updated_ms: now,
+            previous: previous.filter(|p| *p != info.digest),
         })
     }
 
@@ -110,6 +122,28 @@ impl Db {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|r| r.get("digest")))
+    }
+
+    /// The digest a reference points at, if it exists here.
+    pub async fn resolve(&self, reference: &Reference) -> Result<Option<String>, DbError> {
+        match reference {
+            Reference::Tag { name, tag } => self.module_digest(name, tag).await,
+            Reference::Digest { name, digest } => {
+                let known = sqlx::query("SELECT 1 FROM modules WHERE digest = ?")
+                    .bind(digest)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let named = match name {
+                    Some(name) => sqlx::query("SELECT 1 FROM module_tags WHERE name = ? LIMIT 1")
+                        .bind(name)
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .is_some(),
+                    None => true,
+                };
+                Ok((known.is_some() && named).then(|| digest.clone()))
+            }
+        }
     }
 
     pub async fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, DbError> {
