@@ -144,9 +144,7 @@ async fn workflows_are_versioned_and_validated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_start_wait_get_and_idempotency() {
-    let server = TestServer::start().await;
-    server.push_test_modules().await;
-    server.apply("greet", CHAIN).await;
+    let server = TestServer::with_workflow("greet", CHAIN).await;
     let (status, run) = server
         .post_json(
             "/v1/workflows/greet/runs?wait=10s",
@@ -231,9 +229,7 @@ async fn runs_start_wait_get_and_idempotency() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_list_filters_and_pages() {
-    let server = TestServer::start().await;
-    server.push_test_modules().await;
-    server.apply("greet", CHAIN).await;
+    let server = TestServer::with_workflow("greet", CHAIN).await;
     let mut ids = Vec::new();
     for who in ["a", "b", "c"] {
         let (_, run) = server
@@ -274,16 +270,12 @@ async fn runs_list_filters_and_pages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_a_running_run() {
-    let server = TestServer::start().await;
-    server.push_test_modules().await;
-    server
-        .apply(
-            "slow",
-            "name: slow\nsteps:\n  - { id: nap, module: hostile, input: { mode: sleep, ms: 10000 } }\n",
-        )
-        .await;
-    let (_, run) = server.post_json("/v1/workflows/slow/runs", json!({})).await;
-    let id = run["id"].as_str().unwrap().to_string();
+    let server = TestServer::with_workflow(
+        "slow",
+        "name: slow\nsteps:\n  - { id: nap, module: hostile, input: { mode: sleep, ms: 10000 } }\n",
+    )
+    .await;
+    let id = server.start_run("slow").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, canceled) = server.post_json(&format!("/v1/runs/{id}/cancel"), json!({})).await;
     assert_eq!(status, 202, "{canceled}");
@@ -320,16 +312,8 @@ async fn sse(server: &TestServer, id: &str, last_event_id: Option<&str>) -> Vec<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_stream_live_and_resume() {
-    let server = TestServer::start().await;
-    server.push_test_modules().await;
-    server
-        .apply(
-            "napper",
-            "name: napper\nsteps:\n  - { id: nap, module: hostile, input: { mode: sleep, ms: 300 } }\n  - { id: after, module: echo, needs: [nap] }\n",
-        )
-        .await;
-    let (_, run) = server.post_json("/v1/workflows/napper/runs", json!({})).await;
-    let id = run["id"].as_str().unwrap().to_string();
+    let server = TestServer::with_workflow("napper", "name: napper\nsteps:\n  - { id: nap, module: hostile, input: { mode: sleep, ms: 300 } }\n  - { id: after, module: echo, needs: [nap] }\n").await;
+    let id = server.start_run("napper").await;
     let live = sse(&server, &id, None).await;
     let types: Vec<&str> = live.iter().map(|(_, t, _)| t.as_str()).collect();
     assert_eq!(
@@ -398,9 +382,7 @@ async fn tokens_guard_every_v1_route() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_and_openapi() {
-    let server = TestServer::start().await;
-    server.push_test_modules().await;
-    server.apply("greet", CHAIN).await;
+    let server = TestServer::with_workflow("greet", CHAIN).await;
     server
         .post_json("/v1/workflows/greet/runs?wait=10s", json!({ "input": { "who": "m" } }))
         .await;
@@ -456,8 +438,7 @@ async fn unresumable_run_fails_instead_of_blocking_start() {
             "name: slow\nsteps:\n  - { id: nap, module: hostile, input: { mode: sleep, ms: 10000 } }\n",
         )
         .await;
-    let (_, run) = server.post_json("/v1/workflows/slow/runs", json!({})).await;
-    let id = run["id"].as_str().unwrap().to_string();
+    let id = server.start_run("slow").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.stop().await; // the attempt outlives the grace period: the run stays unfinished
 

@@ -290,7 +290,7 @@ impl<'a> Driver<'a> {
                 }
                 StepStatus::Running => {
                     let scope = self.scope(index);
-                    if let Some(ForEach::Template(_) | ForEach::Items(_)) = &step.for_each {
+                    if step.for_each.is_some() {
                         match self.evaluate_items(index, &scope) {
                             Ok(items) => self.items[index] = Some(Arc::new(items)),
                             Err(error) => {

@@ -263,12 +263,7 @@ async fn wait_for_end(state: &AppState, run_id: &str, wait: Duration) -> Result<
 }
 
 pub(crate) async fn view(state: &AppState, run_id: &str) -> Result<RunView> {
-    let row = state
-        .runner
-        .db
-        .run(run_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {run_id}")))?;
+    let row = state.runner.run_row(run_id).await?;
     let (_, workflow) = state.runner.workflow(&row.workflow, Some(row.version)).await?;
     let events = state.runner.db.events(run_id, 0).await?;
     Ok(run_view(row, &workflow, &events))
@@ -327,12 +322,7 @@ pub async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>)
 /// Cancel a run: running attempts are interrupted; status `canceling`, then `canceled`.
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", responses((status = 202, body = RunView), (status = 404), (status = 409)))]
 pub async fn cancel_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response> {
-    let row = state
-        .runner
-        .db
-        .run(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id}")))?;
+    let row = state.runner.run_row(&id).await?;
     if row.is_ended() {
         return Err(ApiError::Conflict(format!("run {id} already ended ({})", row.status)));
     }

@@ -48,12 +48,7 @@ pub async fn run_events(
     };
     // Subscribe before reading what is stored, so nothing falls in between.
     let live = state.runner.watchers.subscribe(&id);
-    let row = state
-        .runner
-        .db
-        .run(&id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("run {id}")))?;
+    let row = state.runner.run_row(&id).await?;
     let stored = state.runner.db.events(&id, last).await?;
     let ended = row.is_ended();
     let follow = Follow {

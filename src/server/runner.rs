@@ -365,6 +365,14 @@ impl Runner {
         Ok(())
     }
 
+    /// A run's row, or 404.
+    pub async fn run_row(&self, run_id: &str) -> Result<RunRow, ApiError> {
+        self.db
+            .run(run_id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("run {run_id}")))
+    }
+
     /// Asks a live run to cancel. `false` when this process is not driving it.
     pub fn cancel(&self, run_id: &str) -> bool {
         match self.live.lock().unwrap().get(run_id) {

@@ -105,6 +105,24 @@ impl TestServer {
         }
     }
 
+    /// A server with the test modules pushed and `yaml` applied as `name`.
+    pub async fn with_workflow(name: &str, yaml: &str) -> TestServer {
+        let server = TestServer::start().await;
+        server.push_test_modules().await;
+        let (status, body) = server.apply(name, yaml).await;
+        assert_eq!(status, 201, "{body}");
+        server
+    }
+
+    /// Starts a run of `workflow` with no input; returns its id.
+    pub async fn start_run(&self, workflow: &str) -> String {
+        let (status, run) = self
+            .post_json(&format!("/v1/workflows/{workflow}/runs"), serde_json::json!({}))
+            .await;
+        assert_eq!(status, 201, "{run}");
+        run["id"].as_str().expect("a run id").to_string()
+    }
+
     /// Polls a run until its status is final.
     pub async fn wait_run(&self, id: &str) -> Value {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
