@@ -119,7 +119,7 @@ impl Db {
         .bind(first.seq as i64)
         .execute(&mut *tx)
         .await?;
-        insert_events(&mut tx, std::slice::from_ref(first)).await?;
+        insert_events(&mut tx, &[first]).await?;
         tx.commit().await?;
         Ok(Inserted::New)
     }
@@ -181,7 +181,7 @@ impl Db {
 }
 
 /// Appends events and moves each run's row to its latest status.
-pub(crate) async fn insert_events(tx: &mut sqlx::SqliteConnection, events: &[Event]) -> Result<(), sqlx::Error> {
+pub(crate) async fn insert_events(tx: &mut sqlx::SqliteConnection, events: &[&Event]) -> Result<(), sqlx::Error> {
     for chunk in events.chunks(200) {
         let mut query = sqlx::QueryBuilder::new("INSERT INTO events (run_id, seq, at_ms, type, body) ");
         query.push_values(chunk, |mut row, event| {

@@ -62,7 +62,7 @@ impl EventWriter {
 
 async fn write(db: &Db, batch: &[Request]) -> Result<(), sqlx::Error> {
     let mut tx = db.write().await?;
-    let events: Vec<Event> = batch.iter().flat_map(|r| r.events.iter().cloned()).collect();
+    let events: Vec<&Event> = batch.iter().flat_map(|r| r.events.iter()).collect();
     super::runs::insert_events(&mut tx, &events).await?;
     tx.commit().await
 }
