@@ -129,6 +129,15 @@ async fn workflows_are_versioned_and_validated() {
     );
     let (status, body) = server.apply("other", CHAIN).await;
     assert_eq!((status, body["field"].clone()), (422, json!("name")));
+    // Refused definitions store nothing: no new workflow, no new version.
+    let (status, _) = server.get("/v1/workflows/bad").await;
+    assert_eq!(status, 404);
+    let (status, _) = server.get("/v1/workflows/other").await;
+    assert_eq!(status, 404);
+    let (status, body) = server.apply("greet", "name: greet\nsteps: []\n").await;
+    assert_eq!(status, 422, "{body}");
+    let (_, one) = server.get("/v1/workflows/greet").await;
+    assert_eq!(one["versions"], json!([1, 2]));
     let (status, body) = answer(
         server
             .request(reqwest::Method::PUT, "/v1/workflows/greet")
