@@ -1,14 +1,63 @@
 #!/usr/bin/env bash
-# Builds every guest example into target/guests/<language>/ at the project root.
-# Usage: guest-examples/build.sh [language...]   (default: every language)
-# Installs the Rust wasm targets it needs; a toolchain that cannot be
-# installed is an error, never a silent skip.
+# Builds every guest example from source into target/guests/<language>/ at
+# the project root.
+#
+# Usage: guest-examples/build.sh [language...]
+#   languages: rust javascript typescript python c go zig assemblyscript
+#   (default: all of them)
+#
+# Installs what each language needs when it is missing: Rust wasm targets
+# (rustup), Debian packages (clang, lld, wasi-libc; Go 1.23 from
+# bookworm-backports), npm packages (at the versions of each example's lock file),
+# PyPI packages (componentize-py, ziglang, pinned, in a virtualenv under
+# target/toolchains/). A toolchain that cannot be installed is an error,
+# never a silent skip.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/.." && pwd)"
 out="$root/target/guests"
+toolchains="$root/target/toolchains"
+all=(rust javascript typescript python c go zig assemblyscript)
 languages=("$@")
-[ ${#languages[@]} -gt 0 ] || languages=(rust)
+[ ${#languages[@]} -gt 0 ] || languages=("${all[@]}")
+
+say() { echo "build.sh: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# Debian packages, installed only when a command is missing.
+apt_install() {
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+  command -v apt-get >/dev/null || die "cannot install $*: apt-get is not available; install them by hand"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null \
+    || die "cannot install Debian packages: $*"
+}
+
+apt_update() {
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+  "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
+}
+
+python_tool() {
+  # A virtualenv with the pinned PyPI toolchains (componentize-py, ziglang).
+  local venv="$toolchains/python"
+  if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv" || die "cannot create a Python virtualenv (python3 -m venv; Debian: python3-venv)"
+  fi
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/python/requirements.txt" -r "$here/zig/requirements.txt" \
+    || die "cannot install the PyPI toolchains (componentize-py, ziglang)"
+  echo "$venv/bin"
+}
+
+# Installs an example's npm packages at the versions of its lock file.
+# (`npm ci` refuses componentize-js's lock file: npm 11 reports jco's optional
+# packages for other platforms as missing from it. `npm install --no-save`
+# installs the locked versions and leaves the lock file alone.)
+npm_install() {
+  command -v npm >/dev/null || die "npm is not installed (Node.js 20 or newer is needed)"
+  (cd "$1" && npm install --no-save --silent --no-audit --no-fund) || die "npm install failed in ${1#"$root"/}"
+}
 
 build_rust() {
   rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null
@@ -16,17 +65,97 @@ build_rust() {
   cargo build --quiet --release --manifest-path "$dir/Cargo.toml" --target wasm32-wasip2 \
     -p echo -p hello -p transform -p wordcount
   cargo build --quiet --release --manifest-path "$dir/Cargo.toml" --target wasm32-wasip1 -p stats-cmd
-  mkdir -p "$out/rust"
   for step in echo hello transform wordcount; do
     cp "$dir/target/wasm32-wasip2/release/$step.wasm" "$out/rust/$step.wasm"
   done
   cp "$dir/target/wasm32-wasip1/release/stats-cmd.wasm" "$out/rust/stats-cmd.wasm"
 }
 
+build_javascript() {
+  npm_install "$here/javascript"
+  (cd "$here/javascript" && npm run --silent build) || die "componentize-js failed"
+  mv "$here/javascript/filter-orders.wasm" "$out/javascript/filter-orders.wasm"
+}
+
+build_typescript() {
+  npm_install "$here/typescript"
+  (cd "$here/typescript" && npm run --silent build) || die "tsc or componentize-js failed"
+  mv "$here/typescript/rank-customers.wasm" "$out/typescript/rank-customers.wasm"
+}
+
+build_python() {
+  local bin
+  bin="$(python_tool)"
+  (cd "$here/python" && "$bin/componentize-py" -d ../../wit -w step componentize stats --stub-wasi \
+    -o "$out/python/stats.wasm" >/dev/null) || die "componentize-py failed"
+}
+
+build_c() {
+  command -v clang >/dev/null && [ -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/wasi/libclang_rt.builtins-wasm32.a ] \
+    && [ -d /usr/include/wasm32-wasi ] \
+    || { apt_update; apt_install clang lld wasi-libc libclang-rt-dev-wasm32; }
+  # wit-bindgen's C generator and wit-component's `component new`, as a small
+  # helper built from crates (no wit-bindgen-cli or wasm-tools install).
+  cargo build --quiet --release --locked --manifest-path "$here/tools/Cargo.toml"
+  local tools="$here/tools/target/release/guest-tools" gen="$out/c/gen" dir="$here/c"
+  "$tools" c-bindings "$root/wit" step "$gen"
+  clang --target=wasm32-wasi -O2 -Wall -Wextra -Werror -mexec-model=reactor -Wl,--strip-debug -I"$gen" -I"$dir" \
+    -o "$out/c/histogram.core.wasm" "$dir/histogram.c" "$dir/json.c" "$gen/step.c" "$gen/step_component_type.o"
+  "$tools" component-new "$out/c/histogram.core.wasm" "$out/c/histogram.wasm"
+  rm "$out/c/histogram.core.wasm"
+  clang --target=wasm32-wasi -O2 -Wall -Wextra -Werror -Wl,--strip-debug -o "$out/c/top-words.wasm" \
+    "$dir/top-words.c" "$dir/json.c"
+}
+
+# A Go that can target wasip1 (1.21 or newer), installing Go 1.23 from
+# Debian's bookworm-backports when there is none.
+go_bin() {
+  local candidate
+  for candidate in "$(command -v go || true)" /usr/lib/go-1.2[1-9]/bin/go; do
+    [ -x "$candidate" ] || continue
+    if "$candidate" version | grep -Eq 'go1\.(2[1-9]|[3-9][0-9])'; then
+      echo "$candidate"
+      return
+    fi
+  done
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo -n)
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+      | "${sudo[@]}" tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null \
+      || die "cannot add Debian bookworm-backports (needed for Go >= 1.21)"
+  fi
+  apt_update
+  apt_install golang-1.23-go
+  echo /usr/lib/go-1.23/bin/go
+}
+
+build_go() {
+  local go
+  go="$(go_bin)"
+  (cd "$here/go" && GOOS=wasip1 GOARCH=wasm "$go" build -trimpath -o "$out/go/invoice.wasm" .) || die "go build failed"
+}
+
+build_zig() {
+  local bin
+  bin="$(python_tool)"
+  (cd "$out/zig" && "$bin/python" -m ziglang build-exe -target wasm32-wasi -O ReleaseSmall \
+    -femit-bin="$out/zig/checksum.wasm" "$here/zig/checksum.zig") || die "zig build-exe failed"
+  rm -f "$out/zig/checksum.wasm.o"
+}
+
+build_assemblyscript() {
+  npm_install "$here/assemblyscript"
+  (cd "$here/assemblyscript" && npm run --silent build) || die "asc failed"
+  mv "$here/assemblyscript/format-money.wasm" "$out/assemblyscript/format-money.wasm"
+}
+
 for language in "${languages[@]}"; do
-  case "$language" in
-    rust) build_rust ;;
-    *) echo "build.sh: unknown language '$language' (known: rust)" >&2; exit 2 ;;
+  case " ${all[*]} " in
+    *" $language "*) ;;
+    *) say "unknown language '$language' (known: ${all[*]})"; exit 2 ;;
   esac
-  echo "built $language guests into ${out#"$root"/}/$language/" >&2
+  mkdir -p "$out/$language"
+  "build_$language"
+  say "built $language guests into ${out#"$root"/}/$language/"
 done

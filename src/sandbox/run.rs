@@ -244,14 +244,41 @@ fn finish_command<T: Metered>(
     } else {
         match exit {
             Ok(0) => parse_output(stdout.to_vec(), limits),
-            Ok(code) => Err(Failure::GuestError {
-                message: with_stderr(format!("exited with code {code}"), &stderr),
-                retryable: true,
-            }),
+            Ok(code) => Err(command_error(code, &stdout, &stderr)),
             Err(stop) => Err(classify(stop, &stderr, limits)),
         }
     };
     finish(store, started, instantiated, limits, result)
+}
+
+/// A command that exits non-zero may say what went wrong on stdout, as
+/// `{"error": {"message": "...", "retryable": false}}` (`retryable` defaults
+/// to true). Otherwise the message is the exit code and the last stderr
+/// lines, and the failure is retryable.
+fn command_error(code: i32, stdout: &[u8], stderr: &[u8]) -> Failure {
+    #[derive(serde::Deserialize)]
+    struct Reported {
+        error: ReportedError,
+    }
+    #[derive(serde::Deserialize)]
+    struct ReportedError {
+        message: String,
+        #[serde(default = "retryable_by_default")]
+        retryable: bool,
+    }
+    fn retryable_by_default() -> bool {
+        true
+    }
+    match serde_json::from_slice::<Reported>(stdout.trim_ascii()) {
+        Ok(Reported { error }) => Failure::GuestError {
+            message: error.message,
+            retryable: error.retryable,
+        },
+        Err(_) => Failure::GuestError {
+            message: with_stderr(format!("exited with code {code}"), stderr),
+            retryable: true,
+        },
+    }
 }
 
 fn memory_failure(meter: &Meter) -> Option<Failure> {

@@ -1,0 +1,3 @@
+module sandstep.example/invoice
+
+go 1.21
