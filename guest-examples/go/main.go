@@ -3,7 +3,7 @@
 // Input on stdin:  {"customers": [{"customer": "Ada", "total": 8.2}], "tax_rate": 0.2, "currency": "EUR"}
 // Output on stdout: {"currency", "lines": [{"customer", "net", "tax", "gross"}], "totals": {"net", "tax", "gross"}}
 //
-// Amounts are computed in whole cents. Bad input exits 1 after printing
+// Fields it does not know are ignored. Amounts are computed in whole cents. Bad input exits 1 after printing
 // {"error": {"message": ..., "retryable": false}} on stdout, which Sandstep
 // turns into a non-retryable step error. Lines on stderr become the step's logs.
 package main
@@ -58,9 +58,7 @@ func cents(amount float64) int64 { return int64(math.Round(amount * 100)) }
 
 func main() {
 	var req request
-	decoder := json.NewDecoder(os.Stdin)
-	decoder.DisallowUnknownFields()
-	if err := decoder.Decode(&req); err != nil {
+	if err := json.NewDecoder(os.Stdin).Decode(&req); err != nil {
 		fail("input is not a valid request: "+err.Error(), false)
 	}
 	if req.SimulateFailure != nil {

@@ -3,8 +3,8 @@
 //! Input on stdin:  {"document": <any JSON>, "algorithm": "sha256" | "blake3"}
 //! Output on stdout: {"algorithm", "digest", "bytes"}
 //!
-//! Digests the document's compact JSON text, so the same document always has
-//! the same digest: an audit trail's fingerprint of what a run produced. Bad
+//! Digests the document's compact JSON text (numbers exactly as written), so
+//! the same document always has the same digest: an audit trail's fingerprint of what a run produced. Bad
 //! input exits 1 after printing {"error": {"message", "retryable": false}} on
 //! stdout. Lines on stderr become the step's logs.
 const std = @import("std");
@@ -29,7 +29,7 @@ pub fn main() void {
     const allocator = arena.allocator();
 
     const input = std.io.getStdIn().readToEndAlloc(allocator, max_input) catch fail("cannot read the input", false);
-    const parsed = std.json.parseFromSliceLeaky(std.json.Value, allocator, input, .{}) catch fail("input is not JSON", false);
+    const parsed = std.json.parseFromSliceLeaky(std.json.Value, allocator, input, .{ .parse_numbers = false }) catch fail("input is not JSON", false);
     if (parsed != .object) fail("input must be a JSON object", false);
     const request = parsed.object;
 

@@ -377,6 +377,21 @@ mod tests {
     }
 
     #[test]
+    fn objects_keep_their_key_order() {
+        // A step that digests or signs its input sees the fields in the
+        // order the previous step wrote them.
+        let rendered = render("{{ steps.fetch.output }}").unwrap();
+        assert_eq!(
+            serde_json::to_string(&rendered).unwrap(),
+            r#"{"email":"a@b.c","friends":[{"name":"x"}],"age":41}"#
+        );
+        assert_eq!(
+            render("{{ steps.fetch.output }}!"),
+            Ok(json!(r#"{"email":"a@b.c","friends":[{"name":"x"}],"age":41}!"#))
+        );
+    }
+
+    #[test]
     fn mixed_text_interpolates() {
         assert_eq!(
             render("Hi {{ inputs.user_id }} ({{ steps.fetch.output.age }})"),
