@@ -11,6 +11,7 @@ mod cli_exec;
 mod cli_run;
 mod crash_recovery;
 mod isolation;
+mod languages;
 mod limits;
 mod module_store;
 mod outcomes;

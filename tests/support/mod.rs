@@ -73,6 +73,31 @@ pub fn guests() -> &'static Guests {
     })
 }
 
+/// The guest examples in every language but Rust, as (module name, path),
+/// built from source by guest-examples/build.sh once per test process.
+pub fn language_guests() -> &'static [(&'static str, PathBuf)] {
+    static BUILT: OnceLock<Vec<(&'static str, PathBuf)>> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = root();
+        let languages = ["javascript", "typescript", "python", "c", "go", "zig", "assemblyscript"];
+        run(Command::new(root.join("guest-examples/build.sh")).args(languages));
+        let out = root.join("target/guests");
+        [
+            ("filter-orders", "javascript/filter-orders.wasm"),
+            ("rank-customers", "typescript/rank-customers.wasm"),
+            ("stats", "python/stats.wasm"),
+            ("histogram", "c/histogram.wasm"),
+            ("top-words", "c/top-words.wasm"),
+            ("invoice", "go/invoice.wasm"),
+            ("checksum", "zig/checksum.wasm"),
+            ("format-money", "assemblyscript/format-money.wasm"),
+        ]
+        .into_iter()
+        .map(|(name, file)| (name, out.join(file)))
+        .collect()
+    })
+}
+
 /// One sandbox for the whole test process, as in a real server.
 pub fn sandbox() -> &'static Arc<Sandbox> {
     static SANDBOX: OnceLock<Arc<Sandbox>> = OnceLock::new();
