@@ -31,7 +31,31 @@ pub struct ModuleTiming {
     pub kind: String,
     pub compile_ms: f64,
     pub cached_load_ms: f64,
+    /// Mean µs per attempt of the module's smallest valid input, after
+    /// compilation (None for modules without one in [`TRIVIAL_INPUTS`]).
+    pub attempt_us: Option<f64>,
+    /// `attempt_us` over the engine path's trivial Rust step.
+    pub vs_rust: Option<f64>,
 }
+
+/// The smallest valid input of each example module, by path under the
+/// guests folder: what a language costs per attempt before the step does
+/// any work (runtime start-up, JSON in and out).
+const TRIVIAL_INPUTS: &[(&str, &str)] = &[
+    ("rust/echo.wasm", "{}"),
+    ("rust/stats-cmd.wasm", r#"{"numbers": [1]}"#),
+    ("javascript/filter-orders.wasm", r#"{"orders": []}"#),
+    ("typescript/rank-customers.wasm", r#"{"orders": []}"#),
+    ("python/stats.wasm", r#"{"values": [1]}"#),
+    ("c/histogram.wasm", r#"{"values": [1]}"#),
+    ("c/top-words.wasm", r#"{"text": "a"}"#),
+    ("go/invoice.wasm", r#"{"customers": [], "tax_rate": 0}"#),
+    ("zig/checksum.wasm", r#"{"document": 1}"#),
+    (
+        "assemblyscript/format-money.wasm",
+        r#"{"amounts": [], "currency": "EUR"}"#,
+    ),
+];
 
 const ROUNDS: u32 = 5;
 
@@ -96,12 +120,13 @@ pub async fn run(guests: &Path, trivial: &Path, iterations: u32) -> anyhow::Resu
         engine_us,
         bare_us,
         ratio: engine_us / bare_us,
-        modules: time_modules(guests)?,
+        modules: time_modules(guests, engine_us).await?,
     })
 }
 
-/// Compile time (no cache) and cached-load time of every guest module.
-fn time_modules(guests: &Path) -> anyhow::Result<Vec<ModuleTiming>> {
+/// Compile time (no cache), cached-load time and, where the module has a
+/// trivial input, per-attempt time of every guest module.
+async fn time_modules(guests: &Path, rust_attempt_us: f64) -> anyhow::Result<Vec<ModuleTiming>> {
     let mut files: Vec<PathBuf> = Vec::new();
     for language in std::fs::read_dir(guests).with_context(|| format!("cannot list {}", guests.display()))? {
         let language = language?.path();
@@ -128,15 +153,65 @@ fn time_modules(guests: &Path) -> anyhow::Result<Vec<ModuleTiming>> {
         let loaded = cached.load(&bytes)?;
         anyhow::ensure!(loaded.from_cache, "{} was not loaded from the cache", file.display());
         let name = file.strip_prefix(guests).unwrap_or(&file).display().to_string();
+        let trivial = TRIVIAL_INPUTS.iter().find(|(path, _)| *path == name);
+        let attempt_us = match trivial {
+            Some((_, input)) => Some(
+                time_attempts(&uncached, &compiled, input)
+                    .await
+                    .with_context(|| format!("{name} with {input}"))?,
+            ),
+            None => None,
+        };
         out.push(ModuleTiming {
             module: name,
             size: compiled.info.size,
             kind: compiled.info.kind.to_string(),
             compile_ms: compiled.load_time.as_secs_f64() * 1e3,
             cached_load_ms: loaded.load_time.as_secs_f64() * 1e3,
+            attempt_us,
+            vs_rust: attempt_us.map(|us| us / rust_attempt_us),
         });
     }
     Ok(out)
+}
+
+/// Mean µs per attempt over about half a second (at least 20 attempts),
+/// after a warm-up; every attempt must succeed.
+async fn time_attempts(sandbox: &Sandbox, module: &crate::sandbox::Module, input: &str) -> anyhow::Result<f64> {
+    const BUDGET: Duration = Duration::from_millis(500);
+    let limits = Limits::default();
+    let context = StepContext {
+        run_id: "bench".into(),
+        step_id: "bench".into(),
+        attempt: 1,
+        idempotency_key: "bench".into(),
+    };
+    let request = AttemptRequest {
+        input,
+        args: &[],
+        context: &context,
+        limits: &limits,
+    };
+    for _ in 0..5 {
+        let attempt = sandbox.run(module, request).await;
+        anyhow::ensure!(
+            attempt.output().is_some(),
+            "the attempt failed: {:?}",
+            attempt.failure()
+        );
+    }
+    let started = std::time::Instant::now();
+    let mut attempts = 0u32;
+    while attempts < 20 || (started.elapsed() < BUDGET && attempts < 100_000) {
+        let attempt = sandbox.run(module, request).await;
+        anyhow::ensure!(
+            attempt.output().is_some(),
+            "the attempt failed: {:?}",
+            attempt.failure()
+        );
+        attempts += 1;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(attempts))
 }
 
 impl std::fmt::Display for SandboxReport {
@@ -159,18 +234,24 @@ impl std::fmt::Display for SandboxReport {
         writeln!(f, "ratio: {:.2}", self.ratio)?;
         writeln!(
             f,
-            "{:<28} {:>10} {:>8} {:>12} {:>12}",
-            "module", "size", "kind", "compile", "cached load"
+            "{:<34} {:>10} {:>8} {:>12} {:>12} {:>14} {:>8}",
+            "module", "size", "kind", "compile", "cached load", "attempt", "vs rust"
         )?;
         for m in &self.modules {
+            let (attempt, ratio) = match (m.attempt_us, m.vs_rust) {
+                (Some(us), Some(ratio)) => (format!("{us:.1} µs"), format!("{ratio:.1}x")),
+                _ => ("-".to_string(), "-".to_string()),
+            };
             writeln!(
                 f,
-                "{:<28} {:>10} {:>8} {:>9.1} ms {:>9.2} ms",
+                "{:<34} {:>10} {:>8} {:>9.1} ms {:>9.2} ms {:>14} {:>8}",
                 m.module,
                 crate::units::format_size(m.size),
                 m.kind,
                 m.compile_ms,
-                m.cached_load_ms
+                m.cached_load_ms,
+                attempt,
+                ratio
             )?;
         }
         Ok(())

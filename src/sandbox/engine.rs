@@ -46,7 +46,12 @@ fn config(settings: &EngineSettings, pooling: bool) -> Config {
             .max_memories_per_component(8)
             .max_tables_per_component(64)
             .table_elements(50_000)
-            .max_unused_warm_slots(slots.min(64))
+            // Every slot may stay warm for the module it last ran: with
+            // fewer (64), once components with many memories (JavaScript,
+            // Python) had run, small modules' attempts landed on slots
+            // another module had left resident and paid for resetting them
+            // (6 µs -> 28 µs per trivial attempt in `bench sandbox`).
+            .max_unused_warm_slots(slots)
             // Reset small memories, tables and stacks in place (only their
             // dirty pages, found with PAGEMAP_SCAN where the kernel has it)
             // instead of `madvise`: each `madvise` is a TLB shootdown across
