@@ -233,3 +233,70 @@ async fn steps_in_seven_languages_chain_and_fail_over_http() {
     }
     server.stop().await;
 }
+
+/// JavaScript and Python components built with their toolchains' defaults
+/// import HTTP or sockets; the upload is refused, naming those imports and
+/// the flag that leaves them out, and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_javascript_and_python_builds_are_refused_at_upload() {
+    language_guests(); // installs the toolchains
+    let root = crate::support::root();
+    let dir = tempfile::tempdir().unwrap();
+    let js = dir.path().join("default-js.wasm");
+    let py = dir.path().join("default-py.wasm");
+    let examples = root.join("guest-examples");
+    let built = std::process::Command::new(examples.join("javascript/node_modules/.bin/componentize-js"))
+        .current_dir(examples.join("javascript"))
+        .args([
+            "filter-orders.js",
+            "--wit",
+            "../../wit",
+            "--world-name",
+            "step",
+            "--out",
+        ])
+        .arg(&js)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let built = std::process::Command::new(root.join("target/toolchains/python/bin/componentize-py"))
+        .current_dir(examples.join("python"))
+        .args(["-d", "../../wit", "-w", "step", "componentize", "stats", "-o"])
+        .arg(&py)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(built.success());
+
+    let server = TestServer::start().await;
+    for (name, path, imports, hint) in [
+        (
+            "default-js",
+            &js,
+            &["wasi:http/types@", "wasi:http/outgoing-handler@"][..],
+            "componentize-js: `--disable http fetch-event`",
+        ),
+        (
+            "default-py",
+            &py,
+            &["wasi:sockets/tcp@", "wasi:sockets/ip-name-lookup@"][..],
+            "componentize-py: `--stub-wasi`",
+        ),
+    ] {
+        let (status, problem) = server.push(name, path).await;
+        assert_eq!(status, 422, "{name}: {problem}");
+        assert_eq!(crate::support::server::problem(&problem), "invalid-module");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("module imports what the sandbox does not provide: "),
+            "{detail}"
+        );
+        for import in imports {
+            assert!(detail.contains(import), "{name} should name {import}: {detail}");
+        }
+        assert!(detail.contains(hint), "{detail}");
+        let (status, _) = server.get(&format!("/v1/modules/{name}")).await;
+        assert_eq!(status, 404, "{name} was stored");
+    }
+    server.stop().await;
+}

@@ -34,7 +34,8 @@ pub enum ModuleError {
     WrongWorld { exports: Vec<String>, detail: String },
     #[error(
         "module imports what the sandbox does not provide: {}; steps get no network, HTTP or \
-         other host access (build without them, e.g. componentize-js `-d http -d fetch-event`)",
+         other host access: build without them (componentize-js: `--disable http fetch-event`; \
+         componentize-py: `--stub-wasi`)",
         .0.join(", ")
     )]
     UnsupportedImports(Vec<String>),
