@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo on a fresh machine: build Sandstep and the Rust guest examples,
+# The demo on a fresh machine: build Sandstep and the guest examples,
 # store them in a throw-away data directory, and run steps with `sandstep exec`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,3 +24,25 @@ $sandstep run examples/text-report.yaml \
   --module wordcount=target/guests/rust/wordcount.wasm --module transform=target/guests/rust/transform.wasm \
   --module stats=target/guests/rust/stats-cmd.wasm --module hello=target/guests/rust/hello.wasm \
   --input '{"author": "Ada", "text": "the cat and the dog and the bird saw the cat"}'
+
+# Steps in seven languages: build every guest example (installing the
+# toolchains: npm, PyPI, Debian), store each once (large JavaScript and
+# Python components compile here, once), and run one workflow through all.
+{ set +x; } 2>/dev/null
+guest-examples/build.sh javascript typescript python c go zig assemblyscript
+set -x
+$sandstep module add target/guests/javascript/filter-orders.wasm --name filter-orders
+$sandstep module add target/guests/typescript/rank-customers.wasm --name rank-customers
+$sandstep module add target/guests/python/stats.wasm --name statistics
+$sandstep module add target/guests/c/histogram.wasm --name histogram
+$sandstep module add target/guests/c/top-words.wasm --name top-words
+$sandstep module add target/guests/go/invoice.wasm --name invoice
+$sandstep module add target/guests/zig/checksum.wasm --name checksum
+$sandstep module add target/guests/assemblyscript/format-money.wasm --name format-money
+$sandstep run examples/orders-report.yaml --input '{
+  "orders": [
+    {"id": "A1", "customer": "Ada", "items": [{"sku": "pen", "qty": 3, "price": 1.5}, {"sku": "ink", "qty": 1, "price": 4.25}]},
+    {"id": "A2", "customer": "Bob", "items": [{"sku": "pad", "qty": 2, "price": 2.4}]},
+    {"id": "A3", "customer": "Cy", "items": [{"sku": "pen", "qty": 10, "price": 1.5}]}
+  ],
+  "note": "Ada ordered pens and ink; Cy ordered pens."}'

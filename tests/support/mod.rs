@@ -85,7 +85,7 @@ pub fn language_guests() -> &'static [(&'static str, PathBuf)] {
         [
             ("filter-orders", "javascript/filter-orders.wasm"),
             ("rank-customers", "typescript/rank-customers.wasm"),
-            ("stats", "python/stats.wasm"),
+            ("statistics", "python/stats.wasm"),
             ("histogram", "c/histogram.wasm"),
             ("top-words", "c/top-words.wasm"),
             ("invoice", "go/invoice.wasm"),
