@@ -51,7 +51,11 @@ const REFUSED: &[(&str, &str, &str)] = &[
         r#"{"orders": [{"customer": "Ada"}]}"#,
         "orders[0].total must be a number",
     ),
-    ("statistics", r#"{"values": [1, "x"]}"#, r#"values[1] is not a number: "x""#),
+    (
+        "statistics",
+        r#"{"values": [1, "x"]}"#,
+        r#"values[1] is not a number: "x""#,
+    ),
     (
         "histogram",
         r#"{"values": []}"#,

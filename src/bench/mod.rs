@@ -5,6 +5,16 @@ pub mod sandbox;
 pub mod server;
 pub mod workflow;
 
+/// The step context of every benchmark attempt.
+pub(crate) fn bench_context() -> crate::sandbox::StepContext {
+    crate::sandbox::StepContext {
+        run_id: "bench".into(),
+        step_id: "bench".into(),
+        attempt: 1,
+        idempotency_key: "bench".into(),
+    }
+}
+
 /// A sequential chain of `steps` trivial `echo` steps, each reading the
 /// previous one's output through a template.
 pub(crate) fn chain_yaml(steps: usize) -> String {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::limits::{EngineSettings, Limits};
 use crate::sandbox::bench_support::bare_loop;
-use crate::sandbox::{AttemptRequest, Sandbox, StepContext};
+use crate::sandbox::{AttemptRequest, Sandbox};
 
 #[derive(Debug, Serialize)]
 pub struct SandboxReport {
@@ -68,12 +68,7 @@ pub async fn run(guests: &Path, trivial: &Path, iterations: u32) -> anyhow::Resu
         .load(&bytes)
         .with_context(|| format!("{} was rejected", trivial.display()))?;
     let limits = Limits::default();
-    let context = StepContext {
-        run_id: "bench".into(),
-        step_id: "bench".into(),
-        attempt: 1,
-        idempotency_key: "bench".into(),
-    };
+    let context = super::bench_context();
     let input = "{}";
     let request = AttemptRequest {
         input,
@@ -180,12 +175,7 @@ async fn time_modules(guests: &Path, rust_attempt_us: f64) -> anyhow::Result<Vec
 async fn time_attempts(sandbox: &Sandbox, module: &crate::sandbox::Module, input: &str) -> anyhow::Result<f64> {
     const BUDGET: Duration = Duration::from_millis(500);
     let limits = Limits::default();
-    let context = StepContext {
-        run_id: "bench".into(),
-        step_id: "bench".into(),
-        attempt: 1,
-        idempotency_key: "bench".into(),
-    };
+    let context = super::bench_context();
     let request = AttemptRequest {
         input,
         args: &[],

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::limits::{Caps, EngineSettings, Limits};
 use crate::run::{Executor, Journal, MemoryJournal, RunSpec, RunState, RunStatus, Secrets};
-use crate::sandbox::{AttemptRequest, Sandbox, StepContext};
+use crate::sandbox::{AttemptRequest, Sandbox};
 
 #[derive(Debug, Serialize)]
 pub struct WorkflowReport {
@@ -42,12 +42,7 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
     let echo = Arc::new(sandbox.load(&bytes)?);
 
     let limits = Limits::default();
-    let context = StepContext {
-        run_id: "b".into(),
-        step_id: "b".into(),
-        attempt: 1,
-        idempotency_key: "b".into(),
-    };
+    let context = super::bench_context();
     let request = AttemptRequest {
         input: r#"{"n": 1}"#,
         args: &[],
