@@ -91,9 +91,14 @@ build_python() {
 }
 
 build_c() {
-  command -v clang >/dev/null && [ -e /usr/lib/llvm-14/lib/clang/14.0.6/lib/wasi/libclang_rt.builtins-wasm32.a ] \
-    && [ -d /usr/include/wasm32-wasi ] \
-    || { apt_update; apt_install clang lld wasi-libc libclang-rt-dev-wasm32; }
+  # A C compiler that links for wasm32-wasi (clang, lld, wasi-libc, the
+  # wasm32 compiler runtime), installed when a probe program does not build.
+  local probe="$out/c/probe.wasm"
+  if ! printf 'int main(void) { return 0; }\n' | clang --target=wasm32-wasi -x c - -o "$probe" 2>/dev/null; then
+    apt_update
+    apt_install clang lld wasi-libc libclang-rt-dev-wasm32
+  fi
+  rm -f "$probe"
   # wit-bindgen's C generator and wit-component's `component new`, as a small
   # helper built from crates (no wit-bindgen-cli or wasm-tools install).
   cargo build --quiet --release --locked --manifest-path "$here/tools/Cargo.toml"
