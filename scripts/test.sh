@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo fmt --all -- --check
+cargo fmt --manifest-path guest-examples/tools/Cargo.toml -- --check
 cargo test --release --locked
 cargo clippy --release --locked --all-targets -- -D warnings
+cargo clippy --release --locked --manifest-path guest-examples/tools/Cargo.toml -- -D warnings

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER;
 
-const USAGE: &str = "usage:\n  guest-tools c-bindings WIT_DIR WORLD OUT_DIR\n  guest-tools component-new CORE_WASM OUT_WASM";
+const USAGE: &str =
+    "usage:\n  guest-tools c-bindings WIT_DIR WORLD OUT_DIR\n  guest-tools component-new CORE_WASM OUT_WASM";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,10 +35,14 @@ fn main() {
 
 fn c_bindings(wit: &Path, world: &str, out: &Path) -> Result<()> {
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_path(wit).with_context(|| format!("reading WIT from {}", wit.display()))?;
+    let (package, _) = resolve
+        .push_path(wit)
+        .with_context(|| format!("reading WIT from {}", wit.display()))?;
     let world = resolve.select_world(&[package], Some(world))?;
     let mut files = wit_bindgen_core::Files::default();
-    wit_bindgen_c::Opts::default().build().generate(&mut resolve, world, &mut files)?;
+    wit_bindgen_c::Opts::default()
+        .build()
+        .generate(&mut resolve, world, &mut files)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for (name, contents) in files.iter() {
         let path: PathBuf = out.join(name);
