@@ -59,6 +59,13 @@ npm_install() {
   (cd "$1" && npm install --no-save --silent --no-audit --no-fund) || die "npm install failed in ${1#"$root"/}"
 }
 
+# wit-bindgen's C generator and wit-component's `component new`, as a small
+# helper built from crates (no wit-bindgen-cli or wasm-tools install).
+guest_tools() {
+  cargo build --quiet --release --locked --manifest-path "$here/tools/Cargo.toml" || die "cannot build guest-tools"
+  echo "$here/tools/target/release/guest-tools"
+}
+
 build_rust() {
   rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null
   local dir="$here/rust"
@@ -99,10 +106,8 @@ build_c() {
     apt_install clang lld wasi-libc libclang-rt-dev-wasm32
   fi
   rm -f "$probe"
-  # wit-bindgen's C generator and wit-component's `component new`, as a small
-  # helper built from crates (no wit-bindgen-cli or wasm-tools install).
-  cargo build --quiet --release --locked --manifest-path "$here/tools/Cargo.toml"
-  local tools="$here/tools/target/release/guest-tools" gen="$out/c/gen" dir="$here/c"
+  local tools gen="$out/c/gen" dir="$here/c"
+  tools="$(guest_tools)"
   "$tools" c-bindings "$root/wit" step "$gen"
   clang --target=wasm32-wasi -O2 -Wall -Wextra -Werror -mexec-model=reactor -Wl,--strip-debug -I"$gen" -I"$dir" \
     -o "$out/c/histogram.core.wasm" "$dir/histogram.c" "$dir/json.c" "$gen/step.c" "$gen/step_component_type.o"
@@ -142,11 +147,15 @@ build_go() {
 }
 
 build_zig() {
-  local bin
+  local bin tools
   bin="$(python_tool)"
+  tools="$(guest_tools)"
   (cd "$out/zig" && "$bin/python" -m ziglang build-exe -target wasm32-wasi -O ReleaseSmall \
-    -femit-bin="$out/zig/checksum.wasm" "$here/zig/checksum.zig") || die "zig build-exe failed"
-  rm -f "$out/zig/checksum.wasm.o"
+    -femit-bin="$out/zig/checksum.wasm" "$here/zig/checksum.zig" \
+    && "$bin/python" -m ziglang build-exe -target wasm32-freestanding -O ReleaseSmall -fno-entry -rdynamic \
+      -femit-bin="$out/zig/checksum-step.core.wasm" "$here/zig/checksum-step.zig") || die "zig build-exe failed"
+  "$tools" component-new "$out/zig/checksum-step.core.wasm" "$out/zig/checksum-step.wasm" "$root/wit" step
+  rm -f "$out/zig/"*.o "$out/zig/checksum-step.core.wasm"
 }
 
 build_assemblyscript() {

@@ -38,6 +38,7 @@ $sandstep module add target/guests/c/histogram.wasm --name histogram
 $sandstep module add target/guests/c/top-words.wasm --name top-words
 $sandstep module add target/guests/go/invoice.wasm --name invoice
 $sandstep module add target/guests/zig/checksum.wasm --name checksum
+$sandstep module add target/guests/zig/checksum-step.wasm --name checksum-step
 $sandstep module add target/guests/assemblyscript/format-money.wasm --name format-money
 $sandstep run examples/orders-report.yaml --input '{
   "orders": [

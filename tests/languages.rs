@@ -30,6 +30,13 @@ async fn push_language_modules(server: &TestServer) {
     }
 }
 
+fn sha256_hex(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn orders_input() -> Value {
     json!({
         "orders": [
@@ -69,6 +76,11 @@ const REFUSED: &[(&str, &str, &str)] = &[
     ),
     (
         "checksum",
+        r#"{"document": 1, "algorithm": "md5"}"#,
+        "algorithm must be sha256 or blake3",
+    ),
+    (
+        "checksum-step",
         r#"{"document": 1, "algorithm": "md5"}"#,
         "algorithm must be sha256 or blake3",
     ),
@@ -173,15 +185,23 @@ async fn steps_in_seven_languages_chain_and_fail_over_http() {
         step(&run, "money")["output"],
         json!({"formatted": ["EUR 24.90", "EUR 18.00"], "total": "EUR 42.90"})
     );
-    // The Zig step digests the invoice exactly as the Go step wrote it.
+    // The Zig command digests the invoice exactly as the Go step wrote it,
+    // and the Zig step component the formatted totals.
     let text = serde_json::to_string(invoice).unwrap();
-    let digest: String = Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let digest = sha256_hex(&text);
     assert_eq!(
         step(&run, "fingerprint")["output"],
         json!({"algorithm": "sha256", "digest": digest, "bytes": text.len()})
+    );
+    let totals = serde_json::to_string(&step(&run, "money")["output"]).unwrap();
+    assert_eq!(
+        step(&run, "seal")["output"],
+        json!({"algorithm": "sha256", "digest": sha256_hex(&totals), "bytes": totals.len()})
+    );
+    assert_eq!(
+        step(&run, "seal")["attempts"][0]["logs"][0],
+        json!({"level": "info", "message": format!("sha256 of {} bytes of JSON", totals.len())}),
+        "the hand-written component calls the host's log"
     );
     assert_eq!(
         step(&run, "words")["output"],
@@ -194,6 +214,7 @@ async fn steps_in_seven_languages_chain_and_fail_over_http() {
             "mean_order": 11.916667,
             "totals": "EUR 42.90",
             "invoice_sha256": digest,
+            "totals_sha256": sha256_hex(&totals),
             "top_words": ["and", "ordered"]
         })
     );

@@ -51,6 +51,7 @@ const TRIVIAL_INPUTS: &[(&str, &str)] = &[
     ("c/top-words.wasm", r#"{"text": "a"}"#),
     ("go/invoice.wasm", r#"{"customers": [], "tax_rate": 0}"#),
     ("zig/checksum.wasm", r#"{"document": 1}"#),
+    ("zig/checksum-step.wasm", r#"{"document": 1}"#),
     (
         "assemblyscript/format-money.wasm",
         r#"{"amounts": [], "currency": "EUR"}"#,

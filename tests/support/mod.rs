@@ -90,6 +90,7 @@ pub fn language_guests() -> &'static [(&'static str, PathBuf)] {
             ("top-words", "c/top-words.wasm"),
             ("invoice", "go/invoice.wasm"),
             ("checksum", "zig/checksum.wasm"),
+            ("checksum-step", "zig/checksum-step.wasm"),
             ("format-money", "assemblyscript/format-money.wasm"),
         ]
         .into_iter()
