@@ -151,6 +151,40 @@ fn module_add_then_exec_by_name_and_digest() {
     );
 }
 
+/// A module is compiled once, when first added; adding the same bytes again
+/// (another tag) loads the cached artifact.
+#[test]
+fn module_add_compiles_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guests().example("hello");
+    let add = |tag: &str| {
+        let out = sandstep(
+            dir.path(),
+            &[
+                "module",
+                "add",
+                hello.to_str().unwrap(),
+                "--name",
+                "hello",
+                "--tag",
+                tag,
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let size = std::fs::metadata(&hello).unwrap().len();
+    let first = add("v1");
+    assert!(first.starts_with("hello:v1 sha256:"), "{first}");
+    assert!(first.contains(&format!("(step, {size} bytes, compiled in ")), "{first}");
+    let second = add("v2");
+    assert!(second.starts_with("hello:v2 sha256:"), "{second}");
+    assert!(
+        second.contains(&format!("(step, {size} bytes, loaded from the cache in ")),
+        "{second}"
+    );
+}
+
 #[test]
 fn module_add_rejection_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -62,17 +62,33 @@ pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<Exit
             crate::modules::check_tag(&tag)?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
             let sandbox = local_sandbox(data_dir)?;
+            let spinner = super::progress::spinner(format!(
+                "compiling {} ({})",
+                file.display(),
+                crate::units::format_size(bytes.len() as u64)
+            ));
             let module = sandbox
                 .load(&bytes)
                 .with_context(|| format!("{} was rejected", file.display()))?;
+            drop(spinner);
             let db = Db::open(data_dir).await?;
             let added = db.put_module(&bytes, &module.info, &name, &tag).await?;
             if json {
                 println!("{}", serde_json::to_string(&added)?);
             } else {
                 println!(
-                    "{}:{} {} ({}, {} bytes)",
-                    added.name, added.tag, added.digest, added.kind, added.size
+                    "{}:{} {} ({}, {} bytes, {} in {:.1?})",
+                    added.name,
+                    added.tag,
+                    added.digest,
+                    added.kind,
+                    added.size,
+                    if module.from_cache {
+                        "loaded from the cache"
+                    } else {
+                        "compiled"
+                    },
+                    module.load_time
                 );
                 if let Some(previous) = &added.previous {
                     eprintln!("moved {}:{} from {previous}", added.name, added.tag);

@@ -10,6 +10,26 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::run::{Event, EventKind};
 
+/// A spinner with `message` on stderr while something slow runs (compiling
+/// a large module), when stderr is a terminal. It ends when dropped.
+pub fn spinner(message: String) -> Option<SpinnerGuard> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"));
+        bar.set_message(message);
+        bar.enable_steady_tick(Duration::from_millis(100));
+        SpinnerGuard(bar)
+    })
+}
+
+pub struct SpinnerGuard(ProgressBar);
+
+impl Drop for SpinnerGuard {
+    fn drop(&mut self) {
+        self.0.finish_and_clear();
+    }
+}
+
 /// Follows `events` until the channel closes.
 pub async fn follow(mut events: UnboundedReceiver<Event>, steps: Vec<String>, print_events: bool) {
     let bar = std::io::stderr().is_terminal().then(|| {
