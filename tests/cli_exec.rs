@@ -1,23 +1,8 @@
 //! The `sandstep` binary, black-box: `module add`, `exec`, exit codes.
 
-use std::process::{Command, Output};
-
 use serde_json::{json, Value};
 
 use crate::support::*;
-
-fn sandstep(data_dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sandstep"))
-        .args(args)
-        .env("SANDSTEP_DATA_DIR", data_dir)
-        .env_remove("SANDSTEP_LOG")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 #[test]
 fn exec_file_prints_output_and_logs() {
@@ -158,18 +143,7 @@ fn module_add_compiles_once() {
     let dir = tempfile::tempdir().unwrap();
     let hello = guests().example("hello");
     let add = |tag: &str| {
-        let out = sandstep(
-            dir.path(),
-            &[
-                "module",
-                "add",
-                hello.to_str().unwrap(),
-                "--name",
-                "hello",
-                "--tag",
-                tag,
-            ],
-        );
+        let out = module_add(dir.path(), &hello, "hello", tag);
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
     };

@@ -1,22 +1,10 @@
 //! `sandstep run` and `sandstep validate`, black-box through the binary.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{json, Value};
 
 use crate::support::*;
-
-fn sandstep(data_dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sandstep"))
-        .args(args)
-        .env("SANDSTEP_DATA_DIR", data_dir)
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 fn example_modules() -> Vec<String> {
     let g = guests();
@@ -136,18 +124,7 @@ fn run_exit_codes() {
 fn run_uses_stored_modules() {
     let dir = tempfile::tempdir().unwrap();
     let hello = guests().example("hello");
-    let added = sandstep(
-        dir.path(),
-        &[
-            "module",
-            "add",
-            hello.to_str().unwrap(),
-            "--name",
-            "hello",
-            "--tag",
-            "v1",
-        ],
-    );
+    let added = module_add(dir.path(), &hello, "hello", "v1");
     assert!(added.status.success());
     let wf = dir.path().join("wf.yaml");
     std::fs::write(&wf, "name: stored\nsteps:\n  - { id: greet, module: \"hello:v1\", input: { name: Store } }\noutput: \"{{ steps.greet.output.greeting }}\"\n").unwrap();

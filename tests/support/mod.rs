@@ -42,6 +42,28 @@ fn run(command: &mut Command) {
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
+/// Runs the `sandstep` binary on `data_dir` with `args`.
+pub fn sandstep(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sandstep"))
+        .args(args)
+        .env("SANDSTEP_DATA_DIR", data_dir)
+        .env_remove("SANDSTEP_LOG")
+        .output()
+        .expect("the binary runs")
+}
+
+/// `sandstep module add FILE --name NAME --tag TAG`.
+pub fn module_add(data_dir: &Path, file: &Path, name: &str, tag: &str) -> std::process::Output {
+    sandstep(
+        data_dir,
+        &["module", "add", file.to_str().unwrap(), "--name", name, "--tag", tag],
+    )
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// Builds every guest from source, once per test process.
 pub fn guests() -> &'static Guests {
     static GUESTS: OnceLock<Guests> = OnceLock::new();
