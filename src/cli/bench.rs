@@ -49,32 +49,18 @@ pub async fn run(_data_dir: &Path, command: BenchCommand) -> anyhow::Result<Exit
             guests,
             trivial,
             json,
-        } => {
-            let report = crate::bench::sandbox::run(&guests, &trivial, iterations).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{report}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        BenchCommand::Server { trivial, json } => {
-            let report = crate::bench::server::run(&trivial).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{report}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        BenchCommand::Workflow { trivial, json } => {
-            let report = crate::bench::workflow::run(&trivial).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print!("{report}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => print_report(&crate::bench::sandbox::run(&guests, &trivial, iterations).await?, json),
+        BenchCommand::Server { trivial, json } => print_report(&crate::bench::server::run(&trivial).await?, json),
+        BenchCommand::Workflow { trivial, json } => print_report(&crate::bench::workflow::run(&trivial).await?, json),
     }
+}
+
+/// A report as one JSON line, or as its text table.
+fn print_report<R: serde::Serialize + std::fmt::Display>(report: &R, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
