@@ -47,6 +47,7 @@ pub mod modules;
 pub mod run;
 pub mod sandbox;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod units;
 pub mod workflow;

@@ -1,8 +1,7 @@
 //! Client commands against a real server: `module push`, `workflow apply`,
 //! `runs start|get|list|watch|cancel`; and graceful shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -11,10 +10,9 @@ use crate::support::server::TestServer;
 use crate::support::*;
 
 fn client(server: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sandstep"))
+    process::command()
         .args(args)
         .env("SANDSTEP_URL", server)
-        .env_remove("SANDSTEP_TOKEN")
         .output()
         .expect("the binary runs")
 }
@@ -106,23 +104,11 @@ async fn push_apply_start_get_list_watch_cancel() {
 async fn sigterm_drains_then_restart_continues() {
     let dir = tempfile::tempdir().unwrap();
     let start = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sandstep"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--grace", "10s", "--data-dir"])
-            .arg(dir.path())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let url = loop {
-            let line = lines.next().unwrap().unwrap();
-            if let Some(url) = line.strip_prefix("sandstep listening on ") {
-                break url.to_string();
-            }
-        };
-        let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-        (child, url, rest)
+        let served = process::Served::start(dir.path(), &["--grace", "10s"]);
+        let url = served.url.clone();
+        (served, url)
     };
-    let (mut child, url, rest) = start();
+    let (mut served, url) = start();
     let http = reqwest::Client::new();
     let bytes = std::fs::read(&guests().hostile).unwrap();
     http.post(format!("{url}/v1/modules?name=hostile"))
@@ -149,15 +135,13 @@ async fn sigterm_drains_then_restart_continues() {
     let id = run["id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(200)).await;
     // SAFETY: sending a signal to our own child process.
-    unsafe { libc_kill(child.id() as i32, 15) };
-    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    unsafe { libc_kill(served.child.id() as i32, 15) };
+    let status = tokio::task::block_in_place(|| served.child.wait().unwrap());
     assert!(status.success(), "the server exits cleanly on SIGTERM");
-    let log = rest.join().unwrap().join("\n");
+    let log = served.stderr.take().unwrap().join().unwrap().join("\n");
     assert!(log.contains("sandstep stopped"), "{log}");
 
-    let (mut child, url, _rest) = start();
+    let (served, url) = start();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let run = loop {
         let run: Value = http
@@ -182,8 +166,7 @@ async fn sigterm_drains_then_restart_continues() {
     );
     assert_eq!(a[0]["status"], "succeeded");
     assert_eq!(run["steps"][1]["attempts"].as_array().unwrap().len(), 1);
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(served);
 }
 
 extern "C" {

@@ -3,47 +3,16 @@
 //! and check that every accepted run completes, no recorded step ran twice,
 //! and in-flight steps ran again with the same idempotency key.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::support::process::{self, Served};
 use crate::support::server::answer;
 use crate::support::*;
 
-struct Process {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Process {
-    /// Never leave a server behind, whatever the test did.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data_dir: &std::path::Path) -> Process {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sandstep"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env_remove("SANDSTEP_API_TOKENS")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the server starts");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let url = loop {
-        let line = lines.next().expect("the server prints its address").unwrap();
-        if let Some(url) = line.strip_prefix("sandstep listening on ") {
-            break url.to_string();
-        }
-    };
-    // Keep draining stderr so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Process { child, url }
+fn serve(data_dir: &std::path::Path) -> Served {
+    Served::start(data_dir, &[])
 }
 
 async fn call(url: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -216,12 +185,102 @@ async fn kill_9_mid_run_then_restart_completes_every_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_public_address_without_tokens() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sandstep"))
+    let out = process::command()
         .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(dir.path())
-        .env_remove("SANDSTEP_API_TOKENS")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to listen on 0.0.0.0:0 without API tokens"));
+}
+
+/// A cancel the API accepted is never lost: it is stored in the run's
+/// inbox before the answer. Each run's cancel is answered as soon as it is
+/// stored (`?wait=0s`) while fan-out runs keep the store's writer busy, and
+/// the server is killed with `kill -9` right after the answers, often
+/// before a run recorded `canceling`; after a restart every run ends
+/// `canceled`, not `completed`, and the step after the sleep never ran.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_cancel_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let http = reqwest::Client::new();
+    let bytes = std::fs::read(&guests().hostile).unwrap();
+    let pushed = http
+        .post(format!("{}/v1/modules?name=hostile", server.url))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    let items: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
+    let busy = format!(
+        "name: busy\nconcurrency: 64\nsteps:\n  - id: each\n    module: hostile\n    for_each: [{}]\n    input: {{ mode: context }}\n",
+        items.join(", ")
+    );
+    for (name, yaml) in [("slow", SLOW.replace("ms: 1500", "ms: 4000")), ("busy", busy)] {
+        let applied = http
+            .put(format!("{}/v1/workflows/{name}", server.url))
+            .header("content-type", "application/yaml")
+            .body(yaml)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(applied.status(), 201);
+    }
+
+    let mut runs = Vec::new();
+    for _ in 0..24 {
+        let (status, run) = call(
+            &server.url,
+            reqwest::Method::POST,
+            "/v1/workflows/slow/runs",
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 201, "{run}");
+        runs.push(run["id"].as_str().unwrap().to_string());
+    }
+    let url = server.url.clone();
+    wait_until("every run inside its slow step", async || {
+        for id in &runs {
+            let (_, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+            if run["steps"][1]["status"] != "running" {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+
+    for _ in 0..8 {
+        let (status, run) = call(&url, reqwest::Method::POST, "/v1/workflows/busy/runs", Some(json!({}))).await;
+        assert_eq!(status, 201, "{run}");
+    }
+    let paths: Vec<String> = runs.iter().map(|id| format!("/v1/runs/{id}/cancel?wait=0s")).collect();
+    let cancels = paths
+        .iter()
+        .map(|path| call(&url, reqwest::Method::POST, path, Some(json!({}))));
+    for (status, run) in futures_util::future::join_all(cancels).await {
+        assert_eq!(status, 202, "{run}");
+    }
+    server.kill();
+
+    let server = serve(dir.path());
+    for id in &runs {
+        let mut ended = Value::Null;
+        wait_until("the run to end", async || {
+            let (_, run) = call(&server.url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+            ended = run;
+            ["completed", "failed", "canceled"].contains(&ended["status"].as_str().unwrap_or(""))
+        })
+        .await;
+        assert_eq!(ended["status"], "canceled", "{ended}");
+        assert_eq!(
+            ended["steps"][2]["attempts"],
+            json!([]),
+            "the last step never ran: {ended}"
+        );
+    }
 }

@@ -451,10 +451,7 @@ async fn unresumable_run_fails_instead_of_blocking_start() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.stop().await; // the attempt outlives the grace period: the run stays unfinished
 
-    let db = sandstep::store::Db::open(dir.path()).await.unwrap();
-    sqlx::query("DELETE FROM module_tags").execute(&db.pool).await.unwrap();
-    sqlx::query("DELETE FROM modules").execute(&db.pool).await.unwrap();
-    db.pool.close().await;
+    sql(dir.path(), &["DELETE FROM module_tags", "DELETE FROM modules"]).await;
 
     let server = TestServer::start_in(dir.path(), quick_grace).await;
     let (status, run) = server.get(&format!("/v1/runs/{id}")).await;
@@ -475,7 +472,7 @@ async fn unresumable_run_fails_instead_of_blocking_start() {
 async fn locally_added_modules_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let hello = guests().example("hello");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sandstep"))
+    let out = crate::support::process::command()
         .args([
             "module",
             "add",

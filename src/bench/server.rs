@@ -10,20 +10,31 @@ use anyhow::{ensure, Context as _};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::Spread;
 use crate::server::{self, ServerConfig};
 
 #[derive(Debug, Serialize)]
 pub struct ServerReport {
+    pub rounds: usize,
     pub one_step_runs: usize,
-    pub one_step_runs_per_s: f64,
+    pub one_step_runs_per_s: Spread,
     pub chain_runs: usize,
     pub durable_completions: usize,
-    pub durable_completions_per_s: f64,
-    /// Median of several single 40-step runs, POST to completed answer.
-    pub chain_40_ms: f64,
+    pub durable_completions_per_s: Spread,
+    pub batch_size: usize,
+    pub batches: usize,
+    /// Runs accepted per second through batch starts, each stored durably
+    /// before its batch is answered.
+    pub batch_runs_per_s: Spread,
+    /// Single 40-step runs, POST to completed answer.
+    pub chain_40_ms: Spread,
+    /// A 2,000-item for_each over a previous step's output, POST to
+    /// completed answer.
+    pub fan_out_2000_ms: Spread,
 }
 
 const CLIENTS: usize = 16;
+const ROUNDS: usize = 5;
 
 pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
     let dir = tempfile::tempdir()?;
@@ -53,13 +64,13 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         "module push failed: {}",
         pushed.text().await?
     );
-    let chain = super::chain_yaml(40);
     for (name, yaml) in [
         (
             "one",
             "name: one\nsteps:\n  - { id: s, module: echo, input: { x: 1 } }\n".to_string(),
         ),
-        ("chain", chain),
+        ("chain", super::chain_yaml(40)),
+        ("fan", super::fan_out_yaml(2000)),
     ] {
         let applied = http
             .put(format!("{base}/v1/workflows/{name}"))
@@ -80,85 +91,138 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         anyhow::Ok(())
     };
 
-    // Warm up, then 1-step runs from CLIENTS concurrent clients.
+    // Warm up.
     for _ in 0..50 {
         start_run(http.clone(), format!("{base}/v1/workflows/one/runs?wait=30s")).await?;
     }
-    let one_step_runs = 2000;
-    let started = Instant::now();
-    let per_client = one_step_runs / CLIENTS;
-    let mut clients = Vec::new();
-    for _ in 0..CLIENTS {
-        let (http, url) = (http.clone(), format!("{base}/v1/workflows/one/runs?wait=30s"));
-        clients.push(tokio::spawn(async move {
-            for _ in 0..per_client {
-                start_run(http.clone(), url.clone()).await?;
-            }
-            anyhow::Ok(())
-        }));
-    }
-    for client in clients {
-        client.await??;
-    }
-    let one_step_runs_per_s = (per_client * CLIENTS) as f64 / started.elapsed().as_secs_f64();
-
-    // Durable step completions: many 40-step chains at once, each step
-    // committed before the next one starts.
+    let per_client = 2000 / CLIENTS;
     let chain_runs = 256;
-    let started = Instant::now();
-    let mut runs = Vec::new();
-    for _ in 0..chain_runs {
-        let (http, url) = (http.clone(), format!("{base}/v1/workflows/chain/runs?wait=60s"));
-        runs.push(tokio::spawn(start_run(http, url)));
-    }
-    for run in runs {
-        run.await??;
-    }
-    let durable_completions = chain_runs * 40;
-    let durable_completions_per_s = durable_completions as f64 / started.elapsed().as_secs_f64();
+    let (batch_size, batches) = (1000, 10);
+    let mut one_step = Vec::new();
+    let mut durable = Vec::new();
+    let mut batched = Vec::new();
+    let mut chain = Vec::new();
+    let mut fan_out = Vec::new();
+    for _ in 0..ROUNDS {
+        // 1-step runs from CLIENTS concurrent clients, each waiting for its run.
+        let started = Instant::now();
+        let mut clients = Vec::new();
+        for _ in 0..CLIENTS {
+            let (http, url) = (http.clone(), format!("{base}/v1/workflows/one/runs?wait=30s"));
+            clients.push(tokio::spawn(async move {
+                for _ in 0..per_client {
+                    start_run(http.clone(), url.clone()).await?;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for client in clients {
+            client.await??;
+        }
+        one_step.push((per_client * CLIENTS) as f64 / started.elapsed().as_secs_f64());
 
-    // One 40-step chain at a time, end to end.
-    let mut times = Vec::new();
-    for _ in 0..11 {
+        // Durable step completions: many 40-step chains at once, each step
+        // committed before the next one starts.
+        let started = Instant::now();
+        let mut runs = Vec::new();
+        for _ in 0..chain_runs {
+            let (http, url) = (http.clone(), format!("{base}/v1/workflows/chain/runs?wait=60s"));
+            runs.push(tokio::spawn(start_run(http, url)));
+        }
+        for run in runs {
+            run.await??;
+        }
+        durable.push((chain_runs * 40) as f64 / started.elapsed().as_secs_f64());
+
+        // Batch starts: answered once every run of the batch is stored.
+        let body = json!({ "runs": (0..batch_size).map(|i| json!({ "input": { "i": i } })).collect::<Vec<_>>() });
+        let started = Instant::now();
+        for _ in 0..batches {
+            let answer = http
+                .post(format!("{base}/v1/workflows/one/runs/batch"))
+                .json(&body)
+                .send()
+                .await?;
+            ensure!(answer.status() == 201, "a batch was refused: {}", answer.text().await?);
+        }
+        batched.push((batch_size * batches) as f64 / started.elapsed().as_secs_f64());
+        idle(&http, &base).await?;
+
+        // One 40-step chain and one 2,000-item fan-out at a time, end to end.
         let started = Instant::now();
         start_run(http.clone(), format!("{base}/v1/workflows/chain/runs?wait=30s")).await?;
-        times.push(started.elapsed());
+        chain.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        start_run(http.clone(), format!("{base}/v1/workflows/fan/runs?wait=30s")).await?;
+        fan_out.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    times.sort();
-    let chain_40_ms = times[times.len() / 2].as_secs_f64() * 1e3;
 
     let _ = stop.send(());
     let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
     Ok(ServerReport {
+        rounds: ROUNDS,
         one_step_runs: per_client * CLIENTS,
-        one_step_runs_per_s,
+        one_step_runs_per_s: Spread::of(&one_step),
         chain_runs,
-        durable_completions,
-        durable_completions_per_s,
-        chain_40_ms,
+        durable_completions: chain_runs * 40,
+        durable_completions_per_s: Spread::of(&durable),
+        batch_size,
+        batches,
+        batch_runs_per_s: Spread::of(&batched),
+        chain_40_ms: Spread::of(&chain),
+        fan_out_2000_ms: Spread::of(&fan_out),
     })
+}
+
+/// Waits until the server drives no run (the batches' runs have finished).
+async fn idle(http: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
+        let depth = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sandstep_queue_depth "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if depth == 0 {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "runs still going after 120 s: {depth}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 impl std::fmt::Display for ServerReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "server: real HTTP on 127.0.0.1, SQLite (WAL, fsync per group commit), trivial step echo"
+            "server: real HTTP on 127.0.0.1, SQLite (WAL, fsync per group commit), trivial step echo; median of {} rounds",
+            self.rounds
         )?;
         writeln!(
             f,
-            "  1-step runs over HTTP ({CLIENTS} clients, ?wait)      {:8.0} runs/s   ({} runs)",
-            self.one_step_runs_per_s, self.one_step_runs
+            "  1-step runs over HTTP ({CLIENTS} clients, ?wait, {} a round)   {} runs/s",
+            self.one_step_runs, self.one_step_runs_per_s
         )?;
         writeln!(
             f,
-            "  durable step completions ({} 40-step runs)     {:8.0} /s       ({} steps)",
-            self.chain_runs, self.durable_completions_per_s, self.durable_completions
+            "  durable step completions ({} 40-step runs a round) {} /s",
+            self.chain_runs, self.durable_completions_per_s
         )?;
         writeln!(
             f,
-            "  40-step chain end to end (median of 11)        {:8.1} ms",
+            "  batch starts ({} batches of {} a round)            {} runs/s",
+            self.batches, self.batch_size, self.batch_runs_per_s
+        )?;
+        writeln!(
+            f,
+            "  40-step chain end to end                          {} ms",
             self.chain_40_ms
+        )?;
+        writeln!(
+            f,
+            "  2,000-item for_each end to end                    {} ms",
+            self.fan_out_2000_ms
         )?;
         Ok(())
     }

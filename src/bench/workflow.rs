@@ -20,6 +20,9 @@ pub struct WorkflowReport {
     /// Mean µs of one trivial attempt through `Sandbox::run`, run one after another.
     pub sandbox_attempt_us: f64,
     pub scenarios: Vec<Scenario>,
+    /// Per-item cost of the 20,000-item fan-out over the 2,000-item one
+    /// (1.0: the cost of an item does not depend on how many there are).
+    pub fan_out_growth: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,7 +62,6 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
     }
     let sandbox_attempt_us = started.elapsed().as_secs_f64() * 1e6 / attempts as f64;
 
-    let executor = Executor::new(sandbox.clone(), 64, Caps::default());
     let modules: HashMap<String, Arc<crate::sandbox::Module>> = [("echo".to_string(), echo)].into();
 
     let chain = super::chain_yaml(40);
@@ -75,11 +77,29 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
         ("40-step sequential chain", chain, 40, true),
         ("1,000-item for_each, concurrency 1", for_each(1), 1000, true),
         ("1,000-item for_each, concurrency 64", for_each(64), 1000, false),
+        (
+            "for_each over a step's 2,000 items",
+            super::fan_out_yaml(2000),
+            2000,
+            false,
+        ),
+        (
+            "for_each over a step's 20,000 items",
+            super::fan_out_yaml(20_000),
+            20_000,
+            false,
+        ),
     ];
+    // The fan-out scenarios go past the default cap of 10,000 items.
+    let caps = Caps {
+        for_each_items: 20_000,
+        ..Caps::default()
+    };
+    let executor = Executor::new(sandbox.clone(), 64, caps.clone());
     let mut out = Vec::new();
     for (name, yaml, steps, sequential) in scenarios {
         let workflow = Arc::new(
-            crate::workflow::load(&yaml, &Caps::default(), None)
+            crate::workflow::load(&yaml, &caps, None)
                 .map_err(|e| anyhow::anyhow!("bench workflow is invalid: {e:?}"))?,
         );
         let mut totals = Vec::new();
@@ -121,9 +141,12 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
             overhead_us: sequential.then_some(per_step_us - sandbox_attempt_us),
         });
     }
+    let per_item = |steps: usize| out.iter().find(|s| s.steps == steps).map_or(0.0, |s| s.per_step_us);
+    let fan_out_growth = per_item(20_000) / per_item(2000);
     Ok(WorkflowReport {
         sandbox_attempt_us,
         scenarios: out,
+        fan_out_growth,
     })
 }
 
@@ -149,6 +172,11 @@ impl std::fmt::Display for WorkflowReport {
                 s.name, s.total_ms, s.per_step_us, overhead
             )?;
         }
+        writeln!(
+            f,
+            "per-item cost, 20,000 items over 2,000: {:.2}x (target ≤ 1.2)",
+            self.fan_out_growth
+        )?;
         Ok(())
     }
 }

@@ -1,5 +1,5 @@
 //! Client commands against a server: `module push`, `workflow apply`,
-//! `runs start|get|list|watch|cancel`. `--server` or SANDSTEP_URL; the token
+//! `runs start [--batch FILE]|get|list|watch|cancel`. `--server` or SANDSTEP_URL; the token
 //! from SANDSTEP_TOKEN.
 
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ pub enum WorkflowCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
-    /// Start a run of WORKFLOW.
+    /// Start a run of WORKFLOW (or a batch of runs with --batch).
     Start {
         workflow: String,
         /// Input JSON, or @FILE.
@@ -42,6 +42,10 @@ pub enum RunsCommand {
         /// Wait up to this long for the run to end, e.g. 30s.
         #[arg(long)]
         wait: Option<String>,
+        /// Start a batch, all or nothing: FILE holds JSON lines, one
+        /// `{"input": {...}, "idempotency_key": "..."}` per run.
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["input", "idempotency_key", "wait"])]
+        batch: Option<PathBuf>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -170,12 +174,27 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
     match command {
         RunsCommand::Start {
             workflow,
+            batch: Some(file),
+            server,
+            ..
+        } => {
+            let runs = read_batch(&file)?;
+            let client = Client::new(&server);
+            let request = client
+                .request(reqwest::Method::POST, &format!("/v1/workflows/{workflow}/runs/batch"))
+                .json(&serde_json::json!({ "runs": runs }));
+            print(&client.send(request).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Start {
+            workflow,
             input,
             idempotency_key,
             wait,
             server,
+            batch: None,
         } => {
-            let input: Value = serde_json::from_str(&super::exec::read_input(&input)?)?;
+            let input: Value = serde_json::from_str(&super::local::read_input(&input)?)?;
             let client = Client::new(&server);
             let mut body = serde_json::json!({ "input": input });
             if let Some(key) = idempotency_key {
@@ -230,6 +249,34 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
         }
         RunsCommand::Watch { id, server } => watch(&Client::new(&server), &id).await,
     }
+}
+
+/// The runs of a batch file: JSON lines, each `{"input", "idempotency_key"}`
+/// (blank lines skipped). A line that is not such an object is named.
+fn read_batch(file: &std::path::Path) -> anyhow::Result<Vec<Value>> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut runs = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{} line {}", file.display(), number + 1);
+        let run: Value = serde_json::from_str(line).with_context(|| format!("{}: not JSON", at()))?;
+        let Some(fields) = run.as_object() else {
+            bail!("{}: expected an object with `input` and `idempotency_key`", at());
+        };
+        if let Some(unknown) = fields.keys().find(|k| *k != "input" && *k != "idempotency_key") {
+            bail!(
+                "{}: unknown field `{unknown}` (expected `input` and `idempotency_key`)",
+                at()
+            );
+        }
+        runs.push(run);
+    }
+    if runs.is_empty() {
+        bail!("{} holds no runs", file.display());
+    }
+    Ok(runs)
 }
 
 fn exit_for(run: &Value) -> ExitCode {

@@ -1,16 +1,14 @@
 //! `sandstep exec`: run one step and print its output (or its failure).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use clap::Args;
 
 use super::{EXIT_FAILED, EXIT_USAGE};
 use crate::limits::Limits;
-use crate::modules::{Reference, ReferenceError};
 use crate::sandbox::{AttemptRequest, StepContext};
-use crate::store::Db;
 use crate::units::{parse_duration, parse_size};
 
 #[derive(Debug, Args)]
@@ -43,37 +41,8 @@ pub struct ExecArgs {
     pub json: bool,
 }
 
-/// Reads `--input`: JSON text, or `@path`.
-pub(crate) fn read_input(input: &str) -> anyhow::Result<String> {
-    let text = match input.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read input file {path}"))?,
-        None => input.to_string(),
-    };
-    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-        bail!("--input is not valid JSON: {e}");
-    }
-    Ok(text)
-}
-
-/// The bytes of a module given as a file path or a store reference.
-pub(crate) async fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Result<Vec<u8>> {
-    let path = PathBuf::from(module);
-    if path.is_file() {
-        return std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()));
-    }
-    if module.ends_with(".wasm") {
-        bail!("no such file: {module}");
-    }
-    let reference =
-        Reference::parse(module).with_context(|| format!("{module:?} is neither a file nor a module reference"))?;
-    let not_found = || ReferenceError::NotFound(reference.to_string());
-    let db = Db::open_existing(data_dir).await?.ok_or_else(not_found)?;
-    let digest = db.resolve(&reference).await?.ok_or_else(not_found)?;
-    Ok(db.module_bytes(&digest).await?.ok_or_else(not_found)?)
-}
-
 pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let input = read_input(&args.input)?;
+    let input = super::local::read_input(&args.input)?;
     let mut limits = Limits::default();
     if let Some(fuel) = args.fuel {
         limits.fuel = fuel;
@@ -90,8 +59,8 @@ pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(logs) = args.max_logs {
         limits.log_bytes = logs;
     }
-    let bytes = module_bytes(data_dir, &args.module).await?;
-    let sandbox = super::module::local_sandbox(data_dir)?;
+    let bytes = super::local::module_bytes(data_dir, &args.module).await?;
+    let sandbox = super::local::sandbox(data_dir)?;
     if limits.memory > sandbox.settings().max_memory {
         bail!(
             "--memory {} is above the cap of {} bytes",

@@ -4,6 +4,7 @@
 mod bench;
 mod client;
 mod exec;
+mod local;
 mod module;
 mod progress;
 mod run;

@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Subcommand;
 
-use crate::limits::EngineSettings;
 use crate::modules::DEFAULT_TAG;
-use crate::sandbox::Sandbox;
 use crate::store::Db;
 
 #[derive(Debug, Subcommand)]
@@ -42,12 +40,6 @@ pub enum ModuleCommand {
     },
 }
 
-/// The sandbox every local command uses: compiled code cached in the data
-/// directory.
-pub(crate) fn local_sandbox(data_dir: &Path) -> anyhow::Result<Sandbox> {
-    Ok(Sandbox::new(EngineSettings::default(), Some(&data_dir.join("cache")))?)
-}
-
 pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModuleCommand::Push {
@@ -61,7 +53,7 @@ pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<Exit
             crate::modules::check_name(&name)?;
             crate::modules::check_tag(&tag)?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let sandbox = local_sandbox(data_dir)?;
+            let sandbox = super::local::sandbox(data_dir)?;
             let spinner = super::progress::spinner(format!(
                 "compiling {} ({})",
                 file.display(),

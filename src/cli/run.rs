@@ -11,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::{EXIT_CANCELED, EXIT_FAILED, EXIT_USAGE};
 use crate::limits::Caps;
-use crate::run::{Executor, Journal, MemoryJournal, RunSpec, RunState, RunStatus, Secrets};
-use crate::workflow::ModuleCatalog;
+use crate::run::{Executor, Journal, MemoryJournal, RunStatus, Secrets};
+use crate::service::start::{self, Ready, RunRequest};
+use crate::service::RunError;
+use crate::workflow::ValidationError;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -38,15 +40,23 @@ pub struct RunArgs {
 
 pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let source = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-    let input: serde_json::Value = serde_json::from_str(&super::exec::read_input(&args.input)?)?;
-    let local = super::validate::local_modules(data_dir, &args.modules).await?;
+    let input: serde_json::Value = serde_json::from_str(&super::local::read_input(&args.input)?)?;
+    let modules = super::local::modules(data_dir, &args.modules).await?;
     let caps = Caps::default();
-    let loaded = crate::workflow::load(&source, &caps, Some(&local as &dyn ModuleCatalog));
-    let loaded = match loaded {
-        Ok(workflow) => local.load_all(&workflow).await.map(|modules| (workflow, modules)),
+    let catalog = modules.catalog().await?;
+    let loaded = match crate::workflow::load(&source, &caps, Some(&catalog)) {
+        Ok(workflow) => match modules.pin(&workflow).await {
+            Ok(pinned) => Ok((workflow, pinned)),
+            Err(RunError::ModuleMissing { field, message }) => Err(vec![ValidationError {
+                location: field,
+                message,
+            }]),
+            Err(RunError::InvalidWorkflow(errors)) => Err(errors),
+            Err(other) => return Err(other.into()),
+        },
         Err(errors) => Err(errors),
     };
-    let (workflow, modules) = match loaded {
+    let (workflow, pinned) = match loaded {
         Ok(loaded) => loaded,
         Err(errors) => {
             for error in errors {
@@ -59,29 +69,28 @@ pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.secrets {
         secrets.load_file(path).map_err(anyhow::Error::msg)?;
     }
-    let spec = RunSpec {
-        run_id: uuid::Uuid::now_v7().to_string(),
-        workflow: Arc::new(workflow),
-        modules,
-        secrets: Arc::new(secrets),
+    let request = RunRequest {
+        input,
+        idempotency_key: None,
     };
-    let queued = match Executor::queue(&spec, &input) {
-        Ok(event) => event,
+    let ready = match start::prepare(&Arc::new(workflow), &pinned, &Arc::new(secrets), request) {
+        Ok(ready) => ready,
         Err(errors) => {
             for error in errors {
-                eprintln!("error: input: {error}");
+                eprintln!("error: input: {}", error.message);
             }
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
+    let Ready {
+        spec, queued, state, ..
+    } = ready;
 
     let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     let steps = spec.workflow.steps.iter().map(|s| s.id.clone()).collect();
     let display = tokio::spawn(super::progress::follow(receiver, steps, args.events));
     let journal = MemoryJournal::with_listener(sender);
     journal.append(std::slice::from_ref(&queued)).await?;
-    let mut state = RunState::new(&spec.run_id, &spec.workflow);
-    state.apply(&queued);
 
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
@@ -90,8 +99,7 @@ pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             on_signal.cancel();
         }
     });
-    let sandbox = local.sandbox();
-    let executor = Executor::new(sandbox, args.max_concurrent_attempts, caps);
+    let executor = Executor::new(modules.sandbox().clone(), args.max_concurrent_attempts, caps);
     let finished = executor.execute(&spec, state, &journal, cancel).await?;
     drop(journal);
     let _ = display.await;

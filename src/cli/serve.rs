@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// How long running attempts may take to finish on shutdown.
     #[arg(long, value_parser = parse_duration, default_value = "10s")]
     pub grace: std::time::Duration,
+    /// Most runs one batch start (POST /v1/workflows/{name}/runs/batch) may hold.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_batch: u64,
 }
 
 pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -40,6 +43,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_module_bytes = args.max_module_size as usize;
     config.max_body_bytes = args.max_body_size as usize;
     config.grace = args.grace;
+    config.max_batch = args.max_batch as usize;
     let state = server::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!("sandstep listening on http://{}", listener.local_addr()?);

@@ -2,14 +2,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
 
 use super::EXIT_FAILED;
 use crate::limits::Caps;
-use crate::run::local::LocalModules;
 use crate::workflow::ModuleCatalog;
 
 #[derive(Debug, Args)]
@@ -24,19 +22,10 @@ pub struct ValidateArgs {
     pub check_modules: bool,
 }
 
-/// Module resolution for local commands: `--module` files, then the local
-/// store when the data directory has one.
-pub(crate) async fn local_modules(data_dir: &Path, pairs: &[String]) -> anyhow::Result<LocalModules> {
-    let files = LocalModules::parse_files(pairs).map_err(anyhow::Error::msg)?;
-    let db = crate::store::Db::open_existing(data_dir).await?;
-    let sandbox = Arc::new(super::module::local_sandbox(data_dir)?);
-    Ok(LocalModules::new(sandbox, files, db).await?)
-}
-
 pub async fn run(data_dir: &Path, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let source = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
     let catalog = if args.check_modules || !args.modules.is_empty() {
-        Some(local_modules(data_dir, &args.modules).await?)
+        Some(super::local::modules(data_dir, &args.modules).await?.catalog().await?)
     } else {
         None
     };

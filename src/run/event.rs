@@ -33,20 +33,90 @@ pub struct AttemptRecord {
     pub error: Option<StepError>,
 }
 
+/// What kind of failure a step error is: an attempt's [`Failure`] kind, or
+/// one the executor found before any attempt ran. Serialized as its
+/// snake_case name (`fuel_exhausted`), as the API and events show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    GuestError,
+    FuelExhausted,
+    MemoryLimit,
+    StackOverflow,
+    Timeout,
+    OutputTooLarge,
+    LogsTooLarge,
+    Trap,
+    InvalidOutput,
+    InstantiationFailed,
+    /// A template (`input`, `when`, `for_each`, `args`) could not be evaluated.
+    TemplateError,
+    /// `for_each` did not yield an array, or yielded too many items.
+    ForEachError,
+    /// The step's module is not loaded.
+    ModuleError,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::GuestError => "guest_error",
+            ErrorKind::FuelExhausted => "fuel_exhausted",
+            ErrorKind::MemoryLimit => "memory_limit",
+            ErrorKind::StackOverflow => "stack_overflow",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::OutputTooLarge => "output_too_large",
+            ErrorKind::LogsTooLarge => "logs_too_large",
+            ErrorKind::Trap => "trap",
+            ErrorKind::InvalidOutput => "invalid_output",
+            ErrorKind::InstantiationFailed => "instantiation_failed",
+            ErrorKind::TemplateError => "template_error",
+            ErrorKind::ForEachError => "for_each_error",
+            ErrorKind::ModuleError => "module_error",
+        }
+    }
+
+    /// The kind of an attempt's failure.
+    pub fn of(failure: &Failure) -> Self {
+        match failure {
+            Failure::GuestError { .. } => ErrorKind::GuestError,
+            Failure::FuelExhausted { .. } => ErrorKind::FuelExhausted,
+            Failure::MemoryLimit { .. } => ErrorKind::MemoryLimit,
+            Failure::StackOverflow => ErrorKind::StackOverflow,
+            Failure::Timeout { .. } => ErrorKind::Timeout,
+            Failure::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
+            Failure::LogsTooLarge { .. } => ErrorKind::LogsTooLarge,
+            Failure::Trap { .. } => ErrorKind::Trap,
+            Failure::InvalidOutput { .. } => ErrorKind::InvalidOutput,
+            Failure::InstantiationFailed { .. } => ErrorKind::InstantiationFailed,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for ErrorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Why a step (or one of its items, or one attempt) failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepError {
-    /// A [`Failure`] kind (`fuel_exhausted`, `guest_error`, ...), or
-    /// `template_error`, `for_each_error`, `module_error`, `canceled`.
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
     pub retryable: bool,
 }
 
 impl StepError {
-    pub fn new(kind: &str, message: impl Into<String>, retryable: bool) -> Self {
+    pub fn new(kind: ErrorKind, message: impl Into<String>, retryable: bool) -> Self {
         StepError {
-            kind: kind.into(),
+            kind,
             message: message.into(),
             retryable,
         }
@@ -58,7 +128,7 @@ impl StepError {
             other => other.to_string(),
         };
         StepError {
-            kind: failure.kind().into(),
+            kind: ErrorKind::of(failure),
             message,
             retryable: failure.retryable(),
         }

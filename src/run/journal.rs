@@ -11,13 +11,30 @@ use super::event::Event;
 
 pub type AppendFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>>;
 
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("cannot record run events: {0}")]
-pub struct JournalError(pub String);
+/// Why events were not recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// The run moved on without this writer (another owner, a newer fence,
+    /// or a later sequence): nothing was written, and this process must
+    /// stop driving the run.
+    #[error("the run is no longer this process's to write: {0}")]
+    Conflict(String),
+    /// The store failed; nothing was written.
+    #[error("cannot record run events: {0}")]
+    Store(String),
+}
 
 pub trait Journal: Send + Sync {
     /// Records `events` (consecutive, in order) durably before resolving.
     fn append<'a>(&'a self, events: &'a [Event]) -> AppendFuture<'a>;
+
+    /// Records `events` and, in the same commit, marks the inbox messages
+    /// `consumed` (the requests these events answer). Journals without an
+    /// inbox record the events alone.
+    fn append_consuming<'a>(&'a self, events: &'a [Event], consumed: &'a [i64]) -> AppendFuture<'a> {
+        let _ = consumed;
+        self.append(events)
+    }
 }
 
 /// Keeps events in memory and hands each batch to an optional listener (the

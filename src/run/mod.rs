@@ -1,16 +1,18 @@
 //! Running workflows: events ([`event`]), the run state they fold into
 //! ([`state`]), the journal every change passes through ([`journal`]),
-//! secrets and their redaction ([`secrets`]), module resolution for local
-//! runs ([`local`]) and the executor that drives a run ([`executor`]).
+//! secrets and their redaction ([`secrets`]), requests that reach a run
+//! from outside ([`inbox`]) and the executor that drives a run
+//! ([`executor`]). Nothing here knows the store or any transport: a
+//! durable journal is provided by [`crate::service`].
 
 pub mod event;
 pub mod executor;
+pub mod inbox;
 pub mod journal;
-pub mod local;
 pub mod secrets;
 pub mod state;
 
-pub use event::{AttemptRecord, Event, EventKind, StepError};
+pub use event::{AttemptRecord, ErrorKind, Event, EventKind, StepError};
 pub use executor::{Executor, RunSpec};
 pub use journal::{Journal, JournalError, MemoryJournal};
 pub use secrets::Secrets;

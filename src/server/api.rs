@@ -8,15 +8,15 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::{bytes_rejection, ApiError, Created, Json};
-use super::runner::DbCatalog;
-use super::view::{run_view, RunView};
 use super::AppState;
 use crate::modules::{check_name, check_tag, DEFAULT_TAG};
 use crate::run::RunStatus;
+use crate::service::view::RunView;
+use crate::service::RunRequest;
 use crate::store::runs::RunFilter;
 
 type Result<T> = std::result::Result<T, ApiError>;
@@ -60,26 +60,18 @@ pub async fn upload_module(
     check_name(&name).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string(), Some("name")))?;
     check_tag(&tag).map_err(|e| ApiError::unprocessable("invalid-name", e.to_string(), Some("tag")))?;
     let bytes = body.map_err(bytes_rejection)?;
-    let module = state
-        .runner
-        .compile(bytes.to_vec())
-        .await
-        .map_err(|e| ApiError::unprocessable("invalid-module", e.to_string(), Some("body")))?;
-    let record = state.runner.db.put_module(&bytes, &module.info, &name, &tag).await?;
+    let record = state.service.put_module(&name, &tag, bytes.to_vec()).await?;
     Ok(Created(serde_json::to_value(record).expect("serializable")).into_response())
 }
 
 #[utoipa::path(get, path = "/v1/modules", responses((status = 200, body = Vec<crate::store::modules::ModuleRecord>)))]
 pub async fn list_modules(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>> {
-    Ok(axum::Json(json!({ "modules": state.runner.db.list_modules().await? })))
+    Ok(axum::Json(json!({ "modules": state.service.list_modules().await? })))
 }
 
 #[utoipa::path(get, path = "/v1/modules/{name}", responses((status = 200), (status = 404)))]
 pub async fn get_module(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<axum::Json<Value>> {
-    let tags = state.runner.db.module_tags(&name).await?;
-    if tags.is_empty() {
-        return Err(ApiError::NotFound(format!("module {name}")));
-    }
+    let tags = state.service.module(&name).await?;
     Ok(axum::Json(json!({ "name": name, "tags": tags })))
 }
 
@@ -95,13 +87,8 @@ pub async fn delete_module(
     Path(name): Path<String>,
     Query(params): Query<DeleteParams>,
 ) -> Result<StatusCode> {
-    match state.runner.db.delete_module(&name, params.tag.as_deref()).await? {
-        0 => Err(ApiError::NotFound(format!(
-            "module {name}{}",
-            params.tag.map(|t| format!(":{t}")).unwrap_or_default()
-        ))),
-        _ => Ok(StatusCode::NO_CONTENT),
-    }
+    state.service.delete_module(&name, params.tag.as_deref()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Create a new version of a workflow from a YAML or JSON definition.
@@ -131,21 +118,8 @@ pub async fn put_workflow(
     let bytes = body.map_err(bytes_rejection)?;
     let source =
         String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("the definition is not UTF-8", None))?;
-    let catalog = DbCatalog::load(&state.runner.db).await?;
-    let workflow =
-        crate::workflow::load(&source, state.runner.caps(), Some(&catalog)).map_err(ApiError::InvalidWorkflow)?;
-    if workflow.name != name {
-        return Err(ApiError::unprocessable(
-            "name-mismatch",
-            format!(
-                "the definition is named {:?} but was sent to /v1/workflows/{name}",
-                workflow.name
-            ),
-            Some("name"),
-        ));
-    }
-    let (version, created) = state.runner.db.put_workflow(&name, &source).await?;
-    let body = json!({ "name": name, "version": version.version, "created": created, "steps": workflow.steps.len() });
+    let (version, created, steps) = state.service.put_workflow(&name, &source).await?;
+    let body = json!({ "name": name, "version": version.version, "created": created, "steps": steps });
     Ok(if created {
         Created(body).into_response()
     } else {
@@ -156,8 +130,7 @@ pub async fn put_workflow(
 #[utoipa::path(get, path = "/v1/workflows", responses((status = 200)))]
 pub async fn list_workflows(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>> {
     let workflows: Vec<Value> = state
-        .runner
-        .db
+        .service
         .list_workflows()
         .await?
         .into_iter()
@@ -178,12 +151,7 @@ pub async fn get_workflow(
     Path(name): Path<String>,
     Query(params): Query<VersionParams>,
 ) -> Result<axum::Json<Value>> {
-    let db = &state.runner.db;
-    let found = db
-        .workflow(&name, params.version)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("workflow {name}")))?;
-    let versions = db.workflow_versions(&name).await?;
+    let (found, versions) = state.service.workflow_source(&name, params.version).await?;
     Ok(axum::Json(json!({
         "name": found.name, "version": found.version, "versions": versions,
         "source": found.source, "created_ms": found.created_ms,
@@ -217,25 +185,75 @@ pub async fn start_run(
     Json(request): Json<StartRun>,
 ) -> Result<Response> {
     let wait = parse_wait(params.wait.as_deref())?;
-    if let Some(key) = &request.idempotency_key {
-        if key.is_empty() || key.len() > 200 {
-            return Err(ApiError::unprocessable(
-                "invalid-body",
-                "idempotency_key must be 1 to 200 characters",
-                Some("idempotency_key"),
-            ));
-        }
-    }
-    let (row, created) = state
-        .runner
-        .start(&name, &request.input, request.idempotency_key.as_deref())
-        .await?;
+    let request = RunRequest {
+        input: request.input,
+        idempotency_key: request.idempotency_key,
+    };
+    let started = state.service.start(&name, request).await?;
     if let Some(wait) = wait {
-        wait_for_end(&state, &row.id, wait).await?;
+        state.service.wait_for_end(&started.run.id, wait).await?;
     }
-    let view = view(&state, &row.id).await?;
+    let view = state.service.get(&started.run.id).await?;
     let body = serde_json::to_value(view).expect("serializable");
-    Ok(if created {
+    Ok(if started.created {
+        Created(body).into_response()
+    } else {
+        axum::Json(body).into_response()
+    })
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartBatch {
+    /// The runs to start, each `{"input": {...}, "idempotency_key": "..."}`.
+    runs: Vec<StartRun>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchRun {
+    id: String,
+    /// `false` when an existing run with the same idempotency key answered.
+    created: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchAnswer {
+    /// One entry per requested run, in request order.
+    runs: Vec<BatchRun>,
+}
+
+/// Start up to `--max-batch` runs of the latest version of a workflow, all
+/// or nothing: any invalid item refuses the whole batch (422 naming each
+/// item's index and field); otherwise every run is stored in one
+/// transaction before the answer.
+#[utoipa::path(post, path = "/v1/workflows/{name}/runs/batch", request_body = StartBatch,
+    responses((status = 201, body = BatchAnswer), (status = 200, body = BatchAnswer), (status = 404), (status = 422)))]
+pub async fn start_batch(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    Json(batch): Json<StartBatch>,
+) -> Result<Response> {
+    let requests = batch
+        .runs
+        .into_iter()
+        .map(|r| RunRequest {
+            input: r.input,
+            idempotency_key: r.idempotency_key,
+        })
+        .collect();
+    let started = state.service.start_batch(&name, requests).await?;
+    let any_created = started.iter().any(|s| s.created);
+    let answer = BatchAnswer {
+        runs: started
+            .into_iter()
+            .map(|s| BatchRun {
+                id: s.run.id,
+                created: s.created,
+            })
+            .collect(),
+    };
+    let body = serde_json::to_value(answer).expect("serializable");
+    Ok(if any_created {
         Created(body).into_response()
     } else {
         axum::Json(body).into_response()
@@ -249,24 +267,6 @@ fn parse_wait(wait: Option<&str>) -> Result<Option<Duration>> {
         return Err(ApiError::bad_request("wait is at most 300s", Some("wait")));
     }
     Ok(Some(duration))
-}
-
-/// Returns when the run has ended or `wait` is over, whichever comes first.
-async fn wait_for_end(state: &AppState, run_id: &str, wait: Duration) -> Result<()> {
-    // Registered before the stored status is read: the end cannot slip between.
-    let ended = state.runner.watchers.on_end(run_id);
-    if state.runner.db.run(run_id).await?.is_some_and(|row| row.is_ended()) {
-        return Ok(());
-    }
-    let _ = tokio::time::timeout(wait, ended).await;
-    Ok(())
-}
-
-pub(crate) async fn view(state: &AppState, run_id: &str) -> Result<RunView> {
-    let row = state.runner.run_row(run_id).await?;
-    let (_, workflow) = state.runner.workflow(&row.workflow, Some(row.version)).await?;
-    let events = state.runner.db.events(run_id, 0).await?;
-    Ok(run_view(row, &workflow, &events))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -299,9 +299,8 @@ pub async fn list_runs(
         return Err(ApiError::bad_request("limit must be between 1 and 500", Some("limit")));
     }
     let runs = state
-        .runner
-        .db
-        .list_runs(&RunFilter {
+        .service
+        .list(&RunFilter {
             workflow: params.workflow,
             status: params.status,
             before: params.cursor,
@@ -316,21 +315,21 @@ pub async fn list_runs(
 
 #[utoipa::path(get, path = "/v1/runs/{id}", responses((status = 200, body = RunView), (status = 404)))]
 pub async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<axum::Json<RunView>> {
-    Ok(axum::Json(view(&state, &id).await?))
+    Ok(axum::Json(state.service.get(&id).await?))
 }
 
-/// Cancel a run: running attempts are interrupted; status `canceling`, then `canceled`.
-#[utoipa::path(post, path = "/v1/runs/{id}/cancel", responses((status = 202, body = RunView), (status = 404), (status = 409)))]
-pub async fn cancel_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response> {
-    let row = state.runner.run_row(&id).await?;
-    if row.is_ended() {
-        return Err(ApiError::Conflict(format!("run {id} already ended ({})", row.status)));
-    }
-    let ended = state.runner.watchers.on_end(&id);
-    if !state.runner.cancel(&id) {
-        return Err(ApiError::Conflict(format!("run {id} is not running on this server")));
-    }
-    // Answer once the cancellation is recorded (canceling, usually canceled).
-    let _ = tokio::time::timeout(Duration::from_secs(5), ended).await;
-    Ok((StatusCode::ACCEPTED, axum::Json(view(&state, &id).await?)).into_response())
+/// Cancel a run: the request is stored in the run's inbox before the
+/// answer (never lost, even if the server stops); running attempts are
+/// interrupted; status `canceling`, then `canceled`.
+/// `?wait=0s` answers as soon as the request is stored (default: up to 5 s
+/// for the run to end).
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(WaitParams), responses((status = 202, body = RunView), (status = 404), (status = 409)))]
+pub async fn cancel_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(params): Query<WaitParams>,
+) -> Result<Response> {
+    let wait = parse_wait(params.wait.as_deref())?.unwrap_or(Duration::from_secs(5));
+    state.service.cancel(&id, wait).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(state.service.get(&id).await?)).into_response())
 }

@@ -33,8 +33,10 @@ pub async fn require_token(State(state): State<Arc<AppState>>, request: Request,
     }
 }
 
+/// Compares without a timing side channel on the content (`subtle`).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 /// Tokens from `SANDSTEP_API_TOKENS` (comma-separated) and a tokens file

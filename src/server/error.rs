@@ -7,37 +7,101 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::service::RunError;
 use crate::workflow::ValidationError;
 
 /// Where problem types live; each kind appends its name.
 pub const PROBLEM_BASE: &str = "https://sandstep.dev/problems/";
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the body or a parameter is malformed.
+    #[error("bad request: {detail}")]
     BadRequest { detail: String, field: Option<String> },
     /// 401: a token is required and was missing or wrong.
+    #[error("unauthorized")]
     Unauthorized,
     /// 404
+    #[error("{0} not found")]
     NotFound(String),
     /// 409: the request conflicts with the resource's state.
+    #[error("conflict: {0}")]
     Conflict(String),
     /// 413
+    #[error("payload too large: {0}")]
     PayloadTooLarge(String),
     /// 415
+    #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
-    /// 422: a workflow definition with its located errors.
-    InvalidWorkflow(Vec<ValidationError>),
+    /// 422: a definition or a request with its located errors.
+    #[error("{kind}: {} error(s)", errors.len())]
+    Invalid {
+        kind: &'static str,
+        detail: String,
+        field: Option<String>,
+        errors: Vec<ValidationError>,
+    },
     /// 422: a run's input, a module, or another semantically wrong value.
+    #[error("{kind}: {detail}")]
     Unprocessable {
         kind: &'static str,
         detail: String,
         field: Option<String>,
     },
-    /// 500 or 503: logged here, shown to nobody.
+    /// 500: logged here, shown to nobody.
+    #[error("internal: {0}")]
     Internal(String),
     /// 503: the server is shutting down.
+    #[error("the server is shutting down")]
     Unavailable,
+}
+
+impl From<RunError> for ApiError {
+    fn from(error: RunError) -> Self {
+        match error {
+            RunError::NotFound(what) => ApiError::NotFound(what),
+            RunError::Conflict(detail) => ApiError::Conflict(detail),
+            RunError::InvalidInput { field, errors } => {
+                let kind = match field.as_str() {
+                    "input" | "runs" => "invalid-input",
+                    "name" | "tag" => "invalid-name",
+                    _ => "invalid-body",
+                };
+                let detail = errors.iter().map(|e| e.message.as_str()).collect::<Vec<_>>().join("; ");
+                if errors.len() == 1 && errors[0].location == field {
+                    ApiError::unprocessable(kind, detail, Some(&field))
+                } else {
+                    ApiError::Invalid {
+                        kind,
+                        detail,
+                        field: Some(field),
+                        errors,
+                    }
+                }
+            }
+            RunError::InvalidWorkflow(errors) => ApiError::Invalid {
+                kind: "invalid-workflow",
+                detail: format!(
+                    "{} error{} in the definition",
+                    errors.len(),
+                    if errors.len() == 1 { "" } else { "s" }
+                ),
+                field: errors.first().map(|e| e.location.clone()),
+                errors,
+            },
+            RunError::ModuleMissing { field, message } if field == "body" => {
+                ApiError::unprocessable("invalid-module", message, Some("body"))
+            }
+            RunError::ModuleMissing { field, message } => {
+                let field = (!field.is_empty()).then_some(field);
+                ApiError::unprocessable("module-not-found", message, field.as_deref())
+            }
+            RunError::NameMismatch(detail) => ApiError::unprocessable("name-mismatch", detail, Some("name")),
+            RunError::Unavailable => ApiError::Unavailable,
+            RunError::Store(error) => ApiError::Internal(error.to_string()),
+            RunError::Internal(error) => ApiError::Internal(error),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -67,12 +131,6 @@ impl ApiError {
             detail: detail.into(),
             field: field.map(Into::into),
         }
-    }
-}
-
-impl From<crate::store::DbError> for ApiError {
-    fn from(error: crate::store::DbError) -> Self {
-        ApiError::Internal(error.to_string())
     }
 }
 
@@ -113,16 +171,21 @@ impl IntoResponse for ApiError {
                 None,
                 None,
             ),
-            ApiError::InvalidWorkflow(errors) => (
+            ApiError::Invalid {
+                kind,
+                detail,
+                field,
+                errors,
+            } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-workflow",
-                "Invalid workflow definition",
-                format!(
-                    "{} error{} in the definition",
-                    errors.len(),
-                    if errors.len() == 1 { "" } else { "s" }
-                ),
-                errors.first().map(|e| e.location.clone()),
+                kind,
+                if kind == "invalid-workflow" {
+                    "Invalid workflow definition"
+                } else {
+                    "Unprocessable request"
+                },
+                detail,
+                field,
                 Some(errors),
             ),
             ApiError::Unprocessable { kind, detail, field } => (

@@ -10,17 +10,17 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::error::ApiError;
-use super::runner::Runner;
 use super::AppState;
 use crate::run::Event;
+use crate::service::watch::Watch;
+use crate::service::Service;
 
 struct Follow {
-    runner: Arc<Runner>,
+    service: Arc<Service>,
     run_id: String,
-    live: tokio::sync::broadcast::Receiver<Event>,
+    live: Watch,
     last: u64,
     buffer: VecDeque<Event>,
     done: bool,
@@ -46,13 +46,12 @@ pub async fn run_events(
             ))
         }
     };
-    // Subscribe before reading what is stored, so nothing falls in between.
-    let live = state.runner.watchers.subscribe(&id);
-    let row = state.runner.run_row(&id).await?;
-    let stored = state.runner.db.events(&id, last).await?;
+    // Watch before reading what is stored, so nothing falls in between.
+    let (live, row) = state.service.watch(&id).await?;
+    let stored = state.service.events(&id, last).await?;
     let ended = row.is_ended();
     let follow = Follow {
-        runner: state.runner.clone(),
+        service: state.service.clone(),
         run_id: id,
         live,
         last,
@@ -78,16 +77,21 @@ pub async fn run_events(
                 return None;
             }
             let received = tokio::select! {
-                received = f.live.recv() => received,
+                received = f.live.next() => received,
                 _ = f.shutdown.cancelled() => return None,
             };
             match received {
-                Ok(event) => f.buffer.push_back(event),
-                Err(RecvError::Lagged(_)) => match f.runner.db.events(&f.run_id, f.last).await {
+                Ok(Some(event)) => f.buffer.push_back(event),
+                // Fell behind: what was missed is stored.
+                Err(_) => match f.service.events(&f.run_id, f.last).await {
                     Ok(events) => f.buffer.extend(events),
                     Err(_) => return None,
                 },
-                Err(RecvError::Closed) => return None,
+                Ok(None) => match f.service.events(&f.run_id, f.last).await {
+                    // The run ended: anything not yet sent is stored.
+                    Ok(events) if !events.is_empty() => f.buffer.extend(events),
+                    _ => return None,
+                },
             }
         }
     });

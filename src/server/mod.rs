@@ -1,16 +1,13 @@
-//! The HTTP server (`sandstep serve`): the API under /v1 (`api`, `events`),
-//! problem+json errors (`error`), bearer tokens (`auth`), the run lifecycle
-//! (`runner`), run resources (`view`), `/healthz`, `/metrics` and the
-//! OpenAPI document (`ops`, `metrics`).
+//! The HTTP server (`sandstep serve`): the API under /v1 (`api`, `events`
+//! for SSE), problem+json errors (`error`), bearer tokens (`auth`),
+//! `/healthz`, `/metrics` and the OpenAPI document (`ops`). Handlers only
+//! parse and translate: the run lifecycle is [`crate::service`].
 
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod events;
-pub mod metrics;
 pub mod ops;
-pub mod runner;
-pub mod view;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,6 +24,7 @@ use tower_http::trace::TraceLayer;
 use crate::limits::{Caps, EngineSettings};
 use crate::run::{Executor, Secrets};
 use crate::sandbox::Sandbox;
+use crate::service::{owner, Service, ServiceConfig};
 use crate::store::Db;
 
 /// What `sandstep serve` is configured with.
@@ -42,6 +40,12 @@ pub struct ServerConfig {
     pub grace: Duration,
     /// Attempts running at once in this process. Default 256.
     pub max_concurrent_attempts: usize,
+    /// Runs one batch start may hold (`--max-batch`). Default 1,000.
+    pub max_batch: usize,
+    /// Largest batch start body, in bytes. Default 16 MiB.
+    pub max_batch_bytes: usize,
+    /// How long this node's hold on a run lasts without a heartbeat. Default 10 s.
+    pub lease: Duration,
 }
 
 impl ServerConfig {
@@ -53,12 +57,15 @@ impl ServerConfig {
             max_body_bytes: 1 << 20,
             grace: Duration::from_secs(10),
             max_concurrent_attempts: 256,
+            max_batch: 1000,
+            max_batch_bytes: 16 << 20,
+            lease: Duration::from_secs(10),
         }
     }
 }
 
 pub struct AppState {
-    pub runner: Arc<runner::Runner>,
+    pub service: Arc<Service>,
     pub tokens: Vec<String>,
     /// Fired when shutdown begins: event streams end so the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
@@ -83,21 +90,25 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
     };
     let sandbox = Arc::new(Sandbox::new(settings, Some(&config.data_dir.join("cache")))?);
     let executor = Arc::new(Executor::new(sandbox, config.max_concurrent_attempts, Caps::default()));
-    let runner = runner::Runner::new(
+    let service = Service::new(
         db,
         executor,
         Arc::new(Secrets::from_env()),
-        Arc::new(metrics::Metrics::default()),
+        ServiceConfig {
+            node: owner::node_id(&config.data_dir)?,
+            lease: config.lease,
+            max_batch: config.max_batch,
+        },
     );
-    let resumed = runner
+    let resumed = service
         .recover()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot resume runs: {e:?}"))?;
+        .map_err(|e| anyhow::anyhow!("cannot resume runs: {e}"))?;
     if resumed > 0 {
         tracing::info!(runs = resumed, "resumed unfinished runs");
     }
     Ok(Arc::new(AppState {
-        runner,
+        service,
         tokens: config.tokens.clone(),
         shutdown: Default::default(),
     }))
@@ -107,6 +118,9 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
     let modules = Router::new()
         .route("/v1/modules", post(api::upload_module).get(api::list_modules))
         .layer(DefaultBodyLimit::max(config.max_module_bytes));
+    let batches = Router::new()
+        .route("/v1/workflows/{name}/runs/batch", post(api::start_batch))
+        .layer(DefaultBodyLimit::max(config.max_batch_bytes.max(config.max_body_bytes)));
     let v1 = Router::new()
         .route("/v1/modules/{name}", get(api::get_module).delete(api::delete_module))
         .route("/v1/workflows", get(api::list_workflows))
@@ -119,6 +133,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/openapi.json", get(ops::openapi))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .merge(modules)
+        .merge(batches)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -147,11 +162,11 @@ pub async fn serve(
     let server_stop = stop.clone();
     let served = axum::serve(listener, app).with_graceful_shutdown(async move { server_stop.cancelled().await });
     // Drain as soon as shutdown begins, while open streams close.
-    let runner = state.runner.clone();
+    let service = state.service.clone();
     let grace = config.grace;
     let drained = tokio::spawn(async move {
         stop.cancelled().await;
-        runner.drain(grace).await;
+        service.drain(grace).await;
     });
     served.await?;
     let _ = drained.await;

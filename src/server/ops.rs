@@ -11,16 +11,12 @@ use super::error::ApiError;
 use super::AppState;
 
 pub async fn healthz(State(state): State<Arc<AppState>>) -> Result<&'static str, ApiError> {
-    sqlx::query("SELECT 1")
-        .execute(&state.runner.db.pool)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.service.ping().await?;
     Ok("ok\n")
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
-    let counts = state.runner.db.run_counts().await?;
-    let body = state.runner.metrics.render(&counts, state.runner.live_runs());
+    let body = state.service.metrics().await?;
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -42,6 +38,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::api::list_workflows,
         super::api::get_workflow,
         super::api::start_run,
+        super::api::start_batch,
         super::api::list_runs,
         super::api::get_run,
         super::api::cancel_run,

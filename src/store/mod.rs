@@ -1,64 +1,72 @@
-//! The durable store: one SQLite file (WAL) holding modules, workflow
-//! versions, runs and their events. Queries are plain SQL shared with
-//! PostgreSQL where possible, through sqlx, so a second backend is a second
-//! pool, not a rewrite.
+//! The durable store: modules, workflow versions, runs with their events,
+//! ownership and inbox. Every SQL statement and every sqlx type of the
+//! crate lives under this module; the rest of the code calls [`Db`]'s
+//! methods and sees [`StoreError`].
 //!
-//! - [`writer`]: the group-commit event writer behind the server's journal.
-//! - [`modules`], [`workflows`], [`runs`]: one file per table family.
+//! What is true today: there is one backend, SQLite (one file in WAL mode,
+//! fsync on commit). Its connection set-up, its write transactions
+//! (`BEGIN IMMEDIATE`) and its row type are in [`sqlite`], and its
+//! migrations in `migrations/sqlite/`. The statements in [`modules`],
+//! [`workflows`], [`runs`] and [`inbox`] are plain SQL that PostgreSQL also
+//! accepts except for their `?` placeholders (PostgreSQL numbers them) and
+//! the inbox's `AUTOINCREMENT` key; the row type is the alias
+//! [`sqlite::Row`]. A PostgreSQL backend is a second module beside
+//! [`sqlite`] with its own pool, placeholders and migrations, chosen when
+//! [`Db`] is opened; nothing outside this module changes.
+//!
+//! - [`writer`]: group commit. Starts and appends from every run share
+//!   transactions.
+//! - [`runs`]: runs, their events, the conditional append and ownership.
+//! - [`inbox`]: requests to a run (cancel) as rows its owner consumes.
+//! - [`modules`], [`workflows`]: one file per table family.
 
+pub mod inbox;
 pub mod modules;
 pub mod runs;
+mod sqlite;
 pub mod workflows;
 pub mod writer;
 
 use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
-
-/// A store error: the database failed (never the client's fault).
+/// A store failure (never the client's fault).
 #[derive(Debug, thiserror::Error)]
-#[error("database: {0}")]
-pub struct DbError(#[from] pub sqlx::Error);
+pub enum StoreError {
+    /// The database failed or refused a statement.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored row cannot be decoded: surfaced, never skipped.
+    #[error("run {run_id}: stored {what} cannot be decoded: {message}")]
+    Corrupt {
+        run_id: String,
+        what: String,
+        message: String,
+    },
+    /// The group-commit writer is gone (the process is stopping).
+    #[error("the store writer stopped")]
+    WriterStopped,
+}
 
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "sandstep.db";
 
+/// The store. Cheap to clone (a pool handle).
 #[derive(Clone)]
 pub struct Db {
-    pub pool: SqlitePool,
+    pool: sqlite::Pool,
 }
 
 impl Db {
-    /// Opens (creating) `data_dir/sandstep.db` in WAL mode with full fsync on
-    /// commit, and applies migrations.
-    pub async fn open(data_dir: &Path) -> Result<Db, DbError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| DbError(sqlx::Error::Io(e)))?;
-        let url = format!("sqlite://{}", data_dir.join(DB_FILE).display());
-        let options = SqliteConnectOptions::from_str(&url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations")
-            .run(&pool)
-            .await
-            .map_err(|e| DbError(e.into()))?;
-        Ok(Db { pool })
+    /// Opens (creating) `data_dir/sandstep.db` and applies migrations.
+    pub async fn open(data_dir: &Path) -> Result<Db, StoreError> {
+        Ok(Db {
+            pool: sqlite::open(data_dir).await?,
+        })
     }
-}
 
-impl Db {
     /// The store of `data_dir` if it has one (local commands never create it
     /// just to find it empty).
-    pub async fn open_existing(data_dir: &Path) -> Result<Option<Db>, DbError> {
+    pub async fn open_existing(data_dir: &Path) -> Result<Option<Db>, StoreError> {
         if data_dir.join(DB_FILE).is_file() {
             Db::open(data_dir).await.map(Some)
         } else {
@@ -66,12 +74,15 @@ impl Db {
         }
     }
 
-    /// A write transaction that takes the write lock at once (`BEGIN
-    /// IMMEDIATE`): a deferred one that reads first fails with
-    /// `SQLITE_BUSY_SNAPSHOT`, without waiting, when another writer commits
-    /// in between.
-    pub(crate) async fn write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+    /// A write transaction holding the write lock from its first statement.
+    pub(crate) async fn write(&self) -> Result<sqlite::Transaction, sqlx::Error> {
+        sqlite::begin_write(&self.pool).await
+    }
+
+    /// Whether the database answers (`/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 }
 

@@ -1,9 +1,10 @@
 //! Modules in the database: bytes by digest, `name:tag` references.
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::Row as _;
 
-use super::{now_ms, Db, DbError};
+use super::sqlite::Row;
+use super::{now_ms, Db, StoreError};
 use crate::modules::Reference;
 use crate::sandbox::ModuleInfo;
 
@@ -23,7 +24,7 @@ pub struct ModuleRecord {
     pub previous: Option<String>,
 }
 
-fn record(row: &sqlx::sqlite::SqliteRow) -> Result<ModuleRecord, sqlx::Error> {
+fn record(row: &Row) -> Result<ModuleRecord, sqlx::Error> {
     let list = |column: &str| -> Result<Vec<String>, sqlx::Error> {
         let text: String = row.try_get(column)?;
         Ok(serde_json::from_str(&text).unwrap_or_default())
@@ -52,7 +53,7 @@ impl Db {
         info: &ModuleInfo,
         name: &str,
         tag: &str,
-    ) -> Result<ModuleRecord, DbError> {
+    ) -> Result<ModuleRecord, StoreError> {
         let now = now_ms();
         let mut tx = self.write().await?;
         let previous: Option<String> = sqlx::query("SELECT digest FROM module_tags WHERE name = ? AND tag = ?")
@@ -98,7 +99,7 @@ impl Db {
         })
     }
 
-    pub async fn list_modules(&self) -> Result<Vec<ModuleRecord>, DbError> {
+    pub async fn list_modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
         let rows = sqlx::query(&format!("{SELECT} ORDER BY t.name, t.tag"))
             .fetch_all(&self.pool)
             .await?;
@@ -106,7 +107,7 @@ impl Db {
     }
 
     /// Every tag of one module name.
-    pub async fn module_tags(&self, name: &str) -> Result<Vec<ModuleRecord>, DbError> {
+    pub async fn module_tags(&self, name: &str) -> Result<Vec<ModuleRecord>, StoreError> {
         let rows = sqlx::query(&format!("{SELECT} WHERE t.name = ? ORDER BY t.tag"))
             .bind(name)
             .fetch_all(&self.pool)
@@ -115,7 +116,7 @@ impl Db {
     }
 
     /// The digest `name:tag` points at.
-    pub async fn module_digest(&self, name: &str, tag: &str) -> Result<Option<String>, DbError> {
+    pub async fn module_digest(&self, name: &str, tag: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT digest FROM module_tags WHERE name = ? AND tag = ?")
             .bind(name)
             .bind(tag)
@@ -125,7 +126,7 @@ impl Db {
     }
 
     /// The digest a reference points at, if it exists here.
-    pub async fn resolve(&self, reference: &Reference) -> Result<Option<String>, DbError> {
+    pub async fn resolve(&self, reference: &Reference) -> Result<Option<String>, StoreError> {
         match reference {
             Reference::Tag { name, tag } => self.module_digest(name, tag).await,
             Reference::Digest { name, digest } => {
@@ -146,7 +147,7 @@ impl Db {
         }
     }
 
-    pub async fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, DbError> {
+    pub async fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let row = sqlx::query("SELECT bytes FROM modules WHERE digest = ?")
             .bind(digest)
             .fetch_optional(&self.pool)
@@ -156,7 +157,7 @@ impl Db {
 
     /// Removes the tags of a name (one tag, or all); blobs no tag points at
     /// and no run pinned are removed too. Returns the tags removed.
-    pub async fn delete_module(&self, name: &str, tag: Option<&str>) -> Result<u64, DbError> {
+    pub async fn delete_module(&self, name: &str, tag: Option<&str>) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         let removed = match tag {
             Some(tag) => sqlx::query("DELETE FROM module_tags WHERE name = ? AND tag = ?")

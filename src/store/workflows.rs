@@ -1,9 +1,10 @@
 //! Workflow versions: each `PUT` of a definition is a new immutable version.
 
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::Row as _;
 
-use super::{now_ms, Db, DbError};
+use super::sqlite::Row;
+use super::{now_ms, Db, StoreError};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct WorkflowVersion {
@@ -13,7 +14,7 @@ pub struct WorkflowVersion {
     pub created_ms: i64,
 }
 
-fn version_of(row: &sqlx::sqlite::SqliteRow) -> WorkflowVersion {
+fn version_of(row: &Row) -> WorkflowVersion {
     WorkflowVersion {
         name: row.get("name"),
         version: row.get("version"),
@@ -25,7 +26,7 @@ fn version_of(row: &sqlx::sqlite::SqliteRow) -> WorkflowVersion {
 impl Db {
     /// Stores `source` as the next version of `name`, unless it equals the
     /// latest version, which is then returned unchanged (`false`).
-    pub async fn put_workflow(&self, name: &str, source: &str) -> Result<(WorkflowVersion, bool), DbError> {
+    pub async fn put_workflow(&self, name: &str, source: &str) -> Result<(WorkflowVersion, bool), StoreError> {
         let mut tx = self.write().await?;
         let latest = sqlx::query(
             "SELECT name, version, source, created_ms FROM workflows WHERE name = ? ORDER BY version DESC LIMIT 1",
@@ -59,7 +60,7 @@ impl Db {
     }
 
     /// One version, or the latest with `None`.
-    pub async fn workflow(&self, name: &str, version: Option<i64>) -> Result<Option<WorkflowVersion>, DbError> {
+    pub async fn workflow(&self, name: &str, version: Option<i64>) -> Result<Option<WorkflowVersion>, StoreError> {
         let row = match version {
             Some(v) => {
                 sqlx::query("SELECT name, version, source, created_ms FROM workflows WHERE name = ? AND version = ?")
@@ -77,7 +78,7 @@ impl Db {
     }
 
     /// The latest version of every workflow.
-    pub async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>, DbError> {
+    pub async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>, StoreError> {
         let rows = sqlx::query(
             "SELECT w.name, w.version, w.source, w.created_ms FROM workflows w \
              WHERE w.version = (SELECT MAX(version) FROM workflows v WHERE v.name = w.name) ORDER BY w.name",
@@ -87,7 +88,7 @@ impl Db {
         Ok(rows.iter().map(version_of).collect())
     }
 
-    pub async fn workflow_versions(&self, name: &str) -> Result<Vec<i64>, DbError> {
+    pub async fn workflow_versions(&self, name: &str) -> Result<Vec<i64>, StoreError> {
         let rows = sqlx::query("SELECT version FROM workflows WHERE name = ? ORDER BY version")
             .bind(name)
             .fetch_all(&self.pool)

@@ -1,68 +1,159 @@
-//! Group commit: every run's journal hands its events to one writer task,
-//! which commits whatever has queued up in a single transaction (one fsync)
-//! and then answers each caller. Durability costs one commit per batch, not
-//! one per event.
+//! Group commit: run starts (single or batched) and every run's appends go
+//! to one writer task, which commits whatever has queued up in a single
+//! transaction (one fsync) and then answers each caller. Durability costs
+//! one commit per batch, not one per request.
+//!
+//! Each request keeps its own outcome inside the shared transaction: a
+//! refused append (a stale owner or sequence) writes nothing and fails
+//! alone, the others commit.
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::Db;
-use crate::run::Event;
+use super::runs::{Append, AppendRefused, Inserted, NewRun};
+use super::{Db, StoreError};
 
-/// Events per transaction at most.
+/// Events (or new runs) per transaction at most, before the next batch.
 const MAX_BATCH: usize = 4096;
 
-struct Request {
-    events: Vec<Event>,
-    done: oneshot::Sender<Result<(), String>>,
+/// Why an append was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error(transparent)]
+    Refused(#[from] AppendRefused),
+    #[error("{0}")]
+    Store(String),
 }
 
+enum Request {
+    Start {
+        runs: Vec<NewRun>,
+        lease_until_ms: i64,
+        done: oneshot::Sender<Result<Vec<Inserted>, String>>,
+    },
+    Append {
+        append: Append,
+        done: oneshot::Sender<Result<(), AppendError>>,
+    },
+}
+
+impl Request {
+    fn size(&self) -> usize {
+        match self {
+            Request::Start { runs, .. } => runs.len(),
+            Request::Append { append, .. } => append.events.len(),
+        }
+    }
+}
+
+/// The handle runs and the service commit through. Cheap to clone.
 #[derive(Clone)]
-pub struct EventWriter {
+pub struct Writer {
+    node: std::sync::Arc<str>,
     requests: mpsc::UnboundedSender<Request>,
 }
 
-impl EventWriter {
-    /// Starts the writer task on `db`.
-    pub fn start(db: Db) -> EventWriter {
+impl Writer {
+    /// Starts the writer task on `db` for the node `node`.
+    pub fn start(db: Db, node: &str) -> Writer {
         let (requests, mut incoming) = mpsc::unbounded_channel::<Request>();
+        let owner: std::sync::Arc<str> = node.into();
+        let task_owner = owner.clone();
         tokio::spawn(async move {
             while let Some(first) = incoming.recv().await {
+                let mut count = first.size();
                 let mut batch = vec![first];
-                let mut count = batch[0].events.len();
                 while count < MAX_BATCH {
                     match incoming.try_recv() {
                         Ok(more) => {
-                            count += more.events.len();
+                            count += more.size();
                             batch.push(more);
                         }
                         Err(_) => break,
                     }
                 }
-                let result = write(&db, &batch).await.map_err(|e| e.to_string());
-                if let Err(error) = &result {
-                    tracing::error!(%error, events = count, "event batch not committed");
-                }
-                for request in batch {
-                    let _ = request.done.send(result.clone());
-                }
+                commit(&db, &task_owner, batch).await;
             }
         });
-        EventWriter { requests }
+        Writer { node: owner, requests }
     }
 
-    /// Commits `events`; resolves once they are durable.
-    pub async fn write(&self, events: Vec<Event>) -> Result<(), String> {
+    /// The node this writer stores new runs for.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Stores new runs (owned by this node until `lease_until_ms`) in one
+    /// transaction shared with concurrent requests; resolves once durable.
+    pub async fn start_runs(&self, runs: Vec<NewRun>, lease_until_ms: i64) -> Result<Vec<Inserted>, StoreError> {
         let (done, committed) = oneshot::channel();
         self.requests
-            .send(Request { events, done })
-            .map_err(|_| "the event writer stopped".to_string())?;
-        committed.await.map_err(|_| "the event writer stopped".to_string())?
+            .send(Request::Start {
+                runs,
+                lease_until_ms,
+                done,
+            })
+            .map_err(|_| StoreError::WriterStopped)?;
+        committed
+            .await
+            .map_err(|_| StoreError::WriterStopped)?
+            .map_err(|e| StoreError::Database(sqlx::Error::Protocol(e)))
+    }
+
+    /// Commits one conditional append; resolves once durable or refused.
+    pub async fn append(&self, append: Append) -> Result<(), AppendError> {
+        let (done, committed) = oneshot::channel();
+        self.requests
+            .send(Request::Append { append, done })
+            .map_err(|_| AppendError::Store(StoreError::WriterStopped.to_string()))?;
+        committed
+            .await
+            .map_err(|_| AppendError::Store(StoreError::WriterStopped.to_string()))?
     }
 }
 
-async fn write(db: &Db, batch: &[Request]) -> Result<(), sqlx::Error> {
-    let mut tx = db.write().await?;
-    let events: Vec<&Event> = batch.iter().flat_map(|r| r.events.iter()).collect();
-    super::runs::insert_events(&mut tx, &events).await?;
-    tx.commit().await
+async fn commit(db: &Db, node: &str, batch: Vec<Request>) {
+    let mut starts = Vec::new();
+    let mut appends = Vec::new();
+    for request in batch {
+        match request {
+            Request::Start {
+                runs,
+                lease_until_ms,
+                done,
+            } => starts.push((runs, lease_until_ms, done)),
+            Request::Append { append, done } => appends.push((append, done)),
+        }
+    }
+    let result = async {
+        let mut tx = db.write().await?;
+        let mut inserted = Vec::with_capacity(starts.len());
+        for (runs, lease_until_ms, _) in &starts {
+            inserted.push(super::runs::insert_runs(&mut tx, node, *lease_until_ms, runs).await?);
+        }
+        let refs: Vec<&Append> = appends.iter().map(|(a, _)| a).collect();
+        let appended = super::runs::append(&mut tx, &refs).await?;
+        tx.commit().await?;
+        Ok::<_, StoreError>((inserted, appended))
+    }
+    .await;
+    match result {
+        Ok((inserted, appended)) => {
+            for ((_, _, done), runs) in starts.into_iter().zip(inserted) {
+                let _ = done.send(Ok(runs));
+            }
+            for ((_, done), outcome) in appends.into_iter().zip(appended) {
+                let _ = done.send(outcome.map_err(AppendError::Refused));
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            tracing::error!(%error, "batch not committed");
+            for (_, _, done) in starts {
+                let _ = done.send(Err(message.clone()));
+            }
+            for (_, done) in appends {
+                let _ = done.send(Err(AppendError::Store(message.clone())));
+            }
+        }
+    }
 }

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::definition::{InputDef, InputType};
 use super::template::kind_of;
+use super::ValidationError;
 
 /// Checks one value against a declared type.
 pub fn check_type(name: &str, ty: InputType, value: &Value) -> Result<(), String> {
@@ -45,13 +46,20 @@ fn ty_name(ty: InputType) -> &'static str {
 /// The run's input: `given` checked against the declarations, with defaults
 /// filled in. With no declarations any object is accepted as it is.
 pub fn resolve(declared: &IndexMap<String, InputDef>, given: &Value) -> Result<Value, Vec<String>> {
+    check(declared, given).map_err(|errors| errors.into_iter().map(|e| e.message).collect())
+}
+
+/// Like [`resolve`], with each error located: `input` for the whole value
+/// or an undeclared key, `input.<name>` for a declared input.
+pub fn check(declared: &IndexMap<String, InputDef>, given: &Value) -> Result<Value, Vec<ValidationError>> {
+    let located = |location: String, message: String| ValidationError { location, message };
     let given = match given {
         Value::Null => Map::new(),
         Value::Object(map) => map.clone(),
         other => {
-            return Err(vec![format!(
-                "the run input must be a JSON object, got {}",
-                kind_of(other)
+            return Err(vec![located(
+                "input".into(),
+                format!("the run input must be a JSON object, got {}", kind_of(other)),
             )])
         }
     };
@@ -62,7 +70,10 @@ pub fn resolve(declared: &IndexMap<String, InputDef>, given: &Value) -> Result<V
     for key in given.keys() {
         if !declared.contains_key(key) {
             let names: Vec<&str> = declared.keys().map(String::as_str).collect();
-            errors.push(format!("unknown input {key} (declared: {})", names.join(", ")));
+            errors.push(located(
+                "input".into(),
+                format!("unknown input {key} (declared: {})", names.join(", ")),
+            ));
         }
     }
     let mut resolved = Map::new();
@@ -70,11 +81,11 @@ pub fn resolve(declared: &IndexMap<String, InputDef>, given: &Value) -> Result<V
         match given.get(name).or(def.default.as_ref()) {
             Some(value) => {
                 if let Err(message) = check_type(name, def.ty, value) {
-                    errors.push(message);
+                    errors.push(located(format!("input.{name}"), message));
                 }
                 resolved.insert(name.clone(), value.clone());
             }
-            None if def.required => errors.push(format!("input {name} is required")),
+            None if def.required => errors.push(located(format!("input.{name}"), format!("input {name} is required"))),
             None => {
                 resolved.insert(name.clone(), Value::Null);
             }

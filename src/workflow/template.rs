@@ -8,7 +8,7 @@
 //! Only `{{ }}` expressions are supported: no `{% %}` blocks.
 
 use std::collections::BTreeSet;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use minijinja::{Environment, Expression, UndefinedBehavior};
 use serde_json::{Map, Value};
@@ -179,9 +179,15 @@ fn describe(error: &minijinja::Error) -> String {
 }
 
 /// The names a template sees, as JSON and as a minijinja value.
+///
+/// Cheap to clone and to extend with one for_each item: the shared names
+/// (which may hold a previous step's whole output) are behind an `Arc`, so
+/// an item's scope costs the item, not the list it came from.
 #[derive(Clone)]
 pub struct Scope {
-    json: Map<String, Value>,
+    json: Arc<Map<String, Value>>,
+    /// `item` and `index` of one for_each item.
+    item: Option<Arc<(Value, Value)>>,
     value: minijinja::Value,
 }
 
@@ -189,27 +195,40 @@ impl Scope {
     /// A scope from top-level names (`inputs`, `steps`, ...).
     pub fn new(json: Map<String, Value>) -> Scope {
         let value = minijinja::Value::from_serialize(&json);
-        Scope { json, value }
+        Scope {
+            json: Arc::new(json),
+            item: None,
+            value,
+        }
     }
 
     /// This scope plus `item` and `index` (one for_each item).
     pub fn with_item(&self, item: &Value, index: usize) -> Scope {
-        let mut json = self.json.clone();
-        json.insert("item".into(), item.clone());
-        json.insert("index".into(), Value::from(index));
         let value = minijinja::context! {
             item => minijinja::Value::from_serialize(item),
             index => index,
             ..self.value.clone()
         };
-        Scope { json, value }
+        Scope {
+            json: self.json.clone(),
+            item: Some(Arc::new((item.clone(), Value::from(index)))),
+            value,
+        }
+    }
+
+    fn root(&self, name: &str) -> Option<&Value> {
+        match (&self.item, name) {
+            (Some(item), "item") => Some(&item.0),
+            (Some(item), "index") => Some(&item.1),
+            _ => self.json.get(name),
+        }
     }
 
     /// `None` when `path` exists, else a message naming the missing part.
     fn check_path(&self, path: &str) -> Option<String> {
         let mut segments = path.split('.');
         let root = segments.next()?;
-        let mut current = match self.json.get(root) {
+        let mut current = match self.root(root) {
             Some(value) => value,
             None if root == "secrets" => return Some("no secrets are set".into()),
             None => return Some(format!("{root} does not exist")),

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod process;
 pub mod server;
 pub mod workflows;
 
@@ -44,10 +45,9 @@ fn run(command: &mut Command) {
 
 /// Runs the `sandstep` binary on `data_dir` with `args`.
 pub fn sandstep(data_dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_sandstep"))
+    process::command()
         .args(args)
         .env("SANDSTEP_DATA_DIR", data_dir)
-        .env_remove("SANDSTEP_LOG")
         .output()
         .expect("the binary runs")
 }
@@ -207,4 +207,16 @@ pub fn wat(text: &str) -> Vec<u8> {
 /// Loads WAT into a fresh module of the shared sandbox.
 pub fn wat_module(text: &str) -> Module {
     sandbox().load(&wat(text)).expect("the WAT module loads")
+}
+
+/// Runs SQL statements on a data directory's database file directly, as
+/// an operator (or a bug) could: for tests of what the server does with
+/// what it finds stored.
+pub async fn sql(data_dir: &std::path::Path, statements: &[&str]) {
+    let url = format!("sqlite://{}", data_dir.join(sandstep::store::DB_FILE).display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    for statement in statements {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
 }

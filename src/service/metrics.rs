@@ -1,5 +1,5 @@
 //! Prometheus metrics: runs by status, attempts by outcome, step duration,
-//! instantiate time, queue depth.
+//! instantiate time, queue depth, watched runs and store errors.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -19,6 +19,8 @@ pub struct Metrics {
     step_seconds: Histogram,
     instantiate_seconds: Histogram,
     queue_depth: Gauge,
+    watched_runs: Gauge,
+    store_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -29,6 +31,8 @@ impl Default for Metrics {
         let step_seconds = Histogram::new(exponential_buckets(0.000_01, 4.0, 12));
         let instantiate_seconds = Histogram::new(exponential_buckets(0.000_001, 4.0, 12));
         let queue_depth = Gauge::default();
+        let watched_runs = Gauge::default();
+        let store_errors = Counter::default();
         registry.register("sandstep_runs", "Runs by status", runs.clone());
         registry.register(
             "sandstep_attempts",
@@ -50,8 +54,20 @@ impl Default for Metrics {
             "Runs accepted and not yet finished by this process",
             queue_depth.clone(),
         );
+        registry.register(
+            "sandstep_watched_runs",
+            "Runs with a live listener (event stream or wait)",
+            watched_runs.clone(),
+        );
+        registry.register(
+            "sandstep_store_errors",
+            "Store failures and stored rows that could not be decoded",
+            store_errors.clone(),
+        );
         Metrics {
             registry,
+            watched_runs,
+            store_errors,
             runs,
             attempts,
             step_seconds,
@@ -82,7 +98,8 @@ impl Metrics {
         let outcome = record
             .error
             .as_ref()
-            .map_or("succeeded".to_string(), |e| e.kind.clone());
+            .map_or("succeeded", |e| e.kind.as_str())
+            .to_string();
         self.attempts
             .get_or_create(&vec![("outcome".to_string(), outcome)])
             .inc();
@@ -90,8 +107,13 @@ impl Metrics {
         self.instantiate_seconds.observe(record.instantiate_us as f64 / 1e6);
     }
 
-    /// The text exposition, with run counts and queue depth as of now.
-    pub fn render(&self, run_counts: &[(String, i64)], live_runs: usize) -> String {
+    /// Counts one store failure (`sandstep_store_errors_total`).
+    pub fn store_error(&self) {
+        self.store_errors.inc();
+    }
+
+    /// The text exposition, with run counts, queue depth and watched runs as of now.
+    pub fn render(&self, run_counts: &[(String, i64)], live_runs: usize, watched_runs: usize) -> String {
         self.runs.clear();
         for status in crate::run::RunStatus::ALL.map(|s| s.as_str()) {
             let count = run_counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
@@ -100,6 +122,7 @@ impl Metrics {
                 .set(count);
         }
         self.queue_depth.set(live_runs as i64);
+        self.watched_runs.set(watched_runs as i64);
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -1,0 +1,61 @@
+//! What the local commands (`exec`, `run`, `validate`, `module add`) share:
+//! reading `--input`, the sandbox with its on-disk code cache, and the
+//! module resolver over `--module` files and the data directory's store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+
+use crate::limits::EngineSettings;
+use crate::modules::{Reference, ReferenceError};
+use crate::sandbox::Sandbox;
+use crate::service::modules::{Modules, Place};
+use crate::store::Db;
+
+/// Reads `--input`: JSON text, or `@path`.
+pub(crate) fn read_input(input: &str) -> anyhow::Result<String> {
+    let text = match input.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read input file {path}"))?,
+        None => input.to_string(),
+    };
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        bail!("--input is not valid JSON: {e}");
+    }
+    Ok(text)
+}
+
+/// The sandbox every local command uses: compiled code cached in the data
+/// directory.
+pub(crate) fn sandbox(data_dir: &Path) -> anyhow::Result<Sandbox> {
+    Ok(Sandbox::new(EngineSettings::default(), Some(&data_dir.join("cache")))?)
+}
+
+/// Module resolution for local commands: `--module NAME=PATH` files, then
+/// the local store when the data directory has one.
+pub(crate) async fn modules(data_dir: &Path, pairs: &[String]) -> anyhow::Result<Modules> {
+    let files = Modules::parse_files(pairs).map_err(anyhow::Error::msg)?;
+    let db = Db::open_existing(data_dir).await?;
+    let sandbox = Arc::new(sandbox(data_dir)?);
+    Ok(Modules::new(sandbox, db, files, Place::Local))
+}
+
+/// The bytes of a module given as a file path or a store reference.
+pub(crate) async fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Result<Vec<u8>> {
+    let path = PathBuf::from(module);
+    if path.is_file() {
+        return std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()));
+    }
+    if module.ends_with(".wasm") {
+        bail!("no such file: {module}");
+    }
+    let reference =
+        Reference::parse(module).with_context(|| format!("{module:?} is neither a file nor a module reference"))?;
+    match modules(data_dir, &[]).await?.bytes(module).await {
+        Ok(bytes) => Ok(bytes),
+        Err(crate::service::RunError::ModuleMissing { .. }) => {
+            Err(ReferenceError::NotFound(reference.to_string()).into())
+        }
+        Err(other) => Err(other.into()),
+    }
+}

@@ -1,0 +1,230 @@
+//! Attempts: starting queued units within the concurrency limits, running
+//! each in a fresh sandbox store, and recording how each one ended
+//! (success, retry with backoff, or failure).
+
+use std::cmp::Reverse;
+
+use serde_json::Value;
+
+use super::{Done, Driver, Timer};
+use crate::run::event::{now_ms, AttemptRecord, ErrorKind, EventKind, StepError};
+use crate::run::state::{RunStatus, StepStatus};
+use crate::sandbox::{AttemptRequest, AttemptResult, StepContext};
+use crate::workflow::Action;
+
+impl<'a> Driver<'a> {
+    /// Starts queued units while the run's and each step's concurrency allow.
+    pub(super) fn launch(&mut self) {
+        if self.state.status != RunStatus::Running {
+            return;
+        }
+        let total_limit = self.workflow.concurrency;
+        for index in 0..self.workflow.steps.len() {
+            let step_limit = self.workflow.steps[index].concurrency.unwrap_or(u32::MAX);
+            while self.running.iter().sum::<u32>() < total_limit && self.running[index] < step_limit {
+                let Some(item) = self.queued[index].pop_front() else {
+                    break;
+                };
+                self.start_attempt(index, item);
+                if self.state.steps[index].status != StepStatus::Running || self.state.status != RunStatus::Running {
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(super) fn start_attempt(&mut self, index: usize, item: Option<usize>) {
+        let step = &self.workflow.steps[index];
+        let Action::Module { reference, args } = &step.action else {
+            return;
+        };
+        let base = self.scopes[index].clone().unwrap_or_else(|| self.scope(index));
+        let scope = match (item, &self.items[index]) {
+            (Some(i), Some(items)) => base.with_item(&items[i], i),
+            _ => base,
+        };
+        let rendered = step.input.render(&scope).and_then(|input| {
+            let args = args
+                .iter()
+                .map(|a| a.render(&scope).map(arg_text))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((input, args))
+        });
+        let (input, args) = match rendered {
+            Ok(rendered) => rendered,
+            Err(message) => {
+                self.fail_step(
+                    index,
+                    item,
+                    None,
+                    StepError::new(ErrorKind::TemplateError, format!("input: {message}"), false),
+                );
+                return;
+            }
+        };
+        let Some(module) = self.spec.modules.get(reference).cloned() else {
+            let error = StepError::new(
+                ErrorKind::ModuleError,
+                format!("module {reference} is not loaded"),
+                false,
+            );
+            self.fail_step(index, item, None, error);
+            return;
+        };
+        let unit = self.state.steps[index].units.get(item.unwrap_or(0));
+        let attempt = unit.map_or(0, |u| u.started) + 1;
+        let idempotency_key = match item {
+            Some(i) => format!("{}/{}/{i}", self.state.run_id, step.id),
+            None => format!("{}/{}", self.state.run_id, step.id),
+        };
+        self.emit(EventKind::StepStarted {
+            step: step.id.clone(),
+            item,
+            attempt,
+            idempotency_key: idempotency_key.clone(),
+        });
+        self.running[index] += 1;
+        let context = StepContext {
+            run_id: self.state.run_id.clone(),
+            step_id: step.id.clone(),
+            attempt,
+            idempotency_key,
+        };
+        let input = input.to_string();
+        let limits = step.limits.clone();
+        let sandbox = self.executor.sandbox.clone();
+        let slots = self.executor.slots.clone();
+        let attempt_future = async move {
+            let _slot = slots.acquire_owned().await;
+            let result = sandbox
+                .run(
+                    &module,
+                    AttemptRequest {
+                        input: &input,
+                        args: &args,
+                        context: &context,
+                        limits: &limits,
+                    },
+                )
+                .await;
+            Done {
+                step: index,
+                item,
+                attempt,
+                result,
+            }
+        };
+        if self.inline.is_none() {
+            self.inline = Some((index, Box::pin(attempt_future)));
+        } else {
+            let handle = self.tasks.spawn(attempt_future);
+            self.handles[index].retain(|h| !h.is_finished());
+            self.handles[index].push(handle);
+        }
+    }
+
+    pub(super) fn joined(&mut self, joined: Result<Done, tokio::task::JoinError>) {
+        match joined {
+            Ok(done) => self.finished(done),
+            // Aborted tasks are accounted for by whoever aborted them; a panic
+            // in an attempt task is a bug, logged where it ends.
+            Err(error) if error.is_cancelled() => {}
+            Err(error) => tracing::error!(%error, "attempt task panicked"),
+        }
+    }
+
+    pub(super) fn finished(&mut self, done: Done) {
+        let Done {
+            step: index,
+            item,
+            attempt,
+            result,
+        } = done;
+        self.running[index] = self.running[index].saturating_sub(1);
+        if self.state.steps[index].status != StepStatus::Running {
+            return; // the step already failed (another item) or was canceled
+        }
+        let step = &self.workflow.steps[index];
+        for line in &result.logs {
+            self.emit(EventKind::StepLog {
+                step: step.id.clone(),
+                item,
+                attempt,
+                level: line.level,
+                message: line.message.clone(),
+            });
+        }
+        let mut record = AttemptRecord {
+            attempt,
+            duration_us: result.duration.as_micros() as u64,
+            instantiate_us: result.instantiate.as_micros() as u64,
+            fuel_consumed: result.fuel_consumed,
+            peak_memory: result.peak_memory,
+            error: None,
+        };
+        match result.result {
+            AttemptResult::Succeeded { output } => match item {
+                Some(i) => {
+                    self.emit(EventKind::ItemSucceeded {
+                        step: step.id.clone(),
+                        item: i,
+                        record,
+                        output,
+                    });
+                    self.remaining[index] = self.remaining[index].saturating_sub(1);
+                    self.maybe_finish_for_each(index);
+                }
+                None => self.emit(EventKind::StepSucceeded {
+                    step: step.id.clone(),
+                    record: Some(record),
+                    output,
+                }),
+            },
+            AttemptResult::Failed { error } => {
+                let error = StepError::from_failure(&error);
+                record.error = Some(error.clone());
+                if error.retryable && attempt < step.retry.max_attempts {
+                    let retry_at = now_ms() + step.retry.delay(attempt).as_millis() as u64;
+                    self.emit(EventKind::StepRetrying {
+                        step: step.id.clone(),
+                        item,
+                        record,
+                        retry_at_ms: retry_at,
+                    });
+                    self.timers
+                        .push(Reverse((retry_at, Timer::Retry { step: index, item })));
+                } else {
+                    self.fail_step(index, item, Some(record), error);
+                }
+            }
+        }
+    }
+
+    /// Completes a for_each step once every item succeeded.
+    pub(super) fn maybe_finish_for_each(&mut self, index: usize) {
+        let state = &self.state.steps[index];
+        if state.status != StepStatus::Running || state.items.is_none() || self.remaining[index] > 0 {
+            return;
+        }
+        let output = Value::Array(
+            state
+                .units
+                .iter()
+                .map(|u| u.output.clone().unwrap_or(Value::Null))
+                .collect(),
+        );
+        self.emit(EventKind::StepSucceeded {
+            step: self.id(index).to_string(),
+            record: None,
+            output,
+        });
+    }
+}
+
+/// A command argument: strings as they are, other values as JSON.
+fn arg_text(value: Value) -> String {
+    match value {
+        Value::String(s) => s,
+        other => other.to_string(),
+    }
+}

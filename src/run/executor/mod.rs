@@ -1,0 +1,411 @@
+//! The executor: drives one run from its current state to the end. Every
+//! change goes out as an [`Event`] through the [`Journal`], and is applied to
+//! the in-memory [`RunState`] by the same fold a store uses to rebuild it, so
+//! a run can be continued from whatever was stored.
+//!
+//! The driver's work is split by concern: deciding steps (`schedule`),
+//! running attempts (`attempts`), ending steps and the run (`ending`), and
+//! redacting secrets from events (`redact`).
+//!
+//! One scheduling round: decide every step whose dependencies are done
+//! (skip, fail, or queue its units), start queued units up to the run's and
+//! step's concurrency, commit the round's events, then wait for an attempt to
+//! finish, a timer (retry backoff, sleep), cancellation or the run deadline.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+mod attempts;
+mod ending;
+mod redact;
+mod schedule;
+
+use super::event::{now_ms, Event, EventKind};
+use super::inbox::{Message, MessageKind};
+use super::journal::{Journal, JournalError};
+use super::secrets::Secrets;
+use super::state::{RunState, RunStatus, StepStatus};
+use crate::limits::Caps;
+use crate::sandbox::{Attempt, Module, Sandbox};
+use crate::workflow::template::Scope;
+use crate::workflow::Workflow;
+
+/// Everything a run needs besides its state, resolved before it starts.
+pub struct RunSpec {
+    pub run_id: String,
+    pub workflow: Arc<Workflow>,
+    /// Loaded modules by the reference steps use.
+    pub modules: HashMap<String, Arc<Module>>,
+    pub secrets: Arc<Secrets>,
+}
+
+/// Runs workflows on a sandbox; shared by every run of the process.
+pub struct Executor {
+    sandbox: Arc<Sandbox>,
+    /// Attempts running at once across every run of the process.
+    slots: Arc<Semaphore>,
+    caps: Caps,
+}
+
+impl Executor {
+    pub fn new(sandbox: Arc<Sandbox>, max_concurrent_attempts: usize, caps: Caps) -> Self {
+        Executor {
+            sandbox,
+            slots: Arc::new(Semaphore::new(max_concurrent_attempts.max(1))),
+            caps,
+        }
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    pub fn caps(&self) -> &Caps {
+        &self.caps
+    }
+
+    /// The first event of a new run: its input, checked against the
+    /// workflow's declarations (defaults filled in).
+    pub fn queue(spec: &RunSpec, input: &Value) -> Result<Event, Vec<String>> {
+        let input = crate::workflow::inputs::resolve(&spec.workflow.inputs, input)?;
+        Ok(Self::queued(spec, input))
+    }
+
+    /// The first event of a new run whose input was checked already.
+    pub fn queued(spec: &RunSpec, input: Value) -> Event {
+        Event {
+            seq: 1,
+            run_id: spec.run_id.clone(),
+            at_ms: now_ms(),
+            kind: EventKind::RunQueued {
+                workflow: spec.workflow.name.clone(),
+                input,
+            },
+        }
+    }
+
+    /// Drives the run to a terminal status. `state` is a fresh run (after
+    /// [`Executor::queue`]) or one rebuilt from stored events: recorded
+    /// outcomes stand, attempts in flight run again as new attempts with the
+    /// same idempotency key, retry and sleep timers are re-armed.
+    pub async fn execute(
+        &self,
+        spec: &RunSpec,
+        state: RunState,
+        journal: &dyn Journal,
+        cancel: CancellationToken,
+    ) -> Result<RunState, JournalError> {
+        let controls = Controls {
+            cancel,
+            ..Controls::default()
+        };
+        self.execute_until(spec, state, journal, controls).await
+    }
+
+    /// Like [`Executor::execute`], with the run's inbox and a drain signal:
+    /// once `drain` fires no new attempt starts; attempts in flight finish
+    /// and are recorded, then this returns with the run unfinished, ready
+    /// to be continued (graceful shutdown).
+    pub async fn execute_until(
+        &self,
+        spec: &RunSpec,
+        state: RunState,
+        journal: &dyn Journal,
+        controls: Controls,
+    ) -> Result<RunState, JournalError> {
+        let mut driver = Driver::new(self, spec, state, journal);
+        driver.run(controls).await?;
+        Ok(driver.state)
+    }
+}
+
+/// How the outside reaches a running run.
+#[derive(Default)]
+pub struct Controls {
+    /// Cancels the run (local runs: ctrl-c).
+    pub cancel: CancellationToken,
+    /// Stored requests to the run, each consumed in the commit of the
+    /// events it causes.
+    pub inbox: Option<mpsc::UnboundedReceiver<Message>>,
+    /// Stop starting attempts and return with the run unfinished.
+    pub drain: CancellationToken,
+}
+
+/// A retry or sleep that fires at a wall-clock time (ms), so it survives a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Retry { step: usize, item: Option<usize> },
+    Sleep { step: usize },
+}
+
+type AttemptFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
+
+/// What an attempt task hands back.
+struct Done {
+    step: usize,
+    item: Option<usize>,
+    attempt: u32,
+    result: Attempt,
+}
+
+struct Driver<'a> {
+    executor: &'a Executor,
+    spec: &'a RunSpec,
+    workflow: &'a Workflow,
+    state: RunState,
+    journal: &'a dyn Journal,
+    /// Events emitted and applied, not yet appended to the journal.
+    unsaved: Vec<Event>,
+    /// Inbox messages answered by the unsaved events.
+    consumed: Vec<i64>,
+    tasks: JoinSet<Done>,
+    /// One attempt runs inside the driver's own task: a sequential run then
+    /// never pays for handing work between threads. Further concurrent
+    /// attempts are spawned so they can use other cores.
+    inline: Option<(usize, AttemptFuture)>,
+    /// Items of each for_each step not yet succeeded.
+    remaining: Vec<usize>,
+    /// Running attempt tasks of each step, to stop a failed step's siblings.
+    handles: Vec<Vec<tokio::task::AbortHandle>>,
+    /// Units ready to start, per step.
+    queued: Vec<VecDeque<Option<usize>>>,
+    /// Attempts running, per step and in all.
+    running: Vec<u32>,
+    timers: BinaryHeap<Reverse<(u64, Timer)>>,
+    /// Steps already decided (skipped, failed, queued, sleeping): a queued
+    /// step stays `pending` until its first attempt starts.
+    decided: Vec<bool>,
+    /// Template scope of each started step (its dependencies' results).
+    scopes: Vec<Option<Scope>>,
+    /// Evaluated for_each items of each started step.
+    items: Vec<Option<Arc<Vec<Value>>>>,
+    deadline: Option<Instant>,
+}
+
+impl<'a> Driver<'a> {
+    fn new(executor: &'a Executor, spec: &'a RunSpec, state: RunState, journal: &'a dyn Journal) -> Self {
+        let n = spec.workflow.steps.len();
+        Driver {
+            executor,
+            spec,
+            workflow: &spec.workflow,
+            state,
+            journal,
+            unsaved: Vec::new(),
+            consumed: Vec::new(),
+            tasks: JoinSet::new(),
+            inline: None,
+            remaining: vec![0; n],
+            handles: vec![Vec::new(); n],
+            queued: vec![VecDeque::new(); n],
+            running: vec![0; n],
+            timers: BinaryHeap::new(),
+            decided: vec![false; n],
+            scopes: vec![None; n],
+            items: vec![None; n],
+            deadline: spec.workflow.timeout.map(|t| Instant::now() + t),
+        }
+    }
+
+    /// Records an event: applied to the state now, appended at the next commit.
+    fn emit(&mut self, mut kind: EventKind) {
+        if !self.spec.secrets.is_empty() {
+            redact::redact(&self.spec.secrets, &mut kind);
+        }
+        let event = Event {
+            seq: self.state.last_seq + 1,
+            run_id: self.state.run_id.clone(),
+            at_ms: now_ms(),
+            kind,
+        };
+        self.state.apply(&event);
+        self.unsaved.push(event);
+    }
+
+    async fn commit(&mut self) -> Result<(), JournalError> {
+        if !self.unsaved.is_empty() || !self.consumed.is_empty() {
+            self.journal.append_consuming(&self.unsaved, &self.consumed).await?;
+            self.unsaved.clear();
+            self.consumed.clear();
+        }
+        Ok(())
+    }
+
+    fn id(&self, step: usize) -> &'a str {
+        &self.workflow.steps[step].id
+    }
+
+    async fn run(&mut self, controls: Controls) -> Result<(), JournalError> {
+        let Controls {
+            cancel,
+            mut inbox,
+            drain,
+        } = controls;
+        match self.state.status {
+            RunStatus::Queued => self.emit(EventKind::RunStarted),
+            RunStatus::Canceling => {
+                self.finish_canceled("the run was canceled".into());
+                return self.commit().await;
+            }
+            status if status.is_terminal() => return Ok(()),
+            _ => {}
+        }
+        self.resume();
+        let mut draining = false;
+        loop {
+            // Requests stored before this round are answered before it starts anything.
+            while let Some(message) = inbox.as_mut().and_then(|i| i.try_recv().ok()) {
+                self.receive(message).await?;
+            }
+            if self.state.status.is_terminal() {
+                return self.commit().await;
+            }
+            if draining {
+                if self.inline.is_none() && self.tasks.is_empty() {
+                    return self.commit().await;
+                }
+            } else {
+                self.schedule();
+                self.launch();
+            }
+            if self.state.status.is_terminal() {
+                return self.commit().await;
+            }
+            if self.tasks.is_empty()
+                && self.inline.is_none()
+                && self.timers.is_empty()
+                && self.queued.iter().all(VecDeque::is_empty)
+            {
+                self.complete();
+                return self.commit().await;
+            }
+            self.commit().await?;
+
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| instant_at(*at));
+            tokio::select! {
+                biased;
+                _ = drain.cancelled(), if !draining => draining = true,
+                _ = cancel.cancelled() => self.cancel("canceled by request".into(), None).await?,
+                Some(message) = next_message(&mut inbox) => self.receive(message).await?,
+                _ = sleep_until(self.deadline), if self.deadline.is_some() => {
+                    let limit = self.workflow.timeout.unwrap_or_default();
+                    self.abort_all().await;
+                    self.stop(format!("the run timed out after {}", crate::units::format_duration(limit)));
+                }
+                done = async { (&mut self.inline.as_mut().expect("checked by the guard").1).await }, if self.inline.is_some() => {
+                    self.inline = None;
+                    self.finished(done);
+                    while let Some(joined) = self.tasks.try_join_next() {
+                        self.joined(joined);
+                    }
+                }
+                Some(joined) = self.tasks.join_next(), if !self.tasks.is_empty() => {
+                    self.joined(joined);
+                    // Group commit: take every attempt that already finished.
+                    while let Some(joined) = self.tasks.try_join_next() {
+                        self.joined(joined);
+                    }
+                }
+                _ = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
+            }
+        }
+    }
+
+    /// Answers one inbox message.
+    async fn receive(&mut self, message: Message) -> Result<(), JournalError> {
+        match message.kind {
+            MessageKind::Cancel { reason } => self.cancel(reason, Some(message.id)).await,
+        }
+    }
+
+    /// Cancels the run: `canceling` is committed (with the request that
+    /// asked for it), running attempts are stopped, then the run ends
+    /// `canceled`. A run already ending only consumes the request.
+    async fn cancel(&mut self, reason: String, request: Option<i64>) -> Result<(), JournalError> {
+        self.consumed.extend(request);
+        if self.state.status.is_terminal() || self.state.status == RunStatus::Canceling {
+            return Ok(());
+        }
+        self.emit(EventKind::RunCanceling { reason });
+        self.commit().await?;
+        self.abort_all().await;
+        self.finish_canceled("the run was canceled".into());
+        Ok(())
+    }
+
+    /// Picks up a run rebuilt from events: re-queues what was in flight,
+    /// re-arms timers.
+    fn resume(&mut self) {
+        for (index, step) in self.workflow.steps.iter().enumerate() {
+            let state = &self.state.steps[index];
+            self.decided[index] = state.status != StepStatus::Pending;
+            match state.status {
+                StepStatus::Waiting => {
+                    let until = state.waiting_until_ms.unwrap_or(0);
+                    self.timers.push(Reverse((until, Timer::Sleep { step: index })));
+                }
+                StepStatus::Running => {
+                    let scope = self.scope(index);
+                    if step.for_each.is_some() {
+                        match self.evaluate_items(index, &scope) {
+                            Ok(items) => self.items[index] = Some(Arc::new(items)),
+                            Err(error) => {
+                                self.fail_step(index, None, None, error);
+                                continue;
+                            }
+                        }
+                    }
+                    self.scopes[index] = Some(scope);
+                    let units: Vec<(Option<usize>, Option<u64>, bool)> = self.state.steps[index]
+                        .units
+                        .iter()
+                        .enumerate()
+                        .map(|(i, u)| (step.for_each.as_ref().map(|_| i), u.retry_at_ms, u.is_done()))
+                        .collect();
+                    self.remaining[index] = units.iter().filter(|(_, _, done)| !done).count();
+                    let units = if units.is_empty() {
+                        vec![(None, None, false)]
+                    } else {
+                        units
+                    };
+                    for (item, retry_at, done) in units {
+                        match (done, retry_at) {
+                            (true, _) => {}
+                            (false, Some(at)) => self.timers.push(Reverse((at, Timer::Retry { step: index, item }))),
+                            (false, None) => self.queued[index].push_back(item),
+                        }
+                    }
+                    self.maybe_finish_for_each(index);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn instant_at(at_ms: u64) -> Instant {
+    let now = now_ms();
+    Instant::now() + Duration::from_millis(at_ms.saturating_sub(now))
+}
+
+/// The next inbox message; never resolves without an inbox.
+async fn next_message(inbox: &mut Option<mpsc::UnboundedReceiver<Message>>) -> Option<Message> {
+    match inbox {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

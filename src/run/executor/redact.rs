@@ -1,0 +1,31 @@
+//! Secrets never leave the executor: every event is redacted before it is
+//! applied or journaled.
+
+use crate::run::event::{AttemptRecord, EventKind};
+use crate::run::secrets::Secrets;
+
+pub(super) fn redact(secrets: &Secrets, kind: &mut EventKind) {
+    match kind {
+        EventKind::StepLog { message, .. } => *message = secrets.redact(message),
+        EventKind::StepRetrying { record, .. } => redact_record(secrets, record),
+        EventKind::ItemSucceeded { record, output, .. } => {
+            redact_record(secrets, record);
+            secrets.redact_value(output);
+        }
+        EventKind::StepSucceeded { output, .. } | EventKind::RunCompleted { output } => secrets.redact_value(output),
+        EventKind::StepFailed { record, error, .. } => {
+            if let Some(record) = record {
+                redact_record(secrets, record);
+            }
+            error.message = secrets.redact(&error.message);
+        }
+        EventKind::RunFailed { error } => *error = secrets.redact(error),
+        _ => {}
+    }
+}
+
+fn redact_record(secrets: &Secrets, record: &mut AttemptRecord) {
+    if let Some(error) = &mut record.error {
+        error.message = secrets.redact(&error.message);
+    }
+}

@@ -1,0 +1,30 @@
+//! Requests to a run: messages that arrive from outside (a cancel today;
+//! posted events and signals later). They are stored as rows before the
+//! request is answered, and the run's owner consumes each one in the same
+//! commit as the events it causes, so an accepted request is never lost.
+
+use serde::{Deserialize, Serialize};
+
+/// One stored request to a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    /// The inbox row, in arrival order.
+    pub id: i64,
+    pub kind: MessageKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MessageKind {
+    /// Stop the run: running attempts are interrupted, the run ends `canceled`.
+    Cancel { reason: String },
+}
+
+impl MessageKind {
+    /// The stored `kind` column.
+    pub fn name(&self) -> &'static str {
+        match self {
+            MessageKind::Cancel { .. } => "cancel",
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! The durable journal of one run: each append is a conditional write
+//! through the group-commit [`Writer`], by this node under the fence it
+//! holds the run with, after the run's last known event. Committed events
+//! then reach the run's watchers and the metrics.
+
+use std::sync::Arc;
+
+use super::metrics::Metrics;
+use super::watch::Watchers;
+use crate::run::journal::AppendFuture;
+use crate::run::{Event, Journal, JournalError};
+use crate::store::runs::{Append, Lease};
+use crate::store::writer::{AppendError, Writer};
+
+/// What every run's journal of this process shares.
+pub struct Outlets {
+    pub writer: Writer,
+    pub watchers: Arc<Watchers>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// One run's journal, holding the run under `lease`.
+pub struct RunJournal {
+    pub outlets: Arc<Outlets>,
+    pub run_id: String,
+    pub lease: Lease,
+}
+
+impl Journal for RunJournal {
+    fn append<'a>(&'a self, events: &'a [Event]) -> AppendFuture<'a> {
+        self.append_consuming(events, &[])
+    }
+
+    fn append_consuming<'a>(&'a self, events: &'a [Event], consumed: &'a [i64]) -> AppendFuture<'a> {
+        Box::pin(async move {
+            let expected_seq = events.first().map_or(0, |e| e.seq.saturating_sub(1));
+            let append = Append {
+                run_id: self.run_id.clone(),
+                lease: self.lease.clone(),
+                expected_seq,
+                events: events.to_vec(),
+                consumed: consumed.to_vec(),
+            };
+            match self.outlets.writer.append(append).await {
+                Ok(()) => {}
+                Err(AppendError::Refused(refused)) => return Err(JournalError::Conflict(refused.reason)),
+                Err(AppendError::Store(message)) => {
+                    self.outlets.metrics.store_error();
+                    return Err(JournalError::Store(message));
+                }
+            }
+            for event in events {
+                self.outlets.metrics.observe(event);
+                self.outlets.watchers.publish(event);
+            }
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,592 @@
+//! The run service: how runs start, change and end, for every transport.
+//! The HTTP handlers (`server::api`) and the local commands call these
+//! functions and translate one error type, [`RunError`].
+//!
+//! - [`start`]: turning a workflow version and an input into a run ready to
+//!   execute (shared with `sandstep run`).
+//! - [`modules`]: the one module resolver and validation catalog.
+//! - [`journal`]: each run's durable journal: conditional appends under
+//!   this node's lease, through the group-commit writer.
+//! - [`owner`]: this node's id and the heartbeat that renews its leases.
+//! - [`watch`]: live listeners per run, gone when the run ends.
+//! - [`view`]: the run resource folded from events; [`metrics`].
+//!
+//! A run's path: [`Service::start`] validates and pins it, the store's
+//! writer commits it with its `run.queued` event (group commit), and the
+//! service spawns the executor on it with a [`journal::RunJournal`] and an
+//! inbox channel. A cancel is an inbox row first ([`Service::deliver`]),
+//! then a wake-up of the run's driver, which consumes the row in the same
+//! commit as the events it causes.
+
+pub mod error;
+pub mod journal;
+pub mod metrics;
+pub mod modules;
+pub mod owner;
+pub mod start;
+pub mod view;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument as _;
+
+pub use error::RunError;
+use journal::{Outlets, RunJournal};
+use metrics::Metrics;
+use modules::{Modules, Place};
+pub use start::RunRequest;
+use view::{run_view, RunView};
+use watch::{Watch, Watchers};
+
+use crate::run::executor::Controls;
+use crate::run::inbox::{Message, MessageKind};
+use crate::run::{Event, EventKind, Executor, RunSpec, RunState, Secrets};
+use crate::sandbox::Module;
+use crate::store::inbox::Delivery;
+use crate::store::modules::ModuleRecord;
+use crate::store::runs::{Inserted, Lease, NewRun, RunFilter, RunRow};
+use crate::store::workflows::WorkflowVersion;
+use crate::store::writer::Writer;
+use crate::store::Db;
+use crate::workflow::{ValidationError, Workflow};
+
+/// How this node holds runs and takes requests.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// This node's id: runs it owns carry it.
+    pub node: String,
+    /// How long a lease lasts without a heartbeat. Default 10 s.
+    pub lease: Duration,
+    /// Runs one batch start may hold. Default 1,000.
+    pub max_batch: usize,
+}
+
+/// A run as a start answers it.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub run: RunRow,
+    /// `false` when an existing run with the same idempotency key answered.
+    pub created: bool,
+}
+
+/// A run this process is driving.
+struct LiveRun {
+    inbox: mpsc::UnboundedSender<Message>,
+    /// The last inbox message handed to the driver.
+    forwarded: i64,
+}
+
+pub struct Service {
+    db: Db,
+    outlets: Arc<Outlets>,
+    modules: Modules,
+    executor: Arc<Executor>,
+    secrets: Arc<Secrets>,
+    config: ServiceConfig,
+    /// Validated workflow versions.
+    workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
+    live: Mutex<HashMap<String, LiveRun>>,
+    tasks: TaskTracker,
+    drain: CancellationToken,
+}
+
+impl Service {
+    /// The service of this node on `db`, with its writer and heartbeat.
+    pub fn new(db: Db, executor: Arc<Executor>, secrets: Arc<Secrets>, config: ServiceConfig) -> Arc<Service> {
+        let outlets = Arc::new(Outlets {
+            writer: Writer::start(db.clone(), &config.node),
+            watchers: Arc::new(Watchers::default()),
+            metrics: Arc::new(Metrics::default()),
+        });
+        let modules = Modules::new(
+            executor.sandbox().clone(),
+            Some(db.clone()),
+            HashMap::new(),
+            Place::Server,
+        );
+        let service = Arc::new(Service {
+            db,
+            outlets,
+            modules,
+            executor,
+            secrets,
+            config,
+            workflows: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            drain: CancellationToken::new(),
+        });
+        owner::heartbeat(&service);
+        service
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    pub fn caps(&self) -> &crate::limits::Caps {
+        self.executor.caps()
+    }
+
+    /// Runs this process is driving.
+    pub fn live_runs(&self) -> usize {
+        self.live.lock().unwrap().len()
+    }
+
+    /// Runs with a live listener.
+    pub fn watched_runs(&self) -> usize {
+        self.outlets.watchers.len()
+    }
+
+    /// Counts a store failure and passes it on.
+    fn store<T>(&self, result: Result<T, crate::store::StoreError>) -> Result<T, RunError> {
+        result.map_err(|error| {
+            self.outlets.metrics.store_error();
+            RunError::Store(error)
+        })
+    }
+
+    // ----- modules -----
+
+    /// Validates, compiles and stores a module under `name:tag`.
+    pub async fn put_module(&self, name: &str, tag: &str, bytes: Vec<u8>) -> Result<ModuleRecord, RunError> {
+        crate::modules::check_name(name).map_err(|e| RunError::invalid("name", e.to_string()))?;
+        crate::modules::check_tag(tag).map_err(|e| RunError::invalid("tag", e.to_string()))?;
+        let module = self
+            .modules
+            .compile(bytes.clone())
+            .await
+            .map_err(|e| RunError::ModuleMissing {
+                field: "body".into(),
+                message: e.to_string(),
+            })?;
+        self.store(self.db.put_module(&bytes, &module.info, name, tag).await)
+    }
+
+    pub async fn list_modules(&self) -> Result<Vec<ModuleRecord>, RunError> {
+        self.store(self.db.list_modules().await)
+    }
+
+    /// Every tag of one module name.
+    pub async fn module(&self, name: &str) -> Result<Vec<ModuleRecord>, RunError> {
+        let tags = self.store(self.db.module_tags(name).await)?;
+        if tags.is_empty() {
+            return Err(RunError::NotFound(format!("module {name}")));
+        }
+        Ok(tags)
+    }
+
+    pub async fn delete_module(&self, name: &str, tag: Option<&str>) -> Result<(), RunError> {
+        match self.store(self.db.delete_module(name, tag).await)? {
+            0 => Err(RunError::NotFound(format!(
+                "module {name}{}",
+                tag.map(|t| format!(":{t}")).unwrap_or_default()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    // ----- workflows -----
+
+    /// Validates `source` and stores it as the next version of `name`
+    /// (unchanged: the latest version, `false`).
+    pub async fn put_workflow(&self, name: &str, source: &str) -> Result<(WorkflowVersion, bool, usize), RunError> {
+        let catalog = self.modules.catalog().await?;
+        let workflow = crate::workflow::load(source, self.caps(), Some(&catalog)).map_err(RunError::InvalidWorkflow)?;
+        if workflow.name != name {
+            return Err(RunError::NameMismatch(format!(
+                "the definition is named {:?} but was sent to /v1/workflows/{name}",
+                workflow.name
+            )));
+        }
+        let (version, created) = self.store(self.db.put_workflow(name, source).await)?;
+        Ok((version, created, workflow.steps.len()))
+    }
+
+    pub async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>, RunError> {
+        self.store(self.db.list_workflows().await)
+    }
+
+    /// One stored version (the latest without `version`) and every version number.
+    pub async fn workflow_source(
+        &self,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<(WorkflowVersion, Vec<i64>), RunError> {
+        let found = self
+            .store(self.db.workflow(name, version).await)?
+            .ok_or_else(|| RunError::NotFound(format!("workflow {name}")))?;
+        let versions = self.store(self.db.workflow_versions(name).await)?;
+        Ok((found, versions))
+    }
+
+    /// A validated workflow version (the latest without `version`).
+    pub async fn workflow(&self, name: &str, version: Option<i64>) -> Result<(i64, Arc<Workflow>), RunError> {
+        let stored = self
+            .store(self.db.workflow(name, version).await)?
+            .ok_or_else(|| RunError::NotFound(format!("workflow {name}")))?;
+        if let Some(found) = self.workflows.lock().unwrap().get(&(name.to_string(), stored.version)) {
+            return Ok((stored.version, found.clone()));
+        }
+        let workflow = crate::workflow::load(&stored.source, self.caps(), None).map_err(RunError::InvalidWorkflow)?;
+        let workflow = Arc::new(workflow);
+        self.workflows
+            .lock()
+            .unwrap()
+            .insert((name.to_string(), stored.version), workflow.clone());
+        Ok((stored.version, workflow))
+    }
+
+    // ----- runs -----
+
+    /// Starts a run of the latest version of `name`.
+    pub async fn start(self: &Arc<Self>, name: &str, request: RunRequest) -> Result<Started, RunError> {
+        let mut started = self.start_runs(name, vec![request], false).await?;
+        Ok(started.remove(0))
+    }
+
+    /// Starts a batch of runs of the latest version of `name`, all or
+    /// nothing: every item is checked first (any invalid item refuses the
+    /// whole batch, naming each item's index and field), then all are
+    /// stored in one transaction.
+    pub async fn start_batch(
+        self: &Arc<Self>,
+        name: &str,
+        requests: Vec<RunRequest>,
+    ) -> Result<Vec<Started>, RunError> {
+        if requests.is_empty() {
+            return Err(RunError::invalid("runs", "a batch needs at least one run"));
+        }
+        if requests.len() > self.config.max_batch {
+            return Err(RunError::invalid(
+                "runs",
+                format!(
+                    "a batch holds at most {} runs (this one has {})",
+                    self.config.max_batch,
+                    requests.len()
+                ),
+            ));
+        }
+        self.start_runs(name, requests, true).await
+    }
+
+    async fn start_runs(
+        self: &Arc<Self>,
+        name: &str,
+        requests: Vec<RunRequest>,
+        batch: bool,
+    ) -> Result<Vec<Started>, RunError> {
+        if self.drain.is_cancelled() {
+            return Err(RunError::Unavailable);
+        }
+        let (version, workflow) = self.workflow(name, None).await?;
+        let pinned = self.modules.pin(&workflow).await?;
+        let mut ready = Vec::with_capacity(requests.len());
+        let mut errors = Vec::new();
+        for (index, request) in requests.into_iter().enumerate() {
+            let at = |location: &str| {
+                if batch {
+                    format!("runs[{index}].{location}")
+                } else {
+                    location.to_string()
+                }
+            };
+            match start::prepare(&workflow, &pinned, &self.secrets, request) {
+                Ok(run) => ready.push(run),
+                Err(found) => errors.extend(found.into_iter().map(|e| ValidationError {
+                    location: at(&e.location),
+                    message: e.message,
+                })),
+            }
+        }
+        if !errors.is_empty() {
+            let field = if batch { "runs" } else { "input" };
+            let field = match errors.first() {
+                Some(e) if !batch && e.location == "idempotency_key" => "idempotency_key",
+                _ => field,
+            };
+            return Err(RunError::InvalidInput {
+                field: field.into(),
+                errors,
+            });
+        }
+        let new_runs: Vec<NewRun> = ready
+            .iter()
+            .map(|r| NewRun {
+                id: r.spec.run_id.clone(),
+                workflow: name.to_string(),
+                version,
+                idempotency_key: r.idempotency_key.clone(),
+                modules: pinned.digests.clone(),
+                queued: r.queued.clone(),
+            })
+            .collect();
+        let inserted = self.store(self.outlets.writer.start_runs(new_runs, owner::lease_until(self)).await)?;
+        let mut out = Vec::with_capacity(inserted.len());
+        for (run, inserted) in ready.into_iter().zip(inserted) {
+            match inserted {
+                Inserted::New(row) => {
+                    self.outlets.metrics.observe(&run.queued);
+                    let lease = Lease {
+                        node: self.config.node.clone(),
+                        fence: 1,
+                    };
+                    self.spawn(run.spec, run.state, lease, Vec::new());
+                    out.push(Started {
+                        run: row,
+                        created: true,
+                    });
+                }
+                Inserted::Existing(row) => out.push(Started {
+                    run: row,
+                    created: false,
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drives a run on its own task until it ends, this process drains,
+    /// or another owner takes it.
+    fn spawn(self: &Arc<Self>, spec: RunSpec, state: RunState, lease: Lease, pending: Vec<Message>) {
+        let (inbox, receiver) = mpsc::unbounded_channel();
+        let forwarded = pending.last().map_or(0, |m| m.id);
+        for message in pending {
+            let _ = inbox.send(message);
+        }
+        self.live
+            .lock()
+            .unwrap()
+            .insert(spec.run_id.clone(), LiveRun { inbox, forwarded });
+        let service = self.clone();
+        let span = tracing::info_span!("run", run = %spec.run_id, workflow = %spec.workflow.name);
+        self.tasks.spawn(
+            async move {
+                let journal = RunJournal {
+                    outlets: service.outlets.clone(),
+                    run_id: spec.run_id.clone(),
+                    lease,
+                };
+                let controls = Controls {
+                    inbox: Some(receiver),
+                    drain: service.drain.clone(),
+                    ..Controls::default()
+                };
+                let result = service.executor.execute_until(&spec, state, &journal, controls).await;
+                match result {
+                    Ok(_) => {}
+                    Err(crate::run::JournalError::Conflict(reason)) => {
+                        tracing::warn!(%reason, "gave the run up: another owner holds it");
+                    }
+                    Err(error) => {
+                        // The run stays as last committed and resumes at the next start.
+                        tracing::error!(%error, "run stopped: its events could not be committed");
+                    }
+                }
+                service.live.lock().unwrap().remove(&spec.run_id);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Claims every unfinished run this node may own and resumes it from
+    /// its events, with the requests still in its inbox (at start-up). A
+    /// run that cannot be resumed (its workflow or a pinned module no
+    /// longer loads) is failed with the reason, so one bad run never keeps
+    /// the server from starting.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, RunError> {
+        let claimed = self.store(self.db.claim_runs(&self.config.node, owner::lease_until(self)).await)?;
+        let count = claimed.len();
+        for (row, lease) in claimed {
+            let events = self.store(self.db.events(&row.id, 0).await)?;
+            let pending = self.store(self.db.pending_messages(&row.id, 0).await)?;
+            if let Err(error) = self.resume(&row, &events, lease.clone(), pending).await {
+                let reason = match error {
+                    RunError::NotFound(what) => format!("cannot resume: {what} no longer exists"),
+                    RunError::InvalidWorkflow(errors) => {
+                        format!("cannot resume: the workflow version is invalid: {}", errors[0])
+                    }
+                    other => format!("cannot resume: {other}"),
+                };
+                tracing::error!(run = %row.id, %reason, "failing a run that cannot be resumed");
+                let failed = Event {
+                    seq: events.last().map_or(1, |e| e.seq + 1),
+                    run_id: row.id.clone(),
+                    at_ms: crate::run::event::now_ms(),
+                    kind: EventKind::RunFailed { error: reason },
+                };
+                let journal = RunJournal {
+                    outlets: self.outlets.clone(),
+                    run_id: row.id.clone(),
+                    lease,
+                };
+                crate::run::Journal::append(&journal, std::slice::from_ref(&failed))
+                    .await
+                    .map_err(|e| RunError::Internal(e.to_string()))?;
+            }
+        }
+        Ok(count)
+    }
+
+    async fn resume(
+        self: &Arc<Self>,
+        row: &RunRow,
+        events: &[Event],
+        lease: Lease,
+        pending: Vec<Message>,
+    ) -> Result<(), RunError> {
+        let (_, workflow) = self.workflow(&row.workflow, Some(row.version)).await?;
+        let state = RunState::from_events(&row.id, &workflow, events);
+        let pinned = self.modules.load_pinned(&row.modules).await?;
+        let spec = RunSpec {
+            run_id: row.id.clone(),
+            workflow,
+            modules: pinned.modules,
+            secrets: self.secrets.clone(),
+        };
+        tracing::info!(run = %row.id, status = %row.status, events = events.len(), inbox = pending.len(), "resuming run");
+        self.spawn(spec, state, lease, pending);
+        Ok(())
+    }
+
+    /// A run's row.
+    pub async fn run_row(&self, run_id: &str) -> Result<RunRow, RunError> {
+        self.store(self.db.run(run_id).await)?
+            .ok_or_else(|| RunError::NotFound(format!("run {run_id}")))
+    }
+
+    /// The run resource: its row and every step with its attempts.
+    pub async fn get(&self, run_id: &str) -> Result<RunView, RunError> {
+        let row = self.run_row(run_id).await?;
+        let (_, workflow) = self.workflow(&row.workflow, Some(row.version)).await?;
+        let events = self.events(run_id, 0).await?;
+        Ok(run_view(row, &workflow, &events))
+    }
+
+    /// Runs newest first, one page (`limit` + 1 rows tell whether more follow).
+    pub async fn list(&self, filter: &RunFilter) -> Result<Vec<RunRow>, RunError> {
+        self.store(self.db.list_runs(filter).await)
+    }
+
+    /// Events of a run after `after`; a row that cannot be decoded is an
+    /// error logged with the run id and counted.
+    pub async fn events(&self, run_id: &str, after: u64) -> Result<Vec<Event>, RunError> {
+        self.db.events(run_id, after).await.map_err(|error| {
+            self.outlets.metrics.store_error();
+            tracing::error!(run = %run_id, %error, "cannot read the run's events");
+            RunError::Store(error)
+        })
+    }
+
+    /// Stores a request to a run in its inbox (durable before this returns)
+    /// and wakes the run's driver. 404 for no run, 409 for one that ended.
+    pub async fn deliver(&self, run_id: &str, message: MessageKind) -> Result<i64, RunError> {
+        match self.store(self.db.deliver(run_id, &message).await)? {
+            Delivery::NoRun => Err(RunError::NotFound(format!("run {run_id}"))),
+            Delivery::Ended(status) => Err(RunError::Conflict(format!("run {run_id} already ended ({status})"))),
+            Delivery::Stored(id) => {
+                self.wake(run_id).await;
+                Ok(id)
+            }
+        }
+    }
+
+    /// Hands a live run's driver the inbox messages it has not seen.
+    async fn wake(&self, run_id: &str) {
+        let after = match self.live.lock().unwrap().get(run_id) {
+            Some(live) => live.forwarded,
+            None => return, // resumed from its inbox at the next start
+        };
+        let pending = match self.db.pending_messages(run_id, after).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                self.outlets.metrics.store_error();
+                tracing::error!(run = %run_id, %error, "cannot read the run's inbox; it is read again at the next start");
+                return;
+            }
+        };
+        let mut live = self.live.lock().unwrap();
+        if let Some(live) = live.get_mut(run_id) {
+            for message in pending {
+                if message.id > live.forwarded {
+                    live.forwarded = message.id;
+                    let _ = live.inbox.send(message);
+                }
+            }
+        }
+    }
+
+    /// Asks a run to cancel (through its inbox); answers once the request
+    /// is stored and, within `wait`, the run has ended.
+    pub async fn cancel(&self, run_id: &str, wait: Duration) -> Result<(), RunError> {
+        let mut watch = self.outlets.watchers.watch(run_id);
+        self.deliver(
+            run_id,
+            MessageKind::Cancel {
+                reason: "canceled by request".into(),
+            },
+        )
+        .await?;
+        let _ = tokio::time::timeout(wait, watch.ended()).await;
+        Ok(())
+    }
+
+    /// A watch on a run's events from now on, and the run's row as stored
+    /// after the watch began (404 for an unknown run).
+    pub async fn watch(&self, run_id: &str) -> Result<(Watch, RunRow), RunError> {
+        let watch = self.outlets.watchers.watch(run_id);
+        let row = self.run_row(run_id).await?;
+        Ok((watch, row))
+    }
+
+    /// Returns when the run has ended or `wait` is over, whichever is first.
+    pub async fn wait_for_end(&self, run_id: &str, wait: Duration) -> Result<(), RunError> {
+        let (mut watch, row) = self.watch(run_id).await?;
+        if !row.is_ended() {
+            let _ = tokio::time::timeout(wait, watch.ended()).await;
+        }
+        Ok(())
+    }
+
+    /// Whether the store answers.
+    pub async fn ping(&self) -> Result<(), RunError> {
+        self.store(self.db.ping().await)
+    }
+
+    /// The Prometheus text exposition.
+    pub async fn metrics(&self) -> Result<String, RunError> {
+        let counts = self.store(self.db.run_counts().await)?;
+        Ok(self
+            .outlets
+            .metrics
+            .render(&counts, self.live_runs(), self.watched_runs()))
+    }
+
+    /// A compiled module of this server by digest (tests, tools).
+    pub async fn module_by_digest(&self, digest: &str) -> Result<Arc<Module>, RunError> {
+        self.modules.by_digest(digest).await
+    }
+
+    /// Stops starting attempts; waits up to `grace` for attempts in flight
+    /// to finish and be committed, then releases this node's runs so they
+    /// resume at the next start (on any node).
+    pub async fn drain(&self, grace: Duration) {
+        self.drain.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!(
+                runs = self.live_runs(),
+                "grace period over; unfinished attempts will run again on restart"
+            );
+        }
+        if let Err(error) = self.db.release_runs(&self.config.node).await {
+            tracing::warn!(%error, "could not release this node's runs; they are taken over when the lease ends");
+        }
+    }
+}

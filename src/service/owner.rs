@@ -1,0 +1,56 @@
+//! This node's id and its leases. A node owns the runs it starts and the
+//! ones it claims at start-up; a heartbeat renews every lease it holds
+//! each third of the lease, so the later multi-node work only adds claiming
+//! from other nodes.
+
+use std::path::Path;
+use std::sync::{Arc, Weak};
+
+use super::Service;
+
+/// The file in the data directory that keeps this node's id across
+/// restarts, so a restarted node reclaims its own runs at once.
+pub const NODE_ID_FILE: &str = "node-id";
+
+/// This data directory's node id, created on first use.
+pub fn node_id(data_dir: &Path) -> std::io::Result<String> {
+    let path = data_dir.join(NODE_ID_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) | Err(_) => {
+            std::fs::create_dir_all(data_dir)?;
+            let id = format!("node-{}", uuid::Uuid::now_v7());
+            crate::files::write_atomic(&path, id.as_bytes())?;
+            Ok(id)
+        }
+    }
+}
+
+/// When a lease taken or renewed now ends (ms since the epoch).
+pub(super) fn lease_until(service: &Service) -> i64 {
+    crate::store::now_ms() + service.config.lease.as_millis() as i64
+}
+
+/// Renews this node's leases every third of the lease until the service
+/// is dropped or drains.
+pub(super) fn heartbeat(service: &Arc<Service>) {
+    let weak: Weak<Service> = Arc::downgrade(service);
+    let period = (service.config.lease / 3).max(std::time::Duration::from_millis(100));
+    let drain = service.drain.clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = drain.cancelled() => return,
+            }
+            let Some(service) = weak.upgrade() else { return };
+            let until = lease_until(&service);
+            if let Err(error) = service.db.renew_leases(&service.config.node, until).await {
+                service.outlets.metrics.store_error();
+                tracing::error!(%error, "cannot renew this node's leases");
+            }
+        }
+    });
+}

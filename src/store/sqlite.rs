@@ -1,0 +1,40 @@
+//! The SQLite backend: connection set-up (WAL, fsync on commit, foreign
+//! keys), write transactions, and the names of its driver types.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+pub type Pool = sqlx::SqlitePool;
+pub type Row = sqlx::sqlite::SqliteRow;
+pub type Connection = sqlx::SqliteConnection;
+pub type Transaction = sqlx::Transaction<'static, sqlx::Sqlite>;
+
+/// Opens (creating) `data_dir/sandstep.db` in WAL mode with full fsync on
+/// commit, and applies `migrations/sqlite/`.
+pub async fn open(data_dir: &Path) -> Result<Pool, sqlx::Error> {
+    std::fs::create_dir_all(data_dir).map_err(sqlx::Error::Io)?;
+    let url = format!("sqlite://{}", data_dir.join(super::DB_FILE).display());
+    let options = SqliteConnectOptions::from_str(&url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await?;
+    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+    Ok(pool)
+}
+
+/// A write transaction that takes the write lock at once (`BEGIN
+/// IMMEDIATE`): a deferred one that reads first fails with
+/// `SQLITE_BUSY_SNAPSHOT`, without waiting, when another writer commits in
+/// between.
+pub async fn begin_write(pool: &Pool) -> Result<Transaction, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}
