@@ -15,23 +15,31 @@
 //! - [`files`]: atomic file writes.
 //! - [`workflow`]: workflow definitions: parsing (`definition`), templates
 //!   and expressions (`template`), input declarations (`inputs`) and the
-//!   validation that yields a runnable `Workflow` (`validate`).
-//! - [`run`]: running workflows: events (`event`) fold into a run's state
-//!   (`state`); every change leaves through the `Journal` (`journal`); the
-//!   `Executor` drives a run (`executor`); secrets and their redaction
-//!   (`secrets`); modules for local runs (`local`).
+//!   validation that yields a runnable `Workflow` (`validate`: the whole
+//!   definition, one `step`, template `paths`, `checks`).
+//! - [`run`]: running workflows, knowing no store and no transport: events
+//!   (`event`) fold into a run's state (`state`); every change leaves
+//!   through the `Journal` (`journal`); requests reach a run through its
+//!   inbox (`inbox`); the `Executor` drives a run (`executor`: `schedule`,
+//!   `attempts`, `ending`, `redact`); secrets and their redaction
+//!   (`secrets`).
+//! - [`service`]: the run service every transport calls: starting runs
+//!   (`start`, single and batch), modules and workflow versions
+//!   (`definitions`), the one module resolver (`modules`), each run's
+//!   fenced durable journal (`journal`), this node's leases (`owner`),
+//!   listeners (`watch`), run resources (`view`), metrics (`metrics`), and
+//!   `RunError`.
 //! - [`store`]: the durable store, one SQLite file shared by the local
 //!   commands and the server: modules (content-addressed), workflow
-//!   versions, runs and events (`modules`, `workflows`, `runs`), and the
-//!   group-commit event writer (`writer`).
+//!   versions, runs with their owner, lease and fence, events, the inbox
+//!   (`modules`, `workflows`, `runs`, `inbox`), the group-commit `writer`
+//!   and its statements (`append`); SQLite specifics in `sqlite`.
 //! - [`server`]: the HTTP API (`api`, `events` for SSE), problem+json errors
-//!   (`error`), tokens (`auth`), the run lifecycle over the durable journal
-//!   (`runner`), run resources (`view`), health, metrics, OpenAPI (`ops`,
-//!   `metrics`).
+//!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
 //!   `run` with its `progress` display, `serve`, the server `client`
-//!   commands, `bench`).
+//!   commands, `bench`; `local` holds what the local commands share).
 //! - [`bench`]: the benchmarks behind `sandstep bench`.
 //!
 //! Lifetimes: the [`sandbox::Sandbox`], the [`run::Executor`] and the loaded

@@ -23,8 +23,9 @@ pub struct ServerReport {
     pub durable_completions_per_s: Spread,
     pub batch_size: usize,
     pub batches: usize,
-    /// Runs accepted per second through batch starts, each stored durably
-    /// before its batch is answered.
+    /// Runs accepted per second through batch starts: each batch timed from
+    /// request to answer (every run stored durably before the answer), with
+    /// the previous batch's runs finished.
     pub batch_runs_per_s: Spread,
     /// Single 40-step runs, POST to completed answer.
     pub chain_40_ms: Spread,
@@ -97,7 +98,7 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
     }
     let per_client = 2000 / CLIENTS;
     let chain_runs = 256;
-    let (batch_size, batches) = (1000, 10);
+    let (batch_size, batches) = (1000, 5);
     let mut one_step = Vec::new();
     let mut durable = Vec::new();
     let mut batched = Vec::new();
@@ -134,18 +135,23 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         }
         durable.push((chain_runs * 40) as f64 / started.elapsed().as_secs_f64());
 
-        // Batch starts: answered once every run of the batch is stored.
+        // Batch starts: each batch timed from request to answer (every run
+        // stored durably before it), after the previous batch's runs ended,
+        // so the figure is acceptance, not the execution measured above.
         let body = json!({ "runs": (0..batch_size).map(|i| json!({ "input": { "i": i } })).collect::<Vec<_>>() });
-        let started = Instant::now();
+        let mut accepting = Duration::ZERO;
         for _ in 0..batches {
+            idle(&http, &base).await?;
+            let started = Instant::now();
             let answer = http
                 .post(format!("{base}/v1/workflows/one/runs/batch"))
                 .json(&body)
                 .send()
                 .await?;
             ensure!(answer.status() == 201, "a batch was refused: {}", answer.text().await?);
+            accepting += started.elapsed();
         }
-        batched.push((batch_size * batches) as f64 / started.elapsed().as_secs_f64());
+        batched.push((batch_size * batches) as f64 / accepting.as_secs_f64());
         idle(&http, &base).await?;
 
         // One 40-step chain and one 2,000-item fan-out at a time, end to end.
@@ -211,7 +217,7 @@ impl std::fmt::Display for ServerReport {
         )?;
         writeln!(
             f,
-            "  batch starts ({} batches of {} a round)            {} runs/s",
+            "  batch starts ({} batches of {} a round, each alone)  {} runs/s",
             self.batches, self.batch_size, self.batch_runs_per_s
         )?;
         writeln!(

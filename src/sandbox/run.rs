@@ -57,12 +57,14 @@ impl Sandbox {
             step = %request.context.step_id,
             attempt = request.context.attempt
         );
-        let _entered = span.enter();
-        match &module.pre {
-            Pre::Step(pre) => self.run_step(pre, request).await,
-            Pre::CommandComponent(pre) => self.run_command_component(pre, request).await,
-            Pre::CommandCore(pre) => self.run_command_core(pre, request).await,
-        }
+        let attempt = async {
+            match &module.pre {
+                Pre::Step(pre) => self.run_step(pre, request).await,
+                Pre::CommandComponent(pre) => self.run_command_component(pre, request).await,
+                Pre::CommandCore(pre) => self.run_command_core(pre, request).await,
+            }
+        };
+        tracing::Instrument::instrument(attempt, span).await
     }
 
     /// A store for one attempt: fuel, limiter, hostcall bound and a deadline

@@ -4,6 +4,7 @@
 //!
 //! - [`start`]: turning a workflow version and an input into a run ready to
 //!   execute (shared with `sandstep run`).
+//! - [`definitions`]: modules and workflow versions.
 //! - [`modules`]: the one module resolver and validation catalog.
 //! - [`journal`]: each run's durable journal: conditional appends under
 //!   this node's lease, through the group-commit writer.
@@ -18,6 +19,7 @@
 //! then a wake-up of the run's driver, which consumes the row in the same
 //! commit as the events it causes.
 
+pub mod definitions;
 pub mod error;
 pub mod journal;
 pub mod metrics;
@@ -49,9 +51,7 @@ use crate::run::inbox::{Message, MessageKind};
 use crate::run::{Event, EventKind, Executor, RunSpec, RunState, Secrets};
 use crate::sandbox::Module;
 use crate::store::inbox::Delivery;
-use crate::store::modules::ModuleRecord;
 use crate::store::runs::{Inserted, Lease, NewRun, RunFilter, RunRow};
-use crate::store::workflows::WorkflowVersion;
 use crate::store::writer::Writer;
 use crate::store::Db;
 use crate::workflow::{ValidationError, Workflow};
@@ -150,97 +150,6 @@ impl Service {
             self.outlets.metrics.store_error();
             RunError::Store(error)
         })
-    }
-
-    // ----- modules -----
-
-    /// Validates, compiles and stores a module under `name:tag`.
-    pub async fn put_module(&self, name: &str, tag: &str, bytes: Vec<u8>) -> Result<ModuleRecord, RunError> {
-        crate::modules::check_name(name).map_err(|e| RunError::invalid("name", e.to_string()))?;
-        crate::modules::check_tag(tag).map_err(|e| RunError::invalid("tag", e.to_string()))?;
-        let module = self
-            .modules
-            .compile(bytes.clone())
-            .await
-            .map_err(|e| RunError::ModuleMissing {
-                field: "body".into(),
-                message: e.to_string(),
-            })?;
-        self.store(self.db.put_module(&bytes, &module.info, name, tag).await)
-    }
-
-    pub async fn list_modules(&self) -> Result<Vec<ModuleRecord>, RunError> {
-        self.store(self.db.list_modules().await)
-    }
-
-    /// Every tag of one module name.
-    pub async fn module(&self, name: &str) -> Result<Vec<ModuleRecord>, RunError> {
-        let tags = self.store(self.db.module_tags(name).await)?;
-        if tags.is_empty() {
-            return Err(RunError::NotFound(format!("module {name}")));
-        }
-        Ok(tags)
-    }
-
-    pub async fn delete_module(&self, name: &str, tag: Option<&str>) -> Result<(), RunError> {
-        match self.store(self.db.delete_module(name, tag).await)? {
-            0 => Err(RunError::NotFound(format!(
-                "module {name}{}",
-                tag.map(|t| format!(":{t}")).unwrap_or_default()
-            ))),
-            _ => Ok(()),
-        }
-    }
-
-    // ----- workflows -----
-
-    /// Validates `source` and stores it as the next version of `name`
-    /// (unchanged: the latest version, `false`).
-    pub async fn put_workflow(&self, name: &str, source: &str) -> Result<(WorkflowVersion, bool, usize), RunError> {
-        let catalog = self.modules.catalog().await?;
-        let workflow = crate::workflow::load(source, self.caps(), Some(&catalog)).map_err(RunError::InvalidWorkflow)?;
-        if workflow.name != name {
-            return Err(RunError::NameMismatch(format!(
-                "the definition is named {:?} but was sent to /v1/workflows/{name}",
-                workflow.name
-            )));
-        }
-        let (version, created) = self.store(self.db.put_workflow(name, source).await)?;
-        Ok((version, created, workflow.steps.len()))
-    }
-
-    pub async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>, RunError> {
-        self.store(self.db.list_workflows().await)
-    }
-
-    /// One stored version (the latest without `version`) and every version number.
-    pub async fn workflow_source(
-        &self,
-        name: &str,
-        version: Option<i64>,
-    ) -> Result<(WorkflowVersion, Vec<i64>), RunError> {
-        let found = self
-            .store(self.db.workflow(name, version).await)?
-            .ok_or_else(|| RunError::NotFound(format!("workflow {name}")))?;
-        let versions = self.store(self.db.workflow_versions(name).await)?;
-        Ok((found, versions))
-    }
-
-    /// A validated workflow version (the latest without `version`).
-    pub async fn workflow(&self, name: &str, version: Option<i64>) -> Result<(i64, Arc<Workflow>), RunError> {
-        let stored = self
-            .store(self.db.workflow(name, version).await)?
-            .ok_or_else(|| RunError::NotFound(format!("workflow {name}")))?;
-        if let Some(found) = self.workflows.lock().unwrap().get(&(name.to_string(), stored.version)) {
-            return Ok((stored.version, found.clone()));
-        }
-        let workflow = crate::workflow::load(&stored.source, self.caps(), None).map_err(RunError::InvalidWorkflow)?;
-        let workflow = Arc::new(workflow);
-        self.workflows
-            .lock()
-            .unwrap()
-            .insert((name.to_string(), stored.version), workflow.clone());
-        Ok((stored.version, workflow))
     }
 
     // ----- runs -----

@@ -20,6 +20,7 @@
 //! - [`inbox`]: requests to a run (cancel) as rows its owner consumes.
 //! - [`modules`], [`workflows`]: one file per table family.
 
+pub mod append;
 pub mod inbox;
 pub mod modules;
 pub mod runs;

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::sqlite::{Connection, Row};
+use super::sqlite::Row;
 use super::{now_ms, Db, StoreError};
-use crate::run::{Event, EventKind};
+use crate::run::Event;
 
 /// A run's row: what lists show without folding events.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -44,12 +44,12 @@ impl RunRow {
     }
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, workflow, version, status, idempotency_key, input, output, error, modules, created_ms, updated_ms";
 
 const UNFINISHED: &str = "status NOT IN ('completed', 'failed', 'canceled')";
 
-fn run_row(row: &Row) -> Result<RunRow, StoreError> {
+pub(super) fn run_row(row: &Row) -> Result<RunRow, StoreError> {
     let id: String = row.try_get("id")?;
     let json = |column: &str| -> Result<Option<serde_json::Value>, StoreError> {
         let text: Option<String> = row.try_get(column)?;
@@ -270,215 +270,4 @@ impl Db {
         })
         .transpose()
     }
-}
-
-/// Stores runs with their `run.queued` events, owned by `node` until
-/// `lease_until_ms`. A run whose workflow and idempotency key exist already
-/// (stored before, or earlier in this transaction) is answered, not stored.
-pub(crate) async fn insert_runs(
-    tx: &mut Connection,
-    node: &str,
-    lease_until_ms: i64,
-    runs: &[NewRun],
-) -> Result<Vec<Inserted>, StoreError> {
-    let now = now_ms();
-    let mut out = Vec::with_capacity(runs.len());
-    let mut queued = Vec::with_capacity(runs.len());
-    for run in runs {
-        if let Some(key) = &run.idempotency_key {
-            let existing = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM runs WHERE workflow = ? AND idempotency_key = ?"
-            ))
-            .bind(&run.workflow)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = existing {
-                out.push(Inserted::Existing(run_row(&row)?));
-                continue;
-            }
-        }
-        let input = match &run.queued.kind {
-            EventKind::RunQueued { input, .. } => input.clone(),
-            _ => serde_json::Value::Null,
-        };
-        sqlx::query(
-            "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, updated_ms, \
-             last_seq, owner, lease_until_ms, fence) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-        )
-        .bind(&run.id)
-        .bind(&run.workflow)
-        .bind(run.version)
-        .bind(&run.idempotency_key)
-        .bind(input.to_string())
-        .bind(serde_json::to_string(&run.modules).expect("a map of strings serializes"))
-        .bind(now)
-        .bind(now)
-        .bind(run.queued.seq as i64)
-        .bind(node)
-        .bind(lease_until_ms)
-        .execute(&mut *tx)
-        .await?;
-        queued.push(&run.queued);
-        out.push(Inserted::New(RunRow {
-            id: run.id.clone(),
-            workflow: run.workflow.clone(),
-            version: run.version,
-            status: "queued".into(),
-            idempotency_key: run.idempotency_key.clone(),
-            input,
-            output: None,
-            error: None,
-            created_ms: now,
-            updated_ms: now,
-            modules: run.modules.clone(),
-        }));
-    }
-    insert_events(tx, &queued).await?;
-    Ok(out)
-}
-
-/// Applies conditional appends in order; each is refused (writing nothing)
-/// unless its lease holder still owns the run under the same fence and its
-/// `expected_seq` is the run's last. Accepted appends move the run's row to
-/// its latest status and consume their inbox messages.
-pub(crate) async fn append(
-    tx: &mut Connection,
-    appends: &[&Append],
-) -> Result<Vec<Result<(), AppendRefused>>, StoreError> {
-    let now = now_ms();
-    let mut results = Vec::with_capacity(appends.len());
-    let mut accepted: Vec<&Event> = Vec::new();
-    for append in appends {
-        let Some(last) = append.events.last() else {
-            results.push(Ok(()));
-            continue;
-        };
-        let change = status_change(&append.events);
-        let ended = change.as_ref().is_some_and(|c| c.ended);
-        let (status, output, error) = match change {
-            Some(c) => (Some(c.status), c.output, c.error),
-            None => (None, None, None),
-        };
-        let updated = sqlx::query(
-            "UPDATE runs SET last_seq = ?, status = COALESCE(?, status), output = COALESCE(?, output), \
-             error = COALESCE(?, error), updated_ms = COALESCE(?, updated_ms), \
-             owner = CASE WHEN ? THEN NULL ELSE owner END, \
-             lease_until_ms = CASE WHEN ? THEN NULL ELSE lease_until_ms END \
-             WHERE id = ? AND last_seq = ? AND owner = ? AND fence = ?",
-        )
-        .bind(last.seq as i64)
-        .bind(status)
-        .bind(output)
-        .bind(error)
-        .bind(status.map(|_| now))
-        .bind(ended)
-        .bind(ended)
-        .bind(&append.run_id)
-        .bind(append.expected_seq as i64)
-        .bind(&append.lease.node)
-        .bind(append.lease.fence)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            results.push(Err(refusal(tx, append).await?));
-            continue;
-        }
-        if ended {
-            sqlx::query("UPDATE inbox SET consumed_ms = ? WHERE run_id = ? AND consumed_ms IS NULL")
-                .bind(now)
-                .bind(&append.run_id)
-                .execute(&mut *tx)
-                .await?;
-        } else {
-            for id in &append.consumed {
-                sqlx::query("UPDATE inbox SET consumed_ms = ? WHERE id = ? AND run_id = ?")
-                    .bind(now)
-                    .bind(id)
-                    .bind(&append.run_id)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        }
-        accepted.extend(append.events.iter());
-        results.push(Ok(()));
-    }
-    insert_events(tx, &accepted).await?;
-    Ok(results)
-}
-
-/// Why an append matched no row, for the error.
-async fn refusal(tx: &mut Connection, append: &Append) -> Result<AppendRefused, StoreError> {
-    let row = sqlx::query("SELECT last_seq, owner, fence FROM runs WHERE id = ?")
-        .bind(&append.run_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let reason = match row {
-        None => "no such run".to_string(),
-        Some(row) => {
-            let seq: i64 = row.try_get("last_seq")?;
-            let owner: Option<String> = row.try_get("owner")?;
-            let fence: i64 = row.try_get("fence")?;
-            if owner.as_deref() != Some(append.lease.node.as_str()) || fence != append.lease.fence {
-                format!(
-                    "the run is owned by {} under fence {fence}, not by {} under fence {}",
-                    owner.as_deref().unwrap_or("nobody"),
-                    append.lease.node,
-                    append.lease.fence
-                )
-            } else {
-                format!("expected last seq {}, the run is at {seq}", append.expected_seq)
-            }
-        }
-    };
-    Ok(AppendRefused {
-        run_id: append.run_id.clone(),
-        reason,
-    })
-}
-
-/// The run row's status after `events`, when one of them changes it.
-struct StatusChange {
-    status: &'static str,
-    output: Option<String>,
-    error: Option<String>,
-    ended: bool,
-}
-
-fn status_change(events: &[Event]) -> Option<StatusChange> {
-    let mut change = None;
-    for event in events {
-        let (status, output, error) = match &event.kind {
-            EventKind::RunStarted => ("running", None, None),
-            EventKind::RunCanceling { .. } => ("canceling", None, None),
-            EventKind::RunCompleted { output } => ("completed", Some(output.to_string()), None),
-            EventKind::RunFailed { error } => ("failed", None, Some(error.clone())),
-            EventKind::RunCanceled { .. } => ("canceled", None, None),
-            _ => continue,
-        };
-        change = Some(StatusChange {
-            status,
-            output,
-            error,
-            ended: event.kind.is_final(),
-        });
-    }
-    change
-}
-
-/// Inserts events as they are (the caller checked they may be written).
-async fn insert_events(tx: &mut Connection, events: &[&Event]) -> Result<(), StoreError> {
-    for chunk in events.chunks(200) {
-        let mut query = sqlx::QueryBuilder::new("INSERT INTO events (run_id, seq, at_ms, type, body) ");
-        query.push_values(chunk, |mut row, event| {
-            row.push_bind(&event.run_id)
-                .push_bind(event.seq as i64)
-                .push_bind(event.at_ms as i64)
-                .push_bind(event.kind.name())
-                .push_bind(serde_json::to_string(event).expect("an event serializes"));
-        });
-        query.build().execute(&mut *tx).await?;
-    }
-    Ok(())
 }

@@ -77,6 +77,15 @@ impl Db {
         Ok(row.map(|r| version_of(&r)))
     }
 
+    /// The number of the latest version of `name`.
+    pub async fn latest_version(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MAX(version) AS version FROM workflows WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.get("version"))
+    }
+
     /// The latest version of every workflow.
     pub async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>, StoreError> {
         let rows = sqlx::query(

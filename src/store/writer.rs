@@ -128,10 +128,10 @@ async fn commit(db: &Db, node: &str, batch: Vec<Request>) {
         let mut tx = db.write().await?;
         let mut inserted = Vec::with_capacity(starts.len());
         for (runs, lease_until_ms, _) in &starts {
-            inserted.push(super::runs::insert_runs(&mut tx, node, *lease_until_ms, runs).await?);
+            inserted.push(super::append::insert_runs(&mut tx, node, *lease_until_ms, runs).await?);
         }
         let refs: Vec<&Append> = appends.iter().map(|(a, _)| a).collect();
-        let appended = super::runs::append(&mut tx, &refs).await?;
+        let appended = super::append::append(&mut tx, &refs).await?;
         tx.commit().await?;
         Ok::<_, StoreError>((inserted, appended))
     }

@@ -1,0 +1,281 @@
+//! The writes of the group-commit writer: new runs and conditional
+//! appends, each a few multi-row statements however many runs a batch
+//! holds.
+
+use std::collections::{HashMap, HashSet};
+
+use sqlx::Row as _;
+
+use super::runs::{run_row, Append, AppendRefused, Inserted, NewRun, RunRow, COLUMNS};
+use super::sqlite::Connection;
+use super::{now_ms, StoreError};
+use crate::run::{Event, EventKind};
+
+/// Rows per multi-row statement: SQLite allows 32,766 bound values.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Stores runs with their `run.queued` events, owned by `node` until
+/// `lease_until_ms`. A run whose workflow and idempotency key exist already
+/// (stored before, earlier in this transaction, or earlier in `runs`) is
+/// answered, not stored. A few statements per call, however many runs.
+pub(crate) async fn insert_runs(
+    tx: &mut Connection,
+    node: &str,
+    lease_until_ms: i64,
+    runs: &[NewRun],
+) -> Result<Vec<Inserted>, StoreError> {
+    let now = now_ms();
+    // Existing runs for the keys asked for, by (workflow, key).
+    let mut existing: HashMap<(String, String), RunRow> = HashMap::new();
+    let keyed: Vec<&NewRun> = runs.iter().filter(|r| r.idempotency_key.is_some()).collect();
+    for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
+        let mut query = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM runs WHERE "));
+        let mut separated = query.separated(" OR ");
+        for run in chunk {
+            separated
+                .push("(workflow = ")
+                .push_bind_unseparated(&run.workflow)
+                .push_unseparated(" AND idempotency_key = ")
+                .push_bind_unseparated(run.idempotency_key.as_deref())
+                .push_unseparated(")");
+        }
+        for row in query.build().fetch_all(&mut *tx).await? {
+            let row = run_row(&row)?;
+            let key = row.idempotency_key.clone().unwrap_or_default();
+            existing.insert((row.workflow.clone(), key), row);
+        }
+    }
+    let mut out = Vec::with_capacity(runs.len());
+    let mut fresh: Vec<(&NewRun, String)> = Vec::with_capacity(runs.len());
+    for run in runs {
+        let key = run.idempotency_key.as_ref().map(|k| (run.workflow.clone(), k.clone()));
+        if let Some(found) = key.as_ref().and_then(|k| existing.get(k)) {
+            out.push(Inserted::Existing(found.clone()));
+            continue;
+        }
+        let input = match &run.queued.kind {
+            EventKind::RunQueued { input, .. } => input.clone(),
+            _ => serde_json::Value::Null,
+        };
+        let row = RunRow {
+            id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            version: run.version,
+            status: "queued".into(),
+            idempotency_key: run.idempotency_key.clone(),
+            output: None,
+            error: None,
+            created_ms: now,
+            updated_ms: now,
+            modules: run.modules.clone(),
+            input,
+        };
+        if let Some(key) = key {
+            existing.insert(key, row.clone());
+        }
+        fresh.push((run, row.input.to_string()));
+        out.push(Inserted::New(row));
+    }
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT / 13) {
+        let mut query = sqlx::QueryBuilder::new(
+            "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, updated_ms, \
+             last_seq, owner, lease_until_ms, fence) ",
+        );
+        query.push_values(chunk, |mut row, (run, input)| {
+            row.push_bind(&run.id)
+                .push_bind(&run.workflow)
+                .push_bind(run.version)
+                .push_bind("queued")
+                .push_bind(run.idempotency_key.as_deref())
+                .push_bind(input.as_str())
+                .push_bind(serde_json::to_string(&run.modules).expect("a map of strings serializes"))
+                .push_bind(now)
+                .push_bind(now)
+                .push_bind(run.queued.seq as i64)
+                .push_bind(node)
+                .push_bind(lease_until_ms)
+                .push_bind(1i64);
+        });
+        query.build().execute(&mut *tx).await?;
+    }
+    let queued: Vec<&Event> = fresh.iter().map(|(run, _)| &run.queued).collect();
+    insert_events(tx, &queued).await?;
+    Ok(out)
+}
+
+/// Applies conditional appends; each is refused (writing nothing) unless
+/// its lease holder still owns the run under the same fence and its
+/// `expected_seq` is the run's last. Accepted appends move the run's row to
+/// its latest status and consume their inbox messages. One `UPDATE ... FROM
+/// (VALUES ...)` checks and moves every run of the batch at once.
+pub(crate) async fn append(
+    tx: &mut Connection,
+    appends: &[&Append],
+) -> Result<Vec<Result<(), AppendRefused>>, StoreError> {
+    let now = now_ms();
+    struct Move<'a> {
+        append: &'a Append,
+        last_seq: i64,
+        change: Option<StatusChange>,
+    }
+    let moves: Vec<Move> = appends
+        .iter()
+        .filter_map(|append| {
+            Some(Move {
+                last_seq: append.events.last()?.seq as i64,
+                change: status_change(&append.events),
+                append,
+            })
+        })
+        .collect();
+    let mut moved: HashSet<&str> = HashSet::with_capacity(moves.len());
+    for chunk in moves.chunks(ROWS_PER_STATEMENT / 10) {
+        let mut query = sqlx::QueryBuilder::new(
+            "UPDATE runs SET last_seq = v.column2, status = COALESCE(v.column3, runs.status), \
+             output = COALESCE(v.column4, runs.output), error = COALESCE(v.column5, runs.error), \
+             updated_ms = COALESCE(v.column6, runs.updated_ms), \
+             owner = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.owner END, \
+             lease_until_ms = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.lease_until_ms END FROM (",
+        );
+        query.push_values(chunk, |mut row, m| {
+            let change = m.change.as_ref();
+            row.push_bind(&m.append.run_id)
+                .push_bind(m.last_seq)
+                .push_bind(change.map(|c| c.status))
+                .push_bind(change.and_then(|c| c.output.as_deref()))
+                .push_bind(change.and_then(|c| c.error.as_deref()))
+                .push_bind(change.map(|_| now))
+                .push_bind(i64::from(change.is_some_and(|c| c.ended)))
+                .push_bind(m.append.expected_seq as i64)
+                .push_bind(&m.append.lease.node)
+                .push_bind(m.append.lease.fence);
+        });
+        query.push(
+            ") AS v WHERE runs.id = v.column1 AND runs.last_seq = v.column8 \
+             AND runs.owner = v.column9 AND runs.fence = v.column10 RETURNING id",
+        );
+        for row in query.build().fetch_all(&mut *tx).await? {
+            let id: String = row.try_get("id")?;
+            if let Some(m) = chunk.iter().find(|m| m.append.run_id == id) {
+                moved.insert(m.append.run_id.as_str());
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(appends.len());
+    let mut accepted: Vec<&Event> = Vec::new();
+    let mut ended: Vec<&str> = Vec::new();
+    let mut consumed: Vec<(i64, &str)> = Vec::new();
+    for append in appends {
+        if append.events.is_empty() {
+            results.push(Ok(()));
+            continue;
+        }
+        if !moved.contains(append.run_id.as_str()) {
+            results.push(Err(refusal(tx, append).await?));
+            continue;
+        }
+        if append.events.iter().any(|e| e.kind.is_final()) {
+            ended.push(&append.run_id);
+        } else {
+            consumed.extend(append.consumed.iter().map(|id| (*id, append.run_id.as_str())));
+        }
+        accepted.extend(append.events.iter());
+        results.push(Ok(()));
+    }
+    // An ended run's requests are answered by its end.
+    for chunk in ended.chunks(ROWS_PER_STATEMENT) {
+        let mut query = sqlx::QueryBuilder::new("UPDATE inbox SET consumed_ms = ");
+        query.push_bind(now).push(" WHERE consumed_ms IS NULL AND run_id IN (");
+        let mut ids = query.separated(", ");
+        for id in chunk {
+            ids.push_bind(*id);
+        }
+        query.push(")");
+        query.build().execute(&mut *tx).await?;
+    }
+    for (id, run_id) in consumed {
+        sqlx::query("UPDATE inbox SET consumed_ms = ? WHERE id = ? AND run_id = ?")
+            .bind(now)
+            .bind(id)
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    insert_events(tx, &accepted).await?;
+    Ok(results)
+}
+
+/// Why an append matched no row, for the error.
+async fn refusal(tx: &mut Connection, append: &Append) -> Result<AppendRefused, StoreError> {
+    let row = sqlx::query("SELECT last_seq, owner, fence FROM runs WHERE id = ?")
+        .bind(&append.run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let reason = match row {
+        None => "no such run".to_string(),
+        Some(row) => {
+            let seq: i64 = row.try_get("last_seq")?;
+            let owner: Option<String> = row.try_get("owner")?;
+            let fence: i64 = row.try_get("fence")?;
+            if owner.as_deref() != Some(append.lease.node.as_str()) || fence != append.lease.fence {
+                format!(
+                    "the run is owned by {} under fence {fence}, not by {} under fence {}",
+                    owner.as_deref().unwrap_or("nobody"),
+                    append.lease.node,
+                    append.lease.fence
+                )
+            } else {
+                format!("expected last seq {}, the run is at {seq}", append.expected_seq)
+            }
+        }
+    };
+    Ok(AppendRefused {
+        run_id: append.run_id.clone(),
+        reason,
+    })
+}
+
+/// The run row's status after `events`, when one of them changes it.
+struct StatusChange {
+    status: &'static str,
+    output: Option<String>,
+    error: Option<String>,
+    ended: bool,
+}
+
+fn status_change(events: &[Event]) -> Option<StatusChange> {
+    let mut change = None;
+    for event in events {
+        let (status, output, error) = match &event.kind {
+            EventKind::RunStarted => ("running", None, None),
+            EventKind::RunCanceling { .. } => ("canceling", None, None),
+            EventKind::RunCompleted { output } => ("completed", Some(output.to_string()), None),
+            EventKind::RunFailed { error } => ("failed", None, Some(error.clone())),
+            EventKind::RunCanceled { .. } => ("canceled", None, None),
+            _ => continue,
+        };
+        change = Some(StatusChange {
+            status,
+            output,
+            error,
+            ended: event.kind.is_final(),
+        });
+    }
+    change
+}
+
+/// Inserts events as they are (the caller checked they may be written).
+async fn insert_events(tx: &mut Connection, events: &[&Event]) -> Result<(), StoreError> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT * 2) {
+        let mut query = sqlx::QueryBuilder::new("INSERT INTO events (run_id, seq, at_ms, type, body) ");
+        query.push_values(chunk, |mut row, event| {
+            row.push_bind(&event.run_id)
+                .push_bind(event.seq as i64)
+                .push_bind(event.at_ms as i64)
+                .push_bind(event.kind.name())
+                .push_bind(serde_json::to_string(event).expect("an event serializes"));
+        });
+        query.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}

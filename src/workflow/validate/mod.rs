@@ -1,0 +1,278 @@
+//! Validation: a parsed [`WorkflowDef`] becomes a [`Workflow`] whose every
+//! reference resolves, or a list of every error with its location. The
+//! definition as a whole here; one step in `step`, templates and the paths
+//! they read in `paths`, limits, retries and cycles in `checks`.
+
+mod checks;
+mod paths;
+mod step;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use self::checks::{apply_limits, check_retry, find_cycles};
+use self::paths::{check_paths, compile_value};
+use super::definition::{InputDef, LimitsDef, OnFailure, RetryDef, StepDef, Trigger, WorkflowDef};
+use super::template::{Template, TemplateValue};
+use super::ValidationError;
+use crate::limits::{Caps, Limits};
+
+/// A validated workflow: the per-workflow-version lifetime.
+#[derive(Debug)]
+pub struct Workflow {
+    pub name: String,
+    pub description: Option<String>,
+    pub inputs: IndexMap<String, InputDef>,
+    /// Attempts of one run running at once.
+    pub concurrency: u32,
+    pub timeout: Option<Duration>,
+    pub steps: Vec<Step>,
+    pub output: Option<TemplateValue>,
+    index: HashMap<String, usize>,
+}
+
+impl Workflow {
+    /// The position of a step by id.
+    pub fn step_index(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+}
+
+#[derive(Debug)]
+pub struct Step {
+    pub id: String,
+    pub action: Action,
+    pub input: TemplateValue,
+    /// Every dependency: `needs` plus each step a template reads, by index.
+    pub deps: Vec<usize>,
+    pub when: Option<Template>,
+    pub for_each: Option<ForEach>,
+    /// Items of this step running at once (for_each).
+    pub concurrency: Option<u32>,
+    pub retry: RetryPolicy,
+    pub on_failure: OnFailure,
+    pub trigger: Trigger,
+    pub limits: Limits,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    /// Run a module; `args` go to a command.
+    Module {
+        reference: String,
+        args: Vec<TemplateValue>,
+    },
+    /// Wait, then succeed with a null output.
+    Sleep(Duration),
+}
+
+#[derive(Debug)]
+pub enum ForEach {
+    Template(Template),
+    Items(Vec<Value>),
+}
+
+/// When and how often a failed attempt is tried again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included. 1 means no retry.
+    pub max_attempts: u32,
+    pub initial_interval: Duration,
+    /// Each delay is the previous one times this.
+    pub backoff: f64,
+    pub max_interval: Duration,
+    /// Fraction of each delay randomised away (0.0 to 1.0).
+    pub jitter: f64,
+}
+
+impl RetryPolicy {
+    /// No retries.
+    pub const NONE: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        initial_interval: Duration::from_secs(1),
+        backoff: 2.0,
+        max_interval: Duration::from_secs(30),
+        jitter: 0.1,
+    };
+
+    /// The policy `on_failure: retry` means when the workflow sets none.
+    pub const DEFAULT: RetryPolicy = RetryPolicy {
+        max_attempts: 3,
+        ..RetryPolicy::NONE
+    };
+
+    /// The delay before attempt `attempt + 1`, after attempt `attempt` failed.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let base = self.initial_interval.as_secs_f64() * self.backoff.powi(attempt.saturating_sub(1) as i32);
+        let capped = base.min(self.max_interval.as_secs_f64());
+        let jittered = capped * (1.0 - self.jitter * fastrand::f64());
+        Duration::from_secs_f64(jittered.max(0.0))
+    }
+
+    fn merged(&self, def: &RetryDef) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: def.max_attempts.unwrap_or(self.max_attempts),
+            initial_interval: def.initial_interval.unwrap_or(self.initial_interval),
+            backoff: def.backoff.unwrap_or(self.backoff),
+            max_interval: def.max_interval.unwrap_or(self.max_interval),
+            jitter: def.jitter.unwrap_or(self.jitter),
+        }
+    }
+}
+
+/// Tells whether a module reference exists (a module store, a server).
+pub trait ModuleCatalog {
+    /// `Err` with the reason when `reference` cannot be used.
+    fn check(&self, reference: &str) -> Result<(), String>;
+}
+
+/// Collects errors with their locations.
+struct Errors(Vec<ValidationError>);
+
+impl Errors {
+    fn add(&mut self, location: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ValidationError {
+            location: location.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Validates a parsed definition against the engine's caps and, when given,
+/// a module catalog.
+pub fn validate(
+    def: WorkflowDef,
+    steps: Vec<(String, StepDef)>,
+    mut errors: Vec<ValidationError>,
+    caps: &Caps,
+    catalog: Option<&dyn ModuleCatalog>,
+) -> Result<Workflow, Vec<ValidationError>> {
+    let mut errors = Errors(std::mem::take(&mut errors));
+    if crate::modules::check_name(&def.name).is_err() {
+        errors.add(
+            "name",
+            format!(
+                "invalid workflow name {:?}: use a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+                def.name
+            ),
+        );
+    }
+    for (name, input) in &def.inputs {
+        if !valid_id(name) {
+            errors.add(
+                format!("inputs.{name}"),
+                "invalid input name: use letters, digits and _",
+            );
+        }
+        if let Some(default) = &input.default {
+            if let Err(message) = super::inputs::check_type(name, input.ty, default) {
+                errors.add(format!("inputs.{name}.default"), message);
+            }
+        }
+    }
+    let concurrency = def.concurrency.unwrap_or(caps.concurrency);
+    if concurrency == 0 || concurrency > caps.concurrency {
+        errors.add(
+            "concurrency",
+            format!("must be between 1 and the cap of {}", caps.concurrency),
+        );
+    }
+    if def.steps.is_empty() {
+        errors.add("steps", "a workflow needs at least one step");
+    }
+
+    // Ids first: every later check refers to steps by id.
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for (position, (location, step)) in steps.iter().enumerate() {
+        if !valid_id(&step.id) {
+            errors.add(
+                location.as_str(),
+                format!(
+                    "invalid step id {:?}: use letters, digits and _ (it is read in templates as steps.<id>)",
+                    step.id
+                ),
+            );
+        } else if index.insert(step.id.clone(), position).is_some() {
+            errors.add(location.as_str(), format!("duplicate step id {:?}", step.id));
+        }
+    }
+
+    let default_limits = match &def.defaults.limits {
+        Some(limits) => apply_limits(
+            Limits::default(),
+            limits,
+            def.defaults.timeout,
+            "defaults",
+            caps,
+            &mut errors,
+        ),
+        None => apply_limits(
+            Limits::default(),
+            &LimitsDef::default(),
+            def.defaults.timeout,
+            "defaults",
+            caps,
+            &mut errors,
+        ),
+    };
+    let default_retry = match &def.defaults.retry {
+        Some(retry) => check_retry(RetryPolicy::DEFAULT.merged(retry), "defaults.retry", caps, &mut errors),
+        None => RetryPolicy::DEFAULT,
+    };
+    let retry_by_default = def.defaults.retry.is_some();
+
+    let context = step::Context {
+        index: &index,
+        inputs: &def.inputs,
+        default_limits: &default_limits,
+        default_retry: &default_retry,
+        retry_by_default,
+        caps,
+        catalog,
+    };
+    let mut compiled = Vec::new();
+    for (location, step) in steps {
+        compiled.push(step::compile_step(location, step, context, &mut errors));
+    }
+
+    let output = def.output.as_ref().and_then(|output| {
+        compile_value(output, "output", &mut errors).inspect(|value| {
+            for template in value.templates() {
+                check_paths(template, "output", None, false, &index, &def.inputs, &mut errors);
+            }
+        })
+    });
+
+    if errors.0.is_empty() {
+        let deps: Vec<Vec<usize>> = compiled.iter().map(|s| s.deps.clone()).collect();
+        for cycle in find_cycles(&deps) {
+            let names: Vec<&str> = cycle.iter().map(|&i| compiled[i].id.as_str()).collect();
+            errors.add(
+                format!("steps.{}", names[0]),
+                format!("dependency cycle: {} -> {}", names.join(" -> "), names[0]),
+            );
+        }
+    }
+    if !errors.0.is_empty() {
+        return Err(errors.0);
+    }
+    Ok(Workflow {
+        name: def.name,
+        description: def.description,
+        inputs: def.inputs,
+        concurrency,
+        timeout: def.timeout,
+        steps: compiled,
+        output,
+        index,
+    })
+}

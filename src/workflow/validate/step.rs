@@ -1,0 +1,209 @@
+//! Compiling one step of a definition.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::checks::{apply_limits, check_retry};
+use super::paths::{check_paths, compile_value};
+use super::{Action, Errors, ForEach, ModuleCatalog, RetryPolicy, Step};
+use crate::limits::{Caps, Limits};
+use crate::workflow::definition::{InputDef, LimitsDef, OnFailure, StepDef};
+use crate::workflow::template::{Template, TemplateValue};
+
+/// What every step of one definition is compiled against.
+#[derive(Clone, Copy)]
+pub(super) struct Context<'a> {
+    /// Step ids to positions.
+    pub index: &'a HashMap<String, usize>,
+    pub inputs: &'a IndexMap<String, InputDef>,
+    pub default_limits: &'a Limits,
+    pub default_retry: &'a RetryPolicy,
+    /// Whether `defaults.retry` was given (every step retries by default).
+    pub retry_by_default: bool,
+    pub caps: &'a Caps,
+    pub catalog: Option<&'a dyn ModuleCatalog>,
+}
+
+/// Compiles one step: its action, templates (with the dependencies they
+/// read), `when`, `for_each`, limits and retry policy; every error located.
+pub(super) fn compile_step(location: String, step: StepDef, context: Context, errors: &mut Errors) -> Step {
+    let Context {
+        index,
+        inputs,
+        default_limits,
+        default_retry,
+        retry_by_default,
+        caps,
+        catalog,
+    } = context;
+    let at = |field: &str| format!("{location}.{field}");
+    let mut deps: BTreeSet<usize> = BTreeSet::new();
+    let own = index.get(&step.id).copied();
+    let is_for_each = step.for_each.is_some();
+
+    let action = match (&step.module, step.sleep) {
+        (Some(_), Some(_)) => {
+            errors.add(location.as_str(), "a step has either `module` or `sleep`, not both");
+            Action::Sleep(Duration::ZERO)
+        }
+        (None, None) => {
+            errors.add(
+                location.as_str(),
+                "a step needs `module` (a module to run) or `sleep` (a duration)",
+            );
+            Action::Sleep(Duration::ZERO)
+        }
+        (None, Some(duration)) => {
+            for (field, present) in [
+                ("for_each", is_for_each),
+                ("input", step.input.is_some()),
+                ("args", !step.args.is_empty()),
+                ("retry", step.retry.is_some()),
+                ("limits", step.limits.is_some()),
+            ] {
+                if present {
+                    errors.add(at(field), format!("`{field}` cannot be combined with `sleep`"));
+                }
+            }
+            Action::Sleep(duration)
+        }
+        (Some(reference), None) => {
+            if let Err(e) = crate::modules::Reference::parse(reference) {
+                errors.add(at("module"), e.to_string());
+            } else if let Some(catalog) = catalog {
+                if let Err(message) = catalog.check(reference) {
+                    errors.add(at("module"), message);
+                }
+            }
+            let mut args = Vec::new();
+            for (i, arg) in step.args.iter().enumerate() {
+                let value = Value::String(arg.clone());
+                if let Some(compiled) = compile_value(&value, &at(&format!("args[{i}]")), errors) {
+                    args.push(compiled);
+                }
+            }
+            Action::Module {
+                reference: reference.clone(),
+                args,
+            }
+        }
+    };
+
+    for need in &step.needs {
+        match index.get(need) {
+            Some(&i) if Some(i) == own => errors.add(at("needs"), "a step cannot need itself"),
+            Some(&i) => {
+                deps.insert(i);
+            }
+            None => errors.add(at("needs"), format!("unknown step {need:?}")),
+        }
+    }
+
+    let input_value = step.input.clone().unwrap_or_else(|| Value::Object(Default::default()));
+    let input = compile_value(&input_value, &at("input"), errors).unwrap_or(TemplateValue::Literal(Value::Null));
+    let mut templated: Vec<(&Template, String, bool)> =
+        input.templates().into_iter().map(|t| (t, at("input"), true)).collect();
+    if let Action::Module { args, .. } = &action {
+        for (i, arg) in args.iter().enumerate() {
+            templated.extend(
+                arg.templates()
+                    .into_iter()
+                    .map(|t| (t, at(&format!("args[{i}]")), true)),
+            );
+        }
+    }
+
+    let when = step
+        .when
+        .as_deref()
+        .and_then(|source| match Template::compile_expression(source) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.add(at("when"), e);
+                None
+            }
+        });
+    if let Some(when) = &when {
+        templated.push((when, at("when"), false));
+    }
+
+    let for_each = match &step.for_each {
+        None => None,
+        Some(Value::String(source)) if Template::is_template(source) => match Template::compile(source) {
+            Ok(t) => Some(ForEach::Template(t)),
+            Err(e) => {
+                errors.add(at("for_each"), e);
+                None
+            }
+        },
+        Some(Value::Array(items)) => {
+            if items.len() > caps.for_each_items {
+                errors.add(
+                    at("for_each"),
+                    format!("{} items, more than the cap of {}", items.len(), caps.for_each_items),
+                );
+            }
+            Some(ForEach::Items(items.clone()))
+        }
+        Some(other) => {
+            errors.add(
+                at("for_each"),
+                format!(
+                    "expected an array or a template such as \"{{{{ steps.x.output.items }}}}\", got {}",
+                    crate::workflow::template::kind_of(other)
+                ),
+            );
+            None
+        }
+    };
+    if let Some(ForEach::Template(t)) = &for_each {
+        templated.push((t, at("for_each"), false));
+    }
+    match step.concurrency {
+        Some(_) if !is_for_each => errors.add(at("concurrency"), "`concurrency` applies to `for_each` steps only"),
+        Some(0) => errors.add(at("concurrency"), "must be at least 1"),
+        Some(n) if n > caps.concurrency => errors.add(
+            at("concurrency"),
+            format!("{n} is above the cap of {}", caps.concurrency),
+        ),
+        _ => {}
+    }
+
+    for (template, location, item_allowed) in &templated {
+        let item_ok = *item_allowed && is_for_each;
+        for dep in check_paths(template, location, own, item_ok, index, inputs, errors) {
+            deps.insert(dep);
+        }
+    }
+
+    let limits = apply_limits(
+        default_limits.clone(),
+        step.limits.as_ref().unwrap_or(&LimitsDef::default()),
+        step.timeout,
+        &location,
+        caps,
+        errors,
+    );
+    let retry = match (&step.retry, step.on_failure, retry_by_default) {
+        (Some(retry), _, _) => check_retry(default_retry.merged(retry), &at("retry"), caps, errors),
+        (None, OnFailure::Retry, _) | (None, _, true) => default_retry.clone(),
+        (None, _, false) => RetryPolicy::NONE,
+    };
+
+    Step {
+        id: step.id,
+        action,
+        input,
+        deps: deps.into_iter().collect(),
+        when,
+        for_each,
+        concurrency: step.concurrency,
+        retry,
+        on_failure: step.on_failure,
+        trigger: step.trigger,
+        limits,
+    }
+}
