@@ -189,10 +189,7 @@ pub async fn start_run(
         input: request.input,
         idempotency_key: request.idempotency_key,
     };
-    let started = state.service.start(&name, request).await?;
-    if let Some(wait) = wait {
-        state.service.wait_for_end(&started.run.id, wait).await?;
-    }
+    let started = state.service.start(&name, request, wait).await?;
     let view = state.service.get(&started.run.id).await?;
     let body = serde_json::to_value(view).expect("serializable");
     Ok(if started.created {

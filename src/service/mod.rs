@@ -154,10 +154,27 @@ impl Service {
 
     // ----- runs -----
 
-    /// Starts a run of the latest version of `name`.
-    pub async fn start(self: &Arc<Self>, name: &str, request: RunRequest) -> Result<Started, RunError> {
-        let mut started = self.start_runs(name, vec![request], false).await?;
-        Ok(started.remove(0))
+    /// Starts a run of the latest version of `name`; with `wait`, answers
+    /// once the run has ended or `wait` is over. A new run is watched
+    /// before it starts, so its end cannot slip by unseen.
+    pub async fn start(
+        self: &Arc<Self>,
+        name: &str,
+        request: RunRequest,
+        wait: Option<Duration>,
+    ) -> Result<Started, RunError> {
+        let (started, watch) = self
+            .start_runs(name, vec![request], false, wait.is_some())
+            .await?
+            .remove(0);
+        match (wait, watch) {
+            (Some(wait), Some(mut watch)) => {
+                let _ = tokio::time::timeout(wait, watch.ended()).await;
+            }
+            (Some(wait), None) => self.wait_for_end(&started.run.id, wait).await?,
+            (None, _) => {}
+        }
+        Ok(started)
     }
 
     /// Starts a batch of runs of the latest version of `name`, all or
@@ -182,7 +199,8 @@ impl Service {
                 ),
             ));
         }
-        self.start_runs(name, requests, true).await
+        let started = self.start_runs(name, requests, true, false).await?;
+        Ok(started.into_iter().map(|(started, _)| started).collect())
     }
 
     async fn start_runs(
@@ -190,7 +208,8 @@ impl Service {
         name: &str,
         requests: Vec<RunRequest>,
         batch: bool,
-    ) -> Result<Vec<Started>, RunError> {
+        watch: bool,
+    ) -> Result<Vec<(Started, Option<Watch>)>, RunError> {
         if self.drain.is_cancelled() {
             return Err(RunError::Unavailable);
         }
@@ -246,16 +265,21 @@ impl Service {
                         node: self.config.node.clone(),
                         fence: 1,
                     };
+                    let watch = watch.then(|| self.outlets.watchers.watch(&row.id));
                     self.spawn(run.spec, run.state, lease, Vec::new());
-                    out.push(Started {
+                    let started = Started {
                         run: row,
                         created: true,
-                    });
+                    };
+                    out.push((started, watch));
                 }
-                Inserted::Existing(row) => out.push(Started {
-                    run: row,
-                    created: false,
-                }),
+                Inserted::Existing(row) => {
+                    let started = Started {
+                        run: row,
+                        created: false,
+                    };
+                    out.push((started, None));
+                }
             }
         }
         Ok(out)

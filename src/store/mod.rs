@@ -80,6 +80,11 @@ impl Db {
         sqlite::begin_write(&self.pool).await
     }
 
+    /// A connection taken out of the pool for the group-commit writer.
+    pub(crate) async fn dedicated(&self) -> Result<sqlite::Dedicated, sqlx::Error> {
+        self.pool.acquire().await
+    }
+
     /// Whether the database answers (`/healthz`).
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -59,6 +59,7 @@ impl Writer {
         let owner: std::sync::Arc<str> = node.into();
         let task_owner = owner.clone();
         tokio::spawn(async move {
+            let mut connection = None;
             while let Some(first) = incoming.recv().await {
                 let mut count = first.size();
                 let mut batch = vec![first];
@@ -71,7 +72,7 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                commit(&db, &task_owner, batch).await;
+                commit(&db, &mut connection, &task_owner, batch).await;
             }
         });
         Writer { node: owner, requests }
@@ -111,7 +112,7 @@ impl Writer {
     }
 }
 
-async fn commit(db: &Db, node: &str, batch: Vec<Request>) {
+async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node: &str, batch: Vec<Request>) {
     let mut starts = Vec::new();
     let mut appends = Vec::new();
     for request in batch {
@@ -125,7 +126,11 @@ async fn commit(db: &Db, node: &str, batch: Vec<Request>) {
         }
     }
     let result = async {
-        let mut tx = db.write().await?;
+        if connection.is_none() {
+            *connection = Some(db.dedicated().await?);
+        }
+        let dedicated = connection.as_mut().expect("connected above");
+        let mut tx = super::sqlite::begin_dedicated(dedicated).await?;
         let mut inserted = Vec::with_capacity(starts.len());
         for (runs, lease_until_ms, _) in &starts {
             inserted.push(super::append::insert_runs(&mut tx, node, *lease_until_ms, runs).await?);
@@ -146,6 +151,8 @@ async fn commit(db: &Db, node: &str, batch: Vec<Request>) {
             }
         }
         Err(error) => {
+            // Start over on a fresh connection next time.
+            *connection = None;
             let message = error.to_string();
             tracing::error!(%error, "batch not committed");
             for (_, _, done) in starts {
