@@ -339,3 +339,25 @@ async fn batch_start_is_all_or_nothing() {
     assert_eq!(listed["runs"].as_array().unwrap().len(), 3);
     server.stop().await;
 }
+
+/// `?wait` answers with the run resource built from the events it watched;
+/// it is exactly what reading the run back answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waited_start_answers_what_the_store_holds() {
+    let server = TestServer::with_workflow("greet", GREET).await;
+    for who in ["a", "b", "c"] {
+        let (status, answered) = server
+            .post_json("/v1/workflows/greet/runs?wait=10s", json!({ "input": { "who": who } }))
+            .await;
+        assert_eq!(
+            (status, answered["status"].as_str()),
+            (201, Some("completed")),
+            "{answered}"
+        );
+        let (_, stored) = server
+            .get(&format!("/v1/runs/{}", answered["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(answered, stored);
+    }
+    server.stop().await;
+}

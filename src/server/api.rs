@@ -189,8 +189,11 @@ pub async fn start_run(
         input: request.input,
         idempotency_key: request.idempotency_key,
     };
-    let started = state.service.start(&name, request, wait).await?;
-    let view = state.service.get(&started.run.id).await?;
+    let (started, view) = state.service.start(&name, request, wait).await?;
+    let view = match view {
+        Some(view) => view,
+        None => state.service.get(&started.run.id).await?,
+    };
     let body = serde_json::to_value(view).expect("serializable");
     Ok(if started.created {
         Created(body).into_response()

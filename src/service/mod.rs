@@ -75,6 +75,14 @@ pub struct Started {
     pub created: bool,
 }
 
+/// A run a start request stored (or found), as the start sequence hands it
+/// back: watched from before it started when asked, with its first event.
+struct Launched {
+    started: Started,
+    watch: Option<Watch>,
+    queued: Option<Event>,
+}
+
 /// A run this process is driving.
 struct LiveRun {
     inbox: mpsc::UnboundedSender<Message>,
@@ -156,25 +164,52 @@ impl Service {
 
     /// Starts a run of the latest version of `name`; with `wait`, answers
     /// once the run has ended or `wait` is over. A new run is watched
-    /// before it starts, so its end cannot slip by unseen.
+    /// before it starts, so its end cannot slip by unseen; when every one
+    /// of its events was seen by the end, the run resource comes with the
+    /// answer, built from those events without reading them back.
     pub async fn start(
         self: &Arc<Self>,
         name: &str,
         request: RunRequest,
         wait: Option<Duration>,
-    ) -> Result<Started, RunError> {
-        let (started, watch) = self
-            .start_runs(name, vec![request], false, wait.is_some())
-            .await?
-            .remove(0);
-        match (wait, watch) {
-            (Some(wait), Some(mut watch)) => {
-                let _ = tokio::time::timeout(wait, watch.ended()).await;
+    ) -> Result<(Started, Option<RunView>), RunError> {
+        let (workflow, mut started) = self.start_runs(name, vec![request], false, wait.is_some()).await?;
+        let Launched { started, watch, queued } = started.remove(0);
+        let Some(wait) = wait else {
+            return Ok((started, None));
+        };
+        let (Some(mut watch), Some(queued)) = (watch, queued) else {
+            self.wait_for_end(&started.run.id, wait).await?;
+            return Ok((started, None));
+        };
+        let mut events = vec![queued];
+        let seen_all = tokio::time::timeout(wait, async {
+            loop {
+                match watch.next().await {
+                    Ok(Some(event)) => {
+                        let last = event.kind.is_final();
+                        events.push(event);
+                        if last {
+                            return true;
+                        }
+                    }
+                    // Missed events (or a closed stream): read them back.
+                    Ok(None) | Err(_) => {
+                        watch.ended().await;
+                        return false;
+                    }
+                }
             }
-            (Some(wait), None) => self.wait_for_end(&started.run.id, wait).await?,
-            (None, _) => {}
+        })
+        .await
+        .unwrap_or(false);
+        let contiguous = events.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1);
+        if !(seen_all && contiguous) {
+            return Ok((started, None));
         }
-        Ok(started)
+        let mut row = started.run.clone();
+        row.follow(&events);
+        Ok((started, Some(run_view(row, &workflow, &events))))
     }
 
     /// Starts a batch of runs of the latest version of `name`, all or
@@ -199,8 +234,8 @@ impl Service {
                 ),
             ));
         }
-        let started = self.start_runs(name, requests, true, false).await?;
-        Ok(started.into_iter().map(|(started, _)| started).collect())
+        let (_, launched) = self.start_runs(name, requests, true, false).await?;
+        Ok(launched.into_iter().map(|l| l.started).collect())
     }
 
     async fn start_runs(
@@ -209,7 +244,7 @@ impl Service {
         requests: Vec<RunRequest>,
         batch: bool,
         watch: bool,
-    ) -> Result<Vec<(Started, Option<Watch>)>, RunError> {
+    ) -> Result<(Arc<Workflow>, Vec<Launched>), RunError> {
         if self.drain.is_cancelled() {
             return Err(RunError::Unavailable);
         }
@@ -266,23 +301,28 @@ impl Service {
                         fence: 1,
                     };
                     let watch = watch.then(|| self.outlets.watchers.watch(&row.id));
+                    let queued = run.queued.clone();
                     self.spawn(run.spec, run.state, lease, Vec::new());
-                    let started = Started {
-                        run: row,
-                        created: true,
-                    };
-                    out.push((started, watch));
+                    out.push(Launched {
+                        started: Started {
+                            run: row,
+                            created: true,
+                        },
+                        watch,
+                        queued: Some(queued),
+                    });
                 }
-                Inserted::Existing(row) => {
-                    let started = Started {
+                Inserted::Existing(row) => out.push(Launched {
+                    started: Started {
                         run: row,
                         created: false,
-                    };
-                    out.push((started, None));
-                }
+                    },
+                    watch: None,
+                    queued: None,
+                }),
             }
         }
-        Ok(out)
+        Ok((workflow, out))
     }
 
     /// Drives a run on its own task until it ends, this process drains,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row as _;
 
-use super::runs::{run_row, Append, AppendRefused, Inserted, NewRun, RunRow, COLUMNS};
+use super::runs::{run_row, status_change, Append, AppendRefused, Inserted, NewRun, RunRow, StatusChange, COLUMNS};
 use super::sqlite::Connection;
 use super::{now_ms, StoreError};
 use crate::run::{Event, EventKind};
@@ -24,7 +24,6 @@ pub(crate) async fn insert_runs(
     lease_until_ms: i64,
     runs: &[NewRun],
 ) -> Result<Vec<Inserted>, StoreError> {
-    let now = now_ms();
     // Existing runs for the keys asked for, by (workflow, key).
     let mut existing: HashMap<(String, String), RunRow> = HashMap::new();
     let keyed: Vec<&NewRun> = runs.iter().filter(|r| r.idempotency_key.is_some()).collect();
@@ -65,8 +64,8 @@ pub(crate) async fn insert_runs(
             idempotency_key: run.idempotency_key.clone(),
             output: None,
             error: None,
-            created_ms: now,
-            updated_ms: now,
+            created_ms: run.queued.at_ms as i64,
+            updated_ms: run.queued.at_ms as i64,
             modules: run.modules.clone(),
             input,
         };
@@ -89,8 +88,8 @@ pub(crate) async fn insert_runs(
                 .push_bind(run.idempotency_key.as_deref())
                 .push_bind(input.as_str())
                 .push_bind(serde_json::to_string(&run.modules).expect("a map of strings serializes"))
-                .push_bind(now)
-                .push_bind(now)
+                .push_bind(run.queued.at_ms as i64)
+                .push_bind(run.queued.at_ms as i64)
                 .push_bind(run.queued.seq as i64)
                 .push_bind(node)
                 .push_bind(lease_until_ms)
@@ -116,7 +115,7 @@ pub(crate) async fn append(
     struct Move<'a> {
         append: &'a Append,
         last_seq: i64,
-        change: Option<StatusChange>,
+        change: Option<StatusChange<'a>>,
     }
     let moves: Vec<Move> = appends
         .iter()
@@ -142,9 +141,9 @@ pub(crate) async fn append(
             row.push_bind(&m.append.run_id)
                 .push_bind(m.last_seq)
                 .push_bind(change.map(|c| c.status))
-                .push_bind(change.and_then(|c| c.output.as_deref()))
-                .push_bind(change.and_then(|c| c.error.as_deref()))
-                .push_bind(change.map(|_| now))
+                .push_bind(change.and_then(|c| c.output.map(|o| o.to_string())))
+                .push_bind(change.and_then(|c| c.error))
+                .push_bind(change.map(|c| c.at_ms))
                 .push_bind(i64::from(change.is_some_and(|c| c.ended)))
                 .push_bind(m.append.expected_seq as i64)
                 .push_bind(&m.append.lease.node)
@@ -233,35 +232,6 @@ async fn refusal(tx: &mut Connection, append: &Append) -> Result<AppendRefused, 
         run_id: append.run_id.clone(),
         reason,
     })
-}
-
-/// The run row's status after `events`, when one of them changes it.
-struct StatusChange {
-    status: &'static str,
-    output: Option<String>,
-    error: Option<String>,
-    ended: bool,
-}
-
-fn status_change(events: &[Event]) -> Option<StatusChange> {
-    let mut change = None;
-    for event in events {
-        let (status, output, error) = match &event.kind {
-            EventKind::RunStarted => ("running", None, None),
-            EventKind::RunCanceling { .. } => ("canceling", None, None),
-            EventKind::RunCompleted { output } => ("completed", Some(output.to_string()), None),
-            EventKind::RunFailed { error } => ("failed", None, Some(error.clone())),
-            EventKind::RunCanceled { .. } => ("canceled", None, None),
-            _ => continue,
-        };
-        change = Some(StatusChange {
-            status,
-            output,
-            error,
-            ended: event.kind.is_final(),
-        });
-    }
-    change
 }
 
 /// Inserts events as they are (the caller checked they may be written).

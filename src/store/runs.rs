@@ -15,7 +15,7 @@ use sqlx::Row as _;
 
 use super::sqlite::Row;
 use super::{now_ms, Db, StoreError};
-use crate::run::Event;
+use crate::run::{Event, EventKind};
 
 /// A run's row: what lists show without folding events.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -42,6 +42,52 @@ impl RunRow {
     pub fn is_ended(&self) -> bool {
         crate::run::RunStatus::parse(&self.status).is_some_and(crate::run::RunStatus::is_terminal)
     }
+
+    /// The row as the store leaves it once `events` are appended.
+    pub fn follow(&mut self, events: &[Event]) {
+        if let Some(change) = status_change(events) {
+            self.status = change.status.into();
+            self.updated_ms = change.at_ms;
+            if let Some(output) = change.output {
+                self.output = Some(output.clone());
+            }
+            if let Some(error) = change.error {
+                self.error = Some(error.to_string());
+            }
+        }
+    }
+}
+
+/// The run row's status after some events, when one of them changes it.
+pub(super) struct StatusChange<'a> {
+    pub status: &'static str,
+    /// When the event that set it happened: the row's `updated_ms`.
+    pub at_ms: i64,
+    pub output: Option<&'a serde_json::Value>,
+    pub error: Option<&'a str>,
+    pub ended: bool,
+}
+
+pub(super) fn status_change(events: &[Event]) -> Option<StatusChange<'_>> {
+    let mut change = None;
+    for event in events {
+        let (status, output, error) = match &event.kind {
+            EventKind::RunStarted => ("running", None, None),
+            EventKind::RunCanceling { .. } => ("canceling", None, None),
+            EventKind::RunCompleted { output } => ("completed", Some(output), None),
+            EventKind::RunFailed { error } => ("failed", None, Some(error.as_str())),
+            EventKind::RunCanceled { .. } => ("canceled", None, None),
+            _ => continue,
+        };
+        change = Some(StatusChange {
+            status,
+            at_ms: event.at_ms as i64,
+            output,
+            error,
+            ended: event.kind.is_final(),
+        });
+    }
+    change
 }
 
 pub(super) const COLUMNS: &str =
