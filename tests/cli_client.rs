@@ -34,6 +34,7 @@ async fn push_apply_start_get_list_watch_cancel() {
     )
     .unwrap();
     let wf = wf.to_str().unwrap().to_string();
+    let dir_path = dir.path().to_path_buf();
 
     let result = tokio::task::spawn_blocking(move || {
         let pushed = client(&url, &["module", "push", &hostile, "--name", "hostile", "--tag", "v1"]);
@@ -68,6 +69,37 @@ async fn push_apply_start_get_list_watch_cancel() {
         assert!(
             progress.contains("step nap succeeded") && progress.contains("run completed"),
             "{progress}"
+        );
+
+        // A batch from a JSON-lines file: one run per line, all or nothing.
+        let lines = dir_path.join("runs.jsonl");
+        std::fs::write(
+            &lines,
+            "{\"input\": {\"ms\": 1}, \"idempotency_key\": \"b1\"}\n\n{\"input\": {\"ms\": 2}}\n",
+        )
+        .unwrap();
+        let batch = client(&url, &["runs", "start", "cli", "--batch", lines.to_str().unwrap()]);
+        assert!(batch.status.success(), "{}", String::from_utf8_lossy(&batch.stderr));
+        let runs = json(&batch)["runs"].as_array().unwrap().clone();
+        assert_eq!(runs.len(), 2);
+        assert!(
+            runs.iter().all(|r| r["created"] == true && r["id"].is_string()),
+            "{runs:?}"
+        );
+        std::fs::write(&lines, "{\"input\": {\"ms\": 1}}\n{\"input\": {\"ms\": \"x\"}}\n").unwrap();
+        let refused = client(&url, &["runs", "start", "cli", "--batch", lines.to_str().unwrap()]);
+        assert_eq!(refused.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("runs[1].input.ms: input ms must be an integer"),
+            "{}",
+            String::from_utf8_lossy(&refused.stderr)
+        );
+        std::fs::write(&lines, "{\"input\": {}, \"key\": 1}\n").unwrap();
+        let malformed = client(&url, &["runs", "start", "cli", "--batch", lines.to_str().unwrap()]);
+        assert!(
+            String::from_utf8_lossy(&malformed.stderr).contains("runs.jsonl line 1: unknown field `key`"),
+            "{}",
+            String::from_utf8_lossy(&malformed.stderr)
         );
 
         // A long run, canceled from another command; watch exits 3.

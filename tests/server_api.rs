@@ -420,6 +420,7 @@ async fn health_metrics_and_openapi() {
         "/v1/modules",
         "/v1/workflows/{name}",
         "/v1/workflows/{name}/runs",
+        "/v1/workflows/{name}/runs/batch",
         "/v1/runs/{id}/events",
         "/v1/runs/{id}/cancel",
     ] {
