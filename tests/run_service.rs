@@ -361,3 +361,34 @@ async fn a_waited_start_answers_what_the_store_holds() {
     }
     server.stop().await;
 }
+
+/// The node's heartbeat keeps extending the lease of a run it drives; a
+/// run that ended has no owner and no lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_heartbeat_renews_leases_until_the_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |c| c.lease = std::time::Duration::from_millis(300)).await;
+    server.push_test_modules().await;
+    assert_eq!(server.apply("slow", SLOW).await.0, 201);
+    let id = server.start_run("slow").await;
+    let lease = |id: String| {
+        let dir = dir.path().to_path_buf();
+        async move {
+            let rows = query(
+                &dir,
+                &format!("SELECT owner, lease_until_ms FROM runs WHERE id = '{id}'"),
+            )
+            .await;
+            (rows[0][0].clone(), rows[0][1].as_i64())
+        }
+    };
+    let (owner, first) = lease(id.clone()).await;
+    assert!(owner.as_str().is_some_and(|o| o.starts_with("node-")), "{owner}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let (_, later) = lease(id.clone()).await;
+    assert!(later > first, "the lease moved on: {first:?} -> {later:?}");
+    let (status, _) = server.post_json(&format!("/v1/runs/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 202);
+    assert_eq!(lease(id.clone()).await, (Value::Null, None));
+    server.stop().await;
+}

@@ -43,6 +43,9 @@ pub enum StoreError {
         what: String,
         message: String,
     },
+    /// The group-commit writer's transaction failed; nothing of it was written.
+    #[error("batch not committed: {0}")]
+    NotCommitted(String),
     /// The group-commit writer is gone (the process is stopping).
     #[error("the store writer stopped")]
     WriterStopped,

@@ -97,7 +97,7 @@ impl Writer {
         committed
             .await
             .map_err(|_| StoreError::WriterStopped)?
-            .map_err(|e| StoreError::Database(sqlx::Error::Protocol(e)))
+            .map_err(StoreError::NotCommitted)
     }
 
     /// Commits one conditional append; resolves once durable or refused.

@@ -220,3 +220,30 @@ pub async fn sql(data_dir: &std::path::Path, statements: &[&str]) {
     }
     pool.close().await;
 }
+
+/// Rows of a query on a data directory's database file, as JSON values
+/// (text, integers and NULL).
+pub async fn query(data_dir: &std::path::Path, statement: &str) -> Vec<Vec<serde_json::Value>> {
+    use sqlx::{Column as _, Row as _};
+    let url = format!("sqlite://{}", data_dir.join(sandstep::store::DB_FILE).display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let rows = sqlx::query(statement).fetch_all(&pool).await.unwrap();
+    let values = rows
+        .iter()
+        .map(|row| {
+            (0..row.columns().len())
+                .map(|i| {
+                    if let Ok(Some(n)) = row.try_get::<Option<i64>, _>(i) {
+                        serde_json::Value::from(n)
+                    } else if let Ok(Some(text)) = row.try_get::<Option<String>, _>(i) {
+                        serde_json::Value::from(text)
+                    } else {
+                        serde_json::Value::Null
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    pool.close().await;
+    values
+}
