@@ -224,7 +224,7 @@ pub async fn sql(data_dir: &std::path::Path, statements: &[&str]) {
 /// Rows of a query on a data directory's database file, as JSON values
 /// (text, integers and NULL).
 pub async fn query(data_dir: &std::path::Path, statement: &str) -> Vec<Vec<serde_json::Value>> {
-    use sqlx::{Column as _, Row as _};
+    use sqlx::Row as _;
     let url = format!("sqlite://{}", data_dir.join(sandstep::store::DB_FILE).display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     let rows = sqlx::query(statement).fetch_all(&pool).await.unwrap();
