@@ -24,6 +24,30 @@ async fn call(url: &str, method: reqwest::Method, path: &str, body: Option<Value
     answer(request).await
 }
 
+/// Pushes the hostile module as `hostile` and applies each workflow.
+async fn push_hostile_and_apply(url: &str, workflows: &[(&str, String)]) {
+    let http = reqwest::Client::new();
+    let bytes = std::fs::read(&guests().hostile).unwrap();
+    let pushed = http
+        .post(format!("{url}/v1/modules?name=hostile"))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    for (name, yaml) in workflows {
+        let applied = http
+            .put(format!("{url}/v1/workflows/{name}"))
+            .header("content-type", "application/yaml")
+            .body(yaml.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(applied.status(), 201);
+    }
+}
+
 async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready().await {
@@ -61,25 +85,7 @@ output: "{{ steps.flaky.output.attempt }}"
 async fn kill_9_mid_run_then_restart_completes_every_run() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path());
-    let bytes = std::fs::read(&guests().hostile).unwrap();
-    let pushed = reqwest::Client::new()
-        .post(format!("{}/v1/modules?name=hostile", server.url))
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 201);
-    for (name, yaml) in [("slow", SLOW), ("flaky", FLAKY)] {
-        let applied = reqwest::Client::new()
-            .put(format!("{}/v1/workflows/{name}", server.url))
-            .header("content-type", "application/yaml")
-            .body(yaml)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(applied.status(), 201);
-    }
+    push_hostile_and_apply(&server.url, &[("slow", SLOW.into()), ("flaky", FLAKY.into())]).await;
 
     let mut slow_runs = Vec::new();
     for i in 0..4 {
@@ -204,31 +210,16 @@ async fn serve_refuses_public_address_without_tokens() {
 async fn accepted_cancel_survives_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path());
-    let http = reqwest::Client::new();
-    let bytes = std::fs::read(&guests().hostile).unwrap();
-    let pushed = http
-        .post(format!("{}/v1/modules?name=hostile", server.url))
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 201);
     let items: Vec<String> = (0..3000).map(|i| i.to_string()).collect();
     let busy = format!(
         "name: busy\nconcurrency: 64\nsteps:\n  - id: each\n    module: hostile\n    for_each: [{}]\n    input: {{ mode: context }}\n",
         items.join(", ")
     );
-    for (name, yaml) in [("slow", SLOW.replace("ms: 1500", "ms: 4000")), ("busy", busy)] {
-        let applied = http
-            .put(format!("{}/v1/workflows/{name}", server.url))
-            .header("content-type", "application/yaml")
-            .body(yaml)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(applied.status(), 201);
-    }
+    push_hostile_and_apply(
+        &server.url,
+        &[("slow", SLOW.replace("ms: 1500", "ms: 4000")), ("busy", busy)],
+    )
+    .await;
 
     let mut runs = Vec::new();
     for _ in 0..24 {

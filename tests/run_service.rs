@@ -135,14 +135,7 @@ const QUICK: &str = "name: quick\nsteps:\n  - { id: a, module: echo, input: { x:
 const SLOW: &str = "name: slow\nsteps:\n  - { id: nap, module: hostile, input: { mode: sleep, ms: 20000 } }\n";
 
 async fn metric(server: &TestServer, name: &str) -> f64 {
-    let text = server
-        .request(reqwest::Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .unwrap_or_else(|| panic!("no {name} in {text}"))

@@ -395,15 +395,7 @@ async fn health_metrics_and_openapi() {
     server
         .post_json("/v1/workflows/greet/runs?wait=10s", json!({ "input": { "who": "m" } }))
         .await;
-    let text = server
-        .http
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.metrics().await;
     for line in [
         "sandstep_runs{status=\"completed\"} 1",
         "sandstep_attempts_total{outcome=\"succeeded\"} 2",

@@ -72,6 +72,13 @@ impl TestServer {
         answer(self.request(reqwest::Method::POST, path).json(&body)).await
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let response = self.request(reqwest::Method::GET, "/metrics").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.text().await.unwrap()
+    }
+
     pub async fn push(&self, name: &str, path: &std::path::Path) -> (u16, Value) {
         let bytes = std::fs::read(path).unwrap();
         answer(
