@@ -2,7 +2,6 @@
 //! an in-memory journal (no durability), against the sandbox's own cost per
 //! attempt measured in the same process.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +11,10 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::{Caps, EngineSettings, Limits};
-use crate::run::{Executor, Journal, MemoryJournal, RunSpec, RunState, RunStatus, Secrets};
+use crate::run::{Executor, Journal, MemoryJournal, RunStatus, Secrets};
 use crate::sandbox::{AttemptRequest, Sandbox};
+use crate::service::modules::Pinned;
+use crate::service::start::{Ready, RunRequest};
 
 #[derive(Debug, Serialize)]
 pub struct WorkflowReport {
@@ -62,7 +63,11 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
     }
     let sandbox_attempt_us = started.elapsed().as_secs_f64() * 1e6 / attempts as f64;
 
-    let modules: HashMap<String, Arc<crate::sandbox::Module>> = [("echo".to_string(), echo)].into();
+    let pinned = Pinned {
+        digests: [("echo".to_string(), echo.info.digest.clone())].into(),
+        modules: [("echo".to_string(), echo)].into(),
+    };
+    let secrets = Arc::new(Secrets::default());
 
     let chain = super::chain_yaml(40);
     let items: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
@@ -104,17 +109,13 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
         );
         let mut totals = Vec::new();
         for round in 0..=REPEAT {
-            let spec = RunSpec {
-                run_id: format!("bench-{round}"),
-                workflow: workflow.clone(),
-                modules: modules.clone(),
-                secrets: Arc::new(Secrets::default()),
-            };
+            let ready = crate::service::start::prepare(&workflow, &pinned, &secrets, RunRequest::default())
+                .map_err(|e| anyhow::anyhow!("bench input refused: {e:?}"))?;
+            let Ready {
+                spec, queued, state, ..
+            } = ready;
             let journal = MemoryJournal::new();
-            let queued = Executor::queue(&spec, &serde_json::json!({})).map_err(|e| anyhow::anyhow!("{e:?}"))?;
             journal.append(std::slice::from_ref(&queued)).await?;
-            let mut state = RunState::new(&spec.run_id, &workflow);
-            state.apply(&queued);
             let started = Instant::now();
             let finished = executor
                 .execute(&spec, state, &journal, CancellationToken::new())

@@ -60,6 +60,7 @@ impl From<RunError> for ApiError {
     fn from(error: RunError) -> Self {
         match error {
             RunError::NotFound(what) => ApiError::NotFound(what),
+            RunError::WorkflowMissing(name) => ApiError::NotFound(format!("workflow {name}")),
             RunError::Conflict(detail) => ApiError::Conflict(detail),
             RunError::InvalidInput { field, errors } => {
                 let kind = match field.as_str() {

@@ -77,7 +77,7 @@ impl Service {
     ) -> Result<(WorkflowVersion, Vec<i64>), RunError> {
         let found = self
             .store(self.db.workflow(name, version).await)?
-            .ok_or_else(|| RunError::NotFound(format!("workflow {name}")))?;
+            .ok_or_else(|| RunError::WorkflowMissing(name.to_string()))?;
         let versions = self.store(self.db.workflow_versions(name).await)?;
         Ok((found, versions))
     }
@@ -89,7 +89,7 @@ impl Service {
             Some(version) => version,
             None => self
                 .store(self.db.latest_version(name).await)?
-                .ok_or_else(|| RunError::NotFound(format!("workflow {name}")))?,
+                .ok_or_else(|| RunError::WorkflowMissing(name.to_string()))?,
         };
         let key = (name.to_string(), version);
         if let Some(found) = self.workflows.lock().unwrap().get(&key) {
@@ -97,7 +97,7 @@ impl Service {
         }
         let stored = self
             .store(self.db.workflow(name, Some(version)).await)?
-            .ok_or_else(|| RunError::NotFound(format!("workflow {name} version {version}")))?;
+            .ok_or_else(|| RunError::WorkflowMissing(format!("{name} version {version}")))?;
         let workflow = crate::workflow::load(&stored.source, self.caps(), None).map_err(RunError::InvalidWorkflow)?;
         let workflow = Arc::new(workflow);
         self.workflows.lock().unwrap().insert(key, workflow.clone());

@@ -6,7 +6,7 @@ use crate::workflow::ValidationError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// No such run, workflow or module (`what` names it: `run 0192...`).
+    /// No such run or module (`what` names it: `run 0192...`).
     #[error("{0} not found")]
     NotFound(String),
     /// The request conflicts with the resource's state (a run that ended).
@@ -23,6 +23,9 @@ pub enum RunError {
     /// A workflow definition with its located errors.
     #[error("{} error(s) in the workflow definition", .0.len())]
     InvalidWorkflow(Vec<ValidationError>),
+    /// No such workflow (or version of it).
+    #[error("workflow {0} not found")]
+    WorkflowMissing(String),
     /// A module a workflow refers to is not there (or not loadable).
     #[error("{message}")]
     ModuleMissing { field: String, message: String },

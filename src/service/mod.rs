@@ -382,6 +382,7 @@ impl Service {
             if let Err(error) = self.resume(&row, &events, lease.clone(), pending).await {
                 let reason = match error {
                     RunError::NotFound(what) => format!("cannot resume: {what} no longer exists"),
+                    RunError::WorkflowMissing(what) => format!("cannot resume: workflow {what} no longer exists"),
                     RunError::InvalidWorkflow(errors) => {
                         format!("cannot resume: the workflow version is invalid: {}", errors[0])
                     }
