@@ -158,6 +158,27 @@ async fn every_route_answers_its_errors_as_problems() {
         (Method::GET, "/v1/modules/nope", None, "", 404, "not-found"),
         (Method::DELETE, "/v1/modules/nope", None, "", 404, "not-found"),
         (Method::GET, "/nowhere", None, "", 404, "not-found"),
+        (Method::GET, "/v1/runs?limit=many", None, "", 400, "bad-request"),
+        (
+            Method::GET,
+            "/v1/workflows/x?version=latest",
+            None,
+            "",
+            400,
+            "bad-request",
+        ),
+        (
+            Method::POST,
+            "/v1/workflows/x/runs?wait=1s&wait=2s",
+            JSON,
+            "{}",
+            400,
+            "bad-request",
+        ),
+        (Method::GET, "/v1/runs/%FF%FE", None, "", 400, "bad-request"),
+        (Method::DELETE, "/v1/runs", None, "", 405, "method-not-allowed"),
+        (Method::PUT, "/v1/runs/nope", JSON, "{}", 405, "method-not-allowed"),
+        (Method::GET, "/v1/workflows/x/runs", None, "", 405, "method-not-allowed"),
     ];
     for (method, uri, kind, body, status, expected) in cases {
         let (got, answer) = call(&app, method.clone(), uri, *kind, body).await;

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::error::{bytes_rejection, ApiError, Created, Json};
+use super::error::{bytes_rejection, ApiError, Created, Json, Path, Query};
 use super::AppState;
 use crate::modules::{check_name, check_tag, DEFAULT_TAG};
 use crate::run::RunStatus;

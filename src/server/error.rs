@@ -2,7 +2,8 @@
 //! kind, the failing `field` where there is one, and never internal detail.
 
 use axum::extract::rejection::{BytesRejection, JsonRejection};
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -27,6 +28,9 @@ pub enum ApiError {
     /// 409: the request conflicts with the resource's state.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 405: the route exists, the method does not.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// 413
     #[error("payload too large: {0}")]
     PayloadTooLarge(String),
@@ -155,6 +159,14 @@ impl IntoResponse for ApiError {
                 None,
             ),
             ApiError::NotFound(detail) => (StatusCode::NOT_FOUND, "not-found", "Not found", detail, None, None),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this route does not take that method".into(),
+                None,
+                None,
+            ),
             ApiError::Conflict(detail) => (StatusCode::CONFLICT, "conflict", "Conflict", detail, None, None),
             ApiError::PayloadTooLarge(detail) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -231,6 +243,42 @@ impl IntoResponse for ApiError {
             "application/problem+json".parse().expect("valid header"),
         );
         response
+    }
+}
+
+/// A query string whose rejections are problems too (400, `bad-request`).
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text(), None)),
+        }
+    }
+}
+
+/// Path parameters whose rejections are problems too (400, `bad-request`).
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text(), None)),
+        }
     }
 }
 

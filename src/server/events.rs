@@ -6,12 +6,12 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use futures_util::Stream;
 
-use super::error::ApiError;
+use super::error::{ApiError, Path};
 use super::AppState;
 use crate::run::Event;
 use crate::service::watch::Watch;

@@ -140,6 +140,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/metrics", get(ops::metrics))
         .merge(v1)
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
