@@ -208,3 +208,61 @@ async fn every_route_answers_its_errors_as_problems() {
     let (status, body) = call(&app, Method::POST, &cancel, JSON, "{}").await;
     assert_eq!((status, problem(&body)), (409, "conflict"));
 }
+
+/// The OpenAPI document says what the routes do: every error answer of
+/// every route is problem+json with the `Problem` schema, and the lists'
+/// success schemas name the fields the routes answer with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig::new(dir.path().to_path_buf());
+    let state = server::start(&config).await.unwrap();
+    let app = server::router(state, &config);
+    let (status, doc) = call(&app, Method::GET, "/v1/openapi.json", None, "").await;
+    assert_eq!(status, 200);
+    let problem_ref = Value::from("#/components/schemas/Problem");
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let responses = operation["responses"].as_object().unwrap();
+            for required in ["401", "500"] {
+                assert!(responses.contains_key(required), "{method} {path} lists no {required}");
+            }
+            for (code, response) in responses {
+                if code.starts_with('4') || code.starts_with('5') {
+                    assert_eq!(
+                        response["content"]["application/problem+json"]["schema"]["$ref"], problem_ref,
+                        "{method} {path} {code}: {response}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(operations >= 13, "{operations} operations");
+
+    let schema_keys = |path: &str| -> Vec<String> {
+        let reference = doc["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_else(|| panic!("GET {path} has no 200 schema"))
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut keys: Vec<String> = doc["components"]["schemas"][&reference]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    for path in ["/v1/modules", "/v1/workflows", "/v1/runs"] {
+        let (status, answer) = call(&app, Method::GET, path, None, "").await;
+        assert_eq!(status, 200);
+        let mut keys: Vec<String> = answer.as_object().unwrap().keys().cloned().collect();
+        keys.sort();
+        assert_eq!(schema_keys(path), keys, "GET {path}");
+    }
+}

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::{bytes_rejection, ApiError, Created, Json, Path, Query};
 use super::AppState;
@@ -17,7 +17,9 @@ use crate::modules::{check_name, check_tag, DEFAULT_TAG};
 use crate::run::RunStatus;
 use crate::service::view::RunView;
 use crate::service::RunRequest;
+use crate::store::modules::ModuleRecord;
 use crate::store::runs::RunFilter;
+use crate::store::runs::RunRow;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -39,7 +41,7 @@ pub struct ModuleParams {
 
 /// Upload a module: the raw wasm body; validated, compiled, stored.
 #[utoipa::path(post, path = "/v1/modules", params(ModuleParams), request_body(content = Vec<u8>, content_type = "application/wasm"),
-    responses((status = 201, body = crate::store::modules::ModuleRecord), (status = 413), (status = 415), (status = 422)))]
+    responses((status = 201, body = ModuleRecord), (status = 400), (status = 413), (status = 415), (status = 422)))]
 pub async fn upload_module(
     State(state): State<Arc<AppState>>,
     Query(params): Query<ModuleParams>,
@@ -64,15 +66,33 @@ pub async fn upload_module(
     Ok(Created(serde_json::to_value(record).expect("serializable")).into_response())
 }
 
-#[utoipa::path(get, path = "/v1/modules", responses((status = 200, body = Vec<crate::store::modules::ModuleRecord>)))]
-pub async fn list_modules(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>> {
-    Ok(axum::Json(json!({ "modules": state.service.list_modules().await? })))
+/// Every stored `name:tag`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModuleList {
+    modules: Vec<ModuleRecord>,
 }
 
-#[utoipa::path(get, path = "/v1/modules/{name}", responses((status = 200), (status = 404)))]
-pub async fn get_module(State(state): State<Arc<AppState>>, Path(name): Path<String>) -> Result<axum::Json<Value>> {
+#[utoipa::path(get, path = "/v1/modules", responses((status = 200, body = ModuleList)))]
+pub async fn list_modules(State(state): State<Arc<AppState>>) -> Result<axum::Json<ModuleList>> {
+    Ok(axum::Json(ModuleList {
+        modules: state.service.list_modules().await?,
+    }))
+}
+
+/// One module name and its tags.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ModuleTags {
+    name: String,
+    tags: Vec<ModuleRecord>,
+}
+
+#[utoipa::path(get, path = "/v1/modules/{name}", responses((status = 200, body = ModuleTags), (status = 404)))]
+pub async fn get_module(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<ModuleTags>> {
     let tags = state.service.module(&name).await?;
-    Ok(axum::Json(json!({ "name": name, "tags": tags })))
+    Ok(axum::Json(ModuleTags { name, tags }))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -93,7 +113,7 @@ pub async fn delete_module(
 
 /// Create a new version of a workflow from a YAML or JSON definition.
 #[utoipa::path(put, path = "/v1/workflows/{name}", request_body(content = String, content_type = "application/yaml"),
-    responses((status = 201), (status = 200), (status = 415), (status = 422)))]
+    responses((status = 201, body = WorkflowApplied), (status = 200, body = WorkflowApplied), (status = 400), (status = 413), (status = 415), (status = 422)))]
 pub async fn put_workflow(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -119,7 +139,13 @@ pub async fn put_workflow(
     let source =
         String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("the definition is not UTF-8", None))?;
     let (version, created, steps) = state.service.put_workflow(&name, &source).await?;
-    let body = json!({ "name": name, "version": version.version, "created": created, "steps": steps });
+    let body = serde_json::to_value(WorkflowApplied {
+        name,
+        version: version.version,
+        created,
+        steps,
+    })
+    .expect("serializable");
     Ok(if created {
         Created(body).into_response()
     } else {
@@ -127,16 +153,55 @@ pub async fn put_workflow(
     })
 }
 
-#[utoipa::path(get, path = "/v1/workflows", responses((status = 200)))]
-pub async fn list_workflows(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>> {
-    let workflows: Vec<Value> = state
+/// What applying a definition did.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkflowApplied {
+    name: String,
+    version: i64,
+    /// `false` when the definition equals the latest version.
+    created: bool,
+    /// How many steps the definition has.
+    steps: usize,
+}
+
+/// A workflow's latest version.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkflowSummary {
+    name: String,
+    version: i64,
+    created_ms: i64,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkflowList {
+    workflows: Vec<WorkflowSummary>,
+}
+
+#[utoipa::path(get, path = "/v1/workflows", responses((status = 200, body = WorkflowList)))]
+pub async fn list_workflows(State(state): State<Arc<AppState>>) -> Result<axum::Json<WorkflowList>> {
+    let workflows = state
         .service
         .list_workflows()
         .await?
         .into_iter()
-        .map(|w| json!({ "name": w.name, "version": w.version, "created_ms": w.created_ms }))
+        .map(|w| WorkflowSummary {
+            name: w.name,
+            version: w.version,
+            created_ms: w.created_ms,
+        })
         .collect();
-    Ok(axum::Json(json!({ "workflows": workflows })))
+    Ok(axum::Json(WorkflowList { workflows }))
+}
+
+/// One version of a workflow with its source, and every version number.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkflowDetail {
+    name: String,
+    version: i64,
+    versions: Vec<i64>,
+    /// The definition as it was applied (YAML or JSON).
+    source: String,
+    created_ms: i64,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -145,17 +210,20 @@ pub struct VersionParams {
     version: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/v1/workflows/{name}", params(VersionParams), responses((status = 200), (status = 404)))]
+#[utoipa::path(get, path = "/v1/workflows/{name}", params(VersionParams), responses((status = 200, body = WorkflowDetail), (status = 400), (status = 404)))]
 pub async fn get_workflow(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(params): Query<VersionParams>,
-) -> Result<axum::Json<Value>> {
+) -> Result<axum::Json<WorkflowDetail>> {
     let (found, versions) = state.service.workflow_source(&name, params.version).await?;
-    Ok(axum::Json(json!({
-        "name": found.name, "version": found.version, "versions": versions,
-        "source": found.source, "created_ms": found.created_ms,
-    })))
+    Ok(axum::Json(WorkflowDetail {
+        name: found.name,
+        version: found.version,
+        versions,
+        source: found.source,
+        created_ms: found.created_ms,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -177,7 +245,7 @@ pub struct WaitParams {
 
 /// Start a run of the latest version of a workflow.
 #[utoipa::path(post, path = "/v1/workflows/{name}/runs", params(WaitParams), request_body = StartRun,
-    responses((status = 201, body = RunView), (status = 200, body = RunView), (status = 404), (status = 422)))]
+    responses((status = 201, body = RunView), (status = 200, body = RunView), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422), (status = 503)))]
 pub async fn start_run(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -227,7 +295,7 @@ pub struct BatchAnswer {
 /// item's index and field); otherwise every run is stored in one
 /// transaction before the answer.
 #[utoipa::path(post, path = "/v1/workflows/{name}/runs/batch", request_body = StartBatch,
-    responses((status = 201, body = BatchAnswer), (status = 200, body = BatchAnswer), (status = 404), (status = 422)))]
+    responses((status = 201, body = BatchAnswer), (status = 200, body = BatchAnswer), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422), (status = 503)))]
 pub async fn start_batch(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -280,11 +348,19 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/runs", params(ListParams), responses((status = 200), (status = 400)))]
+/// One page of runs, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RunList {
+    runs: Vec<RunRow>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/runs", params(ListParams), responses((status = 200, body = RunList), (status = 400)))]
 pub async fn list_runs(
     State(state): State<Arc<AppState>>,
     Query(params): Query<ListParams>,
-) -> Result<axum::Json<Value>> {
+) -> Result<axum::Json<RunList>> {
     if let Some(status) = &params.status {
         if RunStatus::parse(status).is_none() {
             let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
@@ -310,7 +386,10 @@ pub async fn list_runs(
     let more = runs.len() as i64 > limit;
     let runs: Vec<_> = runs.into_iter().take(limit as usize).collect();
     let next = if more { runs.last().map(|r| r.id.clone()) } else { None };
-    Ok(axum::Json(json!({ "runs": runs, "next_cursor": next })))
+    Ok(axum::Json(RunList {
+        runs,
+        next_cursor: next,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/runs/{id}", responses((status = 200, body = RunView), (status = 404)))]
@@ -323,7 +402,7 @@ pub async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>)
 /// interrupted; status `canceling`, then `canceled`.
 /// `?wait=0s` answers as soon as the request is stored (default: up to 5 s
 /// for the run to end).
-#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(WaitParams), responses((status = 202, body = RunView), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", params(WaitParams), responses((status = 202, body = RunView), (status = 400), (status = 404), (status = 409)))]
 pub async fn cancel_run(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

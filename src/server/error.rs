@@ -109,15 +109,20 @@ impl From<RunError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem {
+/// An error answer (RFC 9457 problem details).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable: `https://sandstep.dev/problems/<kind>` (`not-found`, `invalid-input`, ...).
     #[serde(rename = "type")]
     kind: String,
     title: &'static str,
     status: u16,
+    /// What is wrong, for people; never internal detail.
     detail: String,
+    /// The request field at fault, where there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
+    /// Every located error (definitions, batch items).
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<Vec<ValidationError>>,
 }

@@ -44,9 +44,72 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::api::cancel_run,
         super::events::run_events,
     ),
-    modifiers(&BearerAuth)
+    components(schemas(super::error::Problem, crate::workflow::ValidationError)),
+    modifiers(&BearerAuth, &Problems)
 )]
 pub struct ApiDoc;
+
+/// Every error answer is `application/problem+json` with the `Problem`
+/// schema: each route's listed errors get that content, and every route
+/// lists 401 (when the server has tokens) and 500.
+struct Problems;
+
+impl utoipa::Modify for Problems {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                for (status, response) in responses.iter_mut() {
+                    if status.starts_with('4') || status.starts_with('5') {
+                        let description = match response {
+                            RefOr::T(r) if !r.description.is_empty() => r.description.clone(),
+                            _ => describe(status).to_string(),
+                        };
+                        *response = RefOr::T(problem(&description));
+                    }
+                }
+                for status in ["401", "500"] {
+                    responses
+                        .entry(status.to_string())
+                        .or_insert_with(|| RefOr::T(problem(describe(status))));
+                }
+            }
+        }
+    }
+}
+
+fn describe(status: &str) -> &'static str {
+    match status {
+        "400" => "A malformed body, query string or path parameter",
+        "401" => "A bearer token is required (when the server has tokens)",
+        "404" => "No such resource",
+        "409" => "The request conflicts with the resource's state",
+        "413" => "The body is larger than the server accepts",
+        "415" => "The body's content type is not accepted",
+        "422" => "A well-formed request whose values are wrong, with the field at fault",
+        "503" => "The server is shutting down",
+        _ => "An internal error (no detail is shown)",
+    }
+}
 
 struct BearerAuth;
 

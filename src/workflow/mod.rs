@@ -16,7 +16,7 @@ use crate::limits::Caps;
 use definition::{StepDef, WorkflowDef};
 
 /// One problem in a definition, with where it is (`steps.fetch.input.to`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ValidationError {
     pub location: String,
     pub message: String,
