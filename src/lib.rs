@@ -13,6 +13,8 @@
 //! - [`modules`]: module references (`name:tag`, `sha256:<hex>`) and the
 //!   rules for names and tags.
 //! - [`files`]: atomic file writes.
+//! - [`nesting`]: the size and depth limits on untrusted definitions and
+//!   inputs, the same for the server and the local commands.
 //! - [`workflow`]: workflow definitions: parsing (`definition`), templates
 //!   and expressions (`template`), input declarations (`inputs`) and the
 //!   validation that yields a runnable `Workflow` (`validate`: the whole
@@ -52,6 +54,7 @@ pub mod cli;
 pub mod files;
 pub mod limits;
 pub mod modules;
+pub mod nesting;
 pub mod run;
 pub mod sandbox;
 pub mod server;

@@ -6,6 +6,7 @@ mod support;
 mod workflow_runs;
 mod workflow_validation;
 
+mod bounded_parsing;
 mod cli_client;
 mod cli_exec;
 mod cli_run;

@@ -153,7 +153,8 @@ pub async fn push(file: PathBuf, name: String, tag: String, server: ServerArgs) 
 
 pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<ExitCode> {
     let WorkflowCommand::Apply { file, server } = command;
-    let source = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    let source = super::local::read_definition(&file)?;
+    crate::nesting::check_depth(&file.display().to_string(), &source).map_err(anyhow::Error::msg)?;
     let name = crate::workflow::definition::peek_name(&source)
         .with_context(|| format!("{} has no top-level `name`", file.display()))?;
     let client = Client::new(&server);

@@ -19,10 +19,28 @@ pub(crate) fn read_input(input: &str) -> anyhow::Result<String> {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read input file {path}"))?,
         None => input.to_string(),
     };
+    crate::nesting::check_document("--input", &text).map_err(anyhow::Error::msg)?;
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
         bail!("--input is not valid JSON: {e}");
     }
     Ok(text)
+}
+
+/// Reads a workflow definition file, refusing one over the size limit the
+/// server applies to bodies.
+pub(crate) fn read_definition(path: &Path) -> anyhow::Result<String> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
+    if size > crate::nesting::MAX_DOCUMENT_BYTES as u64 {
+        bail!(
+            "{} is {size} bytes, over the limit of {} ({}) for definitions",
+            path.display(),
+            crate::nesting::MAX_DOCUMENT_BYTES,
+            crate::units::format_size(crate::nesting::MAX_DOCUMENT_BYTES as u64)
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
 /// The sandbox every local command uses: compiled code cached in the data

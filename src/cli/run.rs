@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +38,7 @@ pub struct RunArgs {
 }
 
 pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let source = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let source = super::local::read_definition(&args.file)?;
     let input: serde_json::Value = serde_json::from_str(&super::local::read_input(&args.input)?)?;
     let modules = super::local::modules(data_dir, &args.modules).await?;
     let caps = Caps::default();

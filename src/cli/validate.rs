@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Args;
 
 use super::EXIT_FAILED;
@@ -23,7 +22,7 @@ pub struct ValidateArgs {
 }
 
 pub async fn run(data_dir: &Path, args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let source = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let source = super::local::read_definition(&args.file)?;
     let catalog = if args.check_modules || !args.modules.is_empty() {
         Some(super::local::modules(data_dir, &args.modules).await?.catalog().await?)
     } else {

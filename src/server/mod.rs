@@ -54,7 +54,7 @@ impl ServerConfig {
             data_dir,
             tokens: Vec::new(),
             max_module_bytes: 64 << 20,
-            max_body_bytes: 1 << 20,
+            max_body_bytes: crate::nesting::MAX_DOCUMENT_BYTES,
             grace: Duration::from_secs(10),
             max_concurrent_attempts: 256,
             max_batch: 1000,

@@ -46,6 +46,7 @@ fn parse(source: &str) -> Result<Parsed, Vec<ValidationError>> {
             message,
         }]
     };
+    crate::nesting::check_depth("the definition", source).map_err(|e| error("document", e))?;
     let document: Value = if source.trim_start().starts_with('{') {
         serde_json::from_str(source).map_err(|e| error("document", format!("invalid JSON: {e}")))?
     } else {
