@@ -576,6 +576,30 @@ async fn secrets_reach_steps_but_never_events() {
     );
 }
 
+/// Regression: a secret holding a quote or a backslash leaked when it was
+/// written inside a JSON text (escaped) or a URL (percent-encoded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_redacted_in_json_and_url_forms() {
+    let secret = "p\"a\\ss wörd!";
+    let secrets = Secrets::new([("API_KEY".to_string(), secret.to_string())].into());
+    let run = run_with(
+        "name: sec\nsteps:\n  - id: use\n    module: echo\n    input: { json: \"{{ {'k': secrets.API_KEY} | tojson }}\", url: \"https://h/?k={{ secrets.API_KEY | urlencode }}\", raw: \"{{ secrets.API_KEY }}\" }\noutput: \"{{ steps.use.output }}\"\n",
+        json!({}),
+        secrets,
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(run.state.status, RunStatus::Completed, "{:?}", run.state.error);
+    assert_eq!(
+        run.state.output,
+        Some(json!({ "json": "{\"k\":\"[redacted]\"}", "url": "https://h/?k=[redacted]", "raw": "[redacted]" }))
+    );
+    let all = serde_json::to_string(&run.events).unwrap();
+    for leaked in ["ss wörd", "ss w\\u00f6rd", "ss%20w%C3%B6rd", "ss+w%C3%B6rd"] {
+        assert!(!all.contains(leaked), "{leaked} leaked into events: {all}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sleep_steps_wait_then_succeed() {
     let run = run(
