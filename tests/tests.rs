@@ -17,5 +17,6 @@ mod languages;
 mod limits;
 mod module_store;
 mod outcomes;
+mod properties;
 mod run_service;
 mod server_api;

@@ -63,7 +63,12 @@ fn parse(source: &str) -> Result<Parsed, Vec<ValidationError>> {
     }
     let def: WorkflowDef = serde_path_to_error::deserialize(document).map_err(|e| {
         let path = e.path().to_string();
-        let location = if path == "." { "workflow".to_string() } else { path };
+        // A key that is empty (YAML `?` or `"": 1`) has no path of its own.
+        let location = if path == "." || path.is_empty() {
+            "workflow".to_string()
+        } else {
+            path
+        };
         error(&location, e.into_inner().to_string())
     })?;
     let mut steps = Vec::new();
@@ -77,7 +82,7 @@ fn parse(source: &str) -> Result<Parsed, Vec<ValidationError>> {
             Ok(step) => steps.push((location, step)),
             Err(e) => {
                 let path = e.path().to_string();
-                let at = if path == "." {
+                let at = if path == "." || path.is_empty() {
                     location
                 } else {
                     format!("{location}.{path}")
