@@ -234,6 +234,7 @@ pub struct StartRun {
     #[schema(value_type = Object)]
     input: Value,
     /// Starting twice with the same key answers the first run.
+    #[schema(min_length = 1, max_length = 200)]
     idempotency_key: Option<String>,
 }
 
@@ -273,7 +274,9 @@ pub async fn start_run(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartBatch {
-    /// The runs to start, each `{"input": {...}, "idempotency_key": "..."}`.
+    /// The runs to start, each `{"input": {...}, "idempotency_key": "..."}`:
+    /// at least one, at most the server's `--max-batch` (default 1,000).
+    #[schema(min_items = 1, max_items = 1000)]
     runs: Vec<StartRun>,
 }
 
@@ -343,6 +346,7 @@ pub struct ListParams {
     /// queued, running, paused, completed, failed, canceling or canceled.
     status: Option<String>,
     /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

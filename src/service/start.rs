@@ -10,7 +10,7 @@ use super::modules::Pinned;
 use crate::run::{Event, Executor, RunSpec, RunState, Secrets};
 use crate::workflow::{ValidationError, Workflow};
 
-/// Longest idempotency key, in bytes.
+/// Longest idempotency key, in characters.
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
 /// What a client asks to start.
@@ -39,7 +39,7 @@ pub fn prepare(
 ) -> Result<Ready, Vec<ValidationError>> {
     let mut errors = Vec::new();
     if let Some(key) = &request.idempotency_key {
-        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+        if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY {
             errors.push(ValidationError {
                 location: "idempotency_key".into(),
                 message: format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
