@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything CI checks, on a fresh machine: formatting, every test (which
-# build every guest from source), and clippy. One release build is shared by
+# build every guest from source), API conformance (schemathesis against a
+# real server, about 3 minutes), and clippy. One release build is shared by
 # the binary and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,5 +9,6 @@ scripts/setup.sh
 cargo fmt --all -- --check
 cargo fmt --manifest-path guest-examples/tools/Cargo.toml -- --check
 cargo test --release --locked
+scripts/conformance.sh
 cargo clippy --release --locked --all-targets -- -D warnings
 cargo clippy --release --locked --manifest-path guest-examples/tools/Cargo.toml -- -D warnings

@@ -240,7 +240,9 @@ pub struct StartRun {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct WaitParams {
-    /// Answer when the run ends or this much time passed (e.g. 30s).
+    /// Answer when the run ends or this much time passed: up to 300s
+    /// (e.g. 30s, 250ms).
+    #[param(pattern = r"^([0-9]{1,5}ms|([0-9]|[0-9][0-9]|[12][0-9][0-9]|300)s)$")]
     wait: Option<String>,
 }
 
@@ -344,6 +346,7 @@ fn parse_wait(wait: Option<&str>) -> Result<Option<Duration>> {
 pub struct ListParams {
     workflow: Option<String>,
     /// queued, running, paused, completed, failed, canceling or canceled.
+    #[param(pattern = "^(queued|running|paused|completed|failed|canceling|canceled)$")]
     status: Option<String>,
     /// 1 to 500, default 50.
     #[param(minimum = 1, maximum = 500)]
