@@ -18,15 +18,20 @@ pub const MAX_DEPTH: usize = 128;
 
 /// An error naming the limit `text` goes over, if any.
 pub fn check_document(what: &str, text: &str) -> Result<(), String> {
-    if text.len() > MAX_DOCUMENT_BYTES {
+    check_size(what, text.len() as u64)?;
+    check_depth(what, text)
+}
+
+/// An error when a document of `bytes` is over [`MAX_DOCUMENT_BYTES`].
+pub fn check_size(what: &str, bytes: u64) -> Result<(), String> {
+    if bytes > MAX_DOCUMENT_BYTES as u64 {
         return Err(format!(
-            "{what} is {} bytes, over the limit of {} ({})",
-            text.len(),
+            "{what} is {bytes} bytes, over the limit of {} ({})",
             MAX_DOCUMENT_BYTES,
             crate::units::format_size(MAX_DOCUMENT_BYTES as u64)
         ));
     }
-    check_depth(what, text)
+    Ok(())
 }
 
 /// An error when `text` (JSON, or YAML) nests arrays and objects deeper

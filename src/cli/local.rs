@@ -32,14 +32,8 @@ pub(crate) fn read_definition(path: &Path) -> anyhow::Result<String> {
     let size = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}", path.display()))?
         .len();
-    if size > crate::nesting::MAX_DOCUMENT_BYTES as u64 {
-        bail!(
-            "{} is {size} bytes, over the limit of {} ({}) for definitions",
-            path.display(),
-            crate::nesting::MAX_DOCUMENT_BYTES,
-            crate::units::format_size(crate::nesting::MAX_DOCUMENT_BYTES as u64)
-        );
-    }
+    crate::nesting::check_size(&path.display().to_string(), size)
+        .map_err(|e| anyhow::anyhow!("{e} for definitions"))?;
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 

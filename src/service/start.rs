@@ -1,13 +1,19 @@
-//! Turning a workflow version and a start request into a run ready to
-//! execute: the one start sequence of the server (single and batch starts)
-//! and of `sandstep run`.
+//! Starting runs: turning a workflow version and a start request into a
+//! run ready to execute (`prepare`, shared with `sandstep run`), and the
+//! service's single and batch starts, which store runs through the
+//! group-commit writer and spawn them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::modules::Pinned;
+use super::view::{run_view, RunView};
+use super::watch::Watch;
+use super::{owner, RunError, Service, Started};
 use crate::run::{Event, Executor, RunSpec, RunState, Secrets};
+use crate::store::runs::{Inserted, Lease, NewRun};
 use crate::workflow::{ValidationError, Workflow};
 
 /// Longest idempotency key, in characters.
@@ -71,4 +77,177 @@ pub fn prepare(
         state,
         idempotency_key: request.idempotency_key,
     })
+}
+
+/// A run a start request stored (or found), as the start sequence hands it
+/// back: watched from before it started when asked, with its first event.
+struct Launched {
+    started: Started,
+    watch: Option<Watch>,
+    queued: Option<Event>,
+}
+
+impl Service {
+    /// Starts a run of the latest version of `name`; with `wait`, answers
+    /// once the run has ended or `wait` is over. A new run is watched
+    /// before it starts, so its end cannot slip by unseen; when every one
+    /// of its events was seen by the end, the run resource comes with the
+    /// answer, built from those events without reading them back.
+    pub async fn start(
+        self: &Arc<Self>,
+        name: &str,
+        request: RunRequest,
+        wait: Option<Duration>,
+    ) -> Result<(Started, Option<RunView>), RunError> {
+        let (workflow, mut started) = self.start_runs(name, vec![request], false, wait.is_some()).await?;
+        let Launched { started, watch, queued } = started.remove(0);
+        let Some(wait) = wait else {
+            return Ok((started, None));
+        };
+        let (Some(mut watch), Some(queued)) = (watch, queued) else {
+            self.wait_for_end(&started.run.id, wait).await?;
+            return Ok((started, None));
+        };
+        let mut events = vec![queued];
+        let seen_all = tokio::time::timeout(wait, async {
+            loop {
+                match watch.next().await {
+                    Ok(Some(event)) => {
+                        let last = event.kind.is_final();
+                        events.push(event);
+                        if last {
+                            return true;
+                        }
+                    }
+                    // Missed events (or a closed stream): read them back.
+                    Ok(None) | Err(_) => {
+                        watch.ended().await;
+                        return false;
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        let contiguous = events.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1);
+        if !(seen_all && contiguous) {
+            return Ok((started, None));
+        }
+        let mut row = started.run.clone();
+        row.follow(&events);
+        Ok((started, Some(run_view(row, &workflow, &events))))
+    }
+
+    /// Starts a batch of runs of the latest version of `name`, all or
+    /// nothing: every item is checked first (any invalid item refuses the
+    /// whole batch, naming each item's index and field), then all are
+    /// stored in one transaction.
+    pub async fn start_batch(
+        self: &Arc<Self>,
+        name: &str,
+        requests: Vec<RunRequest>,
+    ) -> Result<Vec<Started>, RunError> {
+        if requests.is_empty() {
+            return Err(RunError::invalid("runs", "a batch needs at least one run"));
+        }
+        if requests.len() > self.config.max_batch {
+            return Err(RunError::invalid(
+                "runs",
+                format!(
+                    "a batch holds at most {} runs (this one has {})",
+                    self.config.max_batch,
+                    requests.len()
+                ),
+            ));
+        }
+        let (_, launched) = self.start_runs(name, requests, true, false).await?;
+        Ok(launched.into_iter().map(|l| l.started).collect())
+    }
+
+    async fn start_runs(
+        self: &Arc<Self>,
+        name: &str,
+        requests: Vec<RunRequest>,
+        batch: bool,
+        watch: bool,
+    ) -> Result<(Arc<Workflow>, Vec<Launched>), RunError> {
+        if self.drain.is_cancelled() {
+            return Err(RunError::Unavailable);
+        }
+        let (version, workflow) = self.workflow(name, None).await?;
+        let pinned = self.modules.pin(&workflow).await?;
+        let mut ready = Vec::with_capacity(requests.len());
+        let mut errors = Vec::new();
+        for (index, request) in requests.into_iter().enumerate() {
+            let at = |location: &str| {
+                if batch {
+                    format!("runs[{index}].{location}")
+                } else {
+                    location.to_string()
+                }
+            };
+            match prepare(&workflow, &pinned, &self.secrets, request) {
+                Ok(run) => ready.push(run),
+                Err(found) => errors.extend(found.into_iter().map(|e| ValidationError {
+                    location: at(&e.location),
+                    message: e.message,
+                })),
+            }
+        }
+        if !errors.is_empty() {
+            let field = if batch { "runs" } else { "input" };
+            let field = match errors.first() {
+                Some(e) if !batch && e.location == "idempotency_key" => "idempotency_key",
+                _ => field,
+            };
+            return Err(RunError::InvalidInput {
+                field: field.into(),
+                errors,
+            });
+        }
+        let new_runs: Vec<NewRun> = ready
+            .iter()
+            .map(|r| NewRun {
+                id: r.spec.run_id.clone(),
+                workflow: name.to_string(),
+                version,
+                idempotency_key: r.idempotency_key.clone(),
+                modules: pinned.digests.clone(),
+                queued: r.queued.clone(),
+            })
+            .collect();
+        let inserted = self.store(self.outlets.writer.start_runs(new_runs, owner::lease_until(self)).await)?;
+        let mut out = Vec::with_capacity(inserted.len());
+        for (run, inserted) in ready.into_iter().zip(inserted) {
+            match inserted {
+                Inserted::New(row) => {
+                    self.outlets.metrics.observe(&run.queued);
+                    let lease = Lease {
+                        node: self.config.node.clone(),
+                        fence: 1,
+                    };
+                    let watch = watch.then(|| self.outlets.watchers.watch(&row.id));
+                    let queued = run.queued.clone();
+                    self.spawn(run.spec, run.state, lease, Vec::new());
+                    out.push(Launched {
+                        started: Started {
+                            run: row,
+                            created: true,
+                        },
+                        watch,
+                        queued: Some(queued),
+                    });
+                }
+                Inserted::Existing(row) => out.push(Launched {
+                    started: Started {
+                        run: row,
+                        created: false,
+                    },
+                    watch: None,
+                    queued: None,
+                }),
+            }
+        }
+        Ok((workflow, out))
+    }
 }

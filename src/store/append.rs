@@ -127,7 +127,7 @@ pub(crate) async fn append(
             })
         })
         .collect();
-    let mut moved: HashSet<&str> = HashSet::with_capacity(moves.len());
+    let mut moved: HashSet<String> = HashSet::with_capacity(moves.len());
     for chunk in moves.chunks(ROWS_PER_STATEMENT / 10) {
         let mut query = sqlx::QueryBuilder::new(
             "UPDATE runs SET last_seq = v.column2, status = COALESCE(v.column3, runs.status), \
@@ -154,10 +154,7 @@ pub(crate) async fn append(
              AND runs.owner = v.column9 AND runs.fence = v.column10 RETURNING id",
         );
         for row in query.build().fetch_all(&mut *tx).await? {
-            let id: String = row.try_get("id")?;
-            if let Some(m) = chunk.iter().find(|m| m.append.run_id == id) {
-                moved.insert(m.append.run_id.as_str());
-            }
+            moved.insert(row.try_get("id")?);
         }
     }
     let mut results = Vec::with_capacity(appends.len());
