@@ -18,6 +18,14 @@ pub struct Limits {
     /// Linear memory, in bytes, summed over every memory of the instance.
     /// Default 64 MiB. Hit: the `memory.grow` (or the instantiation) that would
     /// cross it traps and the attempt fails with `memory_limit` (not retried).
+    ///
+    /// It also bounds what one host call may make the host copy out of the
+    /// guest (wasmtime's "hostcall fuel", counted in host bytes, strings and
+    /// lists alike, and the step's result as well). A single string or byte
+    /// list never reaches it, since it lies in the guest's memory, so a large
+    /// log line or output is named by the log or output limit. Only a call
+    /// whose lists alias memory to be copied many times over can cross it:
+    /// the attempt fails with `host_call_too_large` (not retried).
     pub memory: u64,
     /// Elements per table. Default 20,000. Hit: the `table.grow` that would
     /// cross it traps, and the attempt fails with `memory_limit` (tables are
@@ -44,10 +52,6 @@ pub struct Limits {
     /// a flood of tiny messages is stopped as surely as a few huge ones.
     /// Hit: as for `log_bytes`.
     pub log_lines: u64,
-    /// Bytes a guest may pass to the host in one host call (wasmtime's
-    /// "hostcall fuel"). Default 4 MiB. Hit: the call traps and the attempt
-    /// fails with `trap`.
-    pub hostcall_bytes: u64,
 }
 
 impl Default for Limits {
@@ -61,7 +65,6 @@ impl Default for Limits {
             output_bytes: 1 << 20,
             log_bytes: 256 << 10,
             log_lines: 10_000,
-            hostcall_bytes: 4 << 20,
         }
     }
 }

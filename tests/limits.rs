@@ -183,9 +183,14 @@ async fn stack_obeyed() {
 async fn stack_violated_by_unbounded_recursion() {
     let module = wat_module(r#"(module (func $f (call $f)) (func (export "_start") (call $f)))"#);
     let attempt = beside_healthy(&module, "{}", &[], &limits()).await;
-    assert_eq!(attempt.failure(), Some(&Failure::StackOverflow));
+    let overflow = Failure::StackOverflow { limit: 512 << 10 };
+    assert_eq!(attempt.failure(), Some(&overflow));
     let attempt = beside_healthy(hostile(), r#"{"mode": "recurse_forever"}"#, &[], &limits()).await;
-    assert_eq!(attempt.failure(), Some(&Failure::StackOverflow), "{attempt:?}");
+    assert_eq!(attempt.failure(), Some(&overflow), "{attempt:?}");
+    assert_eq!(
+        overflow.to_string(),
+        "stack overflow: the wasm stack limit is 524288 bytes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,15 +334,136 @@ async fn logs_violated_by_stdout_flood() {
     assert_eq!(kind(&attempt), "logs_too_large", "{attempt:?}");
 }
 
+// Limits that can race: the attempt is named by the limit the guest crossed,
+// with the limit's value in the message.
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostcall_data_obeyed_and_violated() {
+async fn output_far_past_the_limit_is_output_too_large_not_a_host_call_limit() {
+    // 64 MiB returned in one string: more than the output limit, and far
+    // more than any one host call may usually carry.
     let limits = Limits {
-        hostcall_bytes: 1 << 20,
+        memory: 512 << 20,
+        ..limits()
+    };
+    let attempt = beside_healthy(hostile(), r#"{"mode": "output", "bytes": 67108864}"#, &[], &limits).await;
+    let failure = attempt.failure().expect("failed");
+    assert_eq!(failure, &Failure::OutputTooLarge { limit: 1 << 20 });
+    assert_eq!(failure.to_string(), "output larger than the limit of 1048576 bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_line_far_past_the_limit_is_logs_too_large() {
+    let huge = beside_healthy(hostile(), r#"{"mode": "log_huge", "bytes": 6000000}"#, &[], &limits()).await;
+    assert_eq!(
+        huge.failure(),
+        Some(&Failure::LogsTooLarge {
+            message: "logs larger than the limit of 262144 bytes".into()
+        })
+    );
+    // A line that large is fine where the log limit allows it.
+    let roomy = Limits {
         log_bytes: 8 << 20,
         ..limits()
     };
-    let ok = attempt(hostile(), r#"{"mode": "log_huge", "bytes": 500000}"#, &limits).await;
+    let ok = attempt(hostile(), r#"{"mode": "log_huge", "bytes": 6000000}"#, &roomy).await;
     assert_eq!(kind(&ok), "succeeded", "{ok:?}");
-    let big = beside_healthy(hostile(), r#"{"mode": "log_huge", "bytes": 2000000}"#, &[], &limits).await;
-    assert_eq!(kind(&big), "trap", "{big:?}");
+    assert_eq!(ok.logs[0].message.len(), 6_000_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_call_data_obeyed_and_violated() {
+    // One `poll` call naming the same pollable n times: 4 bytes each in the
+    // guest, a resource handle each on the host.
+    let limits = Limits {
+        memory: 16 << 20,
+        ..limits()
+    };
+    let ok = attempt(hostile(), r#"{"mode": "poll_many", "n": 1000}"#, &limits).await;
+    assert_eq!(ok.output(), Some(&json!({ "ready": 1000 })), "{ok:?}");
+    let big = beside_healthy(hostile(), r#"{"mode": "poll_many", "n": 1500000}"#, &[], &limits).await;
+    let failure = big.failure().expect("failed");
+    assert_eq!(failure, &Failure::HostCallTooLarge { limit: 16 << 20 }, "{big:?}");
+    assert_eq!(
+        failure.to_string(),
+        "a host call passed more than the limit of 16777216 bytes"
+    );
+    assert!(!failure.retryable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_write_past_the_stream_limit_names_that_limit() {
+    // A write larger than `check-write` allows, in one call.
+    let limits = Limits {
+        log_bytes: 10_000,
+        output_bytes: 2000,
+        ..limits()
+    };
+    for stream in ["stdout", "stderr"] {
+        let input = json!({ "mode": "raw_write", "bytes": 100_000, "stream": stream }).to_string();
+        let attempt = beside_healthy(hostile(), &input, &[], &limits).await;
+        assert_eq!(
+            attempt.failure(),
+            Some(&Failure::LogsTooLarge {
+                message: "logs larger than the limit of 10000 bytes".into()
+            }),
+            "{stream}: {attempt:?}"
+        );
+    }
+    let command = module(&guests().hostile_cmd_p2);
+    let attempt = beside_healthy(command, "{}", &["raw_stdout", "5000"], &limits).await;
+    assert_eq!(
+        attempt.failure(),
+        Some(&Failure::OutputTooLarge { limit: 2000 }),
+        "{attempt:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_or_output_whichever_the_guest_crossed() {
+    let limits = Limits {
+        memory: 32 << 20,
+        ..limits()
+    };
+    // Fits in memory, too large to return.
+    let output = beside_healthy(hostile(), r#"{"mode": "output", "bytes": 4000000}"#, &[], &limits).await;
+    assert_eq!(output.failure(), Some(&Failure::OutputTooLarge { limit: 1 << 20 }));
+    // Does not fit in memory: building it crosses the memory limit first.
+    let memory = beside_healthy(hostile(), r#"{"mode": "output", "bytes": 40000000}"#, &[], &limits).await;
+    let failure = memory.failure().expect("failed");
+    assert_eq!(failure.kind(), "memory_limit", "{memory:?}");
+    assert!(
+        failure
+            .to_string()
+            .starts_with("memory limit of 33554432 bytes exceeded"),
+        "{failure}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fuel_or_timeout_whichever_the_guest_crossed() {
+    // The same endless loop, with fuel that runs out well inside the time,
+    // and with time that runs out well before the fuel.
+    let fuel_first = Limits {
+        fuel: 20_000_000,
+        timeout: Duration::from_secs(30),
+        ..limits()
+    };
+    let attempt = beside_healthy(hostile(), r#"{"mode": "loop"}"#, &[], &fuel_first).await;
+    let failure = attempt.failure().expect("failed");
+    assert_eq!(failure, &Failure::FuelExhausted { limit: 20_000_000 });
+    assert_eq!(failure.to_string(), "fuel exhausted after 20000000 units");
+    let time_first = Limits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(250),
+        ..limits()
+    };
+    let attempt = beside_healthy(hostile(), r#"{"mode": "loop"}"#, &[], &time_first).await;
+    let failure = attempt.failure().expect("failed");
+    assert_eq!(
+        failure,
+        &Failure::Timeout {
+            limit: Duration::from_millis(250)
+        }
+    );
+    assert_eq!(failure.to_string(), "timed out after 250ms");
 }

@@ -28,7 +28,7 @@ pub async fn bare_loop(sandbox: &Sandbox, module: &Module, input: &str, iteratio
         let data = ComponentState {
             wasi: wasmtime_wasi::WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            meter: Meter::new(&limits),
+            meter: Meter::new(&limits, &Default::default()),
         };
         let mut store = Store::new(&sandbox.engine, data);
         store.set_fuel(u64::MAX).map_err(|e| e.to_string())?;

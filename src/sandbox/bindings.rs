@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-use super::outcome::Level;
+use super::outcome::{Failure, Level};
 use super::state::ComponentState;
 
 impl self::sandstep::step::host::Host for ComponentState {
@@ -26,7 +26,7 @@ impl self::sandstep::step::host::Host for ComponentState {
         };
         if let Err(refused) = self.meter.logs.push(level, message) {
             let error = wasmtime::format_err!("{refused}");
-            self.meter.logs_hit = Some(refused);
+            self.meter.tripwire.trip(Failure::LogsTooLarge { message: refused });
             return Err(error);
         }
         Ok(())

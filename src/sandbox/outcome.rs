@@ -38,9 +38,13 @@ pub enum Failure {
     /// Linear memory or a table would have grown past its limit.
     #[error("{message}")]
     MemoryLimit { message: String },
-    /// The guest's call stack overflowed.
-    #[error("stack overflow")]
-    StackOverflow,
+    /// The guest's call stack overflowed the engine's wasm stack limit.
+    #[error("stack overflow: the wasm stack limit is {limit} bytes")]
+    StackOverflow {
+        /// Older records have no limit: 0.
+        #[serde(default)]
+        limit: u64,
+    },
     /// The attempt ran past its wall-clock limit.
     #[error("timed out after {}", crate::units::format_duration(*limit))]
     Timeout {
@@ -53,6 +57,11 @@ pub enum Failure {
     /// Logs went past the log byte or line limit.
     #[error("{message}")]
     LogsTooLarge { message: String },
+    /// One host call asked the host to copy more data than the guest's
+    /// memory limit: lists whose elements alias the same memory, made to
+    /// have the host allocate more than the guest itself may hold.
+    #[error("a host call passed more than the limit of {limit} bytes")]
+    HostCallTooLarge { limit: u64 },
     /// Any other trap: `unreachable`, a panic, an out-of-bounds access.
     #[error("trap: {message}")]
     Trap { message: String },
@@ -71,22 +80,39 @@ impl Failure {
             Failure::GuestError { .. } => "guest_error",
             Failure::FuelExhausted { .. } => "fuel_exhausted",
             Failure::MemoryLimit { .. } => "memory_limit",
-            Failure::StackOverflow => "stack_overflow",
+            Failure::StackOverflow { .. } => "stack_overflow",
             Failure::Timeout { .. } => "timeout",
             Failure::OutputTooLarge { .. } => "output_too_large",
             Failure::LogsTooLarge { .. } => "logs_too_large",
+            Failure::HostCallTooLarge { .. } => "host_call_too_large",
             Failure::Trap { .. } => "trap",
             Failure::InvalidOutput { .. } => "invalid_output",
             Failure::InstantiationFailed { .. } => "instantiation_failed",
         }
     }
 
-    /// Whether trying again could help. Exhausting fuel or memory, or a guest
-    /// error marked non-retryable, would happen again on the same input.
+    /// Whether this failure is a limit the guest crossed (as opposed to an
+    /// error, a trap or a bad output).
+    pub fn names_a_limit(&self) -> bool {
+        matches!(
+            self,
+            Failure::FuelExhausted { .. }
+                | Failure::MemoryLimit { .. }
+                | Failure::StackOverflow { .. }
+                | Failure::Timeout { .. }
+                | Failure::OutputTooLarge { .. }
+                | Failure::LogsTooLarge { .. }
+                | Failure::HostCallTooLarge { .. }
+        )
+    }
+
+    /// Whether trying again could help. Exhausting fuel or memory, an
+    /// oversized host call, or a guest error marked non-retryable, would
+    /// happen again on the same input.
     pub fn retryable(&self) -> bool {
         match self {
             Failure::GuestError { retryable, .. } => *retryable,
-            Failure::FuelExhausted { .. } | Failure::MemoryLimit { .. } => false,
+            Failure::FuelExhausted { .. } | Failure::MemoryLimit { .. } | Failure::HostCallTooLarge { .. } => false,
             _ => true,
         }
     }

@@ -7,7 +7,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::outcome::{Attempt, AttemptResult, Failure, Level};
-use super::state::{ComponentState, CoreState, Meter, Metered};
+use super::state::{ComponentState, CoreState, Meter, Metered, Tripwire};
 use super::wasi::{self, Stdio};
 use super::{bindings, Module, Pre, Sandbox};
 use crate::limits::Limits;
@@ -69,13 +69,18 @@ impl Sandbox {
 
     /// A store for one attempt: fuel, limiter, hostcall bound and a deadline
     /// checked at every epoch tick (yielding to other tasks in between).
+    ///
+    /// The hostcall bound is the memory limit: one string or byte list lies
+    /// in the guest's memory, so a large log line, write or result never
+    /// reaches it and is named by its own limit; only lists aliasing memory
+    /// to be copied many times over do (`host_call_too_large`).
     pub(crate) fn new_store<T: Metered>(&self, data: T, limits: &Limits, deadline: Instant) -> Store<T> {
         let mut store = Store::new(&self.engine, data);
         store.limiter(|s| &mut s.meter().limiter);
         store
             .set_fuel(limits.fuel)
             .expect("fuel metering is enabled on the engine");
-        store.set_hostcall_fuel(usize::try_from(limits.hostcall_bytes).unwrap_or(usize::MAX));
+        store.set_hostcall_fuel(usize::try_from(limits.memory).unwrap_or(usize::MAX));
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= deadline {
@@ -91,11 +96,12 @@ impl Sandbox {
         let limits = request.limits;
         let started = Instant::now();
         let deadline = started + limits.timeout;
-        let stdio = Stdio::new(limits.log_bytes, limits.log_bytes);
+        let tripwire = Tripwire::default();
+        let stdio = Stdio::step(limits, &tripwire);
         let data = ComponentState {
             wasi: wasi::context(None, &[], &stdio).build(),
             table: ResourceTable::new(),
-            meter: Meter::new(limits),
+            meter: Meter::new(limits, &tripwire),
         };
         let mut store = self.new_store(data, limits, deadline);
         let mut instantiated = Duration::ZERO;
@@ -115,35 +121,27 @@ impl Sandbox {
 
         let stdout = stdio.stdout.contents();
         let stderr = stdio.stderr.contents();
-        let meter = store.data_mut().meter();
-        let mut logs_over = meter.logs_hit.take();
-        if stdout.len() as u64 > limits.log_bytes || stderr.len() as u64 > limits.log_bytes {
-            logs_over.get_or_insert_with(|| format!("logs larger than the limit of {} bytes", limits.log_bytes));
-        }
-        if logs_over.is_none() {
-            let pushed = meter
-                .logs
-                .push_text(Level::Info, &stdout)
-                .and_then(|()| meter.logs.push_text(Level::Warn, &stderr));
-            logs_over = pushed.err();
-        }
-        let result = if let Some(failure) = memory_failure(meter) {
-            Err(failure)
-        } else if let Some(message) = logs_over {
-            Err(Failure::LogsTooLarge { message })
-        } else {
-            match called {
-                Ok(Ok(output)) => parse_output(output.into_bytes(), limits),
-                Ok(Err(error)) if error.message.len() as u64 > limits.output_bytes => Err(Failure::OutputTooLarge {
+        let logs = &mut store.data_mut().meter().logs;
+        let captured = logs
+            .push_text(Level::Info, &stdout)
+            .and_then(|()| logs.push_text(Level::Warn, &stderr));
+        let result = self.conclude(
+            &tripwire,
+            captured,
+            called,
+            &stderr,
+            limits,
+            |returned| match returned {
+                Ok(output) => parse_output(output.into_bytes(), limits),
+                Err(error) if error.message.len() as u64 > limits.output_bytes => Err(Failure::OutputTooLarge {
                     limit: limits.output_bytes,
                 }),
-                Ok(Err(error)) => Err(Failure::GuestError {
+                Err(error) => Err(Failure::GuestError {
                     message: error.message,
                     retryable: error.retryable,
                 }),
-                Err(stop) => Err(classify(stop, &stderr, limits)),
-            }
-        };
+            },
+        );
         finish(store, started, instantiated, limits, result)
     }
 
@@ -155,11 +153,12 @@ impl Sandbox {
         let limits = request.limits;
         let started = Instant::now();
         let deadline = started + limits.timeout;
-        let stdio = Stdio::new(limits.output_bytes, limits.log_bytes);
+        let tripwire = Tripwire::default();
+        let stdio = Stdio::command(limits, &tripwire);
         let data = ComponentState {
             wasi: wasi::context(Some(request.input.as_bytes()), &argv(request.args), &stdio).build(),
             table: ResourceTable::new(),
-            meter: Meter::new(limits),
+            meter: Meter::new(limits, &tripwire),
         };
         let mut store = self.new_store(data, limits, deadline);
         let mut instantiated = Duration::ZERO;
@@ -174,17 +173,18 @@ impl Sandbox {
         })
         .await
         .unwrap_or(Err(Stop::TimedOut));
-        finish_command(store, &stdio, started, instantiated, limits, exit)
+        self.finish_command(store, &stdio, &tripwire, started, instantiated, limits, exit)
     }
 
     async fn run_command_core(&self, pre: &wasmtime::InstancePre<CoreState>, request: AttemptRequest<'_>) -> Attempt {
         let limits = request.limits;
         let started = Instant::now();
         let deadline = started + limits.timeout;
-        let stdio = Stdio::new(limits.output_bytes, limits.log_bytes);
+        let tripwire = Tripwire::default();
+        let stdio = Stdio::command(limits, &tripwire);
         let data = CoreState {
             wasi: wasi::context(Some(request.input.as_bytes()), &argv(request.args), &stdio).build_p1(),
-            meter: Meter::new(limits),
+            meter: Meter::new(limits, &tripwire),
         };
         let mut store = self.new_store(data, limits, deadline);
         let mut instantiated = Duration::ZERO;
@@ -201,7 +201,56 @@ impl Sandbox {
         })
         .await
         .unwrap_or(Err(Stop::TimedOut));
-        finish_command(store, &stdio, started, instantiated, limits, exit)
+        self.finish_command(store, &stdio, &tripwire, started, instantiated, limits, exit)
+    }
+
+    /// A command's outcome: stdout is the output, stderr lines are logs, exit
+    /// code 0 is success.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_command<T: Metered>(
+        &self,
+        mut store: Store<T>,
+        stdio: &Stdio,
+        tripwire: &Tripwire,
+        started: Instant,
+        instantiated: Duration,
+        limits: &Limits,
+        exit: Exit,
+    ) -> Attempt {
+        let stdout = stdio.stdout.contents();
+        let stderr = stdio.stderr.contents();
+        let captured = store.data_mut().meter().logs.push_text(Level::Info, &stderr);
+        let result = self.conclude(tripwire, captured, exit, &stderr, limits, |code| match code {
+            0 => parse_output(stdout.to_vec(), limits),
+            code => Err(command_error(code, &stdout, &stderr)),
+        });
+        finish(store, started, instantiated, limits, result)
+    }
+
+    /// How an attempt ended, naming the limit the guest crossed first: one
+    /// recorded where it was crossed (memory, a log call, a captured stream);
+    /// else one that stopped the guest on the spot (fuel, time, stack, an
+    /// oversized host call); else the captured stream lines over the log
+    /// limits; else what the guest returned or why it trapped.
+    fn conclude<R>(
+        &self,
+        tripwire: &Tripwire,
+        captured: Result<(), String>,
+        ended: Result<R, Stop>,
+        stderr: &[u8],
+        limits: &Limits,
+        returned: impl FnOnce(R) -> Result<serde_json::Value, Failure>,
+    ) -> Result<serde_json::Value, Failure> {
+        if let Some(failure) = tripwire.tripped() {
+            return Err(failure);
+        }
+        match ended.map_err(|stop| classify(stop, stderr, limits, self.settings.max_wasm_stack)) {
+            Err(failure) if failure.names_a_limit() => Err(failure),
+            ended => {
+                captured.map_err(|message| Failure::LogsTooLarge { message })?;
+                ended.and_then(returned)
+            }
+        }
     }
 }
 
@@ -213,44 +262,6 @@ fn argv(args: &[String]) -> Vec<String> {
 
 fn exit_code(error: &wasmtime::Error) -> Option<i32> {
     error.downcast_ref::<wasmtime_wasi::I32Exit>().map(|exit| exit.0)
-}
-
-/// A command's outcome: stdout is the output, stderr lines are logs, exit
-/// code 0 is success.
-fn finish_command<T: Metered>(
-    mut store: Store<T>,
-    stdio: &Stdio,
-    started: Instant,
-    instantiated: Duration,
-    limits: &Limits,
-    exit: Exit,
-) -> Attempt {
-    let stdout = stdio.stdout.contents();
-    let stderr = stdio.stderr.contents();
-    let meter = store.data_mut().meter();
-    let mut logs_over = meter.logs_hit.take();
-    if stderr.len() as u64 > limits.log_bytes {
-        logs_over.get_or_insert_with(|| format!("logs larger than the limit of {} bytes", limits.log_bytes));
-    }
-    if logs_over.is_none() {
-        logs_over = meter.logs.push_text(Level::Info, &stderr).err();
-    }
-    let result = if let Some(failure) = memory_failure(meter) {
-        Err(failure)
-    } else if stdout.len() as u64 > limits.output_bytes {
-        Err(Failure::OutputTooLarge {
-            limit: limits.output_bytes,
-        })
-    } else if let Some(message) = logs_over {
-        Err(Failure::LogsTooLarge { message })
-    } else {
-        match exit {
-            Ok(0) => parse_output(stdout.to_vec(), limits),
-            Ok(code) => Err(command_error(code, &stdout, &stderr)),
-            Err(stop) => Err(classify(stop, &stderr, limits)),
-        }
-    };
-    finish(store, started, instantiated, limits, result)
 }
 
 /// A command that exits non-zero may say what went wrong on stdout, as
@@ -283,20 +294,6 @@ fn command_error(code: i32, stdout: &[u8], stderr: &[u8]) -> Failure {
     }
 }
 
-fn memory_failure(meter: &Meter) -> Option<Failure> {
-    use super::state::LimitHit;
-    meter.limiter.hit.as_ref().map(|hit| Failure::MemoryLimit {
-        message: match hit {
-            LimitHit::Memory { requested, limit } => {
-                format!("memory limit of {limit} bytes exceeded (the guest asked for {requested} bytes)")
-            }
-            LimitHit::Table { requested, limit } => {
-                format!("table limit of {limit} elements exceeded (the guest asked for {requested})")
-            }
-        },
-    })
-}
-
 /// The output JSON, checked for size, UTF-8 and syntax.
 fn parse_output(bytes: Vec<u8>, limits: &Limits) -> Result<serde_json::Value, Failure> {
     if bytes.len() as u64 > limits.output_bytes {
@@ -312,8 +309,12 @@ fn parse_output(bytes: Vec<u8>, limits: &Limits) -> Result<serde_json::Value, Fa
     })
 }
 
+/// wasmtime's words when one host call's data outgrew the hostcall fuel (its
+/// error type is private); `tests/limits.rs` checks they still match.
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
 /// Names the way guest code stopped.
-fn classify(stop: Stop, stderr: &[u8], limits: &Limits) -> Failure {
+fn classify(stop: Stop, stderr: &[u8], limits: &Limits, stack_limit: usize) -> Failure {
     let (error, instantiating) = match stop {
         Stop::TimedOut => return Failure::Timeout { limit: limits.timeout },
         Stop::Instantiate(error) => (error, true),
@@ -322,12 +323,20 @@ fn classify(stop: Stop, stderr: &[u8], limits: &Limits) -> Failure {
     if let Some(trap) = error.downcast_ref::<Trap>() {
         return match trap {
             Trap::OutOfFuel => Failure::FuelExhausted { limit: limits.fuel },
-            Trap::StackOverflow => Failure::StackOverflow,
+            Trap::StackOverflow => Failure::StackOverflow {
+                limit: stack_limit as u64,
+            },
             Trap::Interrupt => Failure::Timeout { limit: limits.timeout },
             other => Failure::Trap {
                 message: with_stderr(other.to_string(), stderr),
             },
         };
+    }
+    if error
+        .chain()
+        .any(|cause| cause.to_string().contains(HOSTCALL_FUEL_EXHAUSTED))
+    {
+        return Failure::HostCallTooLarge { limit: limits.memory };
     }
     if error.chain().any(|cause| cause.is::<std::str::Utf8Error>()) {
         return Failure::InvalidOutput {

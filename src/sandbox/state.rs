@@ -2,17 +2,29 @@
 //! table limits (and records peak memory), the log sink behind the host `log`
 //! import, and which limit, if any, stopped the attempt.
 
+use std::sync::{Arc, OnceLock};
+
 use wasmtime::ResourceLimiter;
 
-use super::outcome::{Level, LogLine};
+use super::outcome::{Failure, Level, LogLine};
 use crate::limits::Limits;
 
-/// The limit that ended an attempt, recorded where it was hit so the outcome
-/// names it exactly whatever the guest did next (trap, panic, exit).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum LimitHit {
-    Memory { requested: u64, limit: u64 },
-    Table { requested: u64, limit: u64 },
+/// The first limit an attempt crossed, recorded where it was crossed (the
+/// limiter, the `log` import, the captured streams). A guest that goes on to
+/// cross another (it traps on the refused write and its runtime grows memory
+/// to report the panic, say) is still named by the first.
+#[derive(Clone, Default)]
+pub(crate) struct Tripwire(Arc<OnceLock<Failure>>);
+
+impl Tripwire {
+    /// Records `failure` unless a limit was crossed before.
+    pub(crate) fn trip(&self, failure: Failure) {
+        let _ = self.0.set(failure);
+    }
+
+    pub(crate) fn tripped(&self) -> Option<Failure> {
+        self.0.get().cloned()
+    }
 }
 
 /// Enforces [`Limits::memory`] (summed over every memory of the attempt),
@@ -23,18 +35,18 @@ pub(crate) struct Limiter {
     instances: usize,
     memory_total: u64,
     pub(crate) peak_memory: u64,
-    pub(crate) hit: Option<LimitHit>,
+    tripwire: Tripwire,
 }
 
 impl Limiter {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    fn new(limits: &Limits, tripwire: Tripwire) -> Self {
         Limiter {
             memory_limit: limits.memory,
             table_limit: limits.table_elements,
             instances: limits.instances as usize,
             memory_total: 0,
             peak_memory: 0,
-            hit: None,
+            tripwire,
         }
     }
 }
@@ -43,9 +55,11 @@ impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         let total = self.memory_total - current as u64 + desired as u64;
         if total > self.memory_limit {
-            self.hit = Some(LimitHit::Memory {
-                requested: total,
-                limit: self.memory_limit,
+            self.tripwire.trip(Failure::MemoryLimit {
+                message: format!(
+                    "memory limit of {} bytes exceeded (the guest asked for {total} bytes)",
+                    self.memory_limit
+                ),
             });
             return Err(wasmtime::format_err!(
                 "memory limit of {} bytes reached",
@@ -59,9 +73,11 @@ impl ResourceLimiter for Limiter {
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired as u64 > self.table_limit {
-            self.hit = Some(LimitHit::Table {
-                requested: desired as u64,
-                limit: self.table_limit,
+            self.tripwire.trip(Failure::MemoryLimit {
+                message: format!(
+                    "table limit of {} elements exceeded (the guest asked for {desired})",
+                    self.table_limit
+                ),
             });
             return Err(wasmtime::format_err!(
                 "table limit of {} elements reached",
@@ -130,16 +146,16 @@ impl LogSink {
 pub(crate) struct Meter {
     pub limiter: Limiter,
     pub logs: LogSink,
-    /// Set by the host `log` import when it refused a line.
-    pub logs_hit: Option<String>,
+    /// The first limit crossed; shared with the captured streams.
+    pub tripwire: Tripwire,
 }
 
 impl Meter {
-    pub(crate) fn new(limits: &Limits) -> Self {
+    pub(crate) fn new(limits: &Limits, tripwire: &Tripwire) -> Self {
         Meter {
-            limiter: Limiter::new(limits),
+            limiter: Limiter::new(limits, tripwire.clone()),
             logs: LogSink::new(limits),
-            logs_hit: None,
+            tripwire: tripwire.clone(),
         }
     }
 }

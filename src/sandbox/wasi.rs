@@ -6,22 +6,33 @@
 //! - no environment variables;
 //! - no arguments, except a command's own `args` from its workflow step;
 //! - stdin: the input JSON for a command, closed for a step component;
-//! - stdout and stderr captured into bounded in-memory buffers, never the
-//!   host's own streams;
+//! - stdout and stderr captured into bounded in-memory buffers ([`Capture`]),
+//!   never the host's own streams;
 //! - no network: the `wasi:sockets` interfaces (TCP, UDP, name lookup) and
 //!   `wasi:http` are not linked at all, so a component that imports them is
 //!   rejected when it is added, and socket use is switched off in the context
 //!   as well (preview-1 modules have no way to create a socket);
 //! - available: wall and monotonic clocks, secure and insecure randomness.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::AsyncWrite;
 use wasmtime::component::{HasData, Linker, ResourceTable};
-use wasmtime_wasi::cli::WasiCli;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli};
 use wasmtime_wasi::clocks::WasiClocks;
 use wasmtime_wasi::filesystem::WasiFilesystem;
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::random::WasiRandom;
 use wasmtime_wasi::{WasiCtxBuilder, WasiView};
+use wasmtime_wasi_io::bytes::Bytes;
+use wasmtime_wasi_io::poll::Pollable;
+use wasmtime_wasi_io::streams::{OutputStream, StreamError};
+
+use super::outcome::Failure;
+use super::state::Tripwire;
+use crate::limits::Limits;
 
 /// The WASI interfaces (without version) a component may import. Anything
 /// else a component imports, other than `sandstep:step/*`, is refused.
@@ -52,19 +63,136 @@ pub const ALLOWED_WASI_INTERFACES: &[&str] = &[
 
 /// The host's captured standard streams for one attempt.
 pub(crate) struct Stdio {
-    pub stdout: MemoryOutputPipe,
-    pub stderr: MemoryOutputPipe,
+    pub stdout: Capture,
+    pub stderr: Capture,
 }
 
 impl Stdio {
-    /// Buffers that hold up to `limit` bytes each and one more, so that a
-    /// guest writing past the limit is told apart from one that reached it.
-    pub fn new(stdout_limit: u64, stderr_limit: u64) -> Self {
-        let cap = |limit: u64| usize::try_from(limit.saturating_add(1)).unwrap_or(usize::MAX);
+    /// A step's streams: both are logs, bounded by the log limit.
+    pub fn step(limits: &Limits, tripwire: &Tripwire) -> Self {
+        let logs = Failure::LogsTooLarge {
+            message: format!("logs larger than the limit of {} bytes", limits.log_bytes),
+        };
         Stdio {
-            stdout: MemoryOutputPipe::new(cap(stdout_limit)),
-            stderr: MemoryOutputPipe::new(cap(stderr_limit)),
+            stdout: Capture::new(limits.log_bytes, logs.clone(), tripwire),
+            stderr: Capture::new(limits.log_bytes, logs, tripwire),
         }
+    }
+
+    /// A command's streams: stdout is the output, stderr the logs.
+    pub fn command(limits: &Limits, tripwire: &Tripwire) -> Self {
+        Stdio {
+            stdout: Capture::new(
+                limits.output_bytes,
+                Failure::OutputTooLarge {
+                    limit: limits.output_bytes,
+                },
+                tripwire,
+            ),
+            stderr: Capture::new(
+                limits.log_bytes,
+                Failure::LogsTooLarge {
+                    message: format!("logs larger than the limit of {} bytes", limits.log_bytes),
+                },
+                tripwire,
+            ),
+        }
+    }
+}
+
+/// One captured stream: holds up to its limit and one byte more, so that a
+/// guest writing past the limit is told apart from one that reached it, and
+/// trips `over` the moment it holds more than the limit. A write larger than
+/// the room left (which a guest that asks `check-write` first never makes)
+/// keeps what fits, trips, and traps.
+#[derive(Clone)]
+pub(crate) struct Capture {
+    pipe: MemoryOutputPipe,
+    limit: usize,
+    over: Failure,
+    tripwire: Tripwire,
+}
+
+impl Capture {
+    fn new(limit: u64, over: Failure, tripwire: &Tripwire) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX - 1);
+        Capture {
+            pipe: MemoryOutputPipe::new(limit + 1),
+            limit,
+            over,
+            tripwire: tripwire.clone(),
+        }
+    }
+
+    pub fn contents(&self) -> Bytes {
+        self.pipe.contents()
+    }
+
+    /// Keeps what fits of `bytes`; returns how much that was.
+    fn keep(&mut self, bytes: &[u8]) -> usize {
+        let room = self.pipe.check_write().unwrap_or(0);
+        let held = self.limit + 1 - room;
+        let kept = bytes.len().min(room);
+        if kept > 0 {
+            // Within capacity, so the pipe accepts it.
+            let _ = OutputStream::write(&mut self.pipe, Bytes::copy_from_slice(&bytes[..kept]));
+        }
+        if held + kept > self.limit {
+            self.tripwire.trip(self.over.clone());
+        }
+        kept
+    }
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+}
+
+#[wasmtime_wasi_io::async_trait]
+impl Pollable for Capture {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for Capture {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        if self.keep(&bytes) < bytes.len() {
+            return Err(StreamError::trap(&self.over.to_string()));
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        self.pipe.check_write()
+    }
+}
+
+impl AsyncWrite for Capture {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(self.keep(buf)))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 

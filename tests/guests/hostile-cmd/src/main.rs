@@ -30,6 +30,13 @@ fn main() {
             let n: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
             println!("{}", serde_json::json!({ "data": "q".repeat(n) }));
         }
+        #[cfg(target_env = "p2")]
+        "raw_stdout" => {
+            // One write of n bytes, without asking `check-write` first.
+            let n: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+            let written = wasip2::cli::stdout::get_stdout().write(&vec![b'r'; n]).is_ok();
+            eprintln!("written: {written}");
+        }
         "stdout_flood" => loop {
             println!("flooding stdout with a line that is long enough to fill buffers quickly");
         },

@@ -89,6 +89,24 @@ impl Guest for Hostile {
                     blocks.push(black_box(vec![7u8; 1 << 20]));
                 }
             }
+            "raw_write" => {
+                // One write of `bytes` bytes, without asking `check-write`
+                // how much the stream takes.
+                let data = vec![b'w'; number(&input, "bytes") as usize];
+                let stream = match input.get("stream").and_then(Value::as_str) {
+                    Some("stderr") => wasip2::cli::stderr::get_stderr(),
+                    _ => wasip2::cli::stdout::get_stdout(),
+                };
+                let written = stream.write(&data).is_ok();
+                json!({ "written": written })
+            }
+            "poll_many" => {
+                // One host call whose list names the same pollable `n` times:
+                // 4 bytes each here, a whole resource handle each on the host.
+                let ready = wasip2::clocks::monotonic_clock::subscribe_duration(0);
+                let list = vec![&ready; number(&input, "n") as usize];
+                json!({ "ready": wasip2::io::poll::poll(&list).len() })
+            }
             "recurse" => json!({ "depth": recurse(number(&input, "depth")) }),
             "recurse_forever" => json!({ "depth": recurse(u64::MAX) }),
             "output" => json!({ "data": "z".repeat(number(&input, "bytes") as usize) }),
