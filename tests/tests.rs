@@ -20,3 +20,4 @@ mod outcomes;
 mod properties;
 mod run_service;
 mod server_api;
+mod waits;

@@ -1,6 +1,6 @@
 //! Client commands against a server: `module push`, `workflow apply`,
-//! `runs start [--batch FILE]|get|list|watch|cancel`. `--server` or SANDSTEP_URL; the token
-//! from SANDSTEP_TOKEN.
+//! `runs start [--batch FILE]|get|list|watch|cancel`, `event send|list`.
+//! `--server` or SANDSTEP_URL; the token from SANDSTEP_TOKEN.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +77,33 @@ pub enum RunsCommand {
     /// Cancel a run.
     Cancel {
         id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventCommand {
+    /// Post an event: every step waiting for TOPIC (whose `match` fits) resumes.
+    Send {
+        topic: String,
+        /// The event's data, JSON (or @FILE); it becomes each resumed step's output.
+        #[arg(long, default_value = "null")]
+        data: String,
+        /// Sending twice with the same key stores the event once.
+        #[arg(long)]
+        key: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List events, newest first, each with the runs it resumed and started.
+    List {
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long)]
+        cursor: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -249,6 +276,47 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Watch { id, server } => watch(&Client::new(&server), &id).await,
+    }
+}
+
+pub async fn event(command: EventCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        EventCommand::Send {
+            topic,
+            data,
+            key,
+            server,
+        } => {
+            let data: Value = serde_json::from_str(&super::local::read_json_arg("--data", &data)?)?;
+            let mut body = serde_json::json!({ "topic": topic, "data": data });
+            if let Some(key) = key {
+                body["idempotency_key"] = Value::String(key);
+            }
+            let client = Client::new(&server);
+            print(
+                &client
+                    .send(client.request(reqwest::Method::POST, "/v1/events").json(&body))
+                    .await?,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        EventCommand::List {
+            topic,
+            limit,
+            cursor,
+            server,
+        } => {
+            let client = Client::new(&server);
+            let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
+            query.extend(topic.map(|t| ("topic", t)));
+            query.extend(cursor.map(|c| ("cursor", c)));
+            print(
+                &client
+                    .send(client.request(reqwest::Method::GET, "/v1/events").query(&query))
+                    .await?,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

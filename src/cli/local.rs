@@ -15,13 +15,19 @@ use crate::store::Db;
 
 /// Reads `--input`: JSON text, or `@path`.
 pub(crate) fn read_input(input: &str) -> anyhow::Result<String> {
-    let text = match input.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read input file {path}"))?,
-        None => input.to_string(),
+    read_json_arg("--input", input)
+}
+
+/// The JSON text of a command-line flag's value, or of the file it names
+/// as `@FILE`, checked like a request body.
+pub(crate) fn read_json_arg(flag: &str, value: &str) -> anyhow::Result<String> {
+    let text = match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {flag} file {path}"))?,
+        None => value.to_string(),
     };
-    crate::nesting::check_document("--input", &text).map_err(anyhow::Error::msg)?;
+    crate::nesting::check_document(flag, &text).map_err(anyhow::Error::msg)?;
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-        bail!("--input is not valid JSON: {e}");
+        bail!("{flag} is not valid JSON: {e}");
     }
     Ok(text)
 }

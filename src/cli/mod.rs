@@ -46,6 +46,9 @@ pub enum Command {
     /// Runs on a server.
     #[command(subcommand)]
     Runs(client::RunsCommand),
+    /// Events on a server: post one, list them.
+    #[command(subcommand)]
+    Event(client::EventCommand),
     /// Check a workflow definition: every error, with its location.
     Validate(validate::ValidateArgs),
     /// Run a workflow in this process, with live progress; prints its output JSON last.
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve::run(&cli.data_dir, args).await,
             Command::Workflow(command) => client::workflow(command).await,
             Command::Runs(command) => client::runs(command).await,
+            Command::Event(command) => client::event(command).await,
             Command::Validate(args) => validate::run(&cli.data_dir, args).await,
             Command::Run(args) => run::run(&cli.data_dir, args).await,
             Command::Bench(command) => bench::run(&cli.data_dir, command).await,

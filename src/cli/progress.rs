@@ -111,7 +111,14 @@ fn describe(kind: &EventKind) -> Option<String> {
                 serde_json::to_value(level).ok()?.as_str()?
             )
         }
+        EventKind::StepWaiting {
+            step,
+            event: Some(topic),
+            ..
+        } => format!("step {step} waiting for event {topic}"),
         EventKind::StepWaiting { step, .. } => format!("step {step} sleeping"),
+        EventKind::RunPaused { .. } => "run paused".to_string(),
+        EventKind::RunResumed => "run resumed".to_string(),
         EventKind::StepRetrying {
             step, item: i, record, ..
         } => format!(

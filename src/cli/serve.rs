@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Most runs one batch start (POST /v1/workflows/{name}/runs/batch) may hold.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_batch: u64,
+    /// How long posted events are kept; a wait that starts looks back this
+    /// far (and no further than its run's start) for one, e.g. 7d.
+    #[arg(long, value_parser = parse_duration, default_value = "7d")]
+    pub event_retention: std::time::Duration,
 }
 
 pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -44,6 +48,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.max_body_bytes = args.max_body_size as usize;
     config.grace = args.grace;
     config.max_batch = args.max_batch as usize;
+    config.event_retention = args.event_retention;
     let state = server::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!("sandstep listening on http://{}", listener.local_addr()?);

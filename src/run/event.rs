@@ -56,6 +56,8 @@ pub enum ErrorKind {
     ForEachError,
     /// The step's module is not loaded.
     ModuleError,
+    /// A wait's timeout passed before a matching event came.
+    WaitTimeout,
 }
 
 impl ErrorKind {
@@ -75,6 +77,7 @@ impl ErrorKind {
             ErrorKind::TemplateError => "template_error",
             ErrorKind::ForEachError => "for_each_error",
             ErrorKind::ModuleError => "module_error",
+            ErrorKind::WaitTimeout => "wait_timeout",
         }
     }
 
@@ -173,9 +176,16 @@ pub enum EventKind {
         level: Level,
         message: String,
     },
-    /// A sleep step is waiting until `until_ms`.
+    /// A sleep step is waiting until `until_ms`; a wait step for an event
+    /// of topic `event`, until `until_ms` if it has a timeout.
     #[serde(rename = "step.waiting")]
-    StepWaiting { step: String, until_ms: u64 },
+    StepWaiting {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
     /// An attempt failed and another will start at `retry_at_ms`.
     #[serde(rename = "step.retrying")]
     StepRetrying {
@@ -193,13 +203,16 @@ pub enum EventKind {
         record: AttemptRecord,
         output: Value,
     },
-    /// The step succeeded (for_each: all items did; `output` is their array).
+    /// The step succeeded (for_each: all items did; `output` is their array;
+    /// a wait: `event` is the id of the event whose data is the output).
     #[serde(rename = "step.succeeded")]
     StepSucceeded {
         step: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         record: Option<AttemptRecord>,
         output: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
     },
     /// The step failed for good (for_each: `item` is the item that failed).
     #[serde(rename = "step.failed")]
@@ -216,6 +229,16 @@ pub enum EventKind {
     /// The step was running (or waiting) when the run stopped.
     #[serde(rename = "step.canceled")]
     StepCanceled { step: String, reason: String },
+    /// Nothing is running or ready: every unfinished step waits (for an
+    /// event or a time). `wake_ms` is when the first timer is due.
+    #[serde(rename = "run.paused")]
+    RunPaused {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wake_ms: Option<u64>,
+    },
+    /// A wait of a paused run ended: the run goes on.
+    #[serde(rename = "run.resumed")]
+    RunResumed,
     #[serde(rename = "run.canceling")]
     RunCanceling { reason: String },
     #[serde(rename = "run.completed")]
@@ -250,6 +273,8 @@ impl EventKind {
             EventKind::StepFailed { .. } => "step.failed",
             EventKind::StepSkipped { .. } => "step.skipped",
             EventKind::StepCanceled { .. } => "step.canceled",
+            EventKind::RunPaused { .. } => "run.paused",
+            EventKind::RunResumed => "run.resumed",
             EventKind::RunCanceling { .. } => "run.canceling",
             EventKind::RunCompleted { .. } => "run.completed",
             EventKind::RunFailed { .. } => "run.failed",

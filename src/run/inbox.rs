@@ -1,9 +1,10 @@
-//! Requests to a run: messages that arrive from outside (a cancel today;
-//! posted events and signals later). They are stored as rows before the
-//! request is answered, and the run's owner consumes each one in the same
-//! commit as the events it causes, so an accepted request is never lost.
+//! Requests to a run: messages that arrive from outside (a cancel, a posted
+//! event its waits may match). They are stored as rows before the request
+//! is answered, and the run's owner consumes each one in the same commit as
+//! the events it causes, so an accepted request is never lost.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// One stored request to a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +19,17 @@ pub struct Message {
 pub enum MessageKind {
     /// Stop the run: running attempts are interrupted, the run ends `canceled`.
     Cancel { reason: String },
+    /// An event of a topic one of the run's steps waits (or may wait) for.
+    Event { event: PostedEvent },
+}
+
+/// An event posted to the engine (`POST /v1/events`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostedEvent {
+    pub id: String,
+    pub topic: String,
+    pub data: Value,
+    pub posted_ms: u64,
 }
 
 impl MessageKind {
@@ -25,6 +37,7 @@ impl MessageKind {
     pub fn name(&self) -> &'static str {
         match self {
             MessageKind::Cancel { .. } => "cancel",
+            MessageKind::Event { .. } => "event",
         }
     }
 }

@@ -121,9 +121,15 @@ pub struct StepState {
     /// Why the step was skipped or canceled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// A sleeping step's wake-up time.
+    /// A sleeping step's wake-up time; a waiting step's timeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting_until_ms: Option<u64>,
+    /// The event topic a waiting step waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// The id of the event that resumed a wait step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
     /// for_each steps: the item count, once evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<usize>,
@@ -139,6 +145,8 @@ impl StepState {
             error: None,
             reason: None,
             waiting_until_ms: None,
+            waiting_for: None,
+            event: None,
             items: None,
             units: Vec::new(),
         }
@@ -171,6 +179,11 @@ pub struct RunState {
     pub steps: IndexMap<String, StepState>,
     /// The seq of the last event applied.
     pub last_seq: u64,
+    /// When the run was queued and started (ms since the Unix epoch).
+    #[serde(default)]
+    pub queued_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
 }
 
 impl RunState {
@@ -189,6 +202,8 @@ impl RunState {
                 .map(|s| (s.id.clone(), StepState::new()))
                 .collect(),
             last_seq: 0,
+            queued_ms: 0,
+            started_ms: None,
         }
     }
 
@@ -213,8 +228,14 @@ impl RunState {
                 self.workflow = workflow.clone();
                 self.input = input.clone();
                 self.status = RunStatus::Queued;
+                self.queued_ms = event.at_ms;
             }
-            EventKind::RunStarted => self.status = RunStatus::Running,
+            EventKind::RunStarted => {
+                self.status = RunStatus::Running;
+                self.started_ms = Some(event.at_ms);
+            }
+            EventKind::RunPaused { .. } => self.status = RunStatus::Paused,
+            EventKind::RunResumed => self.status = RunStatus::Running,
             EventKind::StepExpanded { step, items } => {
                 let step = self.step(step);
                 step.status = StepStatus::Running;
@@ -233,10 +254,11 @@ impl RunState {
                 unit.retry_at_ms = None;
             }
             EventKind::StepLog { .. } => {}
-            EventKind::StepWaiting { step, until_ms } => {
+            EventKind::StepWaiting { step, until_ms, event } => {
                 let step = self.step(step);
                 step.status = StepStatus::Waiting;
-                step.waiting_until_ms = Some(*until_ms);
+                step.waiting_until_ms = *until_ms;
+                step.waiting_for = event.clone();
             }
             EventKind::StepRetrying {
                 step,
@@ -262,7 +284,12 @@ impl RunState {
                 unit.status = Some(StepStatus::Succeeded);
                 unit.output = Some(output.clone());
             }
-            EventKind::StepSucceeded { step, record, output } => {
+            EventKind::StepSucceeded {
+                step,
+                record,
+                output,
+                event,
+            } => {
                 let step = self.step(step);
                 if let Some(record) = record {
                     let unit = step.unit(None);
@@ -274,6 +301,8 @@ impl RunState {
                 step.status = StepStatus::Succeeded;
                 step.output = Some(output.clone());
                 step.waiting_until_ms = None;
+                step.waiting_for = None;
+                step.event = event.clone();
             }
             EventKind::StepFailed {
                 step,
@@ -293,6 +322,8 @@ impl RunState {
                 }
                 step.status = StepStatus::Failed;
                 step.error = Some(error.clone());
+                step.waiting_until_ms = None;
+                step.waiting_for = None;
             }
             EventKind::StepSkipped { step, reason } => {
                 let step = self.step(step);

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod ops;
+pub mod posted;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ pub struct ServerConfig {
     pub max_batch_bytes: usize,
     /// How long this node's hold on a run lasts without a heartbeat. Default 10 s.
     pub lease: Duration,
+    /// How long posted events are kept (`--event-retention`). Default 7 days.
+    pub event_retention: Duration,
 }
 
 impl ServerConfig {
@@ -60,6 +63,7 @@ impl ServerConfig {
             max_batch: 1000,
             max_batch_bytes: 16 << 20,
             lease: Duration::from_secs(10),
+            event_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -98,6 +102,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
             node: owner::node_id(&config.data_dir)?,
             lease: config.lease,
             max_batch: config.max_batch,
+            event_retention: config.event_retention,
         },
     );
     let resumed = service
@@ -130,6 +135,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/runs/{id}", get(api::get_run))
         .route("/v1/runs/{id}/events", get(events::run_events))
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
+        .route("/v1/events", post(posted::post_event).get(posted::list_events))
         .route("/v1/openapi.json", get(ops::openapi))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .merge(modules)

@@ -10,6 +10,8 @@
 //!   this node's lease, through the group-commit writer.
 //! - [`owner`]: this node's id and the heartbeat that renews its leases.
 //! - [`watch`]: live listeners per run, gone when the run ends.
+//! - [`waits`]: paused runs started again by their inbox or their timers,
+//!   and posted events.
 //! - [`view`]: the run resource folded from events; [`metrics`].
 //!
 //! A run's path: [`Service::start`] validates and pins it, the store's
@@ -17,7 +19,9 @@
 //! service spawns the executor on it with a [`journal::RunJournal`] and an
 //! inbox channel. A cancel is an inbox row first ([`Service::deliver`]),
 //! then a wake-up of the run's driver, which consumes the row in the same
-//! commit as the events it causes.
+//! commit as the events it causes. A posted event is an inbox message of
+//! every run waiting for its topic. A paused run's driver returns; the
+//! service starts it again when a message or its first timer is due.
 
 pub mod definitions;
 pub mod error;
@@ -27,9 +31,10 @@ pub mod modules;
 pub mod owner;
 pub mod start;
 pub mod view;
+pub mod waits;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -65,6 +70,9 @@ pub struct ServiceConfig {
     pub lease: Duration,
     /// Runs one batch start may hold. Default 1,000.
     pub max_batch: usize,
+    /// How long posted events are kept, and how far back a wait that starts
+    /// looks for one. Default 7 days.
+    pub event_retention: Duration,
 }
 
 /// A run as a start answers it.
@@ -92,6 +100,10 @@ pub struct Service {
     /// Validated workflow versions.
     workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
     live: Mutex<HashMap<String, LiveRun>>,
+    /// Paused runs being started again.
+    reviving: Mutex<HashSet<String>>,
+    /// Tells the alarm a run paused (its timer may be the next one).
+    alarm: Arc<tokio::sync::Notify>,
     tasks: TaskTracker,
     drain: CancellationToken,
 }
@@ -119,10 +131,13 @@ impl Service {
             config,
             workflows: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
+            reviving: Mutex::new(HashSet::new()),
+            alarm: Arc::new(tokio::sync::Notify::new()),
             tasks: TaskTracker::new(),
             drain: CancellationToken::new(),
         });
         owner::heartbeat(&service);
+        waits::alarm(&service);
         service
     }
 
@@ -154,8 +169,8 @@ impl Service {
 
     // ----- runs -----
 
-    /// Drives a run on its own task until it ends, this process drains,
-    /// or another owner takes it.
+    /// Drives a run on its own task until it ends, pauses, this process
+    /// drains, or another owner takes it.
     pub(super) fn spawn(self: &Arc<Self>, spec: RunSpec, state: RunState, lease: Lease, pending: Vec<Message>) {
         let (inbox, receiver) = mpsc::unbounded_channel();
         let forwarded = pending.last().map_or(0, |m| m.id);
@@ -178,9 +193,11 @@ impl Service {
                 let controls = Controls {
                     inbox: Some(receiver),
                     drain: service.drain.clone(),
+                    park: true,
                     ..Controls::default()
                 };
                 let result = service.executor.execute_until(&spec, state, &journal, controls).await;
+                let paused = matches!(&result, Ok(state) if state.status == crate::run::RunStatus::Paused);
                 match result {
                     Ok(_) => {}
                     Err(crate::run::JournalError::Conflict(reason)) => {
@@ -192,6 +209,9 @@ impl Service {
                     }
                 }
                 service.live.lock().unwrap().remove(&spec.run_id);
+                if paused && !service.drain.is_cancelled() {
+                    service.parked(&spec.run_id).await;
+                }
             }
             .instrument(span),
         );
@@ -205,9 +225,13 @@ impl Service {
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RunError> {
         let claimed = self.store(self.db.claim_runs(&self.config.node, owner::lease_until(self)).await)?;
         let count = claimed.len();
+        let now = crate::store::now_ms();
         for (row, lease) in claimed {
-            let events = self.store(self.db.events(&row.id, 0).await)?;
             let pending = self.store(self.db.pending_messages(&row.id, 0).await)?;
+            if row.status == "paused" && pending.is_empty() && row.wake_ms.is_none_or(|at| at > now) {
+                continue; // nothing to do until a message or its timer
+            }
+            let events = self.store(self.db.events(&row.id, 0).await)?;
             if let Err(error) = self.resume(&row, &events, lease.clone(), pending).await {
                 let reason = match error {
                     RunError::NotFound(what) => format!("cannot resume: {what} no longer exists"),
@@ -289,7 +313,7 @@ impl Service {
 
     /// Stores a request to a run in its inbox (durable before this returns)
     /// and wakes the run's driver. 404 for no run, 409 for one that ended.
-    pub async fn deliver(&self, run_id: &str, message: MessageKind) -> Result<i64, RunError> {
+    pub async fn deliver(self: &Arc<Self>, run_id: &str, message: MessageKind) -> Result<i64, RunError> {
         match self.store(self.db.deliver(run_id, &message).await)? {
             Delivery::NoRun => Err(RunError::NotFound(format!("run {run_id}"))),
             Delivery::Ended(status) => Err(RunError::Conflict(format!("run {run_id} already ended ({status})"))),
@@ -300,11 +324,12 @@ impl Service {
         }
     }
 
-    /// Hands a live run's driver the inbox messages it has not seen.
-    async fn wake(&self, run_id: &str) {
-        let after = match self.live.lock().unwrap().get(run_id) {
-            Some(live) => live.forwarded,
-            None => return, // resumed from its inbox at the next start
+    /// Hands a live run's driver the inbox messages it has not seen; starts
+    /// a paused run again.
+    async fn wake(self: &Arc<Self>, run_id: &str) {
+        let after = self.live.lock().unwrap().get(run_id).map(|live| live.forwarded);
+        let Some(after) = after else {
+            return self.revive(run_id).await;
         };
         let pending = match self.db.pending_messages(run_id, after).await {
             Ok(pending) => pending,
@@ -327,7 +352,7 @@ impl Service {
 
     /// Asks a run to cancel (through its inbox); answers once the request
     /// is stored and, within `wait`, the run has ended.
-    pub async fn cancel(&self, run_id: &str, wait: Duration) -> Result<(), RunError> {
+    pub async fn cancel(self: &Arc<Self>, run_id: &str, wait: Duration) -> Result<(), RunError> {
         let mut watch = self.outlets.watchers.watch(run_id);
         self.deliver(
             run_id,

@@ -34,6 +34,15 @@ pub struct StepView {
     /// for_each: the number of items.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<usize>,
+    /// A waiting step: the event topic it waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    /// A waiting step: when its sleep ends or its wait times out (ms).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_until_ms: Option<u64>,
+    /// A wait that ended with an event: the event's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
     pub attempts: Vec<AttemptView>,
 }
 
@@ -149,6 +158,9 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 error: s.error.clone(),
                 reason: s.reason.clone(),
                 items: s.items,
+                waiting_for: s.waiting_for.clone(),
+                waiting_until_ms: s.waiting_until_ms,
+                event: s.event.clone(),
                 attempts: attempts
                     .iter()
                     .filter(|(id, _)| *id == step.id)

@@ -68,6 +68,7 @@ pub(crate) async fn insert_runs(
             updated_ms: run.queued.at_ms as i64,
             modules: run.modules.clone(),
             input,
+            wake_ms: None,
         };
         if let Some(key) = key {
             existing.insert(key, row.clone());
@@ -128,13 +129,14 @@ pub(crate) async fn append(
         })
         .collect();
     let mut moved: HashSet<String> = HashSet::with_capacity(moves.len());
-    for chunk in moves.chunks(ROWS_PER_STATEMENT / 10) {
+    for chunk in moves.chunks(ROWS_PER_STATEMENT / 11) {
         let mut query = sqlx::QueryBuilder::new(
             "UPDATE runs SET last_seq = v.column2, status = COALESCE(v.column3, runs.status), \
              output = COALESCE(v.column4, runs.output), error = COALESCE(v.column5, runs.error), \
              updated_ms = COALESCE(v.column6, runs.updated_ms), \
              owner = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.owner END, \
-             lease_until_ms = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.lease_until_ms END FROM (",
+             lease_until_ms = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.lease_until_ms END, \
+             wake_ms = CASE WHEN v.column3 IS NULL THEN runs.wake_ms ELSE v.column11 END FROM (",
         );
         query.push_values(chunk, |mut row, m| {
             let change = m.change.as_ref();
@@ -147,7 +149,8 @@ pub(crate) async fn append(
                 .push_bind(i64::from(change.is_some_and(|c| c.ended)))
                 .push_bind(m.append.expected_seq as i64)
                 .push_bind(&m.append.lease.node)
-                .push_bind(m.append.lease.fence);
+                .push_bind(m.append.lease.fence)
+                .push_bind(change.and_then(|c| c.wake_ms));
         });
         query.push(
             ") AS v WHERE runs.id = v.column1 AND runs.last_seq = v.column8 \
@@ -163,7 +166,8 @@ pub(crate) async fn append(
     let mut consumed: Vec<(i64, &str)> = Vec::new();
     for append in appends {
         if append.events.is_empty() {
-            results.push(Ok(()));
+            // Only requests answered by no event (an event no wait took).
+            results.push(consume_only(tx, append, now).await?);
             continue;
         }
         if !moved.contains(append.run_id.as_str()) {
@@ -198,7 +202,35 @@ pub(crate) async fn append(
             .await?;
     }
     insert_events(tx, &accepted).await?;
+    super::events::follow_waits(tx, &accepted, now).await?;
     Ok(results)
+}
+
+/// Marks an append's inbox messages consumed when its writer still owns
+/// the run; refused otherwise, like an append of events.
+async fn consume_only(tx: &mut Connection, append: &Append, now: i64) -> Result<Result<(), AppendRefused>, StoreError> {
+    if append.consumed.is_empty() {
+        return Ok(Ok(()));
+    }
+    let owned = sqlx::query("SELECT 1 FROM runs WHERE id = ? AND owner = ? AND fence = ?")
+        .bind(&append.run_id)
+        .bind(&append.lease.node)
+        .bind(append.lease.fence)
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_some();
+    if !owned {
+        return Ok(Err(refusal(tx, append).await?));
+    }
+    for id in &append.consumed {
+        sqlx::query("UPDATE inbox SET consumed_ms = ? WHERE id = ? AND run_id = ?")
+            .bind(now)
+            .bind(id)
+            .bind(&append.run_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(Ok(()))
 }
 
 /// Why an append matched no row, for the error.

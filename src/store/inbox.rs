@@ -4,7 +4,7 @@
 use sqlx::Row as _;
 
 use super::{now_ms, Db, StoreError};
-use crate::run::inbox::{Message, MessageKind};
+use crate::run::inbox::{Message, MessageKind, PostedEvent};
 
 /// Why a message was not stored.
 #[derive(Debug)]
@@ -47,24 +47,42 @@ impl Db {
     }
 
     /// The messages of a run not consumed yet, oldest first, after `after`.
+    /// An event message carries the event it names.
     pub async fn pending_messages(&self, run_id: &str, after: i64) -> Result<Vec<Message>, StoreError> {
-        let rows =
-            sqlx::query("SELECT id, body FROM inbox WHERE run_id = ? AND consumed_ms IS NULL AND id > ? ORDER BY id")
-                .bind(run_id)
-                .bind(after)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                let id: i64 = row.get("id");
-                let body: &str = row.get("body");
-                let kind = serde_json::from_str(body).map_err(|e| StoreError::Corrupt {
-                    run_id: run_id.to_string(),
-                    what: format!("inbox message {id}"),
-                    message: e.to_string(),
-                })?;
-                Ok(Message { id, kind })
-            })
-            .collect()
+        let rows = sqlx::query(super::events::PENDING_WITH_EVENTS)
+            .bind(run_id)
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+        let corrupt = |id: i64, message: String| StoreError::Corrupt {
+            run_id: run_id.to_string(),
+            what: format!("inbox message {id}"),
+            message,
+        };
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: i64 = row.get("id");
+            let event_id: Option<String> = row.get("event_id");
+            let kind = match event_id {
+                Some(event_id) => {
+                    let topic: Option<String> = row.get("topic");
+                    let data: Option<String> = row.get("data");
+                    let (Some(topic), Some(data)) = (topic, data) else {
+                        return Err(corrupt(id, format!("its event {event_id} is gone")));
+                    };
+                    MessageKind::Event {
+                        event: PostedEvent {
+                            id: event_id,
+                            topic,
+                            data: serde_json::from_str(&data).map_err(|e| corrupt(id, e.to_string()))?,
+                            posted_ms: row.get::<i64, _>("created_ms") as u64,
+                        },
+                    }
+                }
+                None => serde_json::from_str(row.get("body")).map_err(|e| corrupt(id, e.to_string()))?,
+            };
+            messages.push(Message { id, kind });
+        }
+        Ok(messages)
     }
 }

@@ -17,10 +17,13 @@
 //! - [`writer`]: group commit. Starts and appends from every run share
 //!   transactions.
 //! - [`runs`]: runs, their events, the conditional append and ownership.
-//! - [`inbox`]: requests to a run (cancel) as rows its owner consumes.
+//! - [`inbox`]: requests to a run (cancel, posted events) as rows its owner
+//!   consumes.
+//! - [`events`]: posted events and the waits they resume.
 //! - [`modules`], [`workflows`]: one file per table family.
 
 pub mod append;
+pub mod events;
 pub mod inbox;
 pub mod modules;
 pub mod runs;

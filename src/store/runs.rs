@@ -35,6 +35,9 @@ pub struct RunRow {
     pub updated_ms: i64,
     #[serde(skip)]
     pub modules: HashMap<String, String>,
+    /// A paused run: when its first timer is due (ms).
+    #[serde(skip)]
+    pub wake_ms: Option<i64>,
 }
 
 impl RunRow {
@@ -48,6 +51,7 @@ impl RunRow {
         if let Some(change) = status_change(events) {
             self.status = change.status.into();
             self.updated_ms = change.at_ms;
+            self.wake_ms = change.wake_ms;
             if let Some(output) = change.output {
                 self.output = Some(output.clone());
             }
@@ -66,13 +70,20 @@ pub(super) struct StatusChange<'a> {
     pub output: Option<&'a serde_json::Value>,
     pub error: Option<&'a str>,
     pub ended: bool,
+    /// A paused run's first timer.
+    pub wake_ms: Option<i64>,
 }
 
 pub(super) fn status_change(events: &[Event]) -> Option<StatusChange<'_>> {
     let mut change = None;
     for event in events {
+        let mut wake_ms = None;
         let (status, output, error) = match &event.kind {
-            EventKind::RunStarted => ("running", None, None),
+            EventKind::RunStarted | EventKind::RunResumed => ("running", None, None),
+            EventKind::RunPaused { wake_ms: wake } => {
+                wake_ms = wake.map(|w| w as i64);
+                ("paused", None, None)
+            }
             EventKind::RunCanceling { .. } => ("canceling", None, None),
             EventKind::RunCompleted { output } => ("completed", Some(output), None),
             EventKind::RunFailed { error } => ("failed", None, Some(error.as_str())),
@@ -85,15 +96,16 @@ pub(super) fn status_change(events: &[Event]) -> Option<StatusChange<'_>> {
             output,
             error,
             ended: event.kind.is_final(),
+            wake_ms,
         });
     }
     change
 }
 
 pub(super) const COLUMNS: &str =
-    "id, workflow, version, status, idempotency_key, input, output, error, modules, created_ms, updated_ms";
+    "id, workflow, version, status, idempotency_key, input, output, error, modules, created_ms, updated_ms, wake_ms";
 
-const UNFINISHED: &str = "status NOT IN ('completed', 'failed', 'canceled')";
+pub(super) const UNFINISHED: &str = "status NOT IN ('completed', 'failed', 'canceled')";
 
 pub(super) fn run_row(row: &Row) -> Result<RunRow, StoreError> {
     let id: String = row.try_get("id")?;
@@ -126,6 +138,7 @@ pub(super) fn run_row(row: &Row) -> Result<RunRow, StoreError> {
         modules,
         created_ms: row.try_get("created_ms")?,
         updated_ms: row.try_get("updated_ms")?,
+        wake_ms: row.try_get("wake_ms")?,
         id,
     })
 }
@@ -300,6 +313,61 @@ impl Db {
             .rows_affected();
         tx.commit().await?;
         Ok(released)
+    }
+
+    /// Claims one unfinished run for `node` if nobody else holds a live
+    /// lease on it: the run and its lease. A run `node` holds already keeps
+    /// its fence; one taken from nobody or from an expired lease moves it on.
+    pub async fn claim_run(
+        &self,
+        run_id: &str,
+        node: &str,
+        lease_until_ms: i64,
+    ) -> Result<Option<(RunRow, Lease)>, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE runs SET fence = CASE WHEN owner = ? THEN fence ELSE fence + 1 END, owner = ?, \
+             lease_until_ms = ? WHERE id = ? AND {UNFINISHED} \
+             AND (owner IS NULL OR owner = ? OR lease_until_ms < ?) RETURNING {COLUMNS}, fence"
+        ))
+        .bind(node)
+        .bind(node)
+        .bind(lease_until_ms)
+        .bind(run_id)
+        .bind(node)
+        .bind(now_ms())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.map(|row| {
+            let lease = Lease {
+                node: node.to_string(),
+                fence: row.try_get("fence")?,
+            };
+            Ok((run_row(&row)?, lease))
+        })
+        .transpose()
+    }
+
+    /// Paused runs `node` owns whose first timer is due by `now_ms`.
+    pub async fn due_runs(&self, node: &str, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM runs WHERE owner = ? AND wake_ms IS NOT NULL AND wake_ms <= ? AND status = 'paused'",
+        )
+        .bind(node)
+        .bind(now_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get("id")).collect())
+    }
+
+    /// The first timer due among the paused runs `node` owns.
+    pub async fn next_wake(&self, node: &str) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query("SELECT MIN(wake_ms) AS next FROM runs WHERE owner = ? AND wake_ms IS NOT NULL")
+            .bind(node)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("next")?)
     }
 
     /// The owner and fence of a run, if it has an owner.

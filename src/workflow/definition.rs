@@ -155,6 +155,25 @@ pub struct StepDef {
     /// A step that only waits this long.
     #[serde(default, deserialize_with = "duration_opt")]
     pub sleep: Option<Duration>,
+    /// A step that waits for a posted event.
+    #[serde(default)]
+    pub wait: Option<WaitDef>,
+}
+
+/// `wait: { event: <topic>, timeout: 24h, match: <expression> }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitDef {
+    /// The topic to wait for; a template.
+    pub event: String,
+    /// How long to wait before the step fails with `wait_timeout`; without
+    /// it, the step waits until an event comes or the run ends.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub timeout: Option<Duration>,
+    /// An expression over `event.topic`, `event.data` and what `when`
+    /// sees: only an event for which it is true resumes the step.
+    #[serde(default, rename = "match")]
+    pub matches: Option<String>,
 }
 
 fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

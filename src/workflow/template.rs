@@ -14,7 +14,9 @@ use minijinja::{Environment, Expression, UndefinedBehavior};
 use serde_json::{Map, Value};
 
 /// The names a template may use.
-pub const ROOTS: &[&str] = &["inputs", "steps", "item", "index", "secrets", "run", "workflow"];
+pub const ROOTS: &[&str] = &[
+    "inputs", "steps", "item", "index", "event", "secrets", "run", "workflow",
+];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
@@ -214,6 +216,17 @@ impl Scope {
             item: Some(Arc::new((item.clone(), Value::from(index)))),
             value,
         }
+    }
+
+    /// This scope plus one more top-level name (`event` in a wait's `match`).
+    pub fn with_root(&self, name: &str, value: &Value) -> Scope {
+        let mut json = (*self.json).clone();
+        json.insert(name.to_string(), value.clone());
+        let mut scope = Scope::new(json);
+        if let Some(item) = &self.item {
+            scope = scope.with_item(&item.0, item.1.as_u64().unwrap_or(0) as usize);
+        }
+        scope
     }
 
     fn root(&self, name: &str) -> Option<&Value> {

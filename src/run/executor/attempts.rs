@@ -178,6 +178,7 @@ impl<'a> Driver<'a> {
                     step: step.id.clone(),
                     record: Some(record),
                     output,
+                    event: None,
                 }),
             },
             AttemptResult::Failed { error } => {
@@ -217,6 +218,7 @@ impl<'a> Driver<'a> {
             step: self.id(index).to_string(),
             record: None,
             output,
+            event: None,
         });
     }
 }

@@ -32,7 +32,9 @@ impl<'a> Driver<'a> {
         }
         self.running[index] = 0;
         self.timers.retain(
-            |Reverse((_, timer))| !matches!(timer, Timer::Retry { step, .. } | Timer::Sleep { step } if *step == index),
+            |Reverse((_, timer))| {
+                !matches!(timer, Timer::Retry { step, .. } | Timer::Sleep { step } | Timer::WaitTimeout { step } if *step == index)
+            },
         );
         let message = error.to_string();
         self.emit(EventKind::StepFailed {
@@ -62,15 +64,8 @@ impl<'a> Driver<'a> {
                         self.queued[step].push_back(item);
                     }
                 }
-                Timer::Sleep { step } => {
-                    if self.state.steps[step].status == StepStatus::Waiting {
-                        self.emit(EventKind::StepSucceeded {
-                            step: self.id(step).to_string(),
-                            record: None,
-                            output: Value::Null,
-                        });
-                    }
-                }
+                Timer::Sleep { step } => self.sleep_over(step),
+                Timer::WaitTimeout { step } => self.wait_timed_out(step),
             }
         }
     }

@@ -4,13 +4,18 @@
 //! a run can be continued from whatever was stored.
 //!
 //! The driver's work is split by concern: deciding steps (`schedule`),
-//! running attempts (`attempts`), ending steps and the run (`ending`), and
-//! redacting secrets from events (`redact`).
+//! running attempts (`attempts`), waits for events and time, pausing and
+//! resuming (`waits`), ending steps and the run (`ending`), and redacting
+//! secrets from events (`redact`).
 //!
 //! One scheduling round: decide every step whose dependencies are done
 //! (skip, fail, or queue its units), start queued units up to the run's and
 //! step's concurrency, commit the round's events, then wait for an attempt to
-//! finish, a timer (retry backoff, sleep), cancellation or the run deadline.
+//! finish, a timer (retry backoff, sleep, wait timeout), an inbox message
+//! (cancel, a posted event), cancellation or the run deadline. A run with
+//! nothing running or ready and some step waiting is `paused`; a parked
+//! driver then returns, and the service starts it again when a message
+//! arrives or its first timer is due.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -26,6 +31,7 @@ mod attempts;
 mod ending;
 mod redact;
 mod schedule;
+mod waits;
 
 use super::event::{now_ms, Event, EventKind};
 use super::inbox::{Message, MessageKind};
@@ -35,7 +41,7 @@ use super::state::{RunState, RunStatus, StepStatus};
 use crate::limits::Caps;
 use crate::sandbox::{Attempt, Module, Sandbox};
 use crate::workflow::template::Scope;
-use crate::workflow::Workflow;
+use crate::workflow::{Action, Workflow};
 
 /// Everything a run needs besides its state, resolved before it starts.
 pub struct RunSpec {
@@ -136,13 +142,18 @@ pub struct Controls {
     pub inbox: Option<mpsc::UnboundedReceiver<Message>>,
     /// Stop starting attempts and return with the run unfinished.
     pub drain: CancellationToken,
+    /// Return once the run is paused, holding no task while it waits (the
+    /// service starts it again). Without it (local runs) the driver waits.
+    pub park: bool,
 }
 
-/// A retry or sleep that fires at a wall-clock time (ms), so it survives a restart.
+/// A retry, sleep or wait timeout that fires at a wall-clock time (ms), so
+/// it survives a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Retry { step: usize, item: Option<usize> },
     Sleep { step: usize },
+    WaitTimeout { step: usize },
 }
 
 type AttemptFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
@@ -186,7 +197,8 @@ struct Driver<'a> {
     scopes: Vec<Option<Scope>>,
     /// Evaluated for_each items of each started step.
     items: Vec<Option<Arc<Vec<Value>>>>,
-    deadline: Option<Instant>,
+    /// The run's deadline (ms), from when it started.
+    deadline_ms: Option<u64>,
 }
 
 impl<'a> Driver<'a> {
@@ -210,7 +222,7 @@ impl<'a> Driver<'a> {
             decided: vec![false; n],
             scopes: vec![None; n],
             items: vec![None; n],
-            deadline: spec.workflow.timeout.map(|t| Instant::now() + t),
+            deadline_ms: None,
         }
     }
 
@@ -247,6 +259,7 @@ impl<'a> Driver<'a> {
             cancel,
             mut inbox,
             drain,
+            park,
         } = controls;
         match self.state.status {
             RunStatus::Queued => self.emit(EventKind::RunStarted),
@@ -257,6 +270,8 @@ impl<'a> Driver<'a> {
             status if status.is_terminal() => return Ok(()),
             _ => {}
         }
+        let started_ms = self.state.started_ms.unwrap_or_else(now_ms);
+        self.deadline_ms = self.workflow.timeout.map(|t| started_ms + t.as_millis() as u64);
         self.resume();
         let mut draining = false;
         loop {
@@ -278,23 +293,25 @@ impl<'a> Driver<'a> {
             if self.state.status.is_terminal() {
                 return self.commit().await;
             }
-            if self.tasks.is_empty()
-                && self.inline.is_none()
-                && self.timers.is_empty()
-                && self.queued.iter().all(VecDeque::is_empty)
-            {
-                self.complete();
-                return self.commit().await;
+            if self.is_idle() {
+                if !self.pause() {
+                    self.complete();
+                    return self.commit().await;
+                }
+                if park {
+                    return self.commit().await;
+                }
             }
             self.commit().await?;
 
             let next_timer = self.timers.peek().map(|Reverse((at, _))| instant_at(*at));
+            let deadline = self.deadline_ms.map(instant_at);
             tokio::select! {
                 biased;
                 _ = drain.cancelled(), if !draining => draining = true,
                 _ = cancel.cancelled() => self.cancel("canceled by request".into(), None).await?,
                 Some(message) = next_message(&mut inbox) => self.receive(message).await?,
-                _ = sleep_until(self.deadline), if self.deadline.is_some() => {
+                _ = sleep_until(deadline), if deadline.is_some() => {
                     let limit = self.workflow.timeout.unwrap_or_default();
                     self.abort_all().await;
                     self.stop(format!("the run timed out after {}", crate::units::format_duration(limit)));
@@ -322,6 +339,11 @@ impl<'a> Driver<'a> {
     async fn receive(&mut self, message: Message) -> Result<(), JournalError> {
         match message.kind {
             MessageKind::Cancel { reason } => self.cancel(reason, Some(message.id)).await,
+            MessageKind::Event { event } => {
+                self.consumed.push(message.id);
+                self.receive_event(&event);
+                Ok(())
+            }
         }
     }
 
@@ -348,8 +370,13 @@ impl<'a> Driver<'a> {
             self.decided[index] = state.status != StepStatus::Pending;
             match state.status {
                 StepStatus::Waiting => {
-                    let until = state.waiting_until_ms.unwrap_or(0);
-                    self.timers.push(Reverse((until, Timer::Sleep { step: index })));
+                    let timer = match step.action {
+                        Action::Wait { .. } => Timer::WaitTimeout { step: index },
+                        _ => Timer::Sleep { step: index },
+                    };
+                    if let Some(until) = state.waiting_until_ms {
+                        self.timers.push(Reverse((until, timer)));
+                    }
                 }
                 StepStatus::Running => {
                     let scope = self.scope(index);

@@ -87,7 +87,8 @@ impl<'a> Driver<'a> {
                 let until = now_ms() + duration.as_millis() as u64;
                 self.emit(EventKind::StepWaiting {
                     step: step.id.clone(),
-                    until_ms: until,
+                    until_ms: Some(until),
+                    event: None,
                 });
                 self.timers.push(Reverse((until, Timer::Sleep { step: index })));
             }
@@ -104,6 +105,7 @@ impl<'a> Driver<'a> {
                             step: step.id.clone(),
                             record: None,
                             output: Value::Array(vec![]),
+                            event: None,
                         });
                         return;
                     }
@@ -117,6 +119,7 @@ impl<'a> Driver<'a> {
                 self.scopes[index] = Some(scope);
                 self.queued[index].push_back(None);
             }
+            Action::Wait { .. } => self.start_wait(index, scope),
         }
     }
 

@@ -7,6 +7,8 @@ mod checks;
 mod paths;
 mod step;
 
+pub use step::{check_topic, MAX_TOPIC_CHARS};
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -14,7 +16,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use self::checks::{apply_limits, check_retry, find_cycles};
-use self::paths::{check_paths, compile_value};
+use self::paths::{check_paths, compile_value, Situational};
 use super::definition::{InputDef, LimitsDef, OnFailure, RetryDef, StepDef, Trigger, WorkflowDef};
 use super::template::{Template, TemplateValue};
 use super::ValidationError;
@@ -67,6 +69,13 @@ pub enum Action {
     },
     /// Wait, then succeed with a null output.
     Sleep(Duration),
+    /// Wait for a posted event whose topic is `topic` (rendered when the
+    /// step starts) and for which `matches` is true; its data is the output.
+    Wait {
+        topic: TemplateValue,
+        timeout: Option<Duration>,
+        matches: Option<Template>,
+    },
 }
 
 #[derive(Debug)]
@@ -247,7 +256,15 @@ pub fn validate(
     let output = def.output.as_ref().and_then(|output| {
         compile_value(output, "output", &mut errors).inspect(|value| {
             for template in value.templates() {
-                check_paths(template, "output", None, false, &index, &def.inputs, &mut errors);
+                check_paths(
+                    template,
+                    "output",
+                    None,
+                    Situational::default(),
+                    &index,
+                    &def.inputs,
+                    &mut errors,
+                );
             }
         })
     });

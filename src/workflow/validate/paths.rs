@@ -29,12 +29,20 @@ pub(super) fn compile_value(value: &Value, location: &str, errors: &mut Errors) 
     }
 }
 
+/// Names that exist only in some templates: `item` and `index` in a
+/// for_each step's input and args, `event` in a wait's `match`.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Situational {
+    pub item: bool,
+    pub event: bool,
+}
+
 /// Checks every path a template reads; returns the steps it depends on.
 pub(super) fn check_paths(
     template: &Template,
     location: &str,
     own: Option<usize>,
-    item_allowed: bool,
+    situational: Situational,
     index: &HashMap<String, usize>,
     inputs: &IndexMap<String, InputDef>,
     errors: &mut Errors,
@@ -67,13 +75,20 @@ pub(super) fn check_paths(
                     ),
                 }
             }
-            "item" | "index" if !item_allowed => errors.add(
+            "item" | "index" if !situational.item => errors.add(
                 location,
                 format!(
                     "{source:?}: `{}` exists only in the input and args of a for_each step",
                     segments[0]
                 ),
             ),
+            "event" if !situational.event => errors.add(
+                location,
+                format!("{source:?}: `event` exists only in the `match` of a wait"),
+            ),
+            "event" if segments.get(1).is_some_and(|f| !["topic", "data", "id"].contains(f)) => {
+                errors.add(location, format!("{source:?}: event has only `id`, `topic` and `data`"))
+            }
             "inputs" if !inputs.is_empty() => {
                 if let Some(name) = segments.get(1) {
                     if !inputs.contains_key(*name) {

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::checks::{apply_limits, check_retry};
-use super::paths::{check_paths, compile_value};
+use super::paths::{check_paths, compile_value, Situational};
 use super::{Action, Errors, ForEach, ModuleCatalog, RetryPolicy, Step};
 use crate::limits::{Caps, Limits};
 use crate::workflow::definition::{InputDef, LimitsDef, OnFailure, StepDef};
@@ -44,33 +44,9 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
     let own = index.get(&step.id).copied();
     let is_for_each = step.for_each.is_some();
 
-    let action = match (&step.module, step.sleep) {
-        (Some(_), Some(_)) => {
-            errors.add(location.as_str(), "a step has either `module` or `sleep`, not both");
-            Action::Sleep(Duration::ZERO)
-        }
-        (None, None) => {
-            errors.add(
-                location.as_str(),
-                "a step needs `module` (a module to run) or `sleep` (a duration)",
-            );
-            Action::Sleep(Duration::ZERO)
-        }
-        (None, Some(duration)) => {
-            for (field, present) in [
-                ("for_each", is_for_each),
-                ("input", step.input.is_some()),
-                ("args", !step.args.is_empty()),
-                ("retry", step.retry.is_some()),
-                ("limits", step.limits.is_some()),
-            ] {
-                if present {
-                    errors.add(at(field), format!("`{field}` cannot be combined with `sleep`"));
-                }
-            }
-            Action::Sleep(duration)
-        }
-        (Some(reference), None) => {
+    let mut templated: Vec<(&Template, String, Situational)> = Vec::new();
+    let action = match (&step.module, step.sleep, &step.wait) {
+        (Some(reference), None, None) => {
             if let Err(e) = crate::modules::Reference::parse(reference) {
                 errors.add(at("module"), e.to_string());
             } else if let Some(catalog) = catalog {
@@ -90,7 +66,68 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
                 args,
             }
         }
+        (None, Some(duration), None) => {
+            refuse_fields(&step, "sleep", &at, errors);
+            Action::Sleep(duration)
+        }
+        (None, None, Some(wait)) => {
+            refuse_fields(&step, "wait", &at, errors);
+            let topic = compile_value(&Value::String(wait.event.clone()), &at("wait.event"), errors)
+                .unwrap_or(TemplateValue::Literal(Value::Null));
+            if let TemplateValue::Literal(literal) = &topic {
+                if let Err(message) = check_topic(literal.as_str().unwrap_or_default()) {
+                    errors.add(at("wait.event"), message);
+                }
+            }
+            let matches = wait
+                .matches
+                .as_deref()
+                .and_then(|source| match Template::compile_expression(source) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        errors.add(at("wait.match"), e);
+                        None
+                    }
+                });
+            if wait.timeout == Some(Duration::ZERO) {
+                errors.add(at("wait.timeout"), "must be longer than zero");
+            }
+            Action::Wait {
+                topic,
+                timeout: wait.timeout,
+                matches,
+            }
+        }
+        (None, None, None) => {
+            errors.add(
+                location.as_str(),
+                "a step needs `module` (a module to run), `sleep` (a duration) or `wait` (an event)",
+            );
+            Action::Sleep(Duration::ZERO)
+        }
+        _ => {
+            errors.add(
+                location.as_str(),
+                "a step has one of `module`, `sleep` or `wait`, not several",
+            );
+            Action::Sleep(Duration::ZERO)
+        }
     };
+    if let Action::Wait { topic, matches, .. } = &action {
+        templated.extend(
+            topic
+                .templates()
+                .into_iter()
+                .map(|t| (t, at("wait.event"), Situational::default())),
+        );
+        if let Some(matches) = matches {
+            let event = Situational {
+                event: true,
+                ..Situational::default()
+            };
+            templated.push((matches, at("wait.match"), event));
+        }
+    }
 
     for need in &step.needs {
         match index.get(need) {
@@ -104,14 +141,17 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
 
     let input_value = step.input.clone().unwrap_or_else(|| Value::Object(Default::default()));
     let input = compile_value(&input_value, &at("input"), errors).unwrap_or(TemplateValue::Literal(Value::Null));
-    let mut templated: Vec<(&Template, String, bool)> =
-        input.templates().into_iter().map(|t| (t, at("input"), true)).collect();
+    let per_item = Situational {
+        item: is_for_each,
+        ..Situational::default()
+    };
+    templated.extend(input.templates().into_iter().map(|t| (t, at("input"), per_item)));
     if let Action::Module { args, .. } = &action {
         for (i, arg) in args.iter().enumerate() {
             templated.extend(
                 arg.templates()
                     .into_iter()
-                    .map(|t| (t, at(&format!("args[{i}]")), true)),
+                    .map(|t| (t, at(&format!("args[{i}]")), per_item)),
             );
         }
     }
@@ -127,7 +167,7 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
             }
         });
     if let Some(when) = &when {
-        templated.push((when, at("when"), false));
+        templated.push((when, at("when"), Situational::default()));
     }
 
     let for_each = match &step.for_each {
@@ -160,7 +200,7 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         }
     };
     if let Some(ForEach::Template(t)) = &for_each {
-        templated.push((t, at("for_each"), false));
+        templated.push((t, at("for_each"), Situational::default()));
     }
     match step.concurrency {
         Some(_) if !is_for_each => errors.add(at("concurrency"), "`concurrency` applies to `for_each` steps only"),
@@ -172,9 +212,8 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         _ => {}
     }
 
-    for (template, location, item_allowed) in &templated {
-        let item_ok = *item_allowed && is_for_each;
-        for dep in check_paths(template, location, own, item_ok, index, inputs, errors) {
+    for (template, location, situational) in &templated {
+        for dep in check_paths(template, location, own, *situational, index, inputs, errors) {
             deps.insert(dep);
         }
     }
@@ -206,4 +245,43 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         trigger: step.trigger,
         limits,
     }
+}
+
+/// Fields a `sleep` or `wait` step cannot have: it runs no module.
+fn refuse_fields(step: &StepDef, action: &str, at: &dyn Fn(&str) -> String, errors: &mut Errors) {
+    for (field, present) in [
+        ("for_each", step.for_each.is_some()),
+        ("input", step.input.is_some()),
+        ("args", !step.args.is_empty()),
+        ("retry", step.retry.is_some()),
+        ("limits", step.limits.is_some()),
+        ("timeout", step.timeout.is_some() && action == "wait"),
+    ] {
+        if present {
+            let hint = if field == "timeout" {
+                " (a wait's own timeout is `wait.timeout`)"
+            } else {
+                ""
+            };
+            errors.add(at(field), format!("`{field}` cannot be combined with `{action}`{hint}"));
+        }
+    }
+}
+
+/// Longest event topic, in characters.
+pub const MAX_TOPIC_CHARS: usize = 256;
+
+/// Whether `topic` can name events: 1 to 256 characters, none of them
+/// whitespace or control characters.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.is_empty() {
+        return Err("an event topic cannot be empty".into());
+    }
+    if topic.chars().count() > MAX_TOPIC_CHARS {
+        return Err(format!("an event topic has at most {MAX_TOPIC_CHARS} characters"));
+    }
+    if let Some(c) = topic.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("an event topic cannot contain {c:?}"));
+    }
+    Ok(())
 }

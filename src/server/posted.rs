@@ -1,0 +1,133 @@
+//! `POST /v1/events` and `GET /v1/events`: events posted to the engine,
+//! which resume the waits of their topic.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::error::{ApiError, Json, Query};
+use super::AppState;
+use crate::service::start::MAX_IDEMPOTENCY_KEY;
+use crate::service::RunError;
+use crate::store::events::StoredEvent;
+use crate::workflow::validate::MAX_TOPIC_CHARS;
+use crate::workflow::ValidationError;
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostEvent {
+    /// 1 to 256 characters, no whitespace (`order.approved`).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f]+$")]
+    topic: String,
+    /// Becomes the output of each wait step it resumes (default null).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    data: Value,
+    /// Posting twice with the same key stores the event once.
+    #[schema(min_length = 1, max_length = 200)]
+    idempotency_key: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventPosted {
+    id: String,
+    /// `false` when an event with the same idempotency key answered.
+    created: bool,
+}
+
+/// Post an event: stored (once per idempotency key) before the answer, and
+/// handed to every run with a step waiting for its topic; a wait that
+/// starts later finds it too (within the retention, `--event-retention`).
+#[utoipa::path(post, path = "/v1/events", request_body = PostEvent,
+    responses((status = 202, body = EventPosted), (status = 400), (status = 413), (status = 415), (status = 422)))]
+pub async fn post_event(
+    State(state): State<Arc<AppState>>,
+    Json(event): Json<PostEvent>,
+) -> Result<Response, ApiError> {
+    if let Some(key) = &event.idempotency_key {
+        if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY {
+            return Err(RunError::InvalidInput {
+                field: "idempotency_key".into(),
+                errors: vec![ValidationError {
+                    location: "idempotency_key".into(),
+                    message: format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+                }],
+            }
+            .into());
+        }
+    }
+    let posted = state
+        .service
+        .post_event(&event.topic, &event.data, event.idempotency_key.as_deref())
+        .await?;
+    let body = EventPosted {
+        id: posted.id,
+        created: posted.created,
+    };
+    Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct EventListParams {
+    /// Only events of this topic.
+    #[param(min_length = 1, max_length = 256)]
+    topic: Option<String>,
+    /// 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[0-9]{1,18}$")]
+    cursor: Option<String>,
+}
+
+/// One page of events, newest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventList {
+    events: Vec<StoredEvent>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    next_cursor: Option<String>,
+}
+
+/// Events newest first, each with the runs it resumed and started.
+#[utoipa::path(get, path = "/v1/events", params(EventListParams), responses((status = 200, body = EventList), (status = 400)))]
+pub async fn list_events(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<EventListParams>,
+) -> Result<axum::Json<EventList>, ApiError> {
+    let limit = params.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request("limit must be between 1 and 500", Some("limit")));
+    }
+    if let Some(topic) = &params.topic {
+        if topic.is_empty() || topic.chars().count() > MAX_TOPIC_CHARS {
+            return Err(ApiError::bad_request(
+                format!("topic must be 1 to {MAX_TOPIC_CHARS} characters"),
+                Some("topic"),
+            ));
+        }
+    }
+    let before = match params.cursor.as_deref() {
+        None => None,
+        Some(cursor) => Some(
+            cursor
+                .parse::<i64>()
+                .map_err(|_| ApiError::bad_request("cursor is not one this server gave", Some("cursor")))?,
+        ),
+    };
+    let events = state
+        .service
+        .list_events(params.topic.as_deref(), before, limit + 1)
+        .await?;
+    let more = events.len() as i64 > limit;
+    let events: Vec<_> = events.into_iter().take(limit as usize).collect();
+    let next_cursor = if more {
+        events.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Ok(axum::Json(EventList { events, next_cursor }))
+}

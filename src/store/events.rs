@@ -1,0 +1,261 @@
+//! Posted events (`POST /v1/events`) and the waits they resume: an event
+//! is stored with an inbox message for every run with a step waiting for
+//! its topic, in one transaction; a wait that starts later finds the events
+//! of its topic posted since its run was queued ([`follow_waits`], in the
+//! transaction of the `step.waiting` event). Either way the run's owner gets
+//! each event exactly through its inbox.
+
+use std::collections::HashMap;
+
+use sqlx::Row as _;
+
+use super::sqlite::Connection;
+use super::{now_ms, Db, StoreError};
+use crate::run::{ErrorKind, Event, EventKind};
+
+/// The stored body of an event message: its data is read from the event.
+const EVENT_MESSAGE: &str = r#"{"kind":"event"}"#;
+
+/// An event as stored and listed.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    pub id: String,
+    pub topic: String,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub created_ms: i64,
+    /// Runs whose wait this event ended.
+    pub resumed: Vec<String>,
+    /// Runs this event started (`on_event` triggers).
+    pub started: Vec<String>,
+    /// The listing cursor of this event.
+    #[serde(skip)]
+    pub seq: i64,
+}
+
+/// What posting an event did.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub id: String,
+    /// `false` when an event with the same idempotency key answered.
+    pub created: bool,
+    /// Runs given an inbox message for it (to wake).
+    pub runs: Vec<String>,
+}
+
+impl Db {
+    /// Stores an event (once per idempotency key) and, in the same
+    /// transaction, an inbox message for every run waiting for its topic.
+    pub async fn post_event(
+        &self,
+        topic: &str,
+        data: &serde_json::Value,
+        idempotency_key: Option<&str>,
+        retention_ms: i64,
+    ) -> Result<Posted, StoreError> {
+        let mut tx = self.write().await?;
+        if let Some(key) = idempotency_key {
+            let existing = sqlx::query("SELECT id FROM posted_events WHERE idempotency_key = ?")
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(row) = existing {
+                return Ok(Posted {
+                    id: row.try_get("id")?,
+                    created: false,
+                    runs: Vec::new(),
+                });
+            }
+        }
+        let id = format!("evt_{}", uuid::Uuid::now_v7().simple());
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO posted_events (id, topic, data, idempotency_key, created_ms, expires_ms) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(topic)
+        .bind(data.to_string())
+        .bind(idempotency_key)
+        .bind(now)
+        .bind(now.saturating_add(retention_ms))
+        .execute(&mut *tx)
+        .await?;
+        let runs: Vec<String> = sqlx::query(
+            "INSERT INTO inbox (run_id, kind, body, created_ms, event_id) \
+             SELECT DISTINCT run_id, 'event', ?, ?, ? FROM waits WHERE topic = ? RETURNING run_id",
+        )
+        .bind(EVENT_MESSAGE)
+        .bind(now)
+        .bind(&id)
+        .bind(topic)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.get("run_id"))
+        .collect();
+        tx.commit().await?;
+        Ok(Posted {
+            id,
+            created: true,
+            runs,
+        })
+    }
+
+    /// Events newest first, of one topic or all, older than the cursor
+    /// `before` (a previous page's last `seq`); `limit` rows at most.
+    pub async fn list_posted_events(
+        &self,
+        topic: Option<&str>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut query = sqlx::QueryBuilder::new(
+            "SELECT seq, id, topic, data, idempotency_key, created_ms FROM posted_events WHERE 1 = 1",
+        );
+        if let Some(topic) = topic {
+            query.push(" AND topic = ").push_bind(topic);
+        }
+        if let Some(before) = before {
+            query.push(" AND seq < ").push_bind(before);
+        }
+        query.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
+        let rows = query.build().fetch_all(&self.pool).await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id: String = row.try_get("id")?;
+            let data: String = row.try_get("data")?;
+            let data = serde_json::from_str(&data).map_err(|e| StoreError::Corrupt {
+                run_id: String::new(),
+                what: format!("event {id}"),
+                message: e.to_string(),
+            })?;
+            events.push(StoredEvent {
+                seq: row.try_get("seq")?,
+                topic: row.try_get("topic")?,
+                idempotency_key: row.try_get("idempotency_key")?,
+                created_ms: row.try_get("created_ms")?,
+                data,
+                resumed: Vec::new(),
+                started: Vec::new(),
+                id,
+            });
+        }
+        if !events.is_empty() {
+            let mut query =
+                sqlx::QueryBuilder::new("SELECT event_id, run_id, role FROM event_runs WHERE event_id IN (");
+            let mut ids = query.separated(", ");
+            for event in &events {
+                ids.push_bind(&event.id);
+            }
+            query.push(") ORDER BY run_id");
+            let mut links: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
+            for row in query.build().fetch_all(&self.pool).await? {
+                let entry = links.entry(row.try_get("event_id")?).or_default();
+                let run: String = row.try_get("run_id")?;
+                match row.try_get::<&str, _>("role")? {
+                    "resumed" => entry.0.push(run),
+                    _ => entry.1.push(run),
+                }
+            }
+            for event in &mut events {
+                if let Some((resumed, started)) = links.remove(&event.id) {
+                    event.resumed = resumed;
+                    event.started = started;
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Deletes events past their retention that no unread message names.
+    pub async fn purge_posted_events(&self) -> Result<u64, StoreError> {
+        let mut tx = self.write().await?;
+        let purged = sqlx::query(
+            "DELETE FROM posted_events WHERE expires_ms < ? AND id NOT IN \
+             (SELECT event_id FROM inbox WHERE consumed_ms IS NULL AND event_id IS NOT NULL)",
+        )
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(purged)
+    }
+}
+
+/// Keeps `waits` in step with appended events: a wait that starts is
+/// registered and handed the events of its topic posted since its run was
+/// queued (not expired); one that ends is removed, and the event that ended
+/// it remembers the run.
+pub(super) async fn follow_waits(tx: &mut Connection, events: &[&Event], now: i64) -> Result<(), StoreError> {
+    for event in events {
+        let run = event.run_id.as_str();
+        match &event.kind {
+            EventKind::StepWaiting {
+                step,
+                event: Some(topic),
+                ..
+            } => {
+                sqlx::query(
+                    "INSERT INTO waits (run_id, step, topic) VALUES (?, ?, ?) \
+                     ON CONFLICT (run_id, step) DO UPDATE SET topic = excluded.topic",
+                )
+                .bind(run)
+                .bind(step)
+                .bind(topic)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO inbox (run_id, kind, body, created_ms, event_id) \
+                     SELECT ?, 'event', ?, ?, id FROM posted_events WHERE topic = ? AND expires_ms > ? \
+                     AND created_ms >= (SELECT created_ms FROM runs WHERE id = ?) ORDER BY seq",
+                )
+                .bind(run)
+                .bind(EVENT_MESSAGE)
+                .bind(now)
+                .bind(topic)
+                .bind(now)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+            }
+            EventKind::StepSucceeded {
+                step, event: Some(id), ..
+            } => {
+                end_wait(tx, run, step).await?;
+                sqlx::query(
+                    "INSERT INTO event_runs (event_id, run_id, role) VALUES (?, ?, 'resumed') \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?;
+            }
+            EventKind::StepFailed { step, error, .. } if error.kind == ErrorKind::WaitTimeout => {
+                end_wait(tx, run, step).await?;
+            }
+            // A run that stops or is canceled cancels its waiting steps.
+            EventKind::StepCanceled { step, .. } => end_wait(tx, run, step).await?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+async fn end_wait(tx: &mut Connection, run: &str, step: &str) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM waits WHERE run_id = ? AND step = ?")
+        .bind(run)
+        .bind(step)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Adds to the inbox query the event an event message names.
+pub(super) const PENDING_WITH_EVENTS: &str = "SELECT i.id, i.body, i.event_id, e.topic, e.data, e.created_ms \
+     FROM inbox i LEFT JOIN posted_events e ON e.id = i.event_id \
+     WHERE i.run_id = ? AND i.consumed_ms IS NULL AND i.id > ? ORDER BY i.id";
