@@ -275,3 +275,84 @@ async fn accepted_cancel_survives_kill_9() {
         );
     }
 }
+
+const APPROVE: &str = r#"
+name: approve
+steps:
+  - id: first
+    module: hostile
+    input: { mode: context }
+  - id: approve
+    needs: [first]
+    wait: { event: "approve.{{ inputs.n }}", timeout: 1h }
+  - id: nap
+    needs: [first]
+    sleep: 1500ms
+  - id: last
+    needs: [approve, nap]
+    module: hostile
+    input: { mode: context, approved: "{{ steps.approve.output }}" }
+output: { first: "{{ steps.first.output.attempt }}", by: "{{ steps.approve.output.by }}", last: "{{ steps.last.output.attempt }}" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_runs_survive_kill_9_and_complete_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    push_hostile_and_apply(&server.url, &[("approve", APPROVE.to_string())]).await;
+    let mut runs = Vec::new();
+    for n in 0..5 {
+        let body = json!({ "input": { "n": n } });
+        let (status, run) = call(
+            &server.url,
+            reqwest::Method::POST,
+            "/v1/workflows/approve/runs",
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 201, "{run}");
+        runs.push(run["id"].as_str().unwrap().to_string());
+    }
+    let url = server.url.clone();
+    wait_until("every run paused", async || {
+        for id in &runs {
+            let (_, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+            if run["status"] != "paused" {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    // Two approvals reach the store before the crash; the rest after it.
+    for n in 0..2 {
+        let body = json!({ "topic": format!("approve.{n}"), "data": { "by": format!("before-{n}") } });
+        let (status, posted) = call(&url, reqwest::Method::POST, "/v1/events", Some(body)).await;
+        assert_eq!(status, 202, "{posted}");
+    }
+    server.kill();
+
+    let server = serve(dir.path());
+    for n in 2..5 {
+        let body = json!({ "topic": format!("approve.{n}"), "data": { "by": format!("after-{n}") } });
+        let (status, posted) = call(&server.url, reqwest::Method::POST, "/v1/events", Some(body)).await;
+        assert_eq!(status, 202, "{posted}");
+    }
+    for (n, id) in runs.iter().enumerate() {
+        let mut ended = Value::Null;
+        wait_until("the run to end", async || {
+            let (_, run) = call(&server.url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+            ended = run;
+            ["completed", "failed", "canceled"].contains(&ended["status"].as_str().unwrap_or(""))
+        })
+        .await;
+        assert_eq!(ended["status"], "completed", "{ended}");
+        let by = if n < 2 {
+            format!("before-{n}")
+        } else {
+            format!("after-{n}")
+        };
+        // The first step's recorded completion stood: it ran once.
+        assert_eq!(ended["output"], json!({ "first": 1, "by": by, "last": 1 }), "{ended}");
+    }
+}

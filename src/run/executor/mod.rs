@@ -282,6 +282,8 @@ impl<'a> Driver<'a> {
             if self.state.status.is_terminal() {
                 return self.commit().await;
             }
+            // Timers already due (a run started again for them) fire first.
+            self.fire_timers();
             if draining {
                 if self.inline.is_none() && self.tasks.is_empty() {
                     return self.commit().await;
