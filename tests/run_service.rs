@@ -49,6 +49,7 @@ async fn a_stale_owner_or_sequence_cannot_append() {
         EventKind::RunQueued {
             workflow: "wf".into(),
             input: json!({}),
+            origin: Default::default(),
         },
     );
     // node-a stores the run with a lease that has already run out.

@@ -18,6 +18,7 @@ mod limits;
 mod module_store;
 mod outcomes;
 mod properties;
+mod reruns;
 mod run_service;
 mod server_api;
 mod waits;

@@ -1,5 +1,5 @@
 //! Client commands against a server: `module push`, `workflow apply`,
-//! `runs start [--batch FILE]|get|list|watch|cancel`, `event send|list`.
+//! `runs start [--batch FILE]|get|list|watch|cancel|rerun`, `event send|list`.
 //! `--server` or SANDSTEP_URL; the token from SANDSTEP_TOKEN.
 
 use std::path::PathBuf;
@@ -77,6 +77,25 @@ pub enum RunsCommand {
     /// Cancel a run.
     Cancel {
         id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Re-run an ended run from a step (or from every failed step),
+    /// reusing the recorded outputs of the steps before it.
+    Rerun {
+        id: String,
+        /// Run this step and every step downstream of it again.
+        #[arg(long, required_unless_present = "failed", conflicts_with = "failed")]
+        from: Option<String>,
+        /// Run every failed step and every step downstream of one again.
+        #[arg(long)]
+        failed: bool,
+        /// A new input JSON (or @FILE); steps reading inputs run again.
+        #[arg(long)]
+        input: Option<String>,
+        /// Wait up to this long for the new run to end, e.g. 30s.
+        #[arg(long)]
+        wait: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -276,6 +295,32 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Watch { id, server } => watch(&Client::new(&server), &id).await,
+        RunsCommand::Rerun {
+            id,
+            from,
+            failed,
+            input,
+            wait,
+            server,
+        } => {
+            let mut body = match from {
+                Some(step) => serde_json::json!({ "from": step }),
+                None => serde_json::json!({ "failed": failed }),
+            };
+            if let Some(input) = input {
+                body["input"] = serde_json::from_str(&super::local::read_input(&input)?)?;
+            }
+            let client = Client::new(&server);
+            let mut request = client
+                .request(reqwest::Method::POST, &format!("/v1/runs/{id}/rerun"))
+                .json(&body);
+            if let Some(wait) = &wait {
+                request = request.query(&[("wait", wait.as_str())]);
+            }
+            let run = client.send(request).await?;
+            print(&run);
+            Ok(exit_for(&run))
+        }
     }
 }
 

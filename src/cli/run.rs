@@ -70,7 +70,7 @@ pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     let request = RunRequest {
         input,
-        idempotency_key: None,
+        ..RunRequest::default()
     };
     let ready = match start::prepare(&Arc::new(workflow), &pinned, &Arc::new(secrets), request) {
         Ok(ready) => ready,

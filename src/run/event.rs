@@ -152,7 +152,12 @@ impl std::fmt::Display for StepError {
 #[serde(tag = "type")]
 pub enum EventKind {
     #[serde(rename = "run.queued")]
-    RunQueued { workflow: String, input: Value },
+    RunQueued {
+        workflow: String,
+        input: Value,
+        #[serde(flatten)]
+        origin: Origin,
+    },
     #[serde(rename = "run.started")]
     RunStarted,
     /// for_each was evaluated: the step has this many items.
@@ -281,6 +286,28 @@ impl EventKind {
             EventKind::RunCanceled { .. } => "run.canceled",
         }
     }
+}
+
+/// Where a run came from besides a client's start, recorded in its
+/// `run.queued` event: a re-run (with the outputs it reuses), a trigger, a
+/// parent run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The run this one re-runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
+    /// Steps of `rerun_of` whose recorded outputs this run takes as its
+    /// own, by step id: they do not run again.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub reused: serde_json::Map<String, Value>,
+    /// What started the run: `{"schedule": ..., "tick": ...}` or `{"event": id}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Value>,
+    /// A sub-workflow's parent run and the step that started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_step_id: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch, now.

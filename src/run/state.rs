@@ -130,6 +130,9 @@ pub struct StepState {
     /// The id of the event that resumed a wait step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// A re-run took this step's output from the run it re-runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
     /// for_each steps: the item count, once evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<usize>,
@@ -147,6 +150,7 @@ impl StepState {
             waiting_until_ms: None,
             waiting_for: None,
             event: None,
+            reused: false,
             items: None,
             units: Vec::new(),
         }
@@ -184,6 +188,9 @@ pub struct RunState {
     pub queued_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ms: Option<u64>,
+    /// Where the run came from (re-run, trigger, parent).
+    #[serde(default)]
+    pub origin: crate::run::event::Origin,
 }
 
 impl RunState {
@@ -204,6 +211,7 @@ impl RunState {
             last_seq: 0,
             queued_ms: 0,
             started_ms: None,
+            origin: Default::default(),
         }
     }
 
@@ -224,11 +232,22 @@ impl RunState {
     pub fn apply(&mut self, event: &Event) {
         self.last_seq = event.seq;
         match &event.kind {
-            EventKind::RunQueued { workflow, input } => {
+            EventKind::RunQueued {
+                workflow,
+                input,
+                origin,
+            } => {
                 self.workflow = workflow.clone();
                 self.input = input.clone();
                 self.status = RunStatus::Queued;
                 self.queued_ms = event.at_ms;
+                for (id, output) in &origin.reused {
+                    let step = self.step(id);
+                    step.status = StepStatus::Succeeded;
+                    step.output = Some(output.clone());
+                    step.reused = true;
+                }
+                self.origin = origin.clone();
             }
             EventKind::RunStarted => {
                 self.status = RunStatus::Running;

@@ -259,6 +259,7 @@ pub async fn start_run(
     let request = RunRequest {
         input: request.input,
         idempotency_key: request.idempotency_key,
+        ..Default::default()
     };
     let (started, view) = state.service.start(&name, request, wait).await?;
     let view = match view {
@@ -312,6 +313,7 @@ pub async fn start_batch(
         .map(|r| RunRequest {
             input: r.input,
             idempotency_key: r.idempotency_key,
+            ..Default::default()
         })
         .collect();
     let started = state.service.start_batch(&name, requests).await?;
@@ -402,6 +404,56 @@ pub async fn list_runs(
 #[utoipa::path(get, path = "/v1/runs/{id}", responses((status = 200, body = RunView), (status = 404)))]
 pub async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<axum::Json<RunView>> {
     Ok(axum::Json(state.service.get(&id).await?))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerunRun {
+    /// Run this step and every step downstream of it again.
+    #[schema(min_length = 1)]
+    from: Option<String>,
+    /// `true`: run every failed step and every step downstream of one again.
+    failed: Option<bool>,
+    /// A new input (default: the run's); steps reading `inputs` run again.
+    #[schema(value_type = Object)]
+    input: Option<Value>,
+}
+
+/// Re-run an ended run from a step (`from`) or from every failed step
+/// (`failed: true`): a new run of the same pinned version, linked by
+/// `rerun_of`, that reuses the recorded outputs of every other step that
+/// succeeded.
+#[utoipa::path(post, path = "/v1/runs/{id}/rerun", params(WaitParams), request_body = RerunRun,
+    responses((status = 201, body = RunView), (status = 400), (status = 404), (status = 409), (status = 413), (status = 415), (status = 422), (status = 503)))]
+pub async fn rerun_run(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(params): Query<WaitParams>,
+    Json(request): Json<RerunRun>,
+) -> Result<Response> {
+    use crate::service::rerun::{Rerun, RerunFrom};
+    use crate::service::RunError;
+    let wait = parse_wait(params.wait.as_deref())?;
+    let from = match (request.from, request.failed) {
+        (Some(step), None | Some(false)) => RerunFrom::Step(step),
+        (None, Some(true)) => RerunFrom::Failed,
+        (Some(_), Some(true)) => {
+            return Err(RunError::invalid("from", "give either `from` (a step id) or `failed: true`, not both").into())
+        }
+        (None, _) => {
+            return Err(RunError::invalid("from", "give `from` (a step id) or `failed: true`").into());
+        }
+    };
+    let rerun = Rerun {
+        from,
+        input: request.input,
+    };
+    let (started, view) = state.service.rerun(&id, rerun, wait).await?;
+    let view = match view {
+        Some(view) => view,
+        None => state.service.get(&started.run.id).await?,
+    };
+    Ok(Created(serde_json::to_value(view).expect("serializable")).into_response())
 }
 
 /// Cancel a run: the request is stored in the run's inbox before the

@@ -12,6 +12,7 @@
 //! - [`watch`]: live listeners per run, gone when the run ends.
 //! - [`waits`]: paused runs started again by their inbox or their timers,
 //!   and posted events.
+//! - [`rerun`]: a new run of an ended one from a chosen step.
 //! - [`view`]: the run resource folded from events; [`metrics`].
 //!
 //! A run's path: [`Service::start`] validates and pins it, the store's
@@ -29,6 +30,7 @@ pub mod journal;
 pub mod metrics;
 pub mod modules;
 pub mod owner;
+pub mod rerun;
 pub mod start;
 pub mod view;
 pub mod waits;

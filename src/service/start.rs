@@ -3,6 +3,7 @@
 //! service's single and batch starts, which store runs through the
 //! group-commit writer and spawn them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use super::modules::Pinned;
 use super::view::{run_view, RunView};
 use super::watch::Watch;
 use super::{owner, RunError, Service, Started};
+use crate::run::event::Origin;
 use crate::run::{Event, Executor, RunSpec, RunState, Secrets};
 use crate::store::runs::{Inserted, Lease, NewRun};
 use crate::workflow::{ValidationError, Workflow};
@@ -24,6 +26,30 @@ pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 pub struct RunRequest {
     pub input: Value,
     pub idempotency_key: Option<String>,
+    /// Where the run comes from besides a client (a re-run, a trigger).
+    pub origin: Origin,
+}
+
+/// The workflow version a start runs, and the modules it pins.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub name: &'a str,
+    /// `None`: the latest version.
+    pub version: Option<i64>,
+    /// Module digests pinned already (a re-run keeps its run's); `None`:
+    /// pinned now.
+    pub pinned: Option<&'a HashMap<String, String>>,
+}
+
+impl<'a> Target<'a> {
+    /// The latest version of `name`, with modules pinned now.
+    pub fn latest(name: &'a str) -> Self {
+        Target {
+            name,
+            version: None,
+            pinned: None,
+        }
+    }
 }
 
 /// A run checked and ready: its spec, its first event and the state after it.
@@ -68,7 +94,7 @@ pub fn prepare(
         modules: pinned.modules.clone(),
         secrets: secrets.clone(),
     };
-    let queued = Executor::queued(&spec, input);
+    let queued = Executor::queued_from(&spec, input, request.origin);
     let mut state = RunState::new(&spec.run_id, workflow);
     state.apply(&queued);
     Ok(Ready {
@@ -81,8 +107,8 @@ pub fn prepare(
 
 /// A run a start request stored (or found), as the start sequence hands it
 /// back: watched from before it started when asked, with its first event.
-struct Launched {
-    started: Started,
+pub(super) struct Launched {
+    pub started: Started,
     watch: Option<Watch>,
     queued: Option<Event>,
 }
@@ -99,7 +125,17 @@ impl Service {
         request: RunRequest,
         wait: Option<Duration>,
     ) -> Result<(Started, Option<RunView>), RunError> {
-        let (workflow, mut started) = self.start_runs(name, vec![request], false, wait.is_some()).await?;
+        self.start_one(Target::latest(name), request, wait).await
+    }
+
+    /// [`Service::start`] of a chosen version, with chosen pins.
+    pub(super) async fn start_one(
+        self: &Arc<Self>,
+        target: Target<'_>,
+        request: RunRequest,
+        wait: Option<Duration>,
+    ) -> Result<(Started, Option<RunView>), RunError> {
+        let (workflow, mut started) = self.start_runs(target, vec![request], false, wait.is_some()).await?;
         let Launched { started, watch, queued } = started.remove(0);
         let Some(wait) = wait else {
             return Ok((started, None));
@@ -160,13 +196,13 @@ impl Service {
                 ),
             ));
         }
-        let (_, launched) = self.start_runs(name, requests, true, false).await?;
+        let (_, launched) = self.start_runs(Target::latest(name), requests, true, false).await?;
         Ok(launched.into_iter().map(|l| l.started).collect())
     }
 
-    async fn start_runs(
+    pub(super) async fn start_runs(
         self: &Arc<Self>,
-        name: &str,
+        target: Target<'_>,
         requests: Vec<RunRequest>,
         batch: bool,
         watch: bool,
@@ -174,8 +210,12 @@ impl Service {
         if self.drain.is_cancelled() {
             return Err(RunError::Unavailable);
         }
-        let (version, workflow) = self.workflow(name, None).await?;
-        let pinned = self.modules.pin(&workflow).await?;
+        let name = target.name;
+        let (version, workflow) = self.workflow(name, target.version).await?;
+        let pinned = match target.pinned {
+            Some(digests) => self.modules.load_pinned(digests).await?,
+            None => self.modules.pin(&workflow).await?,
+        };
         let mut ready = Vec::with_capacity(requests.len());
         let mut errors = Vec::new();
         for (index, request) in requests.into_iter().enumerate() {

@@ -16,9 +16,28 @@ use crate::workflow::Workflow;
 pub struct RunView {
     #[serde(flatten)]
     pub row: RunRow,
+    /// Where the run came from: `rerun_of`, `trigger`, `parent_run_id`,
+    /// `parent_step_id` (each only when it applies).
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub origin: OriginView,
     /// Steps in definition order.
     #[schema(value_type = Vec<Object>)]
     pub steps: Vec<StepView>,
+}
+
+/// [`crate::run::event::Origin`] without the reused outputs (the steps
+/// show them).
+#[derive(Debug, Default, Serialize)]
+pub struct OriginView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_run_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_step_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -43,6 +62,9 @@ pub struct StepView {
     /// A wait that ended with an event: the event's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// A re-run took this step's output from `rerun_of`; it did not run.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reused: bool,
     pub attempts: Vec<AttemptView>,
 }
 
@@ -161,6 +183,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 waiting_for: s.waiting_for.clone(),
                 waiting_until_ms: s.waiting_until_ms,
                 event: s.event.clone(),
+                reused: s.reused,
                 attempts: attempts
                     .iter()
                     .filter(|(id, _)| *id == step.id)
@@ -169,7 +192,17 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
             }
         })
         .collect();
-    RunView { row, steps }
+    let origin = &state.origin;
+    RunView {
+        row,
+        origin: OriginView {
+            rerun_of: origin.rerun_of.clone(),
+            trigger: origin.trigger.clone(),
+            parent_run_id: origin.parent_run_id.clone(),
+            parent_step_id: origin.parent_step_id.clone(),
+        },
+        steps,
+    }
 }
 
 fn finish(

@@ -33,7 +33,7 @@ mod redact;
 mod schedule;
 mod waits;
 
-use super::event::{now_ms, Event, EventKind};
+use super::event::{now_ms, Event, EventKind, Origin};
 use super::inbox::{Message, MessageKind};
 use super::journal::{Journal, JournalError};
 use super::secrets::Secrets;
@@ -86,6 +86,11 @@ impl Executor {
 
     /// The first event of a new run whose input was checked already.
     pub fn queued(spec: &RunSpec, input: Value) -> Event {
+        Self::queued_from(spec, input, Origin::default())
+    }
+
+    /// The first event of a new run that came from `origin`.
+    pub fn queued_from(spec: &RunSpec, input: Value, origin: Origin) -> Event {
         Event {
             seq: 1,
             run_id: spec.run_id.clone(),
@@ -93,6 +98,7 @@ impl Executor {
             kind: EventKind::RunQueued {
                 workflow: spec.workflow.name.clone(),
                 input,
+                origin,
             },
         }
     }

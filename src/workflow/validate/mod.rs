@@ -41,6 +41,29 @@ impl Workflow {
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.index.get(id).copied()
     }
+
+    /// The steps in `from` and every step that depends on one of them,
+    /// directly or not, by position.
+    pub fn downstream(&self, from: impl IntoIterator<Item = usize>) -> Vec<bool> {
+        let mut marked = vec![false; self.steps.len()];
+        for index in from {
+            marked[index] = true;
+        }
+        // Dependencies come before dependents only in a valid order, so
+        // repeat until nothing changes (a few passes for real workflows).
+        loop {
+            let mut changed = false;
+            for (index, step) in self.steps.iter().enumerate() {
+                if !marked[index] && step.deps.iter().any(|&d| marked[d]) {
+                    marked[index] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return marked;
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -50,6 +73,8 @@ pub struct Step {
     pub input: TemplateValue,
     /// Every dependency: `needs` plus each step a template reads, by index.
     pub deps: Vec<usize>,
+    /// Whether a template of the step reads the run's `inputs`.
+    pub reads_inputs: bool,
     pub when: Option<Template>,
     pub for_each: Option<ForEach>,
     /// Items of this step running at once (for_each).

@@ -217,6 +217,9 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
             deps.insert(dep);
         }
     }
+    let reads_inputs = templated
+        .iter()
+        .any(|(template, _, _)| template.paths().iter().any(|p| p.split('.').next() == Some("inputs")));
 
     let limits = apply_limits(
         default_limits.clone(),
@@ -237,6 +240,7 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         action,
         input,
         deps: deps.into_iter().collect(),
+        reads_inputs,
         when,
         for_each,
         concurrency: step.concurrency,
