@@ -122,6 +122,8 @@ pub struct Caps {
     pub concurrency: u32,
     /// Most attempts per step (or item). Default 100.
     pub max_attempts: u32,
+    /// Most levels of sub-workflows below a root run. Default 8.
+    pub workflow_depth: u32,
 }
 
 impl Default for Caps {
@@ -135,6 +137,7 @@ impl Default for Caps {
             for_each_items: 10_000,
             concurrency: 64,
             max_attempts: 100,
+            workflow_depth: 8,
         }
     }
 }

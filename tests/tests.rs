@@ -21,4 +21,5 @@ mod properties;
 mod reruns;
 mod run_service;
 mod server_api;
+mod subworkflows;
 mod waits;

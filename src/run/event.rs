@@ -58,6 +58,8 @@ pub enum ErrorKind {
     ModuleError,
     /// A wait's timeout passed before a matching event came.
     WaitTimeout,
+    /// A sub-workflow's child run failed, was canceled or could not start.
+    ChildFailed,
 }
 
 impl ErrorKind {
@@ -78,6 +80,7 @@ impl ErrorKind {
             ErrorKind::ForEachError => "for_each_error",
             ErrorKind::ModuleError => "module_error",
             ErrorKind::WaitTimeout => "wait_timeout",
+            ErrorKind::ChildFailed => "child_failed",
         }
     }
 
@@ -200,12 +203,21 @@ pub enum EventKind {
         record: AttemptRecord,
         retry_at_ms: u64,
     },
-    /// One for_each item succeeded.
+    /// A sub-workflow step (or one of its items) started its child run.
+    #[serde(rename = "step.child_started")]
+    StepChildStarted {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        child: String,
+    },
+    /// One for_each item succeeded (`record`: its attempt, none for a child run).
     #[serde(rename = "step.item_succeeded")]
     ItemSucceeded {
         step: String,
         item: usize,
-        record: AttemptRecord,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        record: Option<AttemptRecord>,
         output: Value,
     },
     /// The step succeeded (for_each: all items did; `output` is their array;
@@ -271,6 +283,7 @@ impl EventKind {
             EventKind::StepExpanded { .. } => "step.expanded",
             EventKind::StepStarted { .. } => "step.started",
             EventKind::StepLog { .. } => "step.log",
+            EventKind::StepChildStarted { .. } => "step.child_started",
             EventKind::StepWaiting { .. } => "step.waiting",
             EventKind::StepRetrying { .. } => "step.retrying",
             EventKind::ItemSucceeded { .. } => "step.item_succeeded",
@@ -308,6 +321,13 @@ pub struct Origin {
     pub parent_run_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_step_id: Option<String>,
+    /// The workflows above this run, the root first (sub-workflows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<String>,
+    /// The version of each sub-workflow this run's steps start, pinned
+    /// when it was queued.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub workflows: std::collections::BTreeMap<String, i64>,
 }
 
 /// Milliseconds since the Unix epoch, now.

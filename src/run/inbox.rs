@@ -21,6 +21,14 @@ pub enum MessageKind {
     Cancel { reason: String },
     /// An event of a topic one of the run's steps waits (or may wait) for.
     Event { event: PostedEvent },
+    /// A child run of one of the run's sub-workflow steps ended.
+    ChildEnded {
+        child: String,
+        /// `completed`, `failed` or `canceled`.
+        status: String,
+        output: Option<Value>,
+        error: Option<String>,
+    },
 }
 
 /// An event posted to the engine (`POST /v1/events`).
@@ -38,6 +46,7 @@ impl MessageKind {
         match self {
             MessageKind::Cancel { .. } => "cancel",
             MessageKind::Event { .. } => "event",
+            MessageKind::ChildEnded { .. } => "child_ended",
         }
     }
 }

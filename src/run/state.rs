@@ -103,6 +103,9 @@ pub struct UnitState {
     /// When the next attempt is due, after a retryable failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at_ms: Option<u64>,
+    /// A sub-workflow unit: its child run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<String>,
 }
 
 impl UnitState {
@@ -273,6 +276,13 @@ impl RunState {
                 unit.retry_at_ms = None;
             }
             EventKind::StepLog { .. } => {}
+            EventKind::StepChildStarted { step, item, child } => {
+                let step = self.step(step);
+                step.status = StepStatus::Running;
+                let unit = step.unit(*item);
+                unit.status = Some(StepStatus::Running);
+                unit.child = Some(child.clone());
+            }
             EventKind::StepWaiting { step, until_ms, event } => {
                 let step = self.step(step);
                 step.status = StepStatus::Waiting;
@@ -298,7 +308,7 @@ impl RunState {
                 output,
             } => {
                 let unit = self.step(step).unit(Some(*item));
-                unit.attempts.push(record.clone());
+                unit.attempts.extend(record.clone());
                 unit.running = None;
                 unit.status = Some(StepStatus::Succeeded);
                 unit.output = Some(output.clone());
@@ -314,6 +324,10 @@ impl RunState {
                     let unit = step.unit(None);
                     unit.attempts.push(record.clone());
                     unit.running = None;
+                    unit.status = Some(StepStatus::Succeeded);
+                    unit.output = Some(output.clone());
+                } else if let Some(unit) = step.units.first_mut().filter(|_| step.items.is_none()) {
+                    // A plain step's child run ended.
                     unit.status = Some(StepStatus::Succeeded);
                     unit.output = Some(output.clone());
                 }
@@ -335,6 +349,11 @@ impl RunState {
                     if let Some(record) = record {
                         unit.attempts.push(record.clone());
                     }
+                    unit.running = None;
+                    unit.status = Some(StepStatus::Failed);
+                    unit.error = Some(error.clone());
+                } else if let Some(unit) = step.units.first_mut().filter(|u| step.items.is_none() && !u.is_done()) {
+                    // A plain step failed before or without an attempt (its child run).
                     unit.running = None;
                     unit.status = Some(StepStatus::Failed);
                     unit.error = Some(error.clone());

@@ -53,7 +53,9 @@ impl Service {
     /// Validates `source` and stores it as the next version of `name`
     /// (unchanged: the latest version, `false`).
     pub async fn put_workflow(&self, name: &str, source: &str) -> Result<(WorkflowVersion, bool, usize), RunError> {
-        let catalog = self.modules.catalog().await?;
+        let mut catalog = self.modules.catalog().await?;
+        let stored = self.store(self.db.list_workflows().await)?;
+        catalog.workflows = Some(stored.iter().map(|w| (w.name.clone(), w.version)).collect());
         let workflow = crate::workflow::load(source, self.caps(), Some(&catalog)).map_err(RunError::InvalidWorkflow)?;
         if workflow.name != name {
             return Err(RunError::NameMismatch(format!(

@@ -84,7 +84,9 @@ impl Metrics {
             EventKind::StepSucceeded {
                 record: Some(record), ..
             }
-            | EventKind::ItemSucceeded { record, .. } => record,
+            | EventKind::ItemSucceeded {
+                record: Some(record), ..
+            } => record,
             EventKind::StepRetrying { record, .. }
             | EventKind::StepFailed {
                 record: Some(record), ..

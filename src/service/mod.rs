@@ -24,6 +24,7 @@
 //! every run waiting for its topic. A paused run's driver returns; the
 //! service starts it again when a message or its first timer is due.
 
+mod children;
 pub mod definitions;
 pub mod error;
 pub mod journal;
@@ -196,10 +197,15 @@ impl Service {
                     inbox: Some(receiver),
                     drain: service.drain.clone(),
                     park: true,
+                    children: Some(service.children()),
                     ..Controls::default()
                 };
                 let result = service.executor.execute_until(&spec, state, &journal, controls).await;
-                let paused = matches!(&result, Ok(state) if state.status == crate::run::RunStatus::Paused);
+                let (parked, parent) = match &result {
+                    Ok(state) if state.status.is_terminal() => (false, state.origin.parent_run_id.clone()),
+                    Ok(_) => (true, None),
+                    Err(_) => (false, None),
+                };
                 match result {
                     Ok(_) => {}
                     Err(crate::run::JournalError::Conflict(reason)) => {
@@ -211,8 +217,12 @@ impl Service {
                     }
                 }
                 service.live.lock().unwrap().remove(&spec.run_id);
-                if paused && !service.drain.is_cancelled() {
+                if parked && !service.drain.is_cancelled() {
                     service.parked(&spec.run_id).await;
+                }
+                // A child's end is in its parent's inbox: wake the parent.
+                if let Some(parent) = parent {
+                    service.wake(&parent).await;
                 }
             }
             .instrument(span),

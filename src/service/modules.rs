@@ -95,6 +95,7 @@ impl Modules {
             tags: stored.iter().map(|m| (m.name.clone(), m.tag.clone())).collect(),
             digests: stored.iter().map(|m| m.digest.clone()).collect(),
             place: self.place,
+            workflows: None,
         })
     }
 
@@ -237,9 +238,26 @@ pub struct Catalog {
     tags: HashSet<(String, String)>,
     digests: HashSet<String>,
     place: Place,
+    /// Workflows by name with their latest version, when known (a server).
+    pub workflows: Option<HashMap<String, i64>>,
 }
 
 impl ModuleCatalog for Catalog {
+    fn check_workflow(&self, name: &str, version: Option<i64>) -> Result<(), String> {
+        let Some(workflows) = &self.workflows else {
+            return Ok(());
+        };
+        match (workflows.get(name), version) {
+            (None, _) => Err(format!(
+                "no workflow named {name:?} on this server: apply it before a workflow that runs it"
+            )),
+            (Some(latest), Some(version)) if version > *latest => Err(format!(
+                "workflow {name} has no version {version} (its latest is {latest})"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn check(&self, reference: &str) -> Result<(), String> {
         let name = reference.split(['@', ':']).next().unwrap_or(reference);
         if let Some(path) = self.files.get(reference).or_else(|| self.files.get(name)) {

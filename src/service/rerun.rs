@@ -94,6 +94,7 @@ impl Service {
             origin: Origin {
                 rerun_of: Some(run_id.to_string()),
                 reused,
+                workflows: state.origin.workflows.clone(),
                 ..Origin::default()
             },
         };

@@ -114,6 +114,25 @@ pub(super) struct Launched {
 }
 
 impl Service {
+    /// The version each sub-workflow step of `workflow` will start: its own
+    /// `version`, or the latest now. A workflow that is missing now is left
+    /// out: its step fails when it starts, naming it.
+    async fn pin_subworkflows(&self, workflow: &Workflow) -> std::collections::BTreeMap<String, i64> {
+        let mut pins = std::collections::BTreeMap::new();
+        for step in &workflow.steps {
+            if let crate::workflow::Action::Workflow { name, version } = &step.action {
+                let version = match version {
+                    Some(version) => Some(*version),
+                    None => self.workflow(name, None).await.ok().map(|(version, _)| version),
+                };
+                if let Some(version) = version {
+                    pins.insert(name.clone(), version);
+                }
+            }
+        }
+        pins
+    }
+
     /// Starts a run of the latest version of `name`; with `wait`, answers
     /// once the run has ended or `wait` is over. A new run is watched
     /// before it starts, so its end cannot slip by unseen; when every one
@@ -216,9 +235,13 @@ impl Service {
             Some(digests) => self.modules.load_pinned(digests).await?,
             None => self.modules.pin(&workflow).await?,
         };
+        let subworkflows = self.pin_subworkflows(&workflow).await;
         let mut ready = Vec::with_capacity(requests.len());
         let mut errors = Vec::new();
-        for (index, request) in requests.into_iter().enumerate() {
+        for (index, mut request) in requests.into_iter().enumerate() {
+            if request.origin.workflows.is_empty() {
+                request.origin.workflows = subworkflows.clone();
+            }
             let at = |location: &str| {
                 if batch {
                     format!("runs[{index}].{location}")

@@ -65,6 +65,9 @@ pub struct StepView {
     /// A re-run took this step's output from `rerun_of`; it did not run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
+    /// A sub-workflow step: its child runs (one per for_each item).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub child_run_ids: Vec<String>,
     pub attempts: Vec<AttemptView>,
 }
 
@@ -135,9 +138,12 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 record: Some(record),
                 ..
             } => finish(&mut attempts, &index, step, None, record),
-            EventKind::ItemSucceeded { step, item, record, .. } => {
-                finish(&mut attempts, &index, step, Some(*item), record)
-            }
+            EventKind::ItemSucceeded {
+                step,
+                item,
+                record: Some(record),
+                ..
+            } => finish(&mut attempts, &index, step, Some(*item), record),
             EventKind::StepRetrying { step, item, record, .. } => finish(&mut attempts, &index, step, *item, record),
             EventKind::StepFailed {
                 step,
@@ -184,6 +190,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 waiting_until_ms: s.waiting_until_ms,
                 event: s.event.clone(),
                 reused: s.reused,
+                child_run_ids: s.units.iter().filter_map(|u| u.child.clone()).collect(),
                 attempts: attempts
                     .iter()
                     .filter(|(id, _)| *id == step.id)

@@ -76,12 +76,16 @@ pub(crate) async fn insert_runs(
         fresh.push((run, row.input.to_string()));
         out.push(Inserted::New(row));
     }
-    for chunk in fresh.chunks(ROWS_PER_STATEMENT / 13) {
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT / 14) {
         let mut query = sqlx::QueryBuilder::new(
             "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, updated_ms, \
-             last_seq, owner, lease_until_ms, fence) ",
+             last_seq, owner, lease_until_ms, fence, parent_run_id) ",
         );
         query.push_values(chunk, |mut row, (run, input)| {
+            let parent = match &run.queued.kind {
+                EventKind::RunQueued { origin, .. } => origin.parent_run_id.as_deref(),
+                _ => None,
+            };
             row.push_bind(&run.id)
                 .push_bind(&run.workflow)
                 .push_bind(run.version)
@@ -94,7 +98,8 @@ pub(crate) async fn insert_runs(
                 .push_bind(run.queued.seq as i64)
                 .push_bind(node)
                 .push_bind(lease_until_ms)
-                .push_bind(1i64);
+                .push_bind(1i64)
+                .push_bind(parent);
         });
         query.build().execute(&mut *tx).await?;
     }
@@ -181,6 +186,22 @@ pub(crate) async fn append(
         }
         accepted.extend(append.events.iter());
         results.push(Ok(()));
+    }
+    // An ended child run tells its parent, through the parent's inbox.
+    for chunk in ended.chunks(ROWS_PER_STATEMENT) {
+        let mut query = sqlx::QueryBuilder::new(
+            "INSERT INTO inbox (run_id, kind, body, created_ms, child_id) \
+             SELECT parent_run_id, 'child_ended', '{\"kind\":\"child_ended\"}', ",
+        );
+        query
+            .push_bind(now)
+            .push(", id FROM runs WHERE parent_run_id IS NOT NULL AND id IN (");
+        let mut ids = query.separated(", ");
+        for id in chunk {
+            ids.push_bind(*id);
+        }
+        query.push(")");
+        query.build().execute(&mut *tx).await?;
     }
     // An ended run's requests are answered by its end.
     for chunk in ended.chunks(ROWS_PER_STATEMENT) {

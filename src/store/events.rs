@@ -255,7 +255,9 @@ async fn end_wait(tx: &mut Connection, run: &str, step: &str) -> Result<(), Stor
     Ok(())
 }
 
-/// Adds to the inbox query the event an event message names.
-pub(super) const PENDING_WITH_EVENTS: &str = "SELECT i.id, i.body, i.event_id, e.topic, e.data, e.created_ms \
-     FROM inbox i LEFT JOIN posted_events e ON e.id = i.event_id \
+/// The inbox query, with the event an event message names and the end of
+/// the child run a child message names.
+pub(super) const PENDING_WITH_EVENTS: &str = "SELECT i.id, i.body, i.event_id, e.topic, e.data, e.created_ms, \
+     i.child_id, c.status AS child_status, c.output AS child_output, c.error AS child_error \
+     FROM inbox i LEFT JOIN posted_events e ON e.id = i.event_id LEFT JOIN runs c ON c.id = i.child_id \
      WHERE i.run_id = ? AND i.consumed_ms IS NULL AND i.id > ? ORDER BY i.id";

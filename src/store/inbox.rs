@@ -63,8 +63,26 @@ impl Db {
         for row in &rows {
             let id: i64 = row.get("id");
             let event_id: Option<String> = row.get("event_id");
-            let kind = match event_id {
-                Some(event_id) => {
+            let child_id: Option<String> = row.get("child_id");
+            let kind = match (event_id, child_id) {
+                (_, Some(child)) => {
+                    let status: Option<String> = row.get("child_status");
+                    let output: Option<String> = row.get("child_output");
+                    let Some(status) = status else {
+                        return Err(corrupt(id, format!("its child run {child} is gone")));
+                    };
+                    let output = output
+                        .map(|o| serde_json::from_str(&o))
+                        .transpose()
+                        .map_err(|e| corrupt(id, e.to_string()))?;
+                    MessageKind::ChildEnded {
+                        child,
+                        status,
+                        output,
+                        error: row.get("child_error"),
+                    }
+                }
+                (Some(event_id), None) => {
                     let topic: Option<String> = row.get("topic");
                     let data: Option<String> = row.get("data");
                     let (Some(topic), Some(data)) = (topic, data) else {
@@ -79,7 +97,7 @@ impl Db {
                         },
                     }
                 }
-                None => serde_json::from_str(row.get("body")).map_err(|e| corrupt(id, e.to_string()))?,
+                (None, None) => serde_json::from_str(row.get("body")).map_err(|e| corrupt(id, e.to_string()))?,
             };
             messages.push(Message { id, kind });
         }

@@ -158,6 +158,12 @@ pub struct StepDef {
     /// A step that waits for a posted event.
     #[serde(default)]
     pub wait: Option<WaitDef>,
+    /// A step that runs another workflow as a child run.
+    #[serde(default)]
+    pub workflow: Option<String>,
+    /// The child workflow's version; default: the latest when the run starts.
+    #[serde(default)]
+    pub version: Option<i64>,
 }
 
 /// `wait: { event: <topic>, timeout: 24h, match: <expression> }`.

@@ -35,8 +35,10 @@ impl<'a> Driver<'a> {
 
     pub(super) fn start_attempt(&mut self, index: usize, item: Option<usize>) {
         let step = &self.workflow.steps[index];
-        let Action::Module { reference, args } = &step.action else {
-            return;
+        let args = match &step.action {
+            Action::Module { args, .. } => args.as_slice(),
+            Action::Workflow { .. } => &[],
+            Action::Sleep(_) | Action::Wait { .. } => return,
         };
         let base = self.scopes[index].clone().unwrap_or_else(|| self.scope(index));
         let scope = match (item, &self.items[index]) {
@@ -61,6 +63,9 @@ impl<'a> Driver<'a> {
                 );
                 return;
             }
+        };
+        let Action::Module { reference, .. } = &step.action else {
+            return self.queue_child(index, item, input);
         };
         let Some(module) = self.spec.modules.get(reference).cloned() else {
             let error = StepError::new(
@@ -165,21 +170,9 @@ impl<'a> Driver<'a> {
         match result.result {
             AttemptResult::Succeeded { output } => match item {
                 Some(i) => {
-                    self.emit(EventKind::ItemSucceeded {
-                        step: step.id.clone(),
-                        item: i,
-                        record,
-                        output,
-                    });
-                    self.remaining[index] = self.remaining[index].saturating_sub(1);
-                    self.maybe_finish_for_each(index);
+                    self.succeed_unit(index, Some(i), Some(record), output);
                 }
-                None => self.emit(EventKind::StepSucceeded {
-                    step: step.id.clone(),
-                    record: Some(record),
-                    output,
-                    event: None,
-                }),
+                None => self.succeed_unit(index, None, Some(record), output),
             },
             AttemptResult::Failed { error } => {
                 let error = StepError::from_failure(&error);
@@ -198,6 +191,36 @@ impl<'a> Driver<'a> {
                     self.fail_step(index, item, Some(record), error);
                 }
             }
+        }
+    }
+
+    /// A unit (an attempt or a child run) succeeded: a plain step succeeds,
+    /// a for_each step once its last item does.
+    pub(super) fn succeed_unit(
+        &mut self,
+        index: usize,
+        item: Option<usize>,
+        record: Option<AttemptRecord>,
+        output: Value,
+    ) {
+        let step = self.id(index).to_string();
+        match item {
+            Some(item) => {
+                self.emit(EventKind::ItemSucceeded {
+                    step,
+                    item,
+                    record,
+                    output,
+                });
+                self.remaining[index] = self.remaining[index].saturating_sub(1);
+                self.maybe_finish_for_each(index);
+            }
+            None => self.emit(EventKind::StepSucceeded {
+                step,
+                record,
+                output,
+                event: None,
+            }),
         }
     }
 

@@ -43,6 +43,7 @@ impl<'a> Driver<'a> {
             record,
             error,
         });
+        self.cancel_children(Some(index));
         if step.on_failure != OnFailure::Continue {
             // Running siblings are abandoned with the run.
             self.inline = None;
@@ -81,6 +82,7 @@ impl<'a> Driver<'a> {
     /// Ends the run as failed: running steps are canceled, steps not started
     /// are skipped.
     pub(super) fn stop(&mut self, reason: String) {
+        self.cancel_children(None);
         self.timers.clear();
         self.queued.iter_mut().for_each(VecDeque::clear);
         for index in 0..self.workflow.steps.len() {
@@ -102,6 +104,7 @@ impl<'a> Driver<'a> {
 
     /// Ends a run being canceled: every unfinished step is canceled.
     pub(super) fn finish_canceled(&mut self, reason: String) {
+        self.cancel_children(None);
         self.timers.clear();
         self.queued.iter_mut().for_each(VecDeque::clear);
         for index in 0..self.workflow.steps.len() {

@@ -4,9 +4,10 @@
 //! a run can be continued from whatever was stored.
 //!
 //! The driver's work is split by concern: deciding steps (`schedule`),
-//! running attempts (`attempts`), waits for events and time, pausing and
-//! resuming (`waits`), ending steps and the run (`ending`), and redacting
-//! secrets from events (`redact`).
+//! running attempts (`attempts`), child runs of sub-workflow steps
+//! (`children`), waits for events and time, pausing and resuming
+//! (`waits`), ending steps and the run (`ending`), and redacting secrets
+//! from events (`redact`).
 //!
 //! One scheduling round: decide every step whose dependencies are done
 //! (skip, fail, or queue its units), start queued units up to the run's and
@@ -28,11 +29,13 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 mod attempts;
+mod children;
 mod ending;
 mod redact;
 mod schedule;
 mod waits;
 
+use super::children::{ChildStart, Children};
 use super::event::{now_ms, Event, EventKind, Origin};
 use super::inbox::{Message, MessageKind};
 use super::journal::{Journal, JournalError};
@@ -148,9 +151,13 @@ pub struct Controls {
     pub inbox: Option<mpsc::UnboundedReceiver<Message>>,
     /// Stop starting attempts and return with the run unfinished.
     pub drain: CancellationToken,
-    /// Return once the run is paused, holding no task while it waits (the
-    /// service starts it again). Without it (local runs) the driver waits.
+    /// Return once the run is paused or waits for child runs, holding no
+    /// task meanwhile (the service starts it again). Without it (local
+    /// runs) the driver waits.
     pub park: bool,
+    /// Starts and cancels child runs (sub-workflow steps); without it such
+    /// a step fails.
+    pub children: Option<Arc<dyn Children>>,
 }
 
 /// A retry, sleep or wait timeout that fires at a wall-clock time (ms), so
@@ -205,6 +212,11 @@ struct Driver<'a> {
     items: Vec<Option<Arc<Vec<Value>>>>,
     /// The run's deadline (ms), from when it started.
     deadline_ms: Option<u64>,
+    children: Option<Arc<dyn Children>>,
+    /// Child runs to start at the end of this round: (step, item, start).
+    child_starts: Vec<(usize, Option<usize>, ChildStart)>,
+    /// Child runs to cancel before the next commit.
+    children_to_cancel: Vec<String>,
 }
 
 impl<'a> Driver<'a> {
@@ -229,6 +241,9 @@ impl<'a> Driver<'a> {
             scopes: vec![None; n],
             items: vec![None; n],
             deadline_ms: None,
+            children: None,
+            child_starts: Vec::new(),
+            children_to_cancel: Vec::new(),
         }
     }
 
@@ -248,6 +263,7 @@ impl<'a> Driver<'a> {
     }
 
     async fn commit(&mut self) -> Result<(), JournalError> {
+        self.deliver_child_cancels().await;
         if !self.unsaved.is_empty() || !self.consumed.is_empty() {
             self.journal.append_consuming(&self.unsaved, &self.consumed).await?;
             self.unsaved.clear();
@@ -266,7 +282,9 @@ impl<'a> Driver<'a> {
             mut inbox,
             drain,
             park,
+            children,
         } = controls;
+        self.children = children;
         match self.state.status {
             RunStatus::Queued => self.emit(EventKind::RunStarted),
             RunStatus::Canceling => {
@@ -297,16 +315,20 @@ impl<'a> Driver<'a> {
             } else {
                 self.schedule();
                 self.launch();
+                self.start_children().await;
             }
             if self.state.status.is_terminal() {
                 return self.commit().await;
             }
             if self.is_idle() {
-                if !self.pause() {
+                if self.children_running() {
+                    if park {
+                        return self.commit().await;
+                    }
+                } else if !self.pause() {
                     self.complete();
                     return self.commit().await;
-                }
-                if park {
+                } else if park {
                     return self.commit().await;
                 }
             }
@@ -350,6 +372,16 @@ impl<'a> Driver<'a> {
             MessageKind::Event { event } => {
                 self.consumed.push(message.id);
                 self.receive_event(&event);
+                Ok(())
+            }
+            MessageKind::ChildEnded {
+                child,
+                status,
+                output,
+                error,
+            } => {
+                self.consumed.push(message.id);
+                self.child_ended(&child, &status, output, error);
                 Ok(())
             }
         }
@@ -398,23 +430,30 @@ impl<'a> Driver<'a> {
                         }
                     }
                     self.scopes[index] = Some(scope);
-                    let units: Vec<(Option<usize>, Option<u64>, bool)> = self.state.steps[index]
+                    let units: Vec<(Option<usize>, Option<u64>, bool, bool)> = self.state.steps[index]
                         .units
                         .iter()
                         .enumerate()
-                        .map(|(i, u)| (step.for_each.as_ref().map(|_| i), u.retry_at_ms, u.is_done()))
+                        .map(|(i, u)| {
+                            let item = step.for_each.as_ref().map(|_| i);
+                            (item, u.retry_at_ms, u.is_done(), u.child.is_some())
+                        })
                         .collect();
-                    self.remaining[index] = units.iter().filter(|(_, _, done)| !done).count();
+                    self.remaining[index] = units.iter().filter(|(_, _, done, _)| !done).count();
                     let units = if units.is_empty() {
-                        vec![(None, None, false)]
+                        vec![(None, None, false, false)]
                     } else {
                         units
                     };
-                    for (item, retry_at, done) in units {
-                        match (done, retry_at) {
-                            (true, _) => {}
-                            (false, Some(at)) => self.timers.push(Reverse((at, Timer::Retry { step: index, item }))),
-                            (false, None) => self.queued[index].push_back(item),
+                    for (item, retry_at, done, child) in units {
+                        match (done, child, retry_at) {
+                            (true, _, _) => {}
+                            // Its child runs on; its end reaches the inbox.
+                            (false, true, _) => self.running[index] += 1,
+                            (false, false, Some(at)) => {
+                                self.timers.push(Reverse((at, Timer::Retry { step: index, item })))
+                            }
+                            (false, false, None) => self.queued[index].push_back(item),
                         }
                     }
                     self.maybe_finish_for_each(index);

@@ -9,7 +9,9 @@ pub(super) fn redact(secrets: &Secrets, kind: &mut EventKind) {
         EventKind::StepLog { message, .. } => *message = secrets.redact(message),
         EventKind::StepRetrying { record, .. } => redact_record(secrets, record),
         EventKind::ItemSucceeded { record, output, .. } => {
-            redact_record(secrets, record);
+            if let Some(record) = record {
+                redact_record(secrets, record);
+            }
             secrets.redact_value(output);
         }
         EventKind::StepSucceeded { output, .. } | EventKind::RunCompleted { output } => secrets.redact_value(output),

@@ -92,30 +92,32 @@ impl<'a> Driver<'a> {
                 });
                 self.timers.push(Reverse((until, Timer::Sleep { step: index })));
             }
-            Action::Module { .. } if step.for_each.is_some() => match self.evaluate_items(index, &scope) {
-                Err(error) => self.fail_step(index, None, None, error),
-                Ok(items) => {
-                    let count = items.len();
-                    self.emit(EventKind::StepExpanded {
-                        step: step.id.clone(),
-                        items: count,
-                    });
-                    if count == 0 {
-                        self.emit(EventKind::StepSucceeded {
+            Action::Module { .. } | Action::Workflow { .. } if step.for_each.is_some() => {
+                match self.evaluate_items(index, &scope) {
+                    Err(error) => self.fail_step(index, None, None, error),
+                    Ok(items) => {
+                        let count = items.len();
+                        self.emit(EventKind::StepExpanded {
                             step: step.id.clone(),
-                            record: None,
-                            output: Value::Array(vec![]),
-                            event: None,
+                            items: count,
                         });
-                        return;
+                        if count == 0 {
+                            self.emit(EventKind::StepSucceeded {
+                                step: step.id.clone(),
+                                record: None,
+                                output: Value::Array(vec![]),
+                                event: None,
+                            });
+                            return;
+                        }
+                        self.items[index] = Some(Arc::new(items));
+                        self.scopes[index] = Some(scope);
+                        self.remaining[index] = count;
+                        self.queued[index].extend((0..count).map(Some));
                     }
-                    self.items[index] = Some(Arc::new(items));
-                    self.scopes[index] = Some(scope);
-                    self.remaining[index] = count;
-                    self.queued[index].extend((0..count).map(Some));
                 }
-            },
-            Action::Module { .. } => {
+            }
+            Action::Module { .. } | Action::Workflow { .. } => {
                 self.scopes[index] = Some(scope);
                 self.queued[index].push_back(None);
             }

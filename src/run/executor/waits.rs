@@ -134,6 +134,7 @@ impl<'a> Driver<'a> {
     pub(super) fn is_idle(&self) -> bool {
         self.tasks.is_empty()
             && self.inline.is_none()
+            && self.child_starts.is_empty()
             && self.queued.iter().all(VecDeque::is_empty)
             && !self
                 .timers

@@ -94,6 +94,9 @@ pub enum Action {
     },
     /// Wait, then succeed with a null output.
     Sleep(Duration),
+    /// Run another workflow as a child run (one per for_each item); its
+    /// output is the step's. `version: None`: pinned when the run starts.
+    Workflow { name: String, version: Option<i64> },
     /// Wait for a posted event whose topic is `topic` (rendered when the
     /// step starts) and for which `matches` is true; its data is the output.
     Wait {
@@ -161,6 +164,13 @@ impl RetryPolicy {
 pub trait ModuleCatalog {
     /// `Err` with the reason when `reference` cannot be used.
     fn check(&self, reference: &str) -> Result<(), String>;
+
+    /// `Err` with the reason when a sub-workflow cannot be used. Catalogs
+    /// that know no workflows accept every one.
+    fn check_workflow(&self, name: &str, version: Option<i64>) -> Result<(), String> {
+        let _ = (name, version);
+        Ok(())
+    }
 }
 
 /// Collects errors with their locations.

@@ -45,8 +45,8 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
     let is_for_each = step.for_each.is_some();
 
     let mut templated: Vec<(&Template, String, Situational)> = Vec::new();
-    let action = match (&step.module, step.sleep, &step.wait) {
-        (Some(reference), None, None) => {
+    let action = match (&step.module, step.sleep, &step.wait, &step.workflow) {
+        (Some(reference), None, None, None) => {
             if let Err(e) = crate::modules::Reference::parse(reference) {
                 errors.add(at("module"), e.to_string());
             } else if let Some(catalog) = catalog {
@@ -66,11 +66,37 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
                 args,
             }
         }
-        (None, Some(duration), None) => {
+        (None, Some(duration), None, None) => {
             refuse_fields(&step, "sleep", &at, errors);
             Action::Sleep(duration)
         }
-        (None, None, Some(wait)) => {
+        (None, None, None, Some(name)) => {
+            for (field, present) in [
+                ("args", !step.args.is_empty()),
+                ("retry", step.retry.is_some()),
+                ("limits", step.limits.is_some()),
+                ("timeout", step.timeout.is_some()),
+            ] {
+                if present {
+                    errors.add(
+                        at(field),
+                        format!("`{field}` cannot be combined with `workflow` (the child workflow's own steps set it)"),
+                    );
+                }
+            }
+            if let Some(version) = step.version.filter(|v| *v < 1) {
+                errors.add(at("version"), format!("versions start at 1, not {version}"));
+            } else if let Some(catalog) = catalog {
+                if let Err(message) = catalog.check_workflow(name, step.version) {
+                    errors.add(at("workflow"), message);
+                }
+            }
+            Action::Workflow {
+                name: name.clone(),
+                version: step.version,
+            }
+        }
+        (None, None, Some(wait), None) => {
             refuse_fields(&step, "wait", &at, errors);
             let topic = compile_value(&Value::String(wait.event.clone()), &at("wait.event"), errors)
                 .unwrap_or(TemplateValue::Literal(Value::Null));
@@ -98,21 +124,24 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
                 matches,
             }
         }
-        (None, None, None) => {
+        (None, None, None, None) => {
             errors.add(
                 location.as_str(),
-                "a step needs `module` (a module to run), `sleep` (a duration) or `wait` (an event)",
+                "a step needs `module` (a module to run), `sleep` (a duration), `wait` (an event) or `workflow` (a child run)",
             );
             Action::Sleep(Duration::ZERO)
         }
         _ => {
             errors.add(
                 location.as_str(),
-                "a step has one of `module`, `sleep` or `wait`, not several",
+                "a step has one of `module`, `sleep`, `wait` or `workflow`, not several",
             );
             Action::Sleep(Duration::ZERO)
         }
     };
+    if step.version.is_some() && step.workflow.is_none() {
+        errors.add(at("version"), "`version` applies to `workflow` steps only");
+    }
     if let Action::Wait { topic, matches, .. } = &action {
         templated.extend(
             topic
