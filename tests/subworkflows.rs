@@ -6,7 +6,7 @@
 use serde_json::{json, Value};
 
 use crate::support::server::*;
-use crate::waits::{start, wait_status};
+use crate::waits::start;
 
 const CHILD: &str = r#"
 name: child

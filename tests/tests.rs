@@ -22,4 +22,5 @@ mod reruns;
 mod run_service;
 mod server_api;
 mod subworkflows;
+mod triggers;
 mod waits;

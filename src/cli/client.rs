@@ -1,5 +1,6 @@
 //! Client commands against a server: `module push`, `workflow apply`,
-//! `runs start [--batch FILE]|get|list|watch|cancel|rerun`, `event send|list`.
+//! `runs start [--batch FILE]|get|list|watch|cancel|rerun`, `event send|list`,
+//! `schedules list`.
 //! `--server` or SANDSTEP_URL; the token from SANDSTEP_TOKEN.
 
 use std::path::PathBuf;
@@ -123,6 +124,15 @@ pub enum EventCommand {
         limit: u32,
         #[arg(long)]
         cursor: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// List every schedule with its next tick and the run its last tick started.
+    List {
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -358,6 +368,20 @@ pub async fn event(command: EventCommand) -> anyhow::Result<ExitCode> {
             print(
                 &client
                     .send(client.request(reqwest::Method::GET, "/v1/events").query(&query))
+                    .await?,
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn schedules(command: SchedulesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        SchedulesCommand::List { server } => {
+            let client = Client::new(&server);
+            print(
+                &client
+                    .send(client.request(reqwest::Method::GET, "/v1/schedules"))
                     .await?,
             );
             Ok(ExitCode::SUCCESS)

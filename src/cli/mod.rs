@@ -49,6 +49,9 @@ pub enum Command {
     /// Events on a server: post one, list them.
     #[command(subcommand)]
     Event(client::EventCommand),
+    /// Schedule triggers on a server.
+    #[command(subcommand)]
+    Schedules(client::SchedulesCommand),
     /// Check a workflow definition: every error, with its location.
     Validate(validate::ValidateArgs),
     /// Run a workflow in this process, with live progress; prints its output JSON last.
@@ -87,6 +90,7 @@ pub fn main() -> ExitCode {
             Command::Workflow(command) => client::workflow(command).await,
             Command::Runs(command) => client::runs(command).await,
             Command::Event(command) => client::event(command).await,
+            Command::Schedules(command) => client::schedules(command).await,
             Command::Validate(args) => validate::run(&cli.data_dir, args).await,
             Command::Run(args) => run::run(&cli.data_dir, args).await,
             Command::Bench(command) => bench::run(&cli.data_dir, command).await,

@@ -137,6 +137,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
         .route("/v1/runs/{id}/rerun", post(api::rerun_run))
         .route("/v1/events", post(posted::post_event).get(posted::list_events))
+        .route("/v1/schedules", get(posted::list_schedules))
         .route("/v1/openapi.json", get(ops::openapi))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .merge(modules)

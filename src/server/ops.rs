@@ -46,6 +46,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::events::run_events,
         super::posted::post_event,
         super::posted::list_events,
+        super::posted::list_schedules,
     ),
     components(schemas(super::error::Problem, crate::workflow::ValidationError)),
     modifiers(&BearerAuth, &Problems)

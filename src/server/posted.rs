@@ -1,5 +1,6 @@
 //! `POST /v1/events` and `GET /v1/events`: events posted to the engine,
-//! which resume the waits of their topic.
+//! which resume the waits of their topic and start the runs of its
+//! `on_event` triggers; `GET /v1/schedules`: the schedule triggers.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use serde_json::Value;
 use super::error::{ApiError, Json, Query};
 use super::AppState;
 use crate::service::start::MAX_IDEMPOTENCY_KEY;
+use crate::service::triggers::ScheduleView;
 use crate::service::RunError;
 use crate::store::events::StoredEvent;
 use crate::workflow::validate::MAX_TOPIC_CHARS;
@@ -130,4 +132,19 @@ pub async fn list_events(
         None
     };
     Ok(axum::Json(EventList { events, next_cursor }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScheduleList {
+    schedules: Vec<ScheduleView>,
+}
+
+/// Every schedule trigger of the workflows' latest versions, with its next
+/// tick (`next_fire`, RFC 3339 in its time zone) and the run its last tick
+/// started (`last_run`).
+#[utoipa::path(get, path = "/v1/schedules", responses((status = 200, body = ScheduleList)))]
+pub async fn list_schedules(State(state): State<Arc<AppState>>) -> Result<axum::Json<ScheduleList>, ApiError> {
+    Ok(axum::Json(ScheduleList {
+        schedules: state.service.list_schedules().await?,
+    }))
 }

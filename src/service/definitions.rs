@@ -64,6 +64,9 @@ impl Service {
             )));
         }
         let (version, created) = self.store(self.db.put_workflow(name, source).await)?;
+        if created {
+            self.put_triggers(name, version.version, &workflow).await?;
+        }
         Ok((version, created, workflow.steps.len()))
     }
 

@@ -13,6 +13,7 @@
 //! - [`waits`]: paused runs started again by their inbox or their timers,
 //!   and posted events.
 //! - [`rerun`]: a new run of an ended one from a chosen step.
+//! - [`triggers`]: schedules and posted events that start runs.
 //! - [`view`]: the run resource folded from events; [`metrics`].
 //!
 //! A run's path: [`Service::start`] validates and pins it, the store's
@@ -33,6 +34,7 @@ pub mod modules;
 pub mod owner;
 pub mod rerun;
 pub mod start;
+pub mod triggers;
 pub mod view;
 pub mod waits;
 pub mod watch;
@@ -107,6 +109,8 @@ pub struct Service {
     reviving: Mutex<HashSet<String>>,
     /// Tells the alarm a run paused (its timer may be the next one).
     alarm: Arc<tokio::sync::Notify>,
+    /// Tells the trigger loop an event was posted or triggers changed.
+    triggered: Arc<tokio::sync::Notify>,
     tasks: TaskTracker,
     drain: CancellationToken,
 }
@@ -136,11 +140,13 @@ impl Service {
             live: Mutex::new(HashMap::new()),
             reviving: Mutex::new(HashSet::new()),
             alarm: Arc::new(tokio::sync::Notify::new()),
+            triggered: Arc::new(tokio::sync::Notify::new()),
             tasks: TaskTracker::new(),
             drain: CancellationToken::new(),
         });
         owner::heartbeat(&service);
         waits::alarm(&service);
+        triggers::run(&service);
         service
     }
 

@@ -76,6 +76,9 @@ impl Service {
         })?;
         let retention = self.config.event_retention.as_millis() as i64;
         let posted = self.store(self.db.post_event(topic, data, idempotency_key, retention).await)?;
+        if posted.created {
+            self.triggered.notify_one();
+        }
         for run_id in &posted.runs {
             let service = self.clone();
             let run_id = run_id.clone();

@@ -20,6 +20,7 @@
 //! - [`inbox`]: requests to a run (cancel, posted events) as rows its owner
 //!   consumes.
 //! - [`events`]: posted events and the waits they resume.
+//! - [`triggers`]: schedules and event topics that start runs.
 //! - [`modules`], [`workflows`]: one file per table family.
 
 pub mod append;
@@ -28,6 +29,7 @@ pub mod inbox;
 pub mod modules;
 pub mod runs;
 mod sqlite;
+pub mod triggers;
 pub mod workflows;
 pub mod writer;
 

@@ -28,6 +28,45 @@ pub struct WorkflowDef {
     pub steps: Vec<Value>,
     #[serde(default)]
     pub output: Option<Value>,
+    /// What starts runs besides a client: schedules and posted events.
+    #[serde(default)]
+    pub triggers: Vec<TriggerDef>,
+}
+
+/// One entry of `triggers:`: `schedule:` (with `timezone`, `catch_up`) or
+/// `on_event:`, each with an optional `input`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerDef {
+    /// A cron expression: 5 fields, or 6 with seconds first.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// An IANA time zone for `schedule` (default UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Ticks missed while the server was down: `latest` (default), `all`
+    /// (at most 100) or `none`.
+    #[serde(default)]
+    pub catch_up: Option<CatchUp>,
+    /// A topic: every event posted with it starts a run.
+    #[serde(default)]
+    pub on_event: Option<String>,
+    /// The run's input: for a schedule, JSON; for `on_event`, a template
+    /// over `event` (default: the event's data).
+    #[serde(default)]
+    pub input: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// One run for the most recent missed tick.
+    #[default]
+    Latest,
+    /// One run per missed tick, the most recent 100 at most.
+    All,
+    /// No run for missed ticks.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

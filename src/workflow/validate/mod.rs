@@ -6,8 +6,10 @@
 mod checks;
 mod paths;
 mod step;
+mod triggers;
 
 pub use step::{check_topic, MAX_TOPIC_CHARS};
+pub use triggers::{RunTrigger, Schedule, MAX_CATCH_UP};
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -33,6 +35,8 @@ pub struct Workflow {
     pub timeout: Option<Duration>,
     pub steps: Vec<Step>,
     pub output: Option<TemplateValue>,
+    /// What starts runs besides a client, in definition order.
+    pub triggers: Vec<RunTrigger>,
     index: HashMap<String, usize>,
 }
 
@@ -304,6 +308,8 @@ pub fn validate(
         })
     });
 
+    let triggers = triggers::compile_triggers(&def.triggers, &def.inputs, &mut errors);
+
     if errors.0.is_empty() {
         let deps: Vec<Vec<usize>> = compiled.iter().map(|s| s.deps.clone()).collect();
         for cycle in find_cycles(&deps) {
@@ -325,6 +331,7 @@ pub fn validate(
         timeout: def.timeout,
         steps: compiled,
         output,
+        triggers,
         index,
     })
 }
