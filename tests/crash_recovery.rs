@@ -356,3 +356,72 @@ async fn paused_runs_survive_kill_9_and_complete_after_restart() {
         assert_eq!(ended["output"], json!({ "first": 1, "by": by, "last": 1 }), "{ended}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_and_event_triggers_start_each_run_once_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(dir.path());
+    let every_second = "name: every\ntriggers:\n  - schedule: \"* * * * * *\"\n    catch_up: all\nsteps:\n  - id: s\n    module: hostile\n    input: { mode: context }\n";
+    let on_event = "name: hook\ntriggers:\n  - on_event: hit\nsteps:\n  - id: s\n    module: hostile\n    input: { mode: context }\n";
+    push_hostile_and_apply(
+        &server.url,
+        &[("every", every_second.to_string()), ("hook", on_event.to_string())],
+    )
+    .await;
+    let mut posted = Vec::new();
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        for n in 0..5 {
+            let body = json!({ "topic": "hit", "data": { "round": round, "n": n } });
+            let (status, event) = call(&server.url, reqwest::Method::POST, "/v1/events", Some(body)).await;
+            assert_eq!(status, 202, "{event}");
+            posted.push(event["id"].as_str().unwrap().to_string());
+        }
+        server.kill();
+        server = serve(dir.path());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let url = server.url.clone();
+    let list = async |workflow: &str| -> Vec<Value> {
+        let (_, listed) = call(
+            &url,
+            reqwest::Method::GET,
+            &format!("/v1/runs?workflow={workflow}&limit=500"),
+            None,
+        )
+        .await;
+        let mut runs = Vec::new();
+        for run in listed["runs"].as_array().unwrap() {
+            let id = run["id"].as_str().unwrap();
+            runs.push(
+                call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None)
+                    .await
+                    .1,
+            );
+        }
+        runs
+    };
+    let mut ticks: Vec<String> = list("every")
+        .await
+        .iter()
+        .map(|r| r["trigger"]["tick"].as_str().unwrap().to_string())
+        .collect();
+    let count = ticks.len();
+    ticks.sort();
+    ticks.dedup();
+    assert_eq!(ticks.len(), count, "a tick started two runs: {ticks:?}");
+    assert!(count >= 4, "{count} ticks in about 5.5 s");
+    // Each event started exactly one run, whatever the kills interrupted.
+    wait_until("every event dispatched", async || {
+        list("hook").await.len() >= posted.len()
+    })
+    .await;
+    let mut started: Vec<String> = list("hook")
+        .await
+        .iter()
+        .map(|r| r["trigger"]["event"].as_str().unwrap().to_string())
+        .collect();
+    started.sort();
+    posted.sort();
+    assert_eq!(started, posted);
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::process;
 use crate::support::server::*;
 use crate::support::*;
 
@@ -365,5 +366,72 @@ async fn bad_events_and_wait_definitions_are_refused_with_their_location() {
             "{definition}: {body}"
         );
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_event_send_completes_an_approval_and_schedules_list_shows_triggers() {
+    let server = TestServer::with_workflow("approval", APPROVAL).await;
+    let scheduled = "name: nightly\ntriggers:\n  - schedule: \"0 3 * * *\"\n    timezone: Asia/Tokyo\nsteps:\n  - id: s\n    module: echo\n";
+    assert_eq!(server.apply("nightly", scheduled).await.0, 201);
+    let id = start(&server, "approval", json!({ "text": "cli", "ticket": "CLI-9" })).await;
+    wait_status(&server, &id, "paused").await;
+    let url = server.url.clone();
+    let cli = move |args: &[&str]| {
+        let out = process::command()
+            .args(args)
+            .env("SANDSTEP_URL", &url)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stdout, stderr) = tokio::task::spawn_blocking({
+        let cli = cli.clone();
+        move || {
+            cli(&[
+                "event",
+                "send",
+                "approval.CLI-9",
+                "--data",
+                r#"{"by": "cli"}"#,
+                "--key",
+                "k1",
+            ])
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let sent: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(sent["created"], true);
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["output"], json!({ "approved_by": "cli", "text": "cli" }), "{run}");
+
+    let (code, _, stderr) = tokio::task::spawn_blocking({
+        let cli = cli.clone();
+        move || cli(&["event", "send", "approval.CLI-9", "--data", "{not json"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("--data is not valid JSON"), "{stderr}");
+
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || cli(&["schedules", "list"]))
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    let listed: Value = serde_json::from_str(&stdout).unwrap();
+    let schedule = &listed["schedules"][0];
+    assert_eq!(schedule["workflow"], "nightly");
+    assert_eq!(schedule["timezone"], "Asia/Tokyo");
+    assert!(
+        schedule["next_fire"].as_str().unwrap().ends_with("T03:00:00+09:00"),
+        "{schedule}"
+    );
+    assert_eq!(schedule["last_run"], Value::Null);
     server.stop().await;
 }
