@@ -3,6 +3,7 @@
 
 pub mod sandbox;
 pub mod server;
+pub mod waits;
 pub mod workflow;
 
 /// The step context of every benchmark attempt.

@@ -31,6 +31,15 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// 10,000 runs paused on waits: the server's memory with them paused,
+    /// then one posted event each: events/s and post-to-end latency.
+    Waits {
+        /// The trivial step component.
+        #[arg(long, default_value = "target/guests/rust/echo.wasm")]
+        trivial: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Executor cost per step: a 40-step chain and a 1,000-item for_each of
     /// a trivial step, in process, against the sandbox's attempt time.
     Workflow {
@@ -51,6 +60,7 @@ pub async fn run(_data_dir: &Path, command: BenchCommand) -> anyhow::Result<Exit
             json,
         } => print_report(&crate::bench::sandbox::run(&guests, &trivial, iterations).await?, json),
         BenchCommand::Server { trivial, json } => print_report(&crate::bench::server::run(&trivial).await?, json),
+        BenchCommand::Waits { trivial, json } => print_report(&crate::bench::waits::run(&trivial).await?, json),
         BenchCommand::Workflow { trivial, json } => print_report(&crate::bench::workflow::run(&trivial).await?, json),
     }
 }

@@ -36,10 +36,25 @@ impl Service {
     }
 
     async fn revive_claimed(self: &Arc<Self>, run_id: &str) -> Result<(), RunError> {
-        let until = owner::lease_until(self);
-        let Some((row, lease)) = self.store(self.db.claim_run(run_id, &self.config.node, until).await)? else {
-            return Ok(()); // ended, or another node holds it
+        // A run this node holds (the usual case: it paused here) needs no
+        // claim; the fence it holds guards its appends.
+        let held = match self.store(self.db.run_lease(run_id).await)? {
+            Some(lease) if lease.node == self.config.node => Some(lease),
+            _ => None,
         };
+        let (row, lease) = match held {
+            Some(lease) => (self.run_row(run_id).await?, lease),
+            None => {
+                let until = owner::lease_until(self);
+                match self.store(self.db.claim_run(run_id, &self.config.node, until).await)? {
+                    Some(claimed) => claimed,
+                    None => return Ok(()), // ended, or another node holds it
+                }
+            }
+        };
+        if row.is_ended() {
+            return Ok(());
+        }
         let events = self.events(run_id, 0).await?;
         let pending = self.store(self.db.pending_messages(run_id, 0).await)?;
         self.resume(&row, &events, lease, pending).await
@@ -74,8 +89,13 @@ impl Service {
                 message,
             }],
         })?;
-        let retention = self.config.event_retention.as_millis() as i64;
-        let posted = self.store(self.db.post_event(topic, data, idempotency_key, retention).await)?;
+        let event = crate::store::events::NewEvent {
+            topic: topic.to_string(),
+            data: data.clone(),
+            idempotency_key: idempotency_key.map(str::to_string),
+            retention_ms: self.config.event_retention.as_millis() as i64,
+        };
+        let posted = self.store(self.outlets.writer.post_event(event).await)?;
         if posted.created {
             self.triggered.notify_one();
         }

@@ -46,64 +46,6 @@ pub struct Posted {
 }
 
 impl Db {
-    /// Stores an event (once per idempotency key) and, in the same
-    /// transaction, an inbox message for every run waiting for its topic.
-    pub async fn post_event(
-        &self,
-        topic: &str,
-        data: &serde_json::Value,
-        idempotency_key: Option<&str>,
-        retention_ms: i64,
-    ) -> Result<Posted, StoreError> {
-        let mut tx = self.write().await?;
-        if let Some(key) = idempotency_key {
-            let existing = sqlx::query("SELECT id FROM posted_events WHERE idempotency_key = ?")
-                .bind(key)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(row) = existing {
-                return Ok(Posted {
-                    id: row.try_get("id")?,
-                    created: false,
-                    runs: Vec::new(),
-                });
-            }
-        }
-        let id = format!("evt_{}", uuid::Uuid::now_v7().simple());
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO posted_events (id, topic, data, idempotency_key, created_ms, expires_ms) \
-             VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&id)
-        .bind(topic)
-        .bind(data.to_string())
-        .bind(idempotency_key)
-        .bind(now)
-        .bind(now.saturating_add(retention_ms))
-        .execute(&mut *tx)
-        .await?;
-        let runs: Vec<String> = sqlx::query(
-            "INSERT INTO inbox (run_id, kind, body, created_ms, event_id) \
-             SELECT DISTINCT run_id, 'event', ?, ?, ? FROM waits WHERE topic = ? RETURNING run_id",
-        )
-        .bind(EVENT_MESSAGE)
-        .bind(now)
-        .bind(&id)
-        .bind(topic)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| row.get("run_id"))
-        .collect();
-        tx.commit().await?;
-        Ok(Posted {
-            id,
-            created: true,
-            runs,
-        })
-    }
-
     /// Events newest first, of one topic or all, older than the cursor
     /// `before` (a previous page's last `seq`); `limit` rows at most.
     pub async fn list_posted_events(
@@ -184,6 +126,66 @@ impl Db {
         tx.commit().await?;
         Ok(purged)
     }
+}
+
+/// An event to post (through the group-commit writer).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub topic: String,
+    pub data: serde_json::Value,
+    pub idempotency_key: Option<String>,
+    /// How long it is kept (and found by waits that start later).
+    pub retention_ms: i64,
+}
+
+/// Stores an event (once per idempotency key) and an inbox message for
+/// every run waiting for its topic, inside the writer's transaction.
+pub(super) async fn insert_event(tx: &mut Connection, event: &NewEvent) -> Result<Posted, StoreError> {
+    if let Some(key) = &event.idempotency_key {
+        let existing = sqlx::query("SELECT id FROM posted_events WHERE idempotency_key = ?")
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = existing {
+            return Ok(Posted {
+                id: row.try_get("id")?,
+                created: false,
+                runs: Vec::new(),
+            });
+        }
+    }
+    let id = format!("evt_{}", uuid::Uuid::now_v7().simple());
+    let now = now_ms();
+    sqlx::query(
+        "INSERT INTO posted_events (id, topic, data, idempotency_key, created_ms, expires_ms) \
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&id)
+    .bind(&event.topic)
+    .bind(event.data.to_string())
+    .bind(event.idempotency_key.as_deref())
+    .bind(now)
+    .bind(now.saturating_add(event.retention_ms))
+    .execute(&mut *tx)
+    .await?;
+    let runs: Vec<String> = sqlx::query(
+        "INSERT INTO inbox (run_id, kind, body, created_ms, event_id) \
+         SELECT DISTINCT run_id, 'event', ?, ?, ? FROM waits WHERE topic = ? RETURNING run_id",
+    )
+    .bind(EVENT_MESSAGE)
+    .bind(now)
+    .bind(&id)
+    .bind(&event.topic)
+    .fetch_all(&mut *tx)
+    .await?
+    .iter()
+    .map(|row| row.get("run_id"))
+    .collect();
+    Ok(Posted {
+        id,
+        created: true,
+        runs,
+    })
 }
 
 /// Keeps `waits` in step with appended events: a wait that starts is

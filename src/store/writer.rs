@@ -1,5 +1,5 @@
-//! Group commit: run starts (single or batched) and every run's appends go
-//! to one writer task, which commits whatever has queued up in a single
+//! Group commit: run starts (single or batched), every run's appends and
+//! posted events go to one writer task, which commits whatever has queued up in a single
 //! transaction (one fsync) and then answers each caller. Durability costs
 //! one commit per batch, not one per request.
 //!
@@ -9,6 +9,7 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::events::{NewEvent, Posted};
 use super::runs::{Append, AppendRefused, Inserted, NewRun};
 use super::{Db, StoreError};
 
@@ -34,6 +35,10 @@ enum Request {
         append: Append,
         done: oneshot::Sender<Result<(), AppendError>>,
     },
+    Post {
+        event: NewEvent,
+        done: oneshot::Sender<Result<Posted, String>>,
+    },
 }
 
 impl Request {
@@ -41,6 +46,7 @@ impl Request {
         match self {
             Request::Start { runs, .. } => runs.len(),
             Request::Append { append, .. } => append.events.len(),
+            Request::Post { .. } => 1,
         }
     }
 }
@@ -100,6 +106,18 @@ impl Writer {
             .map_err(StoreError::NotCommitted)
     }
 
+    /// Stores a posted event with its inbox messages; resolves once durable.
+    pub async fn post_event(&self, event: NewEvent) -> Result<Posted, StoreError> {
+        let (done, committed) = oneshot::channel();
+        self.requests
+            .send(Request::Post { event, done })
+            .map_err(|_| StoreError::WriterStopped)?;
+        committed
+            .await
+            .map_err(|_| StoreError::WriterStopped)?
+            .map_err(StoreError::NotCommitted)
+    }
+
     /// Commits one conditional append; resolves once durable or refused.
     pub async fn append(&self, append: Append) -> Result<(), AppendError> {
         let (done, committed) = oneshot::channel();
@@ -115,6 +133,7 @@ impl Writer {
 async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node: &str, batch: Vec<Request>) {
     let mut starts = Vec::new();
     let mut appends = Vec::new();
+    let mut posts = Vec::new();
     for request in batch {
         match request {
             Request::Start {
@@ -123,6 +142,7 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
                 done,
             } => starts.push((runs, lease_until_ms, done)),
             Request::Append { append, done } => appends.push((append, done)),
+            Request::Post { event, done } => posts.push((event, done)),
         }
     }
     let result = async {
@@ -137,12 +157,19 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
         }
         let refs: Vec<&Append> = appends.iter().map(|(a, _)| a).collect();
         let appended = super::append::append(&mut tx, &refs).await?;
+        let mut posted = Vec::with_capacity(posts.len());
+        for (event, _) in &posts {
+            posted.push(super::events::insert_event(&mut tx, event).await?);
+        }
         tx.commit().await?;
-        Ok::<_, StoreError>((inserted, appended))
+        Ok::<_, StoreError>((inserted, appended, posted))
     }
     .await;
     match result {
-        Ok((inserted, appended)) => {
+        Ok((inserted, appended, posted)) => {
+            for ((_, done), posted) in posts.into_iter().zip(posted) {
+                let _ = done.send(Ok(posted));
+            }
             for ((_, _, done), runs) in starts.into_iter().zip(inserted) {
                 let _ = done.send(Ok(runs));
             }
@@ -160,6 +187,9 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
             }
             for (_, done) in appends {
                 let _ = done.send(Err(AppendError::Store(message.clone())));
+            }
+            for (_, done) in posts {
+                let _ = done.send(Err(message.clone()));
             }
         }
     }

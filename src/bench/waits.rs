@@ -1,0 +1,246 @@
+//! `sandstep bench waits`: 10,000 runs paused on waits in the real server
+//! (SQLite in a temporary directory), the process's resident memory with
+//! them paused, then one posted event per run over HTTP: events delivered
+//! per second and the latency from each event's post to its run's end.
+//! Baseline, in the same process: the same number of one-step runs started
+//! in batches, completed per second.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context as _};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::Spread;
+use crate::server::{self, ServerConfig};
+
+#[derive(Debug, Serialize)]
+pub struct WaitsReport {
+    pub rounds: usize,
+    pub runs: usize,
+    /// Resident memory of the process before any run, MiB.
+    pub rss_before_mib: f64,
+    /// Resident memory with every run of the round paused, MiB.
+    pub rss_paused_mib: Spread,
+    /// Events posted (32 clients) until every run they resume has ended.
+    pub events_per_s: Spread,
+    /// From an event's post to its run's final event, per round.
+    pub p50_ms: Spread,
+    pub p99_ms: Spread,
+    /// Baseline: one-step runs started in batches of 1,000, until all ended.
+    pub baseline_runs_per_s: Spread,
+}
+
+impl std::fmt::Display for WaitsReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "waits: {} runs paused on a wait, then one event each ({} rounds; median (min, max))",
+            self.runs, self.rounds
+        )?;
+        writeln!(f, "  RSS before any run         {:8.0} MiB", self.rss_before_mib)?;
+        writeln!(f, "  RSS, all runs paused       {} MiB", self.rss_paused_mib)?;
+        writeln!(f, "  events delivered /s        {}", self.events_per_s)?;
+        writeln!(f, "  post -> run ended p50 ms   {}", self.p50_ms)?;
+        writeln!(f, "  post -> run ended p99 ms   {}", self.p99_ms)?;
+        writeln!(f, "  baseline: 1-step runs /s   {}", self.baseline_runs_per_s)?;
+        writeln!(
+            f,
+            "  events /s vs baseline      {:8.2}x",
+            self.events_per_s.median / self.baseline_runs_per_s.median
+        )
+    }
+}
+
+const RUNS: usize = 10_000;
+const ROUNDS: usize = 5;
+const CLIENTS: usize = 32;
+const BATCH: usize = 1_000;
+
+pub async fn run(trivial: &Path) -> anyhow::Result<WaitsReport> {
+    let dir = tempfile::tempdir()?;
+    let config = ServerConfig::new(dir.path().to_path_buf());
+    let state = server::start(&config).await?;
+    let service = state.service.clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serve_config = config.clone();
+    let served = tokio::spawn(async move {
+        let _ = server::serve(listener, state, &serve_config, async move {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    let http = reqwest::Client::new();
+    let bytes = std::fs::read(trivial).with_context(|| format!("cannot read {}", trivial.display()))?;
+    let pushed = http
+        .post(format!("{base}/v1/modules?name=echo"))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await?;
+    ensure!(
+        pushed.status().is_success(),
+        "module push failed: {}",
+        pushed.text().await?
+    );
+    let approval = "name: approval\nsteps:\n  - id: wait\n    wait: { event: \"go.{{ inputs.key }}\", timeout: 1h }\n  - id: done\n    module: echo\n    input: \"{{ steps.wait.output }}\"\noutput: \"{{ steps.done.output }}\"\n";
+    let one = "name: one\nsteps:\n  - { id: s, module: echo, input: { x: 1 } }\n";
+    for (name, yaml) in [("approval", approval), ("one", one)] {
+        let applied = http
+            .put(format!("{base}/v1/workflows/{name}"))
+            .header("content-type", "application/yaml")
+            .body(yaml)
+            .send()
+            .await?;
+        ensure!(
+            applied.status().is_success(),
+            "workflow apply failed: {}",
+            applied.text().await?
+        );
+    }
+    let rss_before = rss_mib();
+
+    let mut rss = Vec::new();
+    let mut events_per_s = Vec::new();
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    let mut baseline = Vec::new();
+    for round in 0..ROUNDS {
+        // Baseline: the same number of one-step runs, started in batches.
+        let started = Instant::now();
+        let mut ids = Vec::with_capacity(RUNS);
+        for _ in 0..RUNS / BATCH {
+            let body = json!({ "runs": (0..BATCH).map(|i| json!({ "input": { "i": i } })).collect::<Vec<_>>() });
+            ids.extend(start_batch(&http, &base, "one", &body).await?);
+        }
+        wait_ended(&service, &ids).await?;
+        baseline.push(RUNS as f64 / started.elapsed().as_secs_f64());
+
+        // Paused runs, each waiting for its own event.
+        let mut ids = Vec::with_capacity(RUNS);
+        for chunk in 0..RUNS / BATCH {
+            let runs: Vec<Value> = (0..BATCH)
+                .map(|i| json!({ "input": { "key": format!("{round}.{}", chunk * BATCH + i) } }))
+                .collect();
+            ids.extend(start_batch(&http, &base, "approval", &json!({ "runs": runs })).await?);
+        }
+        wait_paused(&http, &base, RUNS).await?;
+        rss.push(rss_mib());
+
+        // One event per run, from CLIENTS clients; each run watched from
+        // before its event is posted.
+        let mut watchers = Vec::with_capacity(RUNS);
+        for id in &ids {
+            let (mut watch, _) = service.watch(id).await?;
+            watchers.push(tokio::spawn(async move {
+                watch.ended().await;
+                Instant::now()
+            }));
+        }
+        let posted_at = Arc::new(std::sync::Mutex::new(vec![Instant::now(); RUNS]));
+        let started = Instant::now();
+        let mut clients = Vec::new();
+        for client in 0..CLIENTS {
+            let (http, base, posted_at) = (http.clone(), base.clone(), posted_at.clone());
+            clients.push(tokio::spawn(async move {
+                for n in (client..RUNS).step_by(CLIENTS) {
+                    let at = Instant::now();
+                    let body = json!({ "topic": format!("go.{round}.{n}"), "data": { "n": n } });
+                    let answer = http.post(format!("{base}/v1/events")).json(&body).send().await?;
+                    ensure!(answer.status() == 202, "an event was refused: {}", answer.text().await?);
+                    posted_at.lock().unwrap()[n] = at;
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for client in clients {
+            client.await??;
+        }
+        let mut latencies = Vec::with_capacity(RUNS);
+        let mut last = started;
+        let posted_at = posted_at.lock().unwrap().clone();
+        for (n, watcher) in watchers.into_iter().enumerate() {
+            let ended = tokio::time::timeout(Duration::from_secs(120), watcher)
+                .await
+                .context("a resumed run did not end within 120 s")??;
+            last = last.max(ended);
+            latencies.push(ended.saturating_duration_since(posted_at[n]).as_secs_f64() * 1e3);
+        }
+        events_per_s.push(RUNS as f64 / last.duration_since(started).as_secs_f64());
+        latencies.sort_by(f64::total_cmp);
+        p50.push(latencies[latencies.len() / 2]);
+        p99.push(latencies[latencies.len() * 99 / 100]);
+    }
+    let _ = stop.send(());
+    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    Ok(WaitsReport {
+        rounds: ROUNDS,
+        runs: RUNS,
+        rss_before_mib: rss_before,
+        rss_paused_mib: Spread::of(&rss),
+        events_per_s: Spread::of(&events_per_s),
+        p50_ms: Spread::of(&p50),
+        p99_ms: Spread::of(&p99),
+        baseline_runs_per_s: Spread::of(&baseline),
+    })
+}
+
+async fn start_batch(http: &reqwest::Client, base: &str, workflow: &str, body: &Value) -> anyhow::Result<Vec<String>> {
+    let answer = http
+        .post(format!("{base}/v1/workflows/{workflow}/runs/batch"))
+        .json(body)
+        .send()
+        .await?;
+    ensure!(answer.status() == 201, "a batch was refused: {}", answer.text().await?);
+    let answer: Value = answer.json().await?;
+    Ok(answer["runs"]
+        .as_array()
+        .context("a batch answer lists its runs")?
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect())
+}
+
+async fn wait_ended(service: &crate::service::Service, ids: &[String]) -> anyhow::Result<()> {
+    for id in ids {
+        service.wait_for_end(id, Duration::from_secs(120)).await?;
+        let row = service.run_row(id).await?;
+        ensure!(row.status == "completed", "run {id} ended {}", row.status);
+    }
+    Ok(())
+}
+
+/// Waits until `runs` runs are paused (`sandstep_runs{status="paused"}`).
+async fn wait_paused(http: &reqwest::Client, base: &str, runs: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let metrics = http.get(format!("{base}/metrics")).send().await?.text().await?;
+        let paused = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sandstep_runs{status=\"paused\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if paused as usize >= runs {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "only {paused} runs paused after 300 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// This process's resident memory, MiB (Linux `/proc/self/status`).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
