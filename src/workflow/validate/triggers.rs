@@ -19,7 +19,7 @@ pub const MAX_CATCH_UP: usize = 100;
 /// A compiled trigger.
 #[derive(Debug)]
 pub enum RunTrigger {
-    Schedule(Schedule),
+    Schedule(Box<Schedule>),
     /// Every event posted with `topic` starts a run; `input` renders over
     /// `event` (default: the event's data).
     OnEvent {
@@ -114,13 +114,13 @@ pub(super) fn compile_triggers(
                     }
                 }
                 if let (Some(timezone), Some(cron)) = (timezone, cron) {
-                    triggers.push(RunTrigger::Schedule(Schedule {
+                    triggers.push(RunTrigger::Schedule(Box::new(Schedule {
                         expression: expression.clone(),
                         timezone,
                         catch_up: def.catch_up.unwrap_or_default(),
                         input,
                         cron,
-                    }));
+                    })));
                 }
             }
             (None, Some(topic)) => {
