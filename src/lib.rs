@@ -18,26 +18,30 @@
 //! - [`workflow`]: workflow definitions: parsing (`definition`), templates
 //!   and expressions (`template`), input declarations (`inputs`) and the
 //!   validation that yields a runnable `Workflow` (`validate`: the whole
-//!   definition, one `step`, template `paths`, `checks`).
+//!   definition, one `step`, template `paths`, `checks`, `triggers`).
 //! - [`run`]: running workflows, knowing no store and no transport: events
 //!   (`event`) fold into a run's state (`state`); every change leaves
 //!   through the `Journal` (`journal`); requests reach a run through its
-//!   inbox (`inbox`); the `Executor` drives a run (`executor`: `schedule`,
-//!   `attempts`, `ending`, `redact`); secrets and their redaction
-//!   (`secrets`).
+//!   inbox (`inbox`); child runs through `children`; the `Executor` drives
+//!   a run (`executor`: `schedule`, `attempts`, `children`, `waits`,
+//!   `ending`, `redact`); secrets and their redaction (`secrets`).
 //! - [`service`]: the run service every transport calls: starting runs
 //!   (`start`, single and batch), modules and workflow versions
 //!   (`definitions`), the one module resolver (`modules`), each run's
 //!   fenced durable journal (`journal`), this node's leases (`owner`),
+//!   paused runs and posted events (`waits`), child runs (`children`),
+//!   re-runs (`rerun`), schedules and event triggers (`triggers`),
 //!   listeners (`watch`), run resources (`view`), metrics (`metrics`), and
 //!   `RunError`.
 //! - [`store`]: the durable store, one SQLite file shared by the local
 //!   commands and the server: modules (content-addressed), workflow
-//!   versions, runs with their owner, lease and fence, events, the inbox
-//!   (`modules`, `workflows`, `runs`, `inbox`), the group-commit `writer`
-//!   and its statements (`append`); SQLite specifics in `sqlite`.
-//! - [`server`]: the HTTP API (`api`, `events` for SSE), problem+json errors
-//!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`).
+//!   versions, runs with their owner, lease and fence, events, the inbox,
+//!   posted events and waits, triggers (`modules`, `workflows`, `runs`,
+//!   `inbox`, `events`, `triggers`), the group-commit `writer` and its
+//!   statements (`append`); SQLite specifics in `sqlite`.
+//! - [`server`]: the HTTP API (`api`, `events` for SSE, `posted` for posted
+//!   events and schedules), problem+json errors (`error`), tokens (`auth`),
+//!   health, metrics and OpenAPI (`ops`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
 //!   `run` with its `progress` display, `serve`, the server `client`

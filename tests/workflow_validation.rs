@@ -50,10 +50,10 @@ const CASES: &[(&str, &[&str])] = &[
     ("  - { id: a, module: echo, timeout: 30 }\n", &["steps.a.timeout: expected a duration such as \"30s\", got a number"]),
     ("  - { id: a, module: nowhere }\n", &["steps.a.module: no module nowhere"]),
     ("  - { id: a, module: \"Bad Name\" }\n", &["steps.a.module: invalid module name \"Bad Name\": use 1-128 characters a-z, 0-9, '.', '_', '-', starting with a letter or digit"]),
-    ("  - { id: a }\n", &["steps.a: a step needs `module` (a module to run) or `sleep` (a duration)"]),
+    ("  - { id: a }\n", &["steps.a: a step needs `module` (a module to run), `sleep` (a duration), `wait` (an event) or `workflow` (a child run)"]),
     ("  - { id: a, module: echo, for_each: 3 }\n", &["steps.a.for_each: expected an array or a template such as \"{{ steps.x.output.items }}\", got a number"]),
     ("  - { id: a, module: echo, retry: { max_attempts: 0, backoff: 0.5 } }\n", &["steps.a.retry.max_attempts: must be between 1 and 100", "steps.a.retry.backoff: must be at least 1.0"]),
-    ("  - { id: a, module: echo, input: { x: \"{{ nothing.here }}\" } }\n", &["steps.a.input: \"{{ nothing.here }}\" reads unknown name \"nothing\" (known: inputs, steps, item, index, secrets, run, workflow)"]),
+    ("  - { id: a, module: echo, input: { x: \"{{ nothing.here }}\" } }\n", &["steps.a.input: \"{{ nothing.here }}\" reads unknown name \"nothing\" (known: inputs, steps, item, index, event, secrets, run, workflow)"]),
     ("  - { id: a, module: echo, on_failure: explode }\n", &["steps.a.on_failure: unknown variant `explode`, expected one of `stop`, `continue`, `retry`"]),
 ];
 
@@ -92,7 +92,7 @@ output: "{{ steps.q.output }}"
 
 #[test]
 fn top_level_errors_are_located() {
-    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `timeout`, `steps`, `output`"]);
+    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `timeout`, `steps`, `output`, `triggers`"]);
     assert_eq!(
         errors("name: wf\nsteps: []\n"),
         ["steps: a workflow needs at least one step"]
