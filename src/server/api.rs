@@ -406,18 +406,55 @@ pub async fn get_run(State(state): State<Arc<AppState>>, Path(id): Path<String>)
     Ok(axum::Json(state.service.get(&id).await?))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RerunRun {
     /// Run this step and every step downstream of it again.
-    #[schema(min_length = 1)]
     from: Option<String>,
     /// `true`: run every failed step and every step downstream of one again.
     failed: Option<bool>,
     /// A new input (default: the run's); steps reading `inputs` run again.
-    #[schema(value_type = Object)]
     input: Option<Value>,
 }
+
+/// `{"from": "<step>"}` or `{"failed": true}`, each with an optional `input`.
+impl utoipa::PartialSchema for RerunRun {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
+        let input = || {
+            ObjectBuilder::new().schema_type(Type::Object).description(Some(
+                "A new input (default: the run's); steps reading `inputs` run again.",
+            ))
+        };
+        let from = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "from",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .description(Some("Run this step and every step downstream of it again.")),
+            )
+            .property("input", input())
+            .required("from")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let failed = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "failed",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .enum_values(Some([true]))
+                    .description(Some("Run every failed step and every step downstream of one again.")),
+            )
+            .property("input", input())
+            .required("failed")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new().item(from).item(failed).into()
+    }
+}
+
+impl utoipa::ToSchema for RerunRun {}
 
 /// Re-run an ended run from a step (`from`) or from every failed step
 /// (`failed: true`): a new run of the same pinned version, linked by

@@ -22,16 +22,24 @@ use crate::workflow::ValidationError;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PostEvent {
-    /// 1 to 256 characters, no whitespace (`order.approved`).
-    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f]+$")]
+    /// 1 to 256 characters, no whitespace or control characters (`order.approved`).
+    #[schema(min_length = 1, max_length = 256, pattern = r"^[^\s\x00-\x1f\x7f-\x9f]+$")]
     topic: String,
-    /// Becomes the output of each wait step it resumes (default null).
+    /// Any JSON: the output of each wait step it resumes, the input of
+    /// each run its `on_event` triggers start (default null).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(schema_with = any_json)]
     data: Value,
     /// Posting twice with the same key stores the event once.
     #[schema(min_length = 1, max_length = 200)]
     idempotency_key: Option<String>,
+}
+
+/// Any JSON value.
+pub(crate) fn any_json() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .build()
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -21,7 +21,7 @@ const EVENT_MESSAGE: &str = r#"{"kind":"event"}"#;
 pub struct StoredEvent {
     pub id: String,
     pub topic: String,
-    #[schema(value_type = Object)]
+    #[schema(schema_with = crate::server::posted::any_json)]
     pub data: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,

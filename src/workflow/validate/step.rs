@@ -305,7 +305,8 @@ fn refuse_fields(step: &StepDef, action: &str, at: &dyn Fn(&str) -> String, erro
 pub const MAX_TOPIC_CHARS: usize = 256;
 
 /// Whether `topic` can name events: 1 to 256 characters, none of them
-/// whitespace or control characters.
+/// whitespace, a control character or a byte-order mark (the API's
+/// pattern, `^[^\s\x00-\x1f\x7f-\x9f]+$`, says the same).
 pub fn check_topic(topic: &str) -> Result<(), String> {
     if topic.is_empty() {
         return Err("an event topic cannot be empty".into());
@@ -313,7 +314,10 @@ pub fn check_topic(topic: &str) -> Result<(), String> {
     if topic.chars().count() > MAX_TOPIC_CHARS {
         return Err(format!("an event topic has at most {MAX_TOPIC_CHARS} characters"));
     }
-    if let Some(c) = topic.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    if let Some(c) = topic
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || *c == '\u{feff}')
+    {
         return Err(format!("an event topic cannot contain {c:?}"));
     }
     Ok(())
