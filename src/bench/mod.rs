@@ -40,6 +40,77 @@ pub(crate) fn fan_out_yaml(items: usize) -> String {
     )
 }
 
+/// A real server on 127.0.0.1:0 (SQLite in a temporary directory) with
+/// `echo` pushed from `trivial` and `workflows` applied, for the benchmarks
+/// that go through HTTP.
+pub(crate) struct BenchServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub service: std::sync::Arc<crate::service::Service>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    served: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl BenchServer {
+    pub async fn start(trivial: &std::path::Path, workflows: &[(&str, String)]) -> anyhow::Result<BenchServer> {
+        use anyhow::{ensure, Context as _};
+        let dir = tempfile::tempdir()?;
+        let config = crate::server::ServerConfig::new(dir.path().to_path_buf());
+        let state = crate::server::start(&config).await?;
+        let service = state.service.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(async move {
+            let _ = crate::server::serve(listener, state, &config, async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        let http = reqwest::Client::new();
+        let bytes = std::fs::read(trivial).with_context(|| format!("cannot read {}", trivial.display()))?;
+        let pushed = http
+            .post(format!("{base}/v1/modules?name=echo"))
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await?;
+        ensure!(
+            pushed.status().is_success(),
+            "module push failed: {}",
+            pushed.text().await?
+        );
+        for (name, yaml) in workflows {
+            let applied = http
+                .put(format!("{base}/v1/workflows/{name}"))
+                .header("content-type", "application/yaml")
+                .body(yaml.clone())
+                .send()
+                .await?;
+            ensure!(
+                applied.status().is_success(),
+                "workflow apply failed: {}",
+                applied.text().await?
+            );
+        }
+        Ok(BenchServer {
+            base,
+            http,
+            service,
+            stop,
+            served,
+            _dir: dir,
+        })
+    }
+
+    /// Stops the server (up to 10 s for it to drain).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.served).await;
+    }
+}
+
 /// The median, min and max of a figure over rounds.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Spread {

@@ -6,12 +6,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{ensure, Context as _};
+use anyhow::ensure;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::Spread;
-use crate::server::{self, ServerConfig};
 
 #[derive(Debug, Serialize)]
 pub struct ServerReport {
@@ -38,53 +37,14 @@ const CLIENTS: usize = 16;
 const ROUNDS: usize = 5;
 
 pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
-    let dir = tempfile::tempdir()?;
-    let config = ServerConfig::new(dir.path().to_path_buf());
-    let state = server::start(&config).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serve_config = config.clone();
-    let served = tokio::spawn(async move {
-        let _ = server::serve(listener, state, &serve_config, async move {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    let http = reqwest::Client::new();
-
-    let bytes = std::fs::read(trivial).with_context(|| format!("cannot read {}", trivial.display()))?;
-    let pushed = http
-        .post(format!("{base}/v1/modules?name=echo"))
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await?;
-    ensure!(
-        pushed.status().is_success(),
-        "module push failed: {}",
-        pushed.text().await?
-    );
-    for (name, yaml) in [
-        (
-            "one",
-            "name: one\nsteps:\n  - { id: s, module: echo, input: { x: 1 } }\n".to_string(),
-        ),
+    let one = "name: one\nsteps:\n  - { id: s, module: echo, input: { x: 1 } }\n".to_string();
+    let workflows = [
+        ("one", one),
         ("chain", super::chain_yaml(40)),
         ("fan", super::fan_out_yaml(2000)),
-    ] {
-        let applied = http
-            .put(format!("{base}/v1/workflows/{name}"))
-            .header("content-type", "application/yaml")
-            .body(yaml)
-            .send()
-            .await?;
-        ensure!(
-            applied.status().is_success(),
-            "workflow apply failed: {}",
-            applied.text().await?
-        );
-    }
+    ];
+    let server = super::BenchServer::start(trivial, &workflows).await?;
+    let (http, base) = (server.http.clone(), server.base.clone());
 
     let start_run = |http: reqwest::Client, url: String| async move {
         let run: Value = http.post(url).json(&json!({})).send().await?.json().await?;
@@ -163,8 +123,7 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         fan_out.push(started.elapsed().as_secs_f64() * 1e3);
     }
 
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    server.stop().await;
     Ok(ServerReport {
         rounds: ROUNDS,
         one_step_runs: per_client * CLIENTS,

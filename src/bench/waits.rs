@@ -14,7 +14,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::Spread;
-use crate::server::{self, ServerConfig};
 
 #[derive(Debug, Serialize)]
 pub struct WaitsReport {
@@ -60,48 +59,11 @@ const CLIENTS: usize = 32;
 const BATCH: usize = 1_000;
 
 pub async fn run(trivial: &Path) -> anyhow::Result<WaitsReport> {
-    let dir = tempfile::tempdir()?;
-    let config = ServerConfig::new(dir.path().to_path_buf());
-    let state = server::start(&config).await?;
-    let service = state.service.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serve_config = config.clone();
-    let served = tokio::spawn(async move {
-        let _ = server::serve(listener, state, &serve_config, async move {
-            let _ = stopped.await;
-        })
-        .await;
-    });
-    let http = reqwest::Client::new();
-    let bytes = std::fs::read(trivial).with_context(|| format!("cannot read {}", trivial.display()))?;
-    let pushed = http
-        .post(format!("{base}/v1/modules?name=echo"))
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await?;
-    ensure!(
-        pushed.status().is_success(),
-        "module push failed: {}",
-        pushed.text().await?
-    );
     let approval = "name: approval\nsteps:\n  - id: wait\n    wait: { event: \"go.{{ inputs.key }}\", timeout: 1h }\n  - id: done\n    module: echo\n    input: \"{{ steps.wait.output }}\"\noutput: \"{{ steps.done.output }}\"\n";
     let one = "name: one\nsteps:\n  - { id: s, module: echo, input: { x: 1 } }\n";
-    for (name, yaml) in [("approval", approval), ("one", one)] {
-        let applied = http
-            .put(format!("{base}/v1/workflows/{name}"))
-            .header("content-type", "application/yaml")
-            .body(yaml)
-            .send()
-            .await?;
-        ensure!(
-            applied.status().is_success(),
-            "workflow apply failed: {}",
-            applied.text().await?
-        );
-    }
+    let workflows = [("approval", approval.to_string()), ("one", one.to_string())];
+    let server = super::BenchServer::start(trivial, &workflows).await?;
+    let (http, base, service) = (server.http.clone(), server.base.clone(), server.service.clone());
     let rss_before = rss_mib();
 
     let mut rss = Vec::new();
@@ -175,8 +137,7 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WaitsReport> {
         p50.push(latencies[latencies.len() / 2]);
         p99.push(latencies[latencies.len() * 99 / 100]);
     }
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
+    server.stop().await;
     Ok(WaitsReport {
         rounds: ROUNDS,
         runs: RUNS,

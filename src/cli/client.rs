@@ -191,6 +191,21 @@ impl Client {
     }
 }
 
+/// GETs `path` with the query parameters that are set and prints the answer.
+async fn show(server: &ServerArgs, path: &str, query: &[(&str, Option<String>)]) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server);
+    let query: Vec<(&str, &str)> = query
+        .iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| (*name, v)))
+        .collect();
+    print(
+        &client
+            .send(client.request(reqwest::Method::GET, path).query(&query))
+            .await?,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn print(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
@@ -283,17 +298,13 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             cursor,
             server,
         } => {
-            let client = Client::new(&server);
-            let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-            query.extend(workflow.map(|w| ("workflow", w)));
-            query.extend(status.map(|s| ("status", s)));
-            query.extend(cursor.map(|c| ("cursor", c)));
-            print(
-                &client
-                    .send(client.request(reqwest::Method::GET, "/v1/runs").query(&query))
-                    .await?,
-            );
-            Ok(ExitCode::SUCCESS)
+            let query = [
+                ("limit", Some(limit.to_string())),
+                ("workflow", workflow),
+                ("status", status),
+                ("cursor", cursor),
+            ];
+            show(&server, "/v1/runs", &query).await
         }
         RunsCommand::Cancel { id, server } => {
             let client = Client::new(&server);
@@ -361,16 +372,8 @@ pub async fn event(command: EventCommand) -> anyhow::Result<ExitCode> {
             cursor,
             server,
         } => {
-            let client = Client::new(&server);
-            let mut query: Vec<(&str, String)> = vec![("limit", limit.to_string())];
-            query.extend(topic.map(|t| ("topic", t)));
-            query.extend(cursor.map(|c| ("cursor", c)));
-            print(
-                &client
-                    .send(client.request(reqwest::Method::GET, "/v1/events").query(&query))
-                    .await?,
-            );
-            Ok(ExitCode::SUCCESS)
+            let query = [("limit", Some(limit.to_string())), ("topic", topic), ("cursor", cursor)];
+            show(&server, "/v1/events", &query).await
         }
     }
 }
