@@ -38,13 +38,11 @@ impl Service {
     async fn revive_claimed(self: &Arc<Self>, run_id: &str) -> Result<(), RunError> {
         // A run this node holds (the usual case: it paused here) needs no
         // claim; the fence it holds guards its appends.
-        let held = match self.store(self.db.run_lease(run_id).await)? {
-            Some(lease) if lease.node == self.config.node => Some(lease),
-            _ => None,
-        };
-        let (row, lease) = match held {
-            Some(lease) => (self.run_row(run_id).await?, lease),
-            None => {
+        let found = self.store(self.db.run_with_lease(run_id).await)?;
+        let (row, lease) = match found {
+            None => return Ok(()),
+            Some((row, Some(lease))) if lease.node == self.config.node => (row, lease),
+            Some(_) => {
                 let until = owner::lease_until(self);
                 match self.store(self.db.claim_run(run_id, &self.config.node, until).await)? {
                     Some(claimed) => claimed,

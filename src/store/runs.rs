@@ -370,17 +370,22 @@ impl Db {
         Ok(row.try_get("next")?)
     }
 
-    /// The owner and fence of a run, if it has an owner.
-    pub async fn run_lease(&self, run_id: &str) -> Result<Option<Lease>, StoreError> {
-        let row = sqlx::query("SELECT owner, fence FROM runs WHERE id = ? AND owner IS NOT NULL")
-            .bind(run_id)
+    /// A run's row with its owner and fence (when it has an owner): one read.
+    pub async fn run_with_lease(&self, id: &str) -> Result<Option<(RunRow, Option<Lease>)>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS}, owner, fence FROM runs WHERE id = ?"))
+            .bind(id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| {
-            Ok(Lease {
-                node: r.try_get("owner")?,
-                fence: r.try_get("fence")?,
-            })
+        row.map(|row| {
+            let owner: Option<String> = row.try_get("owner")?;
+            let lease = match owner {
+                Some(node) => Some(Lease {
+                    node,
+                    fence: row.try_get("fence")?,
+                }),
+                None => None,
+            };
+            Ok((run_row(&row)?, lease))
         })
         .transpose()
     }
