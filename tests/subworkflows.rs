@@ -241,3 +241,17 @@ async fn sub_workflow_definitions_are_checked() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parent_past_its_deadline_fails_and_cancels_its_child() {
+    let waiting = "name: waiting\nsteps:\n  - id: w\n    wait: { event: never }\n";
+    let parent = "name: hurried\ntimeout: 600ms\nsteps:\n  - id: sub\n    workflow: waiting\n";
+    let server = server_with(&[("waiting", waiting), ("hurried", parent)]).await;
+    let done = run(&server, "hurried", json!({})).await;
+    assert_eq!(done["status"], "failed", "{done}");
+    assert_eq!(done["error"], "the run timed out after 600ms");
+    let child = done["steps"][0]["child_run_ids"][0].as_str().unwrap();
+    let child = server.wait_run(child).await;
+    assert_eq!(child["status"], "canceled", "{child}");
+    server.stop().await;
+}

@@ -435,3 +435,31 @@ async fn cli_event_send_completes_an_approval_and_schedules_list_shows_triggers(
     assert_eq!(schedule["last_run"], Value::Null);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_run_past_its_deadline_fails_on_time() {
+    let workflow = "name: bounded\ntimeout: 700ms\nsteps:\n  - id: w\n    wait: { event: never.comes }\n";
+    let server = TestServer::with_workflow("bounded", workflow).await;
+    let started = std::time::Instant::now();
+    let id = start(&server, "bounded", json!({})).await;
+    wait_status(&server, &id, "paused").await;
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["error"], "the run timed out after 700ms");
+    assert_eq!(run["steps"][0]["status"], "canceled");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    // The run was started again once, at its deadline, not over and over.
+    assert_eq!(
+        event_types(&server, &id)
+            .await
+            .iter()
+            .filter(|t| *t == "run.paused")
+            .count(),
+        1
+    );
+    server.stop().await;
+}

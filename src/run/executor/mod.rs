@@ -306,7 +306,12 @@ impl<'a> Driver<'a> {
             if self.state.status.is_terminal() {
                 return self.commit().await;
             }
-            // Timers already due (a run started again for them) fire first.
+            // Timers already due (a run started again for them) fire first,
+            // and a deadline that passed while the run was paused ends it.
+            if self.deadline_ms.is_some_and(|at| at <= now_ms()) {
+                self.time_out().await;
+                return self.commit().await;
+            }
             self.fire_timers();
             if draining {
                 if self.inline.is_none() && self.tasks.is_empty() {
@@ -322,7 +327,9 @@ impl<'a> Driver<'a> {
             }
             if self.is_idle() {
                 if self.children_running() {
-                    if park {
+                    // A run with a deadline keeps its task to enforce it
+                    // (only a paused run's first timer wakes it).
+                    if park && self.deadline_ms.is_none() {
                         return self.commit().await;
                     }
                 } else if !self.pause() {
@@ -341,11 +348,7 @@ impl<'a> Driver<'a> {
                 _ = drain.cancelled(), if !draining => draining = true,
                 _ = cancel.cancelled() => self.cancel("canceled by request".into(), None).await?,
                 Some(message) = next_message(&mut inbox) => self.receive(message).await?,
-                _ = sleep_until(deadline), if deadline.is_some() => {
-                    let limit = self.workflow.timeout.unwrap_or_default();
-                    self.abort_all().await;
-                    self.stop(format!("the run timed out after {}", crate::units::format_duration(limit)));
-                }
+                _ = sleep_until(deadline), if deadline.is_some() => self.time_out().await,
                 done = async { (&mut self.inline.as_mut().expect("checked by the guard").1).await }, if self.inline.is_some() => {
                     self.inline = None;
                     self.finished(done);
@@ -363,6 +366,16 @@ impl<'a> Driver<'a> {
                 _ = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
             }
         }
+    }
+
+    /// The run's deadline passed: running attempts stop and the run fails.
+    async fn time_out(&mut self) {
+        let limit = self.workflow.timeout.unwrap_or_default();
+        self.abort_all().await;
+        self.stop(format!(
+            "the run timed out after {}",
+            crate::units::format_duration(limit)
+        ));
     }
 
     /// Answers one inbox message.
