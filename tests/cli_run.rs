@@ -172,3 +172,40 @@ fn validate_reports_every_error_with_its_location() {
         )
     );
 }
+
+#[test]
+fn local_runs_say_what_needs_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf.yaml");
+    // A wait with no timeout could never end in a local run.
+    std::fs::write(&wf, "name: local\nsteps:\n  - id: w\n    wait: { event: approval }\n").unwrap();
+    let out = sandstep(dir.path(), &["run", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("wait_timeout: no event can reach a local run (`sandstep run`) and this wait for \"approval\" has no timeout"),
+        "{stderr}"
+    );
+    // With a timeout, it times out.
+    std::fs::write(
+        &wf,
+        "name: local\nsteps:\n  - id: w\n    wait: { event: approval, timeout: 200ms }\n",
+    )
+    .unwrap();
+    let out = sandstep(dir.path(), &["run", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("wait_timeout: no event \"approval\" came within 200ms"),
+        "{}",
+        text(&out.stderr)
+    );
+    // A sub-workflow needs the server.
+    std::fs::write(&wf, "name: local\nsteps:\n  - id: s\n    workflow: other\n").unwrap();
+    let out = sandstep(dir.path(), &["run", wf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("child_failed: child run of workflow other: sub-workflows run on a server"),
+        "{}",
+        text(&out.stderr)
+    );
+}

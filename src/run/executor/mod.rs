@@ -213,6 +213,8 @@ struct Driver<'a> {
     /// The run's deadline (ms), from when it started.
     deadline_ms: Option<u64>,
     children: Option<Arc<dyn Children>>,
+    /// Whether messages (posted events) can reach this run: not in a local run.
+    has_inbox: bool,
     /// Child runs to start at the end of this round: (step, item, start).
     child_starts: Vec<(usize, Option<usize>, ChildStart)>,
     /// Child runs to cancel before the next commit.
@@ -242,6 +244,7 @@ impl<'a> Driver<'a> {
             items: vec![None; n],
             deadline_ms: None,
             children: None,
+            has_inbox: false,
             child_starts: Vec::new(),
             children_to_cancel: Vec::new(),
         }
@@ -285,6 +288,7 @@ impl<'a> Driver<'a> {
             children,
         } = controls;
         self.children = children;
+        self.has_inbox = inbox.is_some();
         match self.state.status {
             RunStatus::Queued => self.emit(EventKind::RunStarted),
             RunStatus::Canceling => {

@@ -35,6 +35,19 @@ impl<'a> Driver<'a> {
                 return;
             }
         };
+        if !self.has_inbox && timeout.is_none() {
+            let message = format!(
+                "no event can reach a local run (`sandstep run`) and this wait for {topic:?} has no timeout: \
+                 run the workflow on a server"
+            );
+            self.fail_step(
+                index,
+                None,
+                None,
+                StepError::new(ErrorKind::WaitTimeout, message, false),
+            );
+            return;
+        }
         let until = timeout.map(|t| now_ms() + t.as_millis() as u64);
         self.emit(EventKind::StepWaiting {
             step: step.id.clone(),
