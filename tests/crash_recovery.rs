@@ -56,6 +56,32 @@ async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// Starts one run of `workflow` per body; their ids.
+async fn start_runs(url: &str, workflow: &str, bodies: impl Iterator<Item = Value>) -> Vec<String> {
+    let mut runs = Vec::new();
+    for body in bodies {
+        let path = format!("/v1/workflows/{workflow}/runs");
+        let (status, run) = call(url, reqwest::Method::POST, &path, Some(body)).await;
+        assert_eq!(status, 201, "{run}");
+        runs.push(run["id"].as_str().unwrap().to_string());
+    }
+    runs
+}
+
+/// Waits until `ready` holds for every run in `runs`.
+async fn wait_for_every(url: &str, runs: &[String], what: &str, ready: impl Fn(&Value) -> bool) {
+    wait_until(what, async || {
+        for id in runs {
+            let (_, run) = call(url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+            if !ready(&run) {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
 const SLOW: &str = r#"
 name: slow
 steps:
@@ -221,27 +247,10 @@ async fn accepted_cancel_survives_kill_9() {
     )
     .await;
 
-    let mut runs = Vec::new();
-    for _ in 0..24 {
-        let (status, run) = call(
-            &server.url,
-            reqwest::Method::POST,
-            "/v1/workflows/slow/runs",
-            Some(json!({})),
-        )
-        .await;
-        assert_eq!(status, 201, "{run}");
-        runs.push(run["id"].as_str().unwrap().to_string());
-    }
+    let runs = start_runs(&server.url, "slow", (0..24).map(|_| json!({}))).await;
     let url = server.url.clone();
-    wait_until("every run inside its slow step", async || {
-        for id in &runs {
-            let (_, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
-            if run["steps"][1]["status"] != "running" {
-                return false;
-            }
-        }
-        true
+    wait_for_every(&url, &runs, "every run inside its slow step", |run| {
+        run["steps"][1]["status"] == "running"
     })
     .await;
 
@@ -300,30 +309,9 @@ async fn paused_runs_survive_kill_9_and_complete_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(dir.path());
     push_hostile_and_apply(&server.url, &[("approve", APPROVE.to_string())]).await;
-    let mut runs = Vec::new();
-    for n in 0..5 {
-        let body = json!({ "input": { "n": n } });
-        let (status, run) = call(
-            &server.url,
-            reqwest::Method::POST,
-            "/v1/workflows/approve/runs",
-            Some(body),
-        )
-        .await;
-        assert_eq!(status, 201, "{run}");
-        runs.push(run["id"].as_str().unwrap().to_string());
-    }
+    let runs = start_runs(&server.url, "approve", (0..5).map(|n| json!({ "input": { "n": n } }))).await;
     let url = server.url.clone();
-    wait_until("every run paused", async || {
-        for id in &runs {
-            let (_, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
-            if run["status"] != "paused" {
-                return false;
-            }
-        }
-        true
-    })
-    .await;
+    wait_for_every(&url, &runs, "every run paused", |run| run["status"] == "paused").await;
     // Two approvals reach the store before the crash; the rest after it.
     for n in 0..2 {
         let body = json!({ "topic": format!("approve.{n}"), "data": { "by": format!("before-{n}") } });

@@ -191,6 +191,19 @@ impl Client {
     }
 }
 
+/// POSTs a request that answers a run (a start, a re-run), with `?wait`,
+/// prints the run and exits as its status says.
+async fn post_run(server: &ServerArgs, path: &str, body: &Value, wait: Option<&str>) -> anyhow::Result<ExitCode> {
+    let client = Client::new(server);
+    let mut request = client.request(reqwest::Method::POST, path).json(body);
+    if let Some(wait) = wait {
+        request = request.query(&[("wait", wait)]);
+    }
+    let run = client.send(request).await?;
+    print(&run);
+    Ok(exit_for(&run))
+}
+
 /// GETs `path` with the query parameters that are set and prints the answer.
 async fn show(server: &ServerArgs, path: &str, query: &[(&str, Option<String>)]) -> anyhow::Result<ExitCode> {
     let client = Client::new(server);
@@ -267,20 +280,17 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             batch: None,
         } => {
             let input: Value = serde_json::from_str(&super::local::read_input(&input)?)?;
-            let client = Client::new(&server);
             let mut body = serde_json::json!({ "input": input });
             if let Some(key) = idempotency_key {
                 body["idempotency_key"] = Value::String(key);
             }
-            let mut request = client
-                .request(reqwest::Method::POST, &format!("/v1/workflows/{workflow}/runs"))
-                .json(&body);
-            if let Some(wait) = &wait {
-                request = request.query(&[("wait", wait.as_str())]);
-            }
-            let run = client.send(request).await?;
-            print(&run);
-            Ok(exit_for(&run))
+            post_run(
+                &server,
+                &format!("/v1/workflows/{workflow}/runs"),
+                &body,
+                wait.as_deref(),
+            )
+            .await
         }
         RunsCommand::Get { id, server } => {
             let client = Client::new(&server);
@@ -331,16 +341,7 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             if let Some(input) = input {
                 body["input"] = serde_json::from_str(&super::local::read_input(&input)?)?;
             }
-            let client = Client::new(&server);
-            let mut request = client
-                .request(reqwest::Method::POST, &format!("/v1/runs/{id}/rerun"))
-                .json(&body);
-            if let Some(wait) = &wait {
-                request = request.query(&[("wait", wait.as_str())]);
-            }
-            let run = client.send(request).await?;
-            print(&run);
-            Ok(exit_for(&run))
+            post_run(&server, &format!("/v1/runs/{id}/rerun"), &body, wait.as_deref()).await
         }
     }
 }
