@@ -463,3 +463,26 @@ async fn a_paused_run_past_its_deadline_fails_on_time() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_approval_example_waits_for_its_approver() {
+    let server = TestServer::start().await;
+    for name in ["wordcount", "hello"] {
+        let (status, body) = server.push(name, &guests().example(name)).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let yaml = std::fs::read_to_string(root().join("examples/approval.yaml")).unwrap();
+    assert_eq!(server.apply("approval", &yaml).await.0, 201);
+    let id = start(&server, "approval", json!({ "ticket": "T-7", "text": "a b a" })).await;
+    wait_status(&server, &id, "paused").await;
+    // A refusal does not match; the approval does.
+    send(&server, "approval.T-7", json!({ "approved": false, "by": "bo" }), None).await;
+    send(&server, "approval.T-7", json!({ "approved": true, "by": "Ana" }), None).await;
+    let run = server.wait_run(&id).await;
+    assert_eq!(
+        run["output"],
+        json!({ "words": 3, "approved_by": "Ana", "greeting": "Hello, Ana!" }),
+        "{run}"
+    );
+    server.stop().await;
+}
