@@ -56,6 +56,18 @@ async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
     }
 }
 
+/// A run once it has ended.
+async fn ended(url: &str, id: &str) -> Value {
+    let mut ended = Value::Null;
+    wait_until("the run to end", async || {
+        let (_, run) = call(url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+        ended = run;
+        ["completed", "failed", "canceled"].contains(&ended["status"].as_str().unwrap_or(""))
+    })
+    .await;
+    ended
+}
+
 /// Starts one run of `workflow` per body; their ids.
 async fn start_runs(url: &str, workflow: &str, bodies: impl Iterator<Item = Value>) -> Vec<String> {
     let mut runs = Vec::new();
@@ -269,13 +281,7 @@ async fn accepted_cancel_survives_kill_9() {
 
     let server = serve(dir.path());
     for id in &runs {
-        let mut ended = Value::Null;
-        wait_until("the run to end", async || {
-            let (_, run) = call(&server.url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
-            ended = run;
-            ["completed", "failed", "canceled"].contains(&ended["status"].as_str().unwrap_or(""))
-        })
-        .await;
+        let ended = ended(&server.url, id).await;
         assert_eq!(ended["status"], "canceled", "{ended}");
         assert_eq!(
             ended["steps"][2]["attempts"],
@@ -327,13 +333,7 @@ async fn paused_runs_survive_kill_9_and_complete_after_restart() {
         assert_eq!(status, 202, "{posted}");
     }
     for (n, id) in runs.iter().enumerate() {
-        let mut ended = Value::Null;
-        wait_until("the run to end", async || {
-            let (_, run) = call(&server.url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
-            ended = run;
-            ["completed", "failed", "canceled"].contains(&ended["status"].as_str().unwrap_or(""))
-        })
-        .await;
+        let ended = ended(&server.url, id).await;
         assert_eq!(ended["status"], "completed", "{ended}");
         let by = if n < 2 {
             format!("before-{n}")

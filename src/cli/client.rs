@@ -20,6 +20,16 @@ pub struct ServerArgs {
     pub server: String,
 }
 
+/// One page of a list: `--limit` entries after `--cursor`.
+#[derive(Debug, Args, Clone)]
+pub struct Page {
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// `next_cursor` of the previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum WorkflowCommand {
     /// Create a new version of the workflow in FILE on the server.
@@ -62,10 +72,8 @@ pub enum RunsCommand {
         workflow: Option<String>,
         #[arg(long)]
         status: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        #[arg(long)]
-        cursor: Option<String>,
+        #[command(flatten)]
+        page: Page,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -120,10 +128,8 @@ pub enum EventCommand {
     List {
         #[arg(long)]
         topic: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
-        #[arg(long)]
-        cursor: Option<String>,
+        #[command(flatten)]
+        page: Page,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -304,15 +310,14 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
         RunsCommand::List {
             workflow,
             status,
-            limit,
-            cursor,
+            page,
             server,
         } => {
             let query = [
-                ("limit", Some(limit.to_string())),
+                ("limit", Some(page.limit.to_string())),
                 ("workflow", workflow),
                 ("status", status),
-                ("cursor", cursor),
+                ("cursor", page.cursor),
             ];
             show(&server, "/v1/runs", &query).await
         }
@@ -367,13 +372,12 @@ pub async fn event(command: EventCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        EventCommand::List {
-            topic,
-            limit,
-            cursor,
-            server,
-        } => {
-            let query = [("limit", Some(limit.to_string())), ("topic", topic), ("cursor", cursor)];
+        EventCommand::List { topic, page, server } => {
+            let query = [
+                ("limit", Some(page.limit.to_string())),
+                ("topic", topic),
+                ("cursor", page.cursor),
+            ];
             show(&server, "/v1/events", &query).await
         }
     }

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod ops;
 pub mod posted;
+pub mod rerun;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -135,7 +136,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/runs/{id}", get(api::get_run))
         .route("/v1/runs/{id}/events", get(events::run_events))
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
-        .route("/v1/runs/{id}/rerun", post(api::rerun_run))
+        .route("/v1/runs/{id}/rerun", post(rerun::rerun_run))
         .route("/v1/events", post(posted::post_event).get(posted::list_events))
         .route("/v1/schedules", get(posted::list_schedules))
         .route("/v1/openapi.json", get(ops::openapi))

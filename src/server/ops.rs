@@ -42,7 +42,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::api::list_runs,
         super::api::get_run,
         super::api::cancel_run,
-        super::api::rerun_run,
+        super::rerun::rerun_run,
         super::events::run_events,
         super::posted::post_event,
         super::posted::list_events,

@@ -12,12 +12,9 @@ use serde_json::Value;
 
 use super::error::{ApiError, Json, Query};
 use super::AppState;
-use crate::service::start::MAX_IDEMPOTENCY_KEY;
 use crate::service::triggers::ScheduleView;
-use crate::service::RunError;
 use crate::store::events::StoredEvent;
 use crate::workflow::validate::MAX_TOPIC_CHARS;
-use crate::workflow::ValidationError;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -58,18 +55,6 @@ pub async fn post_event(
     State(state): State<Arc<AppState>>,
     Json(event): Json<PostEvent>,
 ) -> Result<Response, ApiError> {
-    if let Some(key) = &event.idempotency_key {
-        if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY {
-            return Err(RunError::InvalidInput {
-                field: "idempotency_key".into(),
-                errors: vec![ValidationError {
-                    location: "idempotency_key".into(),
-                    message: format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
-                }],
-            }
-            .into());
-        }
-    }
     let posted = state
         .service
         .post_event(&event.topic, &event.data, event.idempotency_key.as_deref())

@@ -60,6 +60,17 @@ pub struct Ready {
     pub idempotency_key: Option<String>,
 }
 
+/// An idempotency key (of a run or an event) is 1 to 200 characters.
+pub fn check_idempotency_key(key: &str) -> Result<(), ValidationError> {
+    if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY {
+        return Err(ValidationError {
+            location: "idempotency_key".into(),
+            message: format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+        });
+    }
+    Ok(())
+}
+
 /// Checks `request` against `workflow` (input declarations, idempotency
 /// key) and builds the run under a new id. Errors are located at the
 /// request's fields (`input.user_id`, `idempotency_key`).
@@ -71,12 +82,7 @@ pub fn prepare(
 ) -> Result<Ready, Vec<ValidationError>> {
     let mut errors = Vec::new();
     if let Some(key) = &request.idempotency_key {
-        if key.is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY {
-            errors.push(ValidationError {
-                location: "idempotency_key".into(),
-                message: format!("idempotency_key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
-            });
-        }
+        errors.extend(check_idempotency_key(key).err());
     }
     let input = match crate::workflow::inputs::check(&workflow.inputs, &request.input) {
         Ok(input) => Some(input),

@@ -80,13 +80,10 @@ impl Service {
         data: &serde_json::Value,
         idempotency_key: Option<&str>,
     ) -> Result<Posted, RunError> {
-        crate::workflow::check_topic(topic).map_err(|message| RunError::InvalidInput {
-            field: "topic".into(),
-            errors: vec![crate::workflow::ValidationError {
-                location: "topic".into(),
-                message,
-            }],
-        })?;
+        crate::workflow::check_topic(topic).map_err(|message| RunError::invalid("topic", message))?;
+        if let Some(key) = idempotency_key {
+            super::start::check_idempotency_key(key).map_err(|e| RunError::invalid("idempotency_key", e.message))?;
+        }
         let event = crate::store::events::NewEvent {
             topic: topic.to_string(),
             data: data.clone(),

@@ -6,8 +6,8 @@
 //! The driver's work is split by concern: deciding steps (`schedule`),
 //! running attempts (`attempts`), child runs of sub-workflow steps
 //! (`children`), waits for events and time, pausing and resuming
-//! (`waits`), ending steps and the run (`ending`), and redacting secrets
-//! from events (`redact`).
+//! (`waits`), ending steps and the run (`ending`), picking up a stored run
+//! (`resume`), and redacting secrets from events (`redact`).
 //!
 //! One scheduling round: decide every step whose dependencies are done
 //! (skip, fail, or queue its units), start queued units up to the run's and
@@ -32,6 +32,7 @@ mod attempts;
 mod children;
 mod ending;
 mod redact;
+mod resume;
 mod schedule;
 mod waits;
 
@@ -40,11 +41,11 @@ use super::event::{now_ms, Event, EventKind, Origin};
 use super::inbox::{Message, MessageKind};
 use super::journal::{Journal, JournalError};
 use super::secrets::Secrets;
-use super::state::{RunState, RunStatus, StepStatus};
+use super::state::{RunState, RunStatus};
 use crate::limits::Caps;
 use crate::sandbox::{Attempt, Module, Sandbox};
 use crate::workflow::template::Scope;
-use crate::workflow::{Action, Workflow};
+use crate::workflow::Workflow;
 
 /// Everything a run needs besides its state, resolved before it starts.
 pub struct RunSpec {
@@ -417,67 +418,6 @@ impl<'a> Driver<'a> {
         self.abort_all().await;
         self.finish_canceled("the run was canceled".into());
         Ok(())
-    }
-
-    /// Picks up a run rebuilt from events: re-queues what was in flight,
-    /// re-arms timers.
-    fn resume(&mut self) {
-        for (index, step) in self.workflow.steps.iter().enumerate() {
-            let state = &self.state.steps[index];
-            self.decided[index] = state.status != StepStatus::Pending;
-            match state.status {
-                StepStatus::Waiting => {
-                    let timer = match step.action {
-                        Action::Wait { .. } => Timer::WaitTimeout { step: index },
-                        _ => Timer::Sleep { step: index },
-                    };
-                    if let Some(until) = state.waiting_until_ms {
-                        self.timers.push(Reverse((until, timer)));
-                    }
-                }
-                StepStatus::Running => {
-                    let scope = self.scope(index);
-                    if step.for_each.is_some() {
-                        match self.evaluate_items(index, &scope) {
-                            Ok(items) => self.items[index] = Some(Arc::new(items)),
-                            Err(error) => {
-                                self.fail_step(index, None, None, error);
-                                continue;
-                            }
-                        }
-                    }
-                    self.scopes[index] = Some(scope);
-                    let units: Vec<(Option<usize>, Option<u64>, bool, bool)> = self.state.steps[index]
-                        .units
-                        .iter()
-                        .enumerate()
-                        .map(|(i, u)| {
-                            let item = step.for_each.as_ref().map(|_| i);
-                            (item, u.retry_at_ms, u.is_done(), u.child.is_some())
-                        })
-                        .collect();
-                    self.remaining[index] = units.iter().filter(|(_, _, done, _)| !done).count();
-                    let units = if units.is_empty() {
-                        vec![(None, None, false, false)]
-                    } else {
-                        units
-                    };
-                    for (item, retry_at, done, child) in units {
-                        match (done, child, retry_at) {
-                            (true, _, _) => {}
-                            // Its child runs on; its end reaches the inbox.
-                            (false, true, _) => self.running[index] += 1,
-                            (false, false, Some(at)) => {
-                                self.timers.push(Reverse((at, Timer::Retry { step: index, item })))
-                            }
-                            (false, false, None) => self.queued[index].push_back(item),
-                        }
-                    }
-                    self.maybe_finish_for_each(index);
-                }
-                _ => {}
-            }
-        }
     }
 }
 
