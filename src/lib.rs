@@ -56,6 +56,7 @@
 pub mod bench;
 pub mod cli;
 pub mod files;
+pub mod grants;
 pub mod limits;
 pub mod modules;
 pub mod nesting;

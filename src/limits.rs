@@ -52,6 +52,13 @@ pub struct Limits {
     /// a flood of tiny messages is stopped as surely as a few huge ones.
     /// Hit: as for `log_bytes`.
     pub log_lines: u64,
+    /// Outbound HTTP requests (steps granted `http` hosts). Default 100.
+    /// Hit: the request fails inside the guest (an HTTP error code) and is
+    /// logged on the attempt; the guest decides what to do.
+    pub http_requests: u64,
+    /// Outbound HTTP body bytes, request plus response bodies. Default
+    /// 16 MiB. Hit: the body that crosses it fails inside the guest.
+    pub http_bytes: u64,
 }
 
 impl Default for Limits {
@@ -65,6 +72,8 @@ impl Default for Limits {
             output_bytes: 1 << 20,
             log_bytes: 256 << 10,
             log_lines: 10_000,
+            http_requests: 100,
+            http_bytes: 16 << 20,
         }
     }
 }
@@ -124,6 +133,14 @@ pub struct Caps {
     pub max_attempts: u32,
     /// Most levels of sub-workflows below a root run. Default 8.
     pub workflow_depth: u32,
+    /// Largest `limits.http_requests`. Default 10,000.
+    pub http_requests: u64,
+    /// Largest `limits.http_bytes`. Default 1 GiB.
+    pub http_bytes: u64,
+    /// Largest `grants.files.scratch`. Default 1 GiB.
+    pub scratch_bytes: u64,
+    /// What workflows may grant: `--allow-http`, `--allow-read`. Default nothing.
+    pub grants: crate::grants::ServerGrants,
 }
 
 impl Default for Caps {
@@ -138,6 +155,10 @@ impl Default for Caps {
             concurrency: 64,
             max_attempts: 100,
             workflow_depth: 8,
+            http_requests: 10_000,
+            http_bytes: 1 << 30,
+            scratch_bytes: 1 << 30,
+            grants: crate::grants::ServerGrants::default(),
         }
     }
 }

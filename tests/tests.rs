@@ -20,6 +20,7 @@ mod outcomes;
 mod properties;
 mod reruns;
 mod run_service;
+mod secrets;
 mod server_api;
 mod subworkflows;
 mod triggers;

@@ -144,14 +144,14 @@ pub enum SchedulesCommand {
     },
 }
 
-struct Client {
+pub(super) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    fn new(server: &ServerArgs) -> Client {
+    pub(super) fn new(server: &ServerArgs) -> Client {
         Client {
             http: reqwest::Client::new(),
             base: server.server.trim_end_matches('/').to_string(),
@@ -159,7 +159,7 @@ impl Client {
         }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
             Some(token) => request.bearer_auth(token),
@@ -168,7 +168,7 @@ impl Client {
     }
 
     /// Sends and returns the JSON answer, or fails with the problem's detail.
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(super) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let response = request
             .send()
             .await
@@ -225,7 +225,7 @@ async fn show(server: &ServerArgs, path: &str, query: &[(&str, Option<String>)])
     Ok(ExitCode::SUCCESS)
 }
 
-fn print(value: &Value) {
+pub(super) fn print(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 

@@ -8,6 +8,7 @@ mod local;
 mod module;
 mod progress;
 mod run;
+mod secret;
 mod serve;
 mod validate;
 
@@ -52,6 +53,9 @@ pub enum Command {
     /// Schedule triggers on a server.
     #[command(subcommand)]
     Schedules(client::SchedulesCommand),
+    /// Secrets on a server: set one from stdin, list or delete them.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// Check a workflow definition: every error, with its location.
     Validate(validate::ValidateArgs),
     /// Run a workflow in this process, with live progress; prints its output JSON last.
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
             Command::Runs(command) => client::runs(command).await,
             Command::Event(command) => client::event(command).await,
             Command::Schedules(command) => client::schedules(command).await,
+            Command::Secret(command) => secret::run(command).await,
             Command::Validate(args) => validate::run(&cli.data_dir, args).await,
             Command::Run(args) => run::run(&cli.data_dir, args).await,
             Command::Bench(command) => bench::run(&cli.data_dir, command).await,

@@ -49,6 +49,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.grace = args.grace;
     config.max_batch = args.max_batch as usize;
     config.event_retention = args.event_retention;
+    config.secrets_key = crate::service::secrets::SecretsKey::from_env().map_err(anyhow::Error::msg)?;
     let state = server::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     eprintln!("sandstep listening on http://{}", listener.local_addr()?);

@@ -92,6 +92,11 @@ impl Secrets {
         Ok(())
     }
 
+    /// The values by name.
+    pub fn values(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// 503: the server is shutting down.
     #[error("the server is shutting down")]
     Unavailable,
+    /// 503: the server lacks a setting the request needs.
+    #[error("not configured: {0}")]
+    NotConfigured(String),
 }
 
 impl From<RunError> for ApiError {
@@ -103,6 +106,7 @@ impl From<RunError> for ApiError {
             }
             RunError::NameMismatch(detail) => ApiError::unprocessable("name-mismatch", detail, Some("name")),
             RunError::Unavailable => ApiError::Unavailable,
+            RunError::NotConfigured(detail) => ApiError::NotConfigured(detail),
             RunError::Store(error) => ApiError::Internal(error.to_string()),
             RunError::Internal(error) => ApiError::Internal(error),
         }
@@ -230,6 +234,14 @@ impl IntoResponse for ApiError {
                 "unavailable",
                 "Unavailable",
                 "the server is shutting down".into(),
+                None,
+                None,
+            ),
+            ApiError::NotConfigured(detail) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not-configured",
+                "Not configured",
+                detail,
                 None,
                 None,
             ),

@@ -1,6 +1,7 @@
 //! The HTTP server (`sandstep serve`): the API under /v1 (`api`, `events`
 //! for SSE), problem+json errors (`error`), bearer tokens (`auth`),
-//! `/healthz`, `/metrics` and the OpenAPI document (`ops`). Handlers only
+//! `/healthz`, `/metrics` and the OpenAPI document (`ops`), secrets
+//! (`secrets`). Handlers only
 //! parse and translate: the run lifecycle is [`crate::service`].
 
 pub mod api;
@@ -10,6 +11,7 @@ pub mod events;
 pub mod ops;
 pub mod posted;
 pub mod rerun;
+pub mod secrets;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -50,6 +52,8 @@ pub struct ServerConfig {
     pub lease: Duration,
     /// How long posted events are kept (`--event-retention`). Default 7 days.
     pub event_retention: Duration,
+    /// Seals secrets set through the API (`SANDSTEP_SECRETS_KEY`).
+    pub secrets_key: Option<crate::service::secrets::SecretsKey>,
 }
 
 impl ServerConfig {
@@ -65,6 +69,7 @@ impl ServerConfig {
             max_batch_bytes: 16 << 20,
             lease: Duration::from_secs(10),
             event_retention: Duration::from_secs(7 * 24 * 3600),
+            secrets_key: None,
         }
     }
 }
@@ -104,8 +109,16 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
             lease: config.lease,
             max_batch: config.max_batch,
             event_retention: config.event_retention,
+            secrets_key: config.secrets_key.clone(),
         },
     );
+    let opened = service
+        .load_secrets()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the stored secrets: {e}"))?;
+    if opened > 0 {
+        tracing::info!(secrets = opened, "opened stored secrets");
+    }
     let resumed = service
         .recover()
         .await
@@ -139,6 +152,11 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/runs/{id}/rerun", post(rerun::rerun_run))
         .route("/v1/events", post(posted::post_event).get(posted::list_events))
         .route("/v1/schedules", get(posted::list_schedules))
+        .route("/v1/secrets", get(secrets::list_secrets))
+        .route(
+            "/v1/secrets/{name}",
+            put(secrets::put_secret).delete(secrets::delete_secret),
+        )
         .route("/v1/openapi.json", get(ops::openapi))
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .merge(modules)

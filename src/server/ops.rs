@@ -47,6 +47,9 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::posted::post_event,
         super::posted::list_events,
         super::posted::list_schedules,
+        super::secrets::put_secret,
+        super::secrets::list_secrets,
+        super::secrets::delete_secret,
     ),
     components(schemas(super::error::Problem, crate::workflow::ValidationError)),
     modifiers(&BearerAuth, &Problems)

@@ -32,6 +32,9 @@ pub enum RunError {
     /// A definition sent under another workflow's name.
     #[error("{0}")]
     NameMismatch(String),
+    /// The server lacks a setting this request needs (a secrets key).
+    #[error("{0}")]
+    NotConfigured(String),
     /// The process is draining for shutdown.
     #[error("the server is shutting down")]
     Unavailable,

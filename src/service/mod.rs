@@ -13,6 +13,7 @@
 //! - [`waits`]: paused runs started again by their inbox or their timers,
 //!   and posted events.
 //! - [`rerun`]: a new run of an ended one from a chosen step.
+//! - [`secrets`]: secrets set through the API, sealed at rest.
 //! - [`triggers`]: schedules and posted events that start runs.
 //! - [`view`]: the run resource folded from events; [`metrics`].
 //!
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod modules;
 pub mod owner;
 pub mod rerun;
+pub mod secrets;
 pub mod start;
 pub mod triggers;
 pub mod view;
@@ -78,6 +80,8 @@ pub struct ServiceConfig {
     /// How long posted events are kept, and how far back a wait that starts
     /// looks for one. Default 7 days.
     pub event_retention: Duration,
+    /// Seals the secrets set through the API; without it none can be set.
+    pub secrets_key: Option<secrets::SecretsKey>,
 }
 
 /// A run as a start answers it.
@@ -100,7 +104,7 @@ pub struct Service {
     outlets: Arc<Outlets>,
     modules: Modules,
     executor: Arc<Executor>,
-    secrets: Arc<Secrets>,
+    vault: secrets::Vault,
     config: ServiceConfig,
     /// Validated workflow versions.
     workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
@@ -134,7 +138,7 @@ impl Service {
             outlets,
             modules,
             executor,
-            secrets,
+            vault: secrets::Vault::new(&secrets, config.secrets_key.clone()),
             config,
             workflows: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
@@ -293,7 +297,7 @@ impl Service {
             run_id: row.id.clone(),
             workflow,
             modules: pinned.modules,
-            secrets: self.secrets.clone(),
+            secrets: self.vault.current(),
         };
         tracing::info!(run = %row.id, status = %row.status, events = events.len(), inbox = pending.len(), "resuming run");
         self.spawn(spec, state, lease, pending);

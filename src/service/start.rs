@@ -255,7 +255,7 @@ impl Service {
                     location.to_string()
                 }
             };
-            match prepare(&workflow, &pinned, &self.secrets, request) {
+            match prepare(&workflow, &pinned, &self.vault.current(), request) {
                 Ok(run) => ready.push(run),
                 Err(found) => errors.extend(found.into_iter().map(|e| ValidationError {
                     location: at(&e.location),

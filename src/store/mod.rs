@@ -21,6 +21,7 @@
 //!   consumes.
 //! - [`events`]: posted events and the waits they resume.
 //! - [`triggers`]: schedules and event topics that start runs.
+//! - [`secrets`]: secrets set through the API, sealed.
 //! - [`modules`], [`workflows`]: one file per table family.
 
 pub mod append;
@@ -28,6 +29,7 @@ pub mod events;
 pub mod inbox;
 pub mod modules;
 pub mod runs;
+pub mod secrets;
 mod sqlite;
 pub mod triggers;
 pub mod workflows;

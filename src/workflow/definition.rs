@@ -31,6 +31,36 @@ pub struct WorkflowDef {
     /// What starts runs besides a client: schedules and posted events.
     #[serde(default)]
     pub triggers: Vec<TriggerDef>,
+    /// The secrets the workflow uses; when given, a template naming any
+    /// other is an error.
+    #[serde(default)]
+    pub secrets: Option<Vec<String>>,
+}
+
+/// `grants:` under `defaults` or on a step (a step's replace the defaults').
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsDef {
+    /// Hosts the step may call: `api.example.com`, `*.example.org:8443`.
+    #[serde(default)]
+    pub http: Vec<String>,
+    #[serde(default)]
+    pub files: Option<FilesDef>,
+    /// Environment variables (templates; `{{ secrets.X }}` allowed).
+    #[serde(default)]
+    pub env: IndexMap<String, Value>,
+}
+
+/// `files: { scratch: 64MiB, read: [NAME, ...] }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesDef {
+    /// A fresh directory at `/scratch` per attempt, capped at this size.
+    #[serde(default, deserialize_with = "size_opt")]
+    pub scratch: Option<u64>,
+    /// Read-only directories the server exposes (`--allow-read NAME=DIR`).
+    #[serde(default)]
+    pub read: Vec<String>,
 }
 
 /// One entry of `triggers:`: `schedule:` (with `timezone`, `catch_up`) or
@@ -107,6 +137,8 @@ pub struct DefaultsDef {
     pub limits: Option<LimitsDef>,
     #[serde(default)]
     pub retry: Option<RetryDef>,
+    #[serde(default)]
+    pub grants: Option<GrantsDef>,
 }
 
 /// Per-step limits; each field is optional and falls back to the defaults.
@@ -121,6 +153,10 @@ pub struct LimitsDef {
     pub output: Option<u64>,
     #[serde(default, deserialize_with = "size_opt")]
     pub logs: Option<u64>,
+    #[serde(default)]
+    pub http_requests: Option<u64>,
+    #[serde(default, deserialize_with = "size_opt")]
+    pub http_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -203,6 +239,9 @@ pub struct StepDef {
     /// The child workflow's version; default: the latest when the run starts.
     #[serde(default)]
     pub version: Option<i64>,
+    /// What the step may reach; replaces `defaults.grants`.
+    #[serde(default)]
+    pub grants: Option<GrantsDef>,
 }
 
 /// `wait: { event: <topic>, timeout: 24h, match: <expression> }`.

@@ -15,6 +15,15 @@ pub(super) fn apply_limits(
     errors: &mut Errors,
 ) -> Limits {
     let above = |what: &str, value: String, cap: String| format!("{what} {value} is above the cap of {cap}");
+    if let Some(requests) = def.http_requests {
+        if requests > caps.http_requests {
+            errors.add(
+                format!("{location}.limits.http_requests"),
+                above("http_requests", requests.to_string(), caps.http_requests.to_string()),
+            );
+        }
+        limits.http_requests = requests;
+    }
     if let Some(fuel) = def.fuel {
         if fuel > caps.fuel {
             errors.add(
@@ -28,6 +37,7 @@ pub(super) fn apply_limits(
         ("memory", def.memory, caps.memory, &mut limits.memory),
         ("output", def.output, caps.output_bytes, &mut limits.output_bytes),
         ("logs", def.logs, caps.log_bytes, &mut limits.log_bytes),
+        ("http_bytes", def.http_bytes, caps.http_bytes, &mut limits.http_bytes),
     ];
     for (field, value, cap, slot) in sizes {
         if let Some(value) = value {

@@ -4,6 +4,7 @@
 //! they read in `paths`, limits, retries and cycles in `checks`.
 
 mod checks;
+mod grants;
 mod paths;
 mod step;
 mod triggers;
@@ -18,7 +19,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use self::checks::{apply_limits, check_retry, find_cycles};
-use self::paths::{check_paths, compile_value, Situational};
+use self::paths::{check_paths, compile_value, Known, Situational};
 use super::definition::{InputDef, LimitsDef, OnFailure, RetryDef, StepDef, Trigger, WorkflowDef};
 use super::template::{Template, TemplateValue};
 use super::ValidationError;
@@ -37,6 +38,8 @@ pub struct Workflow {
     pub output: Option<TemplateValue>,
     /// What starts runs besides a client, in definition order.
     pub triggers: Vec<RunTrigger>,
+    /// `secrets:`, when listed.
+    pub secrets: Option<Vec<String>>,
     index: HashMap<String, usize>,
 }
 
@@ -87,6 +90,10 @@ pub struct Step {
     pub on_failure: OnFailure,
     pub trigger: Trigger,
     pub limits: Limits,
+    /// What the step may reach (module steps only).
+    pub grants: crate::grants::Grants,
+    /// Environment variables, rendered per attempt like the input.
+    pub env: std::sync::Arc<Vec<(String, TemplateValue)>>,
 }
 
 #[derive(Debug)]
@@ -277,6 +284,19 @@ pub fn validate(
         None => RetryPolicy::DEFAULT,
     };
     let retry_by_default = def.defaults.retry.is_some();
+    let default_grants = def
+        .defaults
+        .grants
+        .as_ref()
+        .map(|g| grants::compile_grants(g, "defaults.grants", caps, &mut errors))
+        .unwrap_or_default();
+    if let Some(listed) = &def.secrets {
+        for (i, name) in listed.iter().enumerate() {
+            if let Err(message) = crate::service::secrets::check_name(name) {
+                errors.add(format!("secrets[{i}]"), message);
+            }
+        }
+    }
 
     let context = step::Context {
         index: &index,
@@ -286,6 +306,8 @@ pub fn validate(
         retry_by_default,
         caps,
         catalog,
+        secrets: def.secrets.as_deref(),
+        default_grants: &default_grants,
     };
     let mut compiled = Vec::new();
     for (location, step) in steps {
@@ -295,15 +317,12 @@ pub fn validate(
     let output = def.output.as_ref().and_then(|output| {
         compile_value(output, "output", &mut errors).inspect(|value| {
             for template in value.templates() {
-                check_paths(
-                    template,
-                    "output",
-                    None,
-                    Situational::default(),
-                    &index,
-                    &def.inputs,
-                    &mut errors,
-                );
+                let known = Known {
+                    index: &index,
+                    inputs: &def.inputs,
+                    secrets: def.secrets.as_deref(),
+                };
+                check_paths(template, "output", None, Situational::default(), &known, &mut errors);
             }
         })
     });
@@ -321,6 +340,11 @@ pub fn validate(
         }
     }
     if !errors.0.is_empty() {
+        // A broken `defaults.grants.env` template is found once per step.
+        let mut seen = std::collections::HashSet::new();
+        errors
+            .0
+            .retain(|e| seen.insert((e.location.clone(), e.message.clone())));
         return Err(errors.0);
     }
     Ok(Workflow {
@@ -332,6 +356,7 @@ pub fn validate(
         steps: compiled,
         output,
         triggers,
+        secrets: def.secrets,
         index,
     })
 }

@@ -37,16 +37,26 @@ pub(super) struct Situational {
     pub event: bool,
 }
 
+/// The names a definition declares, which templates are checked against.
+#[derive(Clone, Copy)]
+pub(super) struct Known<'a> {
+    /// Step ids to positions.
+    pub index: &'a HashMap<String, usize>,
+    pub inputs: &'a IndexMap<String, InputDef>,
+    /// `secrets:`, when the definition lists them.
+    pub secrets: Option<&'a [String]>,
+}
+
 /// Checks every path a template reads; returns the steps it depends on.
 pub(super) fn check_paths(
     template: &Template,
     location: &str,
     own: Option<usize>,
     situational: Situational,
-    index: &HashMap<String, usize>,
-    inputs: &IndexMap<String, InputDef>,
+    known: &Known,
     errors: &mut Errors,
 ) -> Vec<usize> {
+    let Known { index, inputs, secrets } = *known;
     let mut deps = Vec::new();
     let source = template.source();
     for path in template.paths() {
@@ -98,6 +108,23 @@ pub(super) fn check_paths(
                             format!(
                                 "{source:?} reads undeclared input {name:?} (declared: {})",
                                 declared.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            "secrets" => {
+                if let (Some(listed), Some(name)) = (secrets, segments.get(1)) {
+                    if !listed.iter().any(|s| s == name) {
+                        errors.add(
+                            location,
+                            format!(
+                                "{source:?} names secret {name:?}, which `secrets:` does not list (listed: {})",
+                                if listed.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    listed.join(", ")
+                                }
                             ),
                         );
                     }

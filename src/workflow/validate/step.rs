@@ -7,7 +7,8 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::checks::{apply_limits, check_retry};
-use super::paths::{check_paths, compile_value, Situational};
+use super::grants::{compile_grants, Compiled};
+use super::paths::{check_paths, compile_value, Known, Situational};
 use super::{Action, Errors, ForEach, ModuleCatalog, RetryPolicy, Step};
 use crate::limits::{Caps, Limits};
 use crate::workflow::definition::{InputDef, LimitsDef, OnFailure, StepDef};
@@ -25,6 +26,10 @@ pub(super) struct Context<'a> {
     pub retry_by_default: bool,
     pub caps: &'a Caps,
     pub catalog: Option<&'a dyn ModuleCatalog>,
+    /// `secrets:`, when listed.
+    pub secrets: Option<&'a [String]>,
+    /// `defaults.grants`, compiled.
+    pub default_grants: &'a Compiled,
 }
 
 /// Compiles one step: its action, templates (with the dependencies they
@@ -38,7 +43,10 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         retry_by_default,
         caps,
         catalog,
+        secrets,
+        default_grants,
     } = context;
+    let known = Known { index, inputs, secrets };
     let at = |field: &str| format!("{location}.{field}");
     let mut deps: BTreeSet<usize> = BTreeSet::new();
     let own = index.get(&step.id).copied();
@@ -175,6 +183,19 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         ..Situational::default()
     };
     templated.extend(input.templates().into_iter().map(|t| (t, at("input"), per_item)));
+    let granted = match (&action, &step.grants) {
+        (Action::Module { .. }, Some(def)) => compile_grants(def, &at("grants"), caps, errors),
+        (Action::Module { .. }, None) => default_grants.clone(),
+        (_, Some(_)) => {
+            errors.add(at("grants"), "`grants` applies to steps that run a module");
+            Compiled::default()
+        }
+        (_, None) => Compiled::default(),
+    };
+    for (name, value) in granted.env.iter() {
+        let location = format!("{}.env.{name}", granted.location);
+        templated.extend(value.templates().into_iter().map(|t| (t, location.clone(), per_item)));
+    }
     if let Action::Module { args, .. } = &action {
         for (i, arg) in args.iter().enumerate() {
             templated.extend(
@@ -242,7 +263,7 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
     }
 
     for (template, location, situational) in &templated {
-        for dep in check_paths(template, location, own, *situational, index, inputs, errors) {
+        for dep in check_paths(template, location, own, *situational, &known, errors) {
             deps.insert(dep);
         }
     }
@@ -277,6 +298,8 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         on_failure: step.on_failure,
         trigger: step.trigger,
         limits,
+        grants: granted.grants,
+        env: granted.env,
     }
 }
 
@@ -288,6 +311,7 @@ fn refuse_fields(step: &StepDef, action: &str, at: &dyn Fn(&str) -> String, erro
         ("args", !step.args.is_empty()),
         ("retry", step.retry.is_some()),
         ("limits", step.limits.is_some()),
+        ("grants", step.grants.is_some()),
         ("timeout", step.timeout.is_some() && action == "wait"),
     ] {
         if present {

@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use super::paths::{check_paths, compile_value, Situational};
+use super::paths::{check_paths, compile_value, Known, Situational};
 use super::step::check_topic;
 use super::Errors;
 use crate::workflow::definition::{CatchUp, InputDef, TriggerDef};
@@ -87,6 +87,11 @@ pub(super) fn compile_triggers(
 ) -> Vec<RunTrigger> {
     let mut triggers = Vec::new();
     let index = std::collections::HashMap::new();
+    let known = Known {
+        index: &index,
+        inputs,
+        secrets: None,
+    };
     for (i, def) in defs.iter().enumerate() {
         let at = |field: &str| format!("triggers[{i}].{field}");
         match (&def.schedule, &def.on_event) {
@@ -145,7 +150,7 @@ pub(super) fn compile_triggers(
                         ..Situational::default()
                     };
                     for template in input.templates() {
-                        check_paths(template, &at("input"), None, event, &index, inputs, errors);
+                        check_paths(template, &at("input"), None, event, &known, errors);
                     }
                 }
                 triggers.push(RunTrigger::OnEvent {
