@@ -76,6 +76,7 @@ pub async fn run(guests: &Path, trivial: &Path, iterations: u32) -> anyhow::Resu
         args: &[],
         context: &context,
         limits: &limits,
+        access: &crate::sandbox::NO_ACCESS,
     };
 
     // Warm both paths (pool slots, caches), then alternate rounds so drift
@@ -182,6 +183,7 @@ async fn time_attempts(sandbox: &Sandbox, module: &crate::sandbox::Module, input
         args: &[],
         context: &context,
         limits: &limits,
+        access: &crate::sandbox::NO_ACCESS,
     };
     for _ in 0..5 {
         let attempt = sandbox.run(module, request).await;

@@ -52,6 +52,7 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
         args: &[],
         context: &context,
         limits: &limits,
+        access: &crate::sandbox::NO_ACCESS,
     };
     for _ in 0..500 {
         sandbox.run(&echo, request).await;

@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::{EXIT_FAILED, EXIT_USAGE};
 use crate::limits::Limits;
-use crate::sandbox::{AttemptRequest, StepContext};
+use crate::sandbox::{Access, AttemptRequest, StepContext};
 use crate::units::{parse_duration, parse_size};
 
 #[derive(Debug, Args)]
@@ -36,6 +36,15 @@ pub struct ExecArgs {
     /// An argument for a command module (repeatable).
     #[arg(long = "arg", allow_hyphen_values = true)]
     pub args: Vec<String>,
+    /// Hosts and directories this step is granted (and thereby allowed).
+    #[command(flatten)]
+    pub allow: super::local::Allow,
+    /// A fresh scratch directory at /scratch of this size, e.g. 64MiB.
+    #[arg(long, value_parser = parse_size)]
+    pub scratch: Option<u64>,
+    /// An environment variable for the module: KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
     /// Print the whole attempt as JSON: status, output or error, duration, fuel, peak memory, logs.
     #[arg(long)]
     pub json: bool,
@@ -75,6 +84,24 @@ pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_USAGE));
         }
     };
+    let allowed = args.allow.grants()?;
+    let mut env = Vec::new();
+    for pair in &args.env {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--env {pair:?}: expected KEY=VALUE"))?;
+        env.push((key.to_string(), value.to_string()));
+    }
+    let access = Access {
+        http: allowed.http.clone(),
+        read: allowed
+            .read
+            .iter()
+            .map(|(name, dir)| (name.clone(), dir.dir.clone()))
+            .collect(),
+        scratch: args.scratch,
+        env,
+    };
     let context = StepContext {
         run_id: "exec".into(),
         step_id: "exec".into(),
@@ -89,6 +116,7 @@ pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
                 args: &args.args,
                 context: &context,
                 limits: &limits,
+                access: &access,
             },
         )
         .await;

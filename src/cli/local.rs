@@ -77,3 +77,29 @@ pub(crate) async fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Resul
         Err(other) => Err(other.into()),
     }
 }
+
+/// What workflows may grant: `--allow-http` and `--allow-read`, the same
+/// for `serve`, `run` and `exec`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Allow {
+    /// Hosts steps may be granted, comma-separated or repeated:
+    /// api.example.com, *.example.org:8443, 127.0.0.1:9000.
+    #[arg(long = "allow-http", value_name = "HOST[,HOST...]")]
+    pub http: Vec<String>,
+    /// A directory steps may be granted read-only, seen at /NAME (repeatable).
+    #[arg(long = "allow-read", value_name = "NAME=DIR")]
+    pub read: Vec<String>,
+}
+
+impl Allow {
+    pub fn grants(&self) -> anyhow::Result<crate::grants::ServerGrants> {
+        let mut grants = crate::grants::ServerGrants::default();
+        for list in &self.http {
+            grants.allow_http(list).map_err(anyhow::Error::msg)?;
+        }
+        for spec in &self.read {
+            grants.allow_read(spec).map_err(anyhow::Error::msg)?;
+        }
+        Ok(grants)
+    }
+}

@@ -35,13 +35,18 @@ pub struct RunArgs {
     /// Attempts running at once in this process.
     #[arg(long, default_value_t = 64)]
     pub max_concurrent_attempts: usize,
+    #[command(flatten)]
+    pub allow: super::local::Allow,
 }
 
 pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let source = super::local::read_definition(&args.file)?;
     let input: serde_json::Value = serde_json::from_str(&super::local::read_input(&args.input)?)?;
     let modules = super::local::modules(data_dir, &args.modules).await?;
-    let caps = Caps::default();
+    let caps = Caps {
+        grants: args.allow.grants()?,
+        ..Caps::default()
+    };
     let catalog = modules.catalog().await?;
     let loaded = match crate::workflow::load(&source, &caps, Some(&catalog)) {
         Ok(workflow) => match modules.pin(&workflow).await {

@@ -33,6 +33,9 @@ pub struct ServeArgs {
     /// far (and no further than its run's start) for one, e.g. 7d.
     #[arg(long, value_parser = parse_duration, default_value = "7d")]
     pub event_retention: std::time::Duration,
+    /// What workflows may grant their steps.
+    #[command(flatten)]
+    pub allow: super::local::Allow,
 }
 
 pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -49,6 +52,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.grace = args.grace;
     config.max_batch = args.max_batch as usize;
     config.event_retention = args.event_retention;
+    config.grants = args.allow.grants()?;
     config.secrets_key = crate::service::secrets::SecretsKey::from_env().map_err(anyhow::Error::msg)?;
     let state = server::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

@@ -31,6 +31,9 @@ pub struct AttemptRecord {
     /// `None` when the attempt succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
+    /// What the attempt used of its grants (hosts, files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::sandbox::Audit>,
 }
 
 /// What kind of failure a step error is: an attempt's [`Failure`] kind, or
@@ -50,6 +53,10 @@ pub enum ErrorKind {
     Trap,
     InvalidOutput,
     InstantiationFailed,
+    /// The module needs a capability the step is not granted.
+    CapabilityDenied,
+    /// The attempt filled its scratch directory.
+    ScratchFull,
     /// A template (`input`, `when`, `for_each`, `args`) could not be evaluated.
     TemplateError,
     /// `for_each` did not yield an array, or yielded too many items.
@@ -76,6 +83,8 @@ impl ErrorKind {
             ErrorKind::Trap => "trap",
             ErrorKind::InvalidOutput => "invalid_output",
             ErrorKind::InstantiationFailed => "instantiation_failed",
+            ErrorKind::CapabilityDenied => "capability_denied",
+            ErrorKind::ScratchFull => "scratch_full",
             ErrorKind::TemplateError => "template_error",
             ErrorKind::ForEachError => "for_each_error",
             ErrorKind::ModuleError => "module_error",
@@ -98,6 +107,8 @@ impl ErrorKind {
             Failure::Trap { .. } => ErrorKind::Trap,
             Failure::InvalidOutput { .. } => ErrorKind::InvalidOutput,
             Failure::InstantiationFailed { .. } => ErrorKind::InstantiationFailed,
+            Failure::CapabilityDenied { .. } => ErrorKind::CapabilityDenied,
+            Failure::ScratchFull { .. } => ErrorKind::ScratchFull,
         }
     }
 }

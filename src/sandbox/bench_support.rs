@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
 use wasmtime::Store;
 
 use super::state::{ComponentState, Meter};
@@ -25,11 +24,12 @@ pub async fn bare_loop(sandbox: &Sandbox, module: &Module, input: &str, iteratio
     let limits = Limits::default();
     let started = Instant::now();
     for _ in 0..iterations {
-        let data = ComponentState {
-            wasi: wasmtime_wasi::WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-            meter: Meter::new(&limits, &Default::default()),
-        };
+        let data = ComponentState::new(
+            wasmtime_wasi::WasiCtx::builder().build(),
+            Meter::new(&limits, &Default::default()),
+            None,
+            Default::default(),
+        );
         let mut store = Store::new(&sandbox.engine, data);
         store.set_fuel(u64::MAX).map_err(|e| e.to_string())?;
         store.set_epoch_deadline(u64::MAX / 2);

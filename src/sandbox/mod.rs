@@ -12,6 +12,8 @@ mod bindings;
 mod cache;
 mod engine;
 mod epoch;
+mod files;
+mod http;
 mod load;
 mod outcome;
 mod run;
@@ -25,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use wasmtime::Engine;
 
 pub use load::ModuleError;
-pub use outcome::{Attempt, AttemptResult, Failure, Level, LogLine};
-pub use run::{AttemptRequest, StepContext};
+pub use outcome::{Attempt, AttemptResult, Audit, Failure, FileUse, HttpUse, Level, LogLine};
+pub use run::{Access, AttemptRequest, StepContext, NO_ACCESS};
 
 use crate::limits::EngineSettings;
 use state::{ComponentState, CoreState};
@@ -115,6 +117,7 @@ impl Sandbox {
 
         let mut component_linker = wasmtime::component::Linker::new(&engine);
         wasi::add_to_linker(&mut component_linker).map_err(engine_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut component_linker).map_err(engine_err)?;
         bindings::Step::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut component_linker, |s| s)
             .map_err(engine_err)?;
 

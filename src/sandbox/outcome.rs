@@ -71,6 +71,13 @@ pub enum Failure {
     /// The module could not be instantiated for this attempt.
     #[error("instantiation failed: {message}")]
     InstantiationFailed { message: String },
+    /// The module needs what the step is not granted (it imports
+    /// `wasi:http` with no `grants.http`, say). Not retried.
+    #[error("capability denied: {message}")]
+    CapabilityDenied { message: String },
+    /// The attempt wrote more to `/scratch` than `grants.files.scratch`.
+    #[error("scratch directory full: the limit is {limit} bytes")]
+    ScratchFull { limit: u64 },
 }
 
 impl Failure {
@@ -88,6 +95,8 @@ impl Failure {
             Failure::Trap { .. } => "trap",
             Failure::InvalidOutput { .. } => "invalid_output",
             Failure::InstantiationFailed { .. } => "instantiation_failed",
+            Failure::CapabilityDenied { .. } => "capability_denied",
+            Failure::ScratchFull { .. } => "scratch_full",
         }
     }
 
@@ -103,6 +112,7 @@ impl Failure {
                 | Failure::OutputTooLarge { .. }
                 | Failure::LogsTooLarge { .. }
                 | Failure::HostCallTooLarge { .. }
+                | Failure::ScratchFull { .. }
         )
     }
 
@@ -112,7 +122,11 @@ impl Failure {
     pub fn retryable(&self) -> bool {
         match self {
             Failure::GuestError { retryable, .. } => *retryable,
-            Failure::FuelExhausted { .. } | Failure::MemoryLimit { .. } | Failure::HostCallTooLarge { .. } => false,
+            Failure::FuelExhausted { .. }
+            | Failure::MemoryLimit { .. }
+            | Failure::HostCallTooLarge { .. }
+            | Failure::CapabilityDenied { .. }
+            | Failure::ScratchFull { .. } => false,
             _ => true,
         }
     }
@@ -152,6 +166,46 @@ pub struct Attempt {
     pub peak_memory: u64,
     /// Captured log lines, in order per source.
     pub logs: Vec<LogLine>,
+    /// What the attempt reached under its grants; `None` without grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<Audit>,
+}
+
+/// What one attempt used of its grants: every HTTP request it made (or
+/// tried), every file it opened under a directory grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Audit {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpUse>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileUse>,
+}
+
+/// One outbound request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HttpUse {
+    pub method: String,
+    /// `host:port` as requested.
+    pub host: String,
+    /// The response status; absent when there was no response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Request plus response body bytes.
+    pub bytes: u64,
+    /// Why the request was refused or failed, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One file or directory opened under a grant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FileUse {
+    /// The grant: a read-only directory's name, or `scratch`.
+    pub grant: String,
+    /// The path as the guest sees it (`/data/config.json`).
+    pub path: String,
+    /// Whether it was opened for writing (or created).
+    pub write: bool,
 }
 
 /// The output, or the failure.
@@ -163,6 +217,19 @@ pub enum AttemptResult {
 }
 
 impl Attempt {
+    /// An attempt refused before any guest code ran.
+    pub fn refused(error: Failure) -> Self {
+        Attempt {
+            result: AttemptResult::Failed { error },
+            duration: Duration::ZERO,
+            instantiate: Duration::ZERO,
+            fuel_consumed: 0,
+            peak_memory: 0,
+            logs: Vec::new(),
+            audit: None,
+        }
+    }
+
     pub fn output(&self) -> Option<&serde_json::Value> {
         match &self.result {
             AttemptResult::Succeeded { output } => Some(output),

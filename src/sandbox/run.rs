@@ -1,15 +1,18 @@
 //! Running one attempt: a fresh store with the attempt's limits, the call,
 //! and the classification of how it ended into an [`Attempt`].
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::files::Files;
+use super::http::HttpGate;
 use super::outcome::{Attempt, AttemptResult, Failure, Level};
 use super::state::{ComponentState, CoreState, Meter, Metered, Tripwire};
 use super::wasi::{self, Stdio};
 use super::{bindings, Module, Pre, Sandbox};
+use crate::grants::HostPattern;
 use crate::limits::Limits;
 
 /// Who is running: passed to a step component as its `context`.
@@ -32,6 +35,32 @@ pub struct AttemptRequest<'a> {
     pub args: &'a [String],
     pub context: &'a StepContext,
     pub limits: &'a Limits,
+    /// What the attempt may reach; [`NO_ACCESS`] for nothing.
+    pub access: &'a Access,
+}
+
+/// What one attempt is granted, resolved: hosts, directories (opened by
+/// the server, by name), a scratch size, environment variables.
+#[derive(Debug, Default)]
+pub struct Access {
+    pub http: Vec<HostPattern>,
+    pub read: Vec<(String, Arc<cap_std::fs::Dir>)>,
+    pub scratch: Option<u64>,
+    pub env: Vec<(String, String)>,
+}
+
+/// Nothing granted.
+pub static NO_ACCESS: Access = Access {
+    http: Vec::new(),
+    read: Vec::new(),
+    scratch: None,
+    env: Vec::new(),
+};
+
+impl Access {
+    fn has_files(&self) -> bool {
+        self.scratch.is_some() || !self.read.is_empty()
+    }
 }
 
 /// How the guest code stopped before producing a result.
@@ -58,6 +87,9 @@ impl Sandbox {
             attempt = request.context.attempt
         );
         let attempt = async {
+            if let Some(denied) = denied(module, request.access) {
+                return Attempt::refused(denied);
+            }
             match &module.pre {
                 Pre::Step(pre) => self.run_step(pre, request).await,
                 Pre::CommandComponent(pre) => self.run_command_component(pre, request).await,
@@ -98,10 +130,9 @@ impl Sandbox {
         let deadline = started + limits.timeout;
         let tripwire = Tripwire::default();
         let stdio = Stdio::step(limits, &tripwire);
-        let data = ComponentState {
-            wasi: wasi::context(None, &[], &stdio).build(),
-            table: ResourceTable::new(),
-            meter: Meter::new(limits, &tripwire),
+        let data = match component_state(None, &[], &stdio, &request, &tripwire, deadline) {
+            Ok(data) => data,
+            Err(failure) => return Attempt::refused(failure),
         };
         let mut store = self.new_store(data, limits, deadline);
         let mut instantiated = Duration::ZERO;
@@ -155,10 +186,10 @@ impl Sandbox {
         let deadline = started + limits.timeout;
         let tripwire = Tripwire::default();
         let stdio = Stdio::command(limits, &tripwire);
-        let data = ComponentState {
-            wasi: wasi::context(Some(request.input.as_bytes()), &argv(request.args), &stdio).build(),
-            table: ResourceTable::new(),
-            meter: Meter::new(limits, &tripwire),
+        let stdin = Some(request.input.as_bytes());
+        let data = match component_state(stdin, &argv(request.args), &stdio, &request, &tripwire, deadline) {
+            Ok(data) => data,
+            Err(failure) => return Attempt::refused(failure),
         };
         let mut store = self.new_store(data, limits, deadline);
         let mut instantiated = Duration::ZERO;
@@ -183,7 +214,13 @@ impl Sandbox {
         let tripwire = Tripwire::default();
         let stdio = Stdio::command(limits, &tripwire);
         let data = CoreState {
-            wasi: wasi::context(Some(request.input.as_bytes()), &argv(request.args), &stdio).build_p1(),
+            wasi: wasi::context(
+                Some(request.input.as_bytes()),
+                &argv(request.args),
+                &request.access.env,
+                &stdio,
+            )
+            .build_p1(),
             meter: Meter::new(limits, &tripwire),
         };
         let mut store = self.new_store(data, limits, deadline);
@@ -252,6 +289,64 @@ impl Sandbox {
             }
         }
     }
+}
+
+/// The store data of a component attempt: its WASI context (with the
+/// granted environment), HTTP gate and file grants.
+fn component_state(
+    stdin: Option<&[u8]>,
+    args: &[String],
+    stdio: &Stdio,
+    request: &AttemptRequest<'_>,
+    tripwire: &Tripwire,
+    deadline: Instant,
+) -> Result<ComponentState, Failure> {
+    let access = request.access;
+    let limits = request.limits;
+    let http = (!access.http.is_empty()).then(|| {
+        Box::new(HttpGate::new(
+            access.http.clone(),
+            deadline,
+            limits.http_requests,
+            limits.http_bytes,
+        ))
+    });
+    let files = if access.has_files() {
+        Files::new(&access.read, access.scratch, tripwire).map_err(|e| Failure::InstantiationFailed {
+            message: format!("cannot prepare the granted directories: {e}"),
+        })?
+    } else {
+        Files::default()
+    };
+    Ok(ComponentState::new(
+        wasi::context(stdin, args, &access.env, stdio).build(),
+        Meter::new(limits, tripwire),
+        http,
+        files,
+    ))
+}
+
+/// Why `module` cannot run with `access`, if it cannot: it imports
+/// `wasi:http` with no host granted, or it is a preview-1 module (whose
+/// file use cannot be audited or capped) given directories.
+fn denied(module: &Module, access: &Access) -> Option<Failure> {
+    if access.http.is_empty() {
+        if let Some(import) = module.info.imports.iter().find(|i| i.starts_with("wasi:http/")) {
+            return Some(Failure::CapabilityDenied {
+                message: format!(
+                    "the module imports {import} but the step is granted no hosts: add them under `grants.http`"
+                ),
+            });
+        }
+    }
+    if access.has_files() && matches!(module.pre, Pre::CommandCore(_)) {
+        return Some(Failure::CapabilityDenied {
+            message:
+                "file grants need a component (build for wasm32-wasip2): a preview-1 module cannot be given directories"
+                    .into(),
+        });
+    }
+    None
 }
 
 fn argv(args: &[String]) -> Vec<String> {
@@ -374,6 +469,7 @@ fn finish<T: Metered>(
 ) -> Attempt {
     let duration: Duration = started.elapsed();
     let fuel_left = store.get_fuel().unwrap_or(0);
+    let audit = store.data_mut().audit();
     let meter = store.data_mut().meter();
     let attempt = Attempt {
         result: match result {
@@ -385,6 +481,7 @@ fn finish<T: Metered>(
         fuel_consumed: limits.fuel.saturating_sub(fuel_left),
         peak_memory: meter.limiter.peak_memory,
         logs: std::mem::take(&mut meter.logs.lines),
+        audit,
     };
     if let Some(failure) = attempt.failure() {
         tracing::debug!(error.kind = failure.kind(), error = %failure, "attempt failed");

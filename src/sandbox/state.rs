@@ -6,7 +6,9 @@ use std::sync::{Arc, OnceLock};
 
 use wasmtime::ResourceLimiter;
 
-use super::outcome::{Failure, Level, LogLine};
+use super::files::{Files, FilesView};
+use super::http::HttpGate;
+use super::outcome::{Audit, Failure, Level, LogLine};
 use crate::limits::Limits;
 
 /// The first limit an attempt crossed, recorded where it was crossed (the
@@ -165,6 +167,47 @@ pub(crate) struct ComponentState {
     pub wasi: wasmtime_wasi::WasiCtx,
     pub table: wasmtime::component::ResourceTable,
     pub meter: Meter,
+    pub http_ctx: wasmtime_wasi_http::WasiHttpCtx,
+    /// Outbound HTTP under the step's grants; `None` without any.
+    pub http: Option<Box<HttpGate>>,
+    /// Directory grants and scratch.
+    pub files: Files,
+}
+
+impl ComponentState {
+    pub fn new(wasi: wasmtime_wasi::WasiCtx, meter: Meter, http: Option<Box<HttpGate>>, files: Files) -> Self {
+        ComponentState {
+            wasi,
+            table: wasmtime::component::ResourceTable::new(),
+            meter,
+            http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http,
+            files,
+        }
+    }
+
+    pub fn files(&mut self) -> FilesView<'_> {
+        FilesView {
+            ctx: self.wasi.filesystem(),
+            table: &mut self.table,
+            files: &mut self.files,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for ComponentState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        // No grant: a gate that allows nothing (never reached in practice:
+        // a module importing wasi:http without a grant does not run).
+        let gate = self
+            .http
+            .get_or_insert_with(|| Box::new(HttpGate::new(Vec::new(), std::time::Instant::now(), 0, 0)));
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: gate.as_mut(),
+        }
+    }
 }
 
 impl wasmtime_wasi::WasiView for ComponentState {
@@ -185,11 +228,49 @@ pub(crate) struct CoreState {
 /// Access to the meter, whatever the store data.
 pub(crate) trait Metered: Send + 'static {
     fn meter(&mut self) -> &mut Meter;
+
+    /// What the attempt did under its grants, with a log line for each
+    /// request refused or failed.
+    fn audit(&mut self) -> Option<Audit> {
+        None
+    }
 }
 
 impl Metered for ComponentState {
     fn meter(&mut self) -> &mut Meter {
         &mut self.meter
+    }
+
+    fn audit(&mut self) -> Option<Audit> {
+        if self.http.is_none() && self.files.is_empty() {
+            return None;
+        }
+        let mut audit = Audit {
+            http: Vec::new(),
+            files: std::mem::take(&mut self.files.audit),
+        };
+        if let Some(gate) = &self.http {
+            audit.http = std::mem::take(&mut gate.usage.lock().expect("usage lock").requests);
+        }
+        for used in &audit.http {
+            if let Some(error) = &used.error {
+                let _ = self
+                    .meter
+                    .logs
+                    .push(Level::Warn, format!("http {} {}: {error}", used.method, used.host));
+            }
+        }
+        if self.files.opens_not_listed > 0 {
+            let _ = self.meter.logs.push(
+                Level::Info,
+                format!(
+                    "files: {} more opens than the {} the audit lists",
+                    self.files.opens_not_listed,
+                    super::files::AUDITED_OPENS
+                ),
+            );
+        }
+        Some(audit)
     }
 }
 

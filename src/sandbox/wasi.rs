@@ -2,16 +2,18 @@
 //! the WASI interfaces linked for it.
 //!
 //! Deny by default:
-//! - no preopened directories, so no file can be opened or listed;
-//! - no environment variables;
+//! - no preopened directories unless granted (`files`: read-only
+//!   directories the server exposes, a size-capped scratch);
+//! - no environment variables but the step's granted `env`;
 //! - no arguments, except a command's own `args` from its workflow step;
 //! - stdin: the input JSON for a command, closed for a step component;
 //! - stdout and stderr captured into bounded in-memory buffers ([`Capture`]),
 //!   never the host's own streams;
-//! - no network: the `wasi:sockets` interfaces (TCP, UDP, name lookup) and
-//!   `wasi:http` are not linked at all, so a component that imports them is
-//!   rejected when it is added, and socket use is switched off in the context
-//!   as well (preview-1 modules have no way to create a socket);
+//! - no sockets: the `wasi:sockets` interfaces (TCP, UDP, name lookup) are
+//!   not linked at all, so a component that imports them is rejected when
+//!   it is added, and socket use is switched off in the context as well;
+//!   `wasi:http` is linked, and reaches only the hosts a step is granted
+//!   (`http`), a module that imports it without a grant does not run;
 //! - available: wall and monotonic clocks, secure and insecure randomness.
 
 use std::pin::Pin;
@@ -21,7 +23,6 @@ use tokio::io::AsyncWrite;
 use wasmtime::component::{HasData, Linker, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream, WasiCli};
 use wasmtime_wasi::clocks::WasiClocks;
-use wasmtime_wasi::filesystem::WasiFilesystem;
 use wasmtime_wasi::p2::bindings::{cli, clocks, filesystem, random};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::random::WasiRandom;
@@ -30,8 +31,9 @@ use wasmtime_wasi_io::bytes::Bytes;
 use wasmtime_wasi_io::poll::Pollable;
 use wasmtime_wasi_io::streams::{OutputStream, StreamError};
 
+use super::files::HasFiles;
 use super::outcome::Failure;
-use super::state::Tripwire;
+use super::state::{ComponentState, Tripwire};
 use crate::limits::Limits;
 
 /// The WASI interfaces (without version) a component may import. Anything
@@ -55,10 +57,14 @@ pub const ALLOWED_WASI_INTERFACES: &[&str] = &[
     "wasi:cli/terminal-stdin",
     "wasi:cli/terminal-stdout",
     "wasi:cli/terminal-stderr",
-    // Linked so that language runtimes which import them load; with no
-    // preopened directory there is nothing to open.
+    // Linked so that language runtimes which import them load; without a
+    // file grant there is no preopened directory, so nothing to open.
     "wasi:filesystem/types",
     "wasi:filesystem/preopens",
+    // Outbound HTTP: a module importing these runs only when its step is
+    // granted hosts (`capability_denied` otherwise).
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 /// The host's captured standard streams for one attempt.
@@ -197,8 +203,14 @@ impl AsyncWrite for Capture {
 }
 
 /// The WASI context of one attempt. `stdin` is the input for a command, `None`
-/// for a step component; `args` are a command's arguments (argv[0] first).
-pub(crate) fn context(stdin: Option<&[u8]>, args: &[String], stdio: &Stdio) -> WasiCtxBuilder {
+/// for a step component; `args` are a command's arguments (argv[0] first);
+/// `env` the step's granted environment.
+pub(crate) fn context(
+    stdin: Option<&[u8]>,
+    args: &[String],
+    env: &[(String, String)],
+    stdio: &Stdio,
+) -> WasiCtxBuilder {
     // `WasiCtxBuilder::new()` starts with no preopens, no environment, no
     // args, stdin closed and stdout/stderr discarded.
     let mut builder = WasiCtxBuilder::new();
@@ -207,6 +219,7 @@ pub(crate) fn context(stdin: Option<&[u8]>, args: &[String], stdio: &Stdio) -> W
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .args(args)
+        .envs(env)
         .stdout(stdio.stdout.clone())
         .stderr(stdio.stderr.clone());
     if let Some(stdin) = stdin {
@@ -215,8 +228,10 @@ pub(crate) fn context(stdin: Option<&[u8]>, args: &[String], stdio: &Stdio) -> W
     builder
 }
 
-/// Links exactly [`ALLOWED_WASI_INTERFACES`] (async host implementations).
-pub(crate) fn add_to_linker<T: WasiView>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+/// Links exactly [`ALLOWED_WASI_INTERFACES`] but `wasi:http` (async host
+/// implementations; the filesystem through the grants in `files`).
+pub(crate) fn add_to_linker(l: &mut Linker<ComponentState>) -> wasmtime::Result<()> {
+    type T = ComponentState;
     use wasmtime_wasi_io::bindings::wasi::io;
     io::error::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
     io::poll::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
@@ -224,7 +239,6 @@ pub(crate) fn add_to_linker<T: WasiView>(l: &mut Linker<T>) -> wasmtime::Result<
 
     use wasmtime_wasi::cli::WasiCliView as _;
     use wasmtime_wasi::clocks::WasiClocksView as _;
-    use wasmtime_wasi::filesystem::WasiFilesystemView as _;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
     clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
     random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
@@ -240,8 +254,8 @@ pub(crate) fn add_to_linker<T: WasiView>(l: &mut Linker<T>) -> wasmtime::Result<
     cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
-    filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
-    filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
+    filesystem::types::add_to_linker::<T, HasFiles>(l, T::files)?;
+    filesystem::preopens::add_to_linker::<T, HasFiles>(l, T::files)?;
     Ok(())
 }
 

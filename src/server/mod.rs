@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub event_retention: Duration,
     /// Seals secrets set through the API (`SANDSTEP_SECRETS_KEY`).
     pub secrets_key: Option<crate::service::secrets::SecretsKey>,
+    /// What workflows may grant (`--allow-http`, `--allow-read`).
+    pub grants: crate::grants::ServerGrants,
 }
 
 impl ServerConfig {
@@ -70,6 +72,7 @@ impl ServerConfig {
             lease: Duration::from_secs(10),
             event_retention: Duration::from_secs(7 * 24 * 3600),
             secrets_key: None,
+            grants: Default::default(),
         }
     }
 }
@@ -99,7 +102,11 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
         ..EngineSettings::default()
     };
     let sandbox = Arc::new(Sandbox::new(settings, Some(&config.data_dir.join("cache")))?);
-    let executor = Arc::new(Executor::new(sandbox, config.max_concurrent_attempts, Caps::default()));
+    let caps = Caps {
+        grants: config.grants.clone(),
+        ..Caps::default()
+    };
+    let executor = Arc::new(Executor::new(sandbox, config.max_concurrent_attempts, caps));
     let service = Service::new(
         db,
         executor,

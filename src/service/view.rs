@@ -88,6 +88,10 @@ pub struct AttemptView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
     pub logs: Vec<LogLine>,
+    /// What the attempt used of its grants: hosts contacted (method,
+    /// status, bytes), files opened under each grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::sandbox::Audit>,
 }
 
 pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
@@ -116,6 +120,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                         peak_memory: None,
                         error: None,
                         logs: Vec::new(),
+                        audit: None,
                     },
                 ));
             }
@@ -226,5 +231,6 @@ fn finish(
         a.fuel_consumed = Some(record.fuel_consumed);
         a.peak_memory = Some(record.peak_memory);
         a.error = record.error.clone();
+        a.audit = record.audit.clone();
     }
 }

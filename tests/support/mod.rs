@@ -24,6 +24,10 @@ pub struct Guests {
     pub examples: PathBuf,
     pub hostile: PathBuf,
     pub netprobe: PathBuf,
+    /// Makes the HTTP requests its input lists (wstd, over wasi:http).
+    pub httpprobe: PathBuf,
+    /// A command trying the file operations its input lists.
+    pub fsprobe: PathBuf,
     /// The hostile command as a preview-1 core module.
     pub hostile_cmd_p1: PathBuf,
     /// The same command as a preview-2 component (exports wasi:cli/run).
@@ -72,7 +76,10 @@ pub fn guests() -> &'static Guests {
         run(Command::new(root.join("guest-examples/build.sh")).arg("rust"));
         let manifest = root.join("tests/guests/Cargo.toml");
         for (target, packages) in [
-            ("wasm32-wasip2", &["hostile", "netprobe", "hostile-cmd"][..]),
+            (
+                "wasm32-wasip2",
+                &["hostile", "netprobe", "hostile-cmd", "httpprobe", "fsprobe"][..],
+            ),
             ("wasm32-wasip1", &["hostile-cmd"][..]),
         ] {
             let mut cargo = Command::new(env!("CARGO"));
@@ -89,6 +96,8 @@ pub fn guests() -> &'static Guests {
             examples: root.join("target/guests/rust"),
             hostile: out.join("wasm32-wasip2/release/hostile.wasm"),
             netprobe: out.join("wasm32-wasip2/release/netprobe.wasm"),
+            httpprobe: out.join("wasm32-wasip2/release/httpprobe.wasm"),
+            fsprobe: out.join("wasm32-wasip2/release/fsprobe.wasm"),
             hostile_cmd_p1: out.join("wasm32-wasip1/release/hostile-cmd.wasm"),
             hostile_cmd_p2: out.join("wasm32-wasip2/release/hostile-cmd.wasm"),
         }
@@ -155,6 +164,28 @@ pub fn context() -> StepContext {
     }
 }
 
+/// Runs one attempt of `module` with `input` under `access`.
+pub async fn attempt_with(
+    module: &Module,
+    input: &str,
+    limits: &Limits,
+    access: &sandstep::sandbox::Access,
+) -> Attempt {
+    let context = context();
+    sandbox()
+        .run(
+            module,
+            AttemptRequest {
+                input,
+                args: &[],
+                context: &context,
+                limits,
+                access,
+            },
+        )
+        .await
+}
+
 /// Runs one attempt of `module` with `input` (JSON text).
 pub async fn attempt(module: &Module, input: &str, limits: &Limits) -> Attempt {
     attempt_with_args(module, input, &[], limits).await
@@ -171,6 +202,7 @@ pub async fn attempt_with_args(module: &Module, input: &str, args: &[&str], limi
                 args: &args,
                 context: &context,
                 limits,
+                access: &sandstep::sandbox::NO_ACCESS,
             },
         )
         .await

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{Done, Driver, Timer};
 use crate::run::event::{now_ms, AttemptRecord, ErrorKind, EventKind, StepError};
 use crate::run::state::{RunStatus, StepStatus};
-use crate::sandbox::{AttemptRequest, AttemptResult, StepContext};
+use crate::sandbox::{AttemptRequest, AttemptResult, StepContext, NO_ACCESS};
 use crate::workflow::Action;
 
 impl<'a> Driver<'a> {
@@ -50,9 +50,14 @@ impl<'a> Driver<'a> {
                 .iter()
                 .map(|a| a.render(&scope).map(arg_text))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok((input, args))
+            let env = step
+                .env
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), arg_text(value.render(&scope)?))))
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok((input, args, env))
         });
-        let (input, args) = match rendered {
+        let (input, args, env) = match rendered {
             Ok(rendered) => rendered,
             Err(message) => {
                 self.fail_step(
@@ -75,6 +80,13 @@ impl<'a> Driver<'a> {
             );
             self.fail_step(index, item, None, error);
             return;
+        };
+        let access = match self.executor.access(&step.grants, env) {
+            Ok(access) => access,
+            Err(refusal) => {
+                let error = StepError::new(ErrorKind::CapabilityDenied, refusal, false);
+                return self.fail_step(index, item, None, error);
+            }
         };
         let unit = self.state.steps[index].units.get(item.unwrap_or(0));
         let attempt = unit.map_or(0, |u| u.started) + 1;
@@ -109,6 +121,7 @@ impl<'a> Driver<'a> {
                         args: &args,
                         context: &context,
                         limits: &limits,
+                        access: access.as_deref().unwrap_or(&NO_ACCESS),
                     },
                 )
                 .await;
@@ -166,6 +179,7 @@ impl<'a> Driver<'a> {
             fuel_consumed: result.fuel_consumed,
             peak_memory: result.peak_memory,
             error: None,
+            audit: result.audit,
         };
         match result.result {
             AttemptResult::Succeeded { output } => match item {

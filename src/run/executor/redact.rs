@@ -30,4 +30,13 @@ fn redact_record(secrets: &Secrets, record: &mut AttemptRecord) {
     if let Some(error) = &mut record.error {
         error.message = secrets.redact(&error.message);
     }
+    if let Some(audit) = &mut record.audit {
+        for used in &mut audit.http {
+            used.host = secrets.redact(&used.host);
+            used.error = used.error.as_deref().map(|e| secrets.redact(e));
+        }
+        for file in &mut audit.files {
+            file.path = secrets.redact(&file.path);
+        }
+    }
 }
