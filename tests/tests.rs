@@ -11,6 +11,7 @@ mod cli_client;
 mod cli_exec;
 mod cli_run;
 mod crash_recovery;
+mod files;
 mod grants;
 mod handlers;
 mod isolation;
