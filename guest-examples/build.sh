@@ -70,18 +70,21 @@ build_rust() {
   rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null
   local dir="$here/rust"
   cargo build --quiet --release --manifest-path "$dir/Cargo.toml" --target wasm32-wasip2 \
-    -p echo -p hello -p transform -p wordcount
+    -p echo -p hello -p transform -p wordcount -p fetch-json -p read-file
   cargo build --quiet --release --manifest-path "$dir/Cargo.toml" --target wasm32-wasip1 -p stats-cmd
   for step in echo hello transform wordcount; do
     cp "$dir/target/wasm32-wasip2/release/$step.wasm" "$out/rust/$step.wasm"
   done
   cp "$dir/target/wasm32-wasip1/release/stats-cmd.wasm" "$out/rust/stats-cmd.wasm"
+  cp "$dir/target/wasm32-wasip2/release/fetch_json.wasm" "$out/rust/fetch-json.wasm"
+  cp "$dir/target/wasm32-wasip2/release/read-file.wasm" "$out/rust/read-file.wasm"
 }
 
 build_javascript() {
   npm_install "$here/javascript"
-  (cd "$here/javascript" && npm run --silent build) || die "componentize-js failed"
+  (cd "$here/javascript" && npm run --silent build && npm run --silent build-fetch) || die "componentize-js failed"
   mv "$here/javascript/filter-orders.wasm" "$out/javascript/filter-orders.wasm"
+  mv "$here/javascript/fetch-json.wasm" "$out/javascript/fetch-json.wasm"
 }
 
 build_typescript() {

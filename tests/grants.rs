@@ -299,3 +299,94 @@ async fn the_server_refuses_grants_it_does_not_allow_and_shows_each_attempts_aud
     );
     open.stop().await;
 }
+
+const EXAMPLES: &str = r#"
+name: fetch-examples
+defaults:
+  grants:
+    http: ["127.0.0.1:PORT"]
+steps:
+  - id: rust_get
+    module: fetch-json-rs
+    for_each: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    input: { url: "http://127.0.0.1:PORT/json" }
+  - id: rust_post
+    module: fetch-json-rs
+    for_each: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    input: { url: "http://127.0.0.1:PORT/echo", body: { n: "{{ item }}" } }
+  - id: js_get
+    module: fetch-json-js
+    for_each: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    input: { url: "http://127.0.0.1:PORT/json" }
+  - id: js_post
+    module: fetch-json-js
+    for_each: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    input: { url: "http://127.0.0.1:PORT/echo", body: { n: "{{ item }}" } }
+  - id: config
+    module: read-file
+    grants:
+      files: { read: [config] }
+    input: { path: /config/settings.json }
+output:
+  rust_get: "{{ steps.rust_get.output }}"
+  rust_post: "{{ steps.rust_post.output }}"
+  js_get: "{{ steps.js_get.output }}"
+  js_post: "{{ steps.js_post.output }}"
+  config: "{{ steps.config.output }}"
+"#;
+
+/// The example guests (Rust with wstd, JavaScript with fetch, a command
+/// reading a granted file) through a real server, ten GETs and ten POSTs each.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_guests_fetch_and_read_what_they_are_granted() {
+    crate::support::language_guests();
+    let up = upstream().await;
+    let config = tempfile::tempdir().unwrap();
+    std::fs::write(config.path().join("settings.json"), r#"{"retries": 3}"#).unwrap();
+    let port = up.port;
+    let dir = config.path().to_path_buf();
+    let server = TestServer::start_with(move |c| {
+        c.grants.allow_http(&format!("127.0.0.1:{port}")).unwrap();
+        c.grants.allow_read(&format!("config={}", dir.display())).unwrap();
+    })
+    .await;
+    let root = crate::support::root().join("target/guests");
+    for (name, path) in [
+        ("fetch-json-rs", guests().example("fetch-json")),
+        ("fetch-json-js", root.join("javascript/fetch-json.wasm")),
+        ("read-file", guests().example("read-file")),
+    ] {
+        let (status, body) = server.push(name, &path).await;
+        assert_eq!(status, 201, "{name}: {body}");
+    }
+    let (status, body) = server
+        .apply("fetch-examples", &EXAMPLES.replace("PORT", &port.to_string()))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = server.start_run("fetch-examples").await;
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let output = &run["output"];
+    for step in ["rust_get", "js_get"] {
+        let items = output[step].as_array().unwrap();
+        assert_eq!(items.len(), 10);
+        assert!(
+            items
+                .iter()
+                .all(|i| i == &json!({ "status": 200, "body": { "hello": "world" } })),
+            "{step}: {items:?}"
+        );
+    }
+    for step in ["rust_post", "js_post"] {
+        let items = output[step].as_array().unwrap();
+        for (i, item) in items.iter().enumerate() {
+            assert_eq!(item, &json!({ "status": 200, "body": { "n": i + 1 } }), "{step}");
+        }
+    }
+    assert_eq!(
+        output["config"],
+        json!({ "path": "/config/settings.json", "bytes": 14, "json": { "retries": 3 } })
+    );
+    assert_eq!(up.answered.load(Ordering::SeqCst), 40);
+    server.stop().await;
+}

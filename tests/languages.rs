@@ -259,11 +259,13 @@ async fn steps_in_seven_languages_chain_and_fail_over_http() {
     server.stop().await;
 }
 
-/// JavaScript and Python components built with their toolchains' defaults
-/// import HTTP or sockets; the upload is refused, naming those imports and
-/// the flag that leaves them out, and nothing is stored.
+/// A Python component built with componentize-py's defaults imports
+/// sockets: the upload is refused, naming those imports and the flag that
+/// leaves them out, and nothing is stored. A JavaScript one built with
+/// componentize-js's defaults imports wasi:http: it is stored, and its
+/// step fails `capability_denied` unless granted hosts.
 #[tokio::test(flavor = "multi_thread")]
-async fn default_javascript_and_python_builds_are_refused_at_upload() {
+async fn default_builds_importing_sockets_are_refused_and_http_needs_a_grant() {
     language_guests(); // installs the toolchains
     let root = crate::support::root();
     let dir = tempfile::tempdir().unwrap();
@@ -294,20 +296,22 @@ async fn default_javascript_and_python_builds_are_refused_at_upload() {
     assert!(built.success());
 
     let server = TestServer::start().await;
-    for (name, path, imports, hint) in [
-        (
-            "default-js",
-            &js,
-            &["wasi:http/types@", "wasi:http/outgoing-handler@"][..],
-            "componentize-js: `--disable http fetch-event`",
-        ),
-        (
-            "default-py",
-            &py,
-            &["wasi:sockets/tcp@", "wasi:sockets/ip-name-lookup@"][..],
-            "componentize-py: `--stub-wasi`",
-        ),
-    ] {
+    let (status, body) = server.push("default-js", &js).await;
+    assert_eq!(status, 201, "{body}");
+    let yaml = "name: js-default\nsteps:\n  - id: f\n    module: default-js\n    input: { orders: [] }\n";
+    assert_eq!(server.apply("js-default", yaml).await.0, 201);
+    let id = server.start_run("js-default").await;
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    let error = &run["steps"][0]["error"];
+    assert_eq!(error["kind"], "capability_denied", "{run}");
+    assert!(error["message"].as_str().unwrap().contains("wasi:http/"), "{error}");
+    for (name, path, imports, hint) in [(
+        "default-py",
+        &py,
+        &["wasi:sockets/tcp@", "wasi:sockets/ip-name-lookup@"][..],
+        "componentize-py: `--stub-wasi`",
+    )] {
         let (status, problem) = server.push(name, path).await;
         assert_eq!(status, 422, "{name}: {problem}");
         assert_eq!(crate::support::server::problem(&problem), "invalid-module");

@@ -33,9 +33,9 @@ pub enum ModuleError {
     )]
     WrongWorld { exports: Vec<String>, detail: String },
     #[error(
-        "module imports what the sandbox does not provide: {}; steps get no network, HTTP or \
-         other host access: build without them (componentize-js: `--disable http fetch-event`; \
-         componentize-py: `--stub-wasi`)",
+        "module imports what the sandbox does not provide: {}; steps get no sockets or other host \
+         access (outbound HTTP is wasi:http, granted per step): build without them \
+         (componentize-py: `--stub-wasi`)",
         .0.join(", ")
     )]
     UnsupportedImports(Vec<String>),
