@@ -9,11 +9,11 @@ const HEADER: &str = "name: wf\nsteps:\n";
 const CASES: &[(&str, &[&str])] = &[
     (
         "  - { id: a, module: echo, modul: x }\n",
-        &["steps.a.modul: unknown field `modul`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`"],
+        &["steps.a.modul: unknown field `modul`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`"],
     ),
     (
         "  - { id: a, module: echo, limits: { memroy: 1MiB } }\n",
-        &["steps.a.limits.memroy: unknown field `memroy`, expected one of `fuel`, `memory`, `output`, `logs`"],
+        &["steps.a.limits.memroy: unknown field `memroy`, expected one of `fuel`, `memory`, `output`, `logs`, `http_requests`, `http_bytes`"],
     ),
     ("  - { id: a, module: echo }\n  - { id: a, module: echo }\n", &["steps.a: duplicate step id \"a\""]),
     (
@@ -81,7 +81,7 @@ output: "{{ steps.q.output }}"
     assert_eq!(
         errors(yaml),
         [
-            "steps.a.bogus: unknown field `bogus`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`",
+            "steps.a.bogus: unknown field `bogus`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`",
             "steps[3]: missing field `id`",
             "steps.b.needs: unknown step \"zzz\"",
             "steps.c.input: \"{{ inputs.usr }}\" reads undeclared input \"usr\" (declared: user)",
@@ -92,7 +92,7 @@ output: "{{ steps.q.output }}"
 
 #[test]
 fn top_level_errors_are_located() {
-    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `timeout`, `steps`, `output`, `triggers`"]);
+    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `timeout`, `steps`, `output`, `triggers`, `secrets`"]);
     assert_eq!(
         errors("name: wf\nsteps: []\n"),
         ["steps: a workflow needs at least one step"]
@@ -114,6 +114,59 @@ fn top_level_errors_are_located() {
         errors("name: wf\ndefaults:\n  limits: { fuel: 1000000000000 }\nsteps:\n  - { id: a, module: echo }\n"),
         ["defaults.limits.fuel: fuel 1000000000000 is above the cap of 100000000000"]
     );
+}
+
+/// Grants are checked for form and against what the server allows, each
+/// error at its place; a step's grants replace the defaults'.
+#[test]
+fn grants_are_located_and_checked_against_the_server() {
+    let yaml = r#"
+name: g
+secrets: [API_KEY, "9bad"]
+defaults:
+  grants: { http: ["api.example.com"] }
+steps:
+  - id: a
+    module: echo
+    grants:
+      http: ["https://x.io", "*.example.org:8443"]
+      files: { scratch: 0, read: [data, scratch, "../etc"] }
+      env: { "1X": "v", TOKEN: "{{ secrets.OTHER }}", N: 3 }
+  - { id: b, sleep: 1s, grants: { http: ["a.io"] } }
+  - { id: c, module: echo, input: { k: "{{ secrets.API_KEY }}" } }
+"#;
+    assert_eq!(
+        errors(yaml),
+        [
+            "defaults.grants.http[0]: http host api.example.com is not allowed by this server (--allow-http: none)",
+            "secrets[1]: secret name \"9bad\" must be 1 to 128 letters, digits or underscores, not starting with a digit",
+            "steps.a.grants.http[0]: \"https://x.io\" is not a host pattern (a host, not a URL): use host, host:port or *.domain, e.g. api.example.com:443",
+            "steps.a.grants.http[1]: http host *.example.org:8443 is not allowed by this server (--allow-http: none)",
+            "steps.a.grants.files.scratch: must be larger than zero",
+            "steps.a.grants.files.read[0]: directory \"data\" is not allowed by this server (--allow-read names: none)",
+            "steps.a.grants.files.read[1]: \"scratch\" is the scratch directory's name, not a read-only one",
+            "steps.a.grants.files.read[2]: directory name \"../etc\" must be 1 to 64 letters, digits, '_', '-' or '.', not starting with '.'",
+            "steps.a.grants.env.1X: an environment variable name is letters, digits and _, not starting with a digit",
+            "steps.a.grants.env.N: an environment value is a string (a template), got a number",
+            "steps.a.grants.env.TOKEN: \"{{ secrets.OTHER }}\" names secret \"OTHER\", which `secrets:` does not list (listed: API_KEY, 9bad)",
+            "steps.b.grants: `grants` cannot be combined with `sleep`",
+        ]
+    );
+
+    let mut caps = sandstep::limits::Caps::default();
+    caps.grants.allow_http("*.example.org:8443,api.example.com").unwrap();
+    let ok = r#"
+name: g
+defaults:
+  grants: { http: ["api.example.com"] }
+steps:
+  - { id: a, module: echo }
+  - { id: b, module: echo, grants: { http: ["v2.example.org:8443"], env: { K: "{{ run.id }}" } } }
+"#;
+    let workflow = sandstep::workflow::load(ok, &caps, None).unwrap();
+    assert_eq!(workflow.steps[0].grants.http[0].to_string(), "api.example.com");
+    assert_eq!(workflow.steps[1].grants.http[0].to_string(), "v2.example.org:8443", "replaces the defaults");
+    assert_eq!(workflow.steps[1].env.len(), 1);
 }
 
 #[test]

@@ -84,6 +84,7 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
                 ("retry", step.retry.is_some()),
                 ("limits", step.limits.is_some()),
                 ("timeout", step.timeout.is_some()),
+                ("grants", step.grants.is_some()),
             ] {
                 if present {
                     errors.add(
@@ -186,11 +187,8 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
     let granted = match (&action, &step.grants) {
         (Action::Module { .. }, Some(def)) => compile_grants(def, &at("grants"), caps, errors),
         (Action::Module { .. }, None) => default_grants.clone(),
-        (_, Some(_)) => {
-            errors.add(at("grants"), "`grants` applies to steps that run a module");
-            Compiled::default()
-        }
-        (_, None) => Compiled::default(),
+        // Refused where the action's other fields are checked.
+        _ => Compiled::default(),
     };
     for (name, value) in granted.env.iter() {
         let location = format!("{}.env.{name}", granted.location);
