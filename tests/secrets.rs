@@ -151,3 +151,69 @@ async fn bad_names_and_values_are_refused_naming_the_field() {
     assert_eq!(status, 422, "{body}");
     server.stop().await;
 }
+
+/// `sandstep secret set|list|delete` against a server: the value from
+/// stdin, never printed; a malformed key stops `serve` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sets_lists_and_deletes_secrets_without_printing_values() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+
+    let keyed = TestServer::start_with(with_key).await;
+    let bare = TestServer::start().await;
+    let (keyed_url, bare_url) = (keyed.url.clone(), bare.url.clone());
+    tokio::task::spawn_blocking(move || {
+        let run = |url: &str, args: &[&str], stdin: Option<&str>| {
+            let mut child = crate::support::process::command()
+                .args(args)
+                .env("SANDSTEP_URL", url)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut input = child.stdin.take().unwrap();
+            if let Some(text) = stdin {
+                input.write_all(text.as_bytes()).unwrap();
+            }
+            drop(input);
+            child.wait_with_output().unwrap()
+        };
+        let set = run(&keyed_url, &["secret", "set", "SMTP_KEY"], Some("s3cr3t-value\n"));
+        assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+        let listed = run(&keyed_url, &["secret", "list"], None);
+        let text = String::from_utf8_lossy(&listed.stdout).into_owned();
+        let list: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(list["secrets"][0]["name"], "SMTP_KEY", "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        let deleted = run(&keyed_url, &["secret", "delete", "SMTP_KEY"], None);
+        assert!(deleted.status.success());
+        let listed = run(&keyed_url, &["secret", "list"], None);
+        assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), json!({ "secrets": [] }));
+
+        let refused = run(&bare_url, &["secret", "set", "SMTP_KEY"], Some("v"));
+        assert!(!refused.status.success());
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains("503") && stderr.contains("SANDSTEP_SECRETS_KEY"), "{stderr}");
+        let empty = run(&keyed_url, &["secret", "set", "SMTP_KEY"], Some(""));
+        assert!(String::from_utf8_lossy(&empty.stderr).contains("no value on stdin"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let serve = crate::support::process::command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("SANDSTEP_SECRETS_KEY", "abc")
+            .output()
+            .unwrap();
+        assert!(!serve.status.success());
+        assert!(
+            String::from_utf8_lossy(&serve.stderr).contains("SANDSTEP_SECRETS_KEY must be 32 random bytes as 64 hex characters"),
+            "{}",
+            String::from_utf8_lossy(&serve.stderr)
+        );
+    })
+    .await
+    .unwrap();
+    keyed.stop().await;
+    bare.stop().await;
+}

@@ -15,7 +15,11 @@ pub fn command() -> Command {
         "SANDSTEP_TOKEN",
         "SANDSTEP_API_TOKENS",
         "SANDSTEP_DATA_DIR",
+        "SANDSTEP_SECRETS_KEY",
     ] {
+        command.env_remove(var);
+    }
+    for (var, _) in std::env::vars().filter(|(k, _)| k.starts_with("SANDSTEP_SECRET_")) {
         command.env_remove(var);
     }
     command
