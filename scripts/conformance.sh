@@ -12,7 +12,8 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
 fi
 data=$(mktemp -d)
 log="$data/serve.log"
-target/release/sandstep serve --listen 127.0.0.1:0 --data-dir "$data/store" 2>"$log" &
+# A secrets key, so that PUT /v1/secrets answers as documented (204).
+SANDSTEP_SECRETS_KEY=$(printf %064d 7) target/release/sandstep serve --listen 127.0.0.1:0 --data-dir "$data/store" 2>"$log" &
 server=$!
 trap 'kill $server 2>/dev/null || true; wait $server 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do

@@ -22,6 +22,9 @@ pub struct SandboxReport {
     pub bare_us: f64,
     pub ratio: f64,
     pub modules: Vec<ModuleTiming>,
+    /// One GET per attempt over wasi:http against the host's own GET
+    /// (when `rust/fetch-json.wasm` is among the guests).
+    pub http: Option<super::http::HttpReport>,
 }
 
 #[derive(Debug, Serialize)]
@@ -118,7 +121,20 @@ pub async fn run(guests: &Path, trivial: &Path, iterations: u32) -> anyhow::Resu
         bare_us,
         ratio: engine_us / bare_us,
         modules: time_modules(guests, engine_us).await?,
+        http: http_line(&sandbox, guests).await?,
     })
+}
+
+/// The HTTP line, with the guests' `rust/fetch-json.wasm`.
+async fn http_line(sandbox: &Sandbox, guests: &Path) -> anyhow::Result<Option<super::http::HttpReport>> {
+    let path = guests.join("rust/fetch-json.wasm");
+    let Ok(bytes) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    let module = sandbox
+        .load(&bytes)
+        .with_context(|| format!("{} was rejected", path.display()))?;
+    Ok(Some(super::http::run(sandbox, &module, "rust/fetch-json.wasm").await?))
 }
 
 /// Compile time (no cache), cached-load time and, where the module has a
@@ -246,6 +262,9 @@ impl std::fmt::Display for SandboxReport {
                 attempt,
                 ratio
             )?;
+        }
+        if let Some(http) = &self.http {
+            write!(f, "{http}")?;
         }
         Ok(())
     }
