@@ -5,7 +5,8 @@
 //! - [`sandbox`]: every use of wasmtime. Loads and classifies binaries
 //!   (`load`), builds the engine (`engine`), the deny-by-default WASI context
 //!   and linker (`wasi`), the per-attempt store state and limiter (`state`),
-//!   runs one attempt (`run`) and names how it ended (`outcome`). Compiled
+//!   runs one attempt (`run`) and names how it ended (`outcome`); outbound
+//!   HTTP under grants (`http`) and granted files (`files`). Compiled
 //!   code is cached on disk (`cache`); the epoch ticker (`epoch`) drives
 //!   timeouts.
 //! - [`limits`]: per-attempt limits and process-wide engine settings, each
@@ -13,6 +14,8 @@
 //! - [`modules`]: module references (`name:tag`, `sha256:<hex>`) and the
 //!   rules for names and tags.
 //! - [`files`]: atomic file writes.
+//! - [`grants`]: what a step may reach (hosts, directories, scratch) and
+//!   what the server allows workflows to grant.
 //! - [`nesting`]: the size and depth limits on untrusted definitions and
 //!   inputs, the same for the server and the local commands.
 //! - [`workflow`]: workflow definitions: parsing (`definition`), templates
@@ -31,21 +34,22 @@
 //!   fenced durable journal (`journal`), this node's leases (`owner`),
 //!   paused runs and posted events (`waits`), child runs (`children`),
 //!   re-runs (`rerun`), schedules and event triggers (`triggers`),
-//!   listeners (`watch`), run resources (`view`), metrics (`metrics`), and
+//!   sealed secrets (`secrets`), listeners (`watch`), run resources (`view`), metrics (`metrics`), and
 //!   `RunError`.
 //! - [`store`]: the durable store, one SQLite file shared by the local
 //!   commands and the server: modules (content-addressed), workflow
 //!   versions, runs with their owner, lease and fence, events, the inbox,
-//!   posted events and waits, triggers (`modules`, `workflows`, `runs`,
-//!   `inbox`, `events`, `triggers`), the group-commit `writer` and its
+//!   posted events and waits, triggers, sealed secrets (`modules`,
+//!   `workflows`, `runs`, `inbox`, `events`, `triggers`, `secrets`), the group-commit `writer` and its
 //!   statements (`append`); SQLite specifics in `sqlite`.
 //! - [`server`]: the HTTP API (`api`, `events` for SSE, `posted` for posted
-//!   events and schedules), problem+json errors (`error`), tokens (`auth`),
-//!   health, metrics and OpenAPI (`ops`).
+//!   events and schedules, `rerun`, `secrets`), problem+json errors
+//!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
 //!   `run` with its `progress` display, `serve`, the server `client`
-//!   commands, `bench`; `local` holds what the local commands share).
+//!   commands, `secret`, `bench`; `local` holds what the local commands
+//!   share, `--allow-http`/`--allow-read` among them).
 //! - [`bench`]: the benchmarks behind `sandstep bench`.
 //!
 //! Lifetimes: the [`sandbox::Sandbox`], the [`run::Executor`] and the loaded
