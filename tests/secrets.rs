@@ -189,12 +189,18 @@ async fn the_cli_sets_lists_and_deletes_secrets_without_printing_values() {
         let deleted = run(&keyed_url, &["secret", "delete", "SMTP_KEY"], None);
         assert!(deleted.status.success());
         let listed = run(&keyed_url, &["secret", "list"], None);
-        assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), json!({ "secrets": [] }));
+        assert_eq!(
+            serde_json::from_slice::<Value>(&listed.stdout).unwrap(),
+            json!({ "secrets": [] })
+        );
 
         let refused = run(&bare_url, &["secret", "set", "SMTP_KEY"], Some("v"));
         assert!(!refused.status.success());
         let stderr = String::from_utf8_lossy(&refused.stderr);
-        assert!(stderr.contains("503") && stderr.contains("SANDSTEP_SECRETS_KEY"), "{stderr}");
+        assert!(
+            stderr.contains("503") && stderr.contains("SANDSTEP_SECRETS_KEY"),
+            "{stderr}"
+        );
         let empty = run(&keyed_url, &["secret", "set", "SMTP_KEY"], Some(""));
         assert!(String::from_utf8_lossy(&empty.stderr).contains("no value on stdin"));
 
@@ -207,7 +213,8 @@ async fn the_cli_sets_lists_and_deletes_secrets_without_printing_values() {
             .unwrap();
         assert!(!serve.status.success());
         assert!(
-            String::from_utf8_lossy(&serve.stderr).contains("SANDSTEP_SECRETS_KEY must be 32 random bytes as 64 hex characters"),
+            String::from_utf8_lossy(&serve.stderr)
+                .contains("SANDSTEP_SECRETS_KEY must be 32 random bytes as 64 hex characters"),
             "{}",
             String::from_utf8_lossy(&serve.stderr)
         );
@@ -216,4 +223,49 @@ async fn the_cli_sets_lists_and_deletes_secrets_without_printing_values() {
     .unwrap();
     keyed.stop().await;
     bare.stop().await;
+}
+
+/// A guest that logs, prints and returns a stored secret (raw and
+/// URL-encoded): every record shows `[redacted]`.
+#[tokio::test]
+async fn a_guest_logging_and_returning_a_secret_shows_it_redacted() {
+    let server = TestServer::start_with(with_key).await;
+    server.push_test_modules().await;
+    assert_eq!(put(&server, "API_TOKEN", VALUE).await.0, 204);
+    let yaml = r#"
+name: leaky
+steps:
+  - id: say
+    module: hostile
+    input: { mode: say, text: "k={{ secrets.API_TOKEN }} u={{ secrets.API_TOKEN | urlencode }}" }
+output: "{{ steps.say.output }}"
+"#;
+    assert_eq!(server.apply("leaky", yaml).await.0, 201);
+    let id = server.start_run("leaky").await;
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["output"], json!({ "said": "k=[redacted] u=[redacted]" }), "{run}");
+    let logs: Vec<&str> = run["steps"][0]["attempts"][0]["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        logs,
+        ["k=[redacted] u=[redacted]", "k=[redacted] u=[redacted]"],
+        "{run}"
+    );
+    let events = server
+        .request(Method::GET, &format!("/v1/runs/{id}/events"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for shown in [run.to_string(), events] {
+        assert!(!shown.contains("tok-3vQ9"), "{shown}");
+        assert!(!shown.contains("tok-3vQ9%20"), "{shown}");
+    }
+    server.stop().await;
 }

@@ -165,7 +165,11 @@ steps:
 "#;
     let workflow = sandstep::workflow::load(ok, &caps, None).unwrap();
     assert_eq!(workflow.steps[0].grants.http[0].to_string(), "api.example.com");
-    assert_eq!(workflow.steps[1].grants.http[0].to_string(), "v2.example.org:8443", "replaces the defaults");
+    assert_eq!(
+        workflow.steps[1].grants.http[0].to_string(),
+        "v2.example.org:8443",
+        "replaces the defaults"
+    );
     assert_eq!(workflow.steps[1].env.len(), 1);
 }
 

@@ -114,7 +114,10 @@ impl std::fmt::Display for HttpReport {
         )?;
         writeln!(f, "  step over wasi:http {m:7.1} µs/attempt [{lo:.1}-{hi:.1}]")?;
         let [m, lo, hi] = self.host_us;
-        writeln!(f, "  host GET           {m:7.1} µs/request [{lo:.1}-{hi:.1}]  (reqwest, fresh connection)")?;
+        writeln!(
+            f,
+            "  host GET           {m:7.1} µs/request [{lo:.1}-{hi:.1}]  (reqwest, fresh connection)"
+        )?;
         let [m, lo, hi] = self.ratio;
         writeln!(f, "ratio: {m:.2} [{lo:.2}-{hi:.2}]")
     }

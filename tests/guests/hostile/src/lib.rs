@@ -70,6 +70,13 @@ impl Guest for Hostile {
                 }
                 json!({ "logged": number(&input, "lines") })
             }
+            "say" => {
+                // Logs and prints its `text`, and returns it.
+                let text = input["text"].as_str().unwrap_or_default();
+                log(Level::Info, text);
+                eprintln!("{text}");
+                json!({ "said": text })
+            }
             "log_flood" => loop {
                 log(Level::Debug, "x");
             },
