@@ -144,7 +144,7 @@ fn rejects_imports_the_host_does_not_provide() {
     assert!(
         error
             .to_string()
-            .contains("steps get no network, HTTP or other host access"),
+            .contains("steps get no sockets or other host access (outbound HTTP is wasi:http, granted per step)"),
         "{error}"
     );
 }
