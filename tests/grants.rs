@@ -280,7 +280,8 @@ async fn the_server_refuses_grants_it_does_not_allow_and_shows_each_attempts_aud
     strict.stop().await;
 
     let port = up.port;
-    let open = TestServer::start_with(move |config| {
+    let dir = tempfile::tempdir().unwrap();
+    let open = TestServer::start_in(dir.path(), move |config| {
         config.grants.allow_http(&format!("127.0.0.1:{port}")).unwrap();
     })
     .await;
@@ -298,6 +299,31 @@ async fn the_server_refuses_grants_it_does_not_allow_and_shows_each_attempts_aud
         "{run}"
     );
     open.stop().await;
+
+    // Restarted without the allowance: the stored version still loads and
+    // its runs start, and the step is refused the grant it no longer has.
+    let strict = TestServer::start_in(dir.path(), |_| {}).await;
+    let id = strict.start_run("calls").await;
+    let run = strict.wait_run(&id).await;
+    let error = &run["steps"][0]["error"];
+    assert_eq!(
+        (run["status"].as_str(), error["kind"].as_str()),
+        (Some("failed"), Some("capability_denied")),
+        "{run}"
+    );
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("is not allowed by this server"),
+        "{error}"
+    );
+    assert!(
+        run["steps"][0]["attempts"].as_array().unwrap().is_empty(),
+        "no attempt ran: {run}"
+    );
+    assert_eq!(up.answered.load(Ordering::SeqCst), 1);
+    strict.stop().await;
 }
 
 const EXAMPLES: &str = r#"

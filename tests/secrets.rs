@@ -13,6 +13,15 @@ fn with_key(config: &mut sandstep::server::ServerConfig) {
     config.secrets_key = Some(sandstep::service::secrets::SecretsKey::from_hex(KEY).unwrap());
 }
 
+/// A run's whole event stream, as text.
+async fn events_text(server: &TestServer, id: &str) -> String {
+    let response = server
+        .request(Method::GET, &format!("/v1/runs/{id}/events"))
+        .send()
+        .await;
+    response.unwrap().text().await.unwrap()
+}
+
 async fn put(server: &TestServer, name: &str, value: &str) -> (u16, Value) {
     answer(
         server
@@ -73,14 +82,7 @@ async fn a_stored_secret_reaches_templates_sealed_and_redacted_everywhere() {
         json!({ "header": "Bearer [redacted]", "url": "https://x/?k=[redacted]" }),
         "the step saw the value and the run shows it redacted"
     );
-    let events = server
-        .request(Method::GET, &format!("/v1/runs/{id}/events"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let events = events_text(&server, &id).await;
     for leak in ["tok-3vQ9", "tok-3vQ9%20"] {
         assert!(!events.contains(leak), "{events}");
         assert!(!run.to_string().contains(leak));
@@ -255,14 +257,7 @@ output: "{{ steps.say.output }}"
         ["k=[redacted] u=[redacted]", "k=[redacted] u=[redacted]"],
         "{run}"
     );
-    let events = server
-        .request(Method::GET, &format!("/v1/runs/{id}/events"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let events = events_text(&server, &id).await;
     for shown in [run.to_string(), events] {
         assert!(!shown.contains("tok-3vQ9"), "{shown}");
         assert!(!shown.contains("tok-3vQ9%20"), "{shown}");

@@ -171,19 +171,7 @@ pub async fn attempt_with(
     limits: &Limits,
     access: &sandstep::sandbox::Access,
 ) -> Attempt {
-    let context = context();
-    sandbox()
-        .run(
-            module,
-            AttemptRequest {
-                input,
-                args: &[],
-                context: &context,
-                limits,
-                access,
-            },
-        )
-        .await
+    run_attempt(module, input, &[], limits, access).await
 }
 
 /// Runs one attempt of `module` with `input` (JSON text).
@@ -193,16 +181,26 @@ pub async fn attempt(module: &Module, input: &str, limits: &Limits) -> Attempt {
 
 pub async fn attempt_with_args(module: &Module, input: &str, args: &[&str], limits: &Limits) -> Attempt {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    run_attempt(module, input, &args, limits, &sandstep::sandbox::NO_ACCESS).await
+}
+
+async fn run_attempt(
+    module: &Module,
+    input: &str,
+    args: &[String],
+    limits: &Limits,
+    access: &sandstep::sandbox::Access,
+) -> Attempt {
     let context = context();
     sandbox()
         .run(
             module,
             AttemptRequest {
                 input,
-                args: &args,
+                args,
                 context: &context,
                 limits,
-                access: &sandstep::sandbox::NO_ACCESS,
+                access,
             },
         )
         .await
