@@ -2,6 +2,7 @@
 //! one parses arguments and dispatches.
 
 mod bench;
+mod cache;
 mod client;
 mod exec;
 mod local;
@@ -53,6 +54,9 @@ pub enum Command {
     /// Schedule triggers on a server.
     #[command(subcommand)]
     Schedules(client::SchedulesCommand),
+    /// The step result cache: clear it (on the server with SANDSTEP_URL, else locally).
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Secrets on a server: set one from stdin, list or delete them.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
@@ -96,6 +100,7 @@ pub fn main() -> ExitCode {
             Command::Event(command) => client::event(command).await,
             Command::Schedules(command) => client::schedules(command).await,
             Command::Secret(command) => secret::run(command).await,
+            Command::Cache(command) => cache::run(&cli.data_dir, command).await,
             Command::Validate(args) => validate::run(&cli.data_dir, args).await,
             Command::Run(args) => run::run(&cli.data_dir, args).await,
             Command::Bench(command) => bench::run(&cli.data_dir, command).await,

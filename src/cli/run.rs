@@ -103,7 +103,13 @@ pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
             on_signal.cancel();
         }
     });
-    let executor = Executor::new(modules.sandbox().clone(), args.max_concurrent_attempts, caps);
+    let mut executor = Executor::new(modules.sandbox().clone(), args.max_concurrent_attempts, caps);
+    // `cache:` steps use the data directory's cache when it has a store
+    // (what `sandstep cache clear` clears), memory otherwise.
+    executor = match crate::store::Db::open_existing(data_dir).await? {
+        Some(db) => executor.with_cache(Arc::new(crate::service::cache::StoreCache(db))),
+        None => executor.with_cache(Arc::new(crate::run::cache::MemoryCache::default())),
+    };
     let finished = executor.execute(&spec, state, &journal, cancel).await?;
     drop(journal);
     let _ = display.await;

@@ -186,6 +186,15 @@ pub enum EventKind {
         attempt: u32,
         idempotency_key: String,
     },
+    /// A cached step (or item) reused the output recorded by `cached_from`'s
+    /// attempt; no wasm ran. `step.succeeded` (or `step.item_succeeded`) follows.
+    #[serde(rename = "step.cached")]
+    StepCached {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        cached_from: String,
+    },
     #[serde(rename = "step.log")]
     StepLog {
         step: String,
@@ -293,6 +302,7 @@ impl EventKind {
             EventKind::RunStarted => "run.started",
             EventKind::StepExpanded { .. } => "step.expanded",
             EventKind::StepStarted { .. } => "step.started",
+            EventKind::StepCached { .. } => "step.cached",
             EventKind::StepLog { .. } => "step.log",
             EventKind::StepChildStarted { .. } => "step.child_started",
             EventKind::StepWaiting { .. } => "step.waiting",

@@ -1,10 +1,11 @@
-//! Running workflows: events ([`event`]), the run state they fold into
+//! Running workflows: events ([`event`]), the step result cache ([`cache`]), the run state they fold into
 //! ([`state`]), the journal every change passes through ([`journal`]),
 //! secrets and their redaction ([`secrets`]), requests that reach a run
 //! from outside ([`inbox`]), child runs of sub-workflow steps
 //! ([`children`]) and the executor that drives a run ([`executor`]). Nothing here knows the store or any transport: a
 //! durable journal is provided by [`crate::service`].
 
+pub mod cache;
 pub mod children;
 pub mod event;
 pub mod executor;

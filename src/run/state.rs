@@ -103,6 +103,9 @@ pub struct UnitState {
     /// When the next attempt is due, after a retryable failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at_ms: Option<u64>,
+    /// The run whose recorded output this unit reused (`cache:`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
     /// A sub-workflow unit: its child run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child: Option<String>,
@@ -276,6 +279,15 @@ impl RunState {
                 unit.retry_at_ms = None;
             }
             EventKind::StepLog { .. } => {}
+            EventKind::StepCached {
+                step,
+                item,
+                cached_from,
+            } => {
+                let step = self.step(step);
+                step.status = StepStatus::Running;
+                step.unit(*item).cached_from = Some(cached_from.clone());
+            }
             EventKind::StepChildStarted { step, item, child } => {
                 let step = self.step(step);
                 step.status = StepStatus::Running;

@@ -1,11 +1,12 @@
 //! The HTTP server (`sandstep serve`): the API under /v1 (`api`, `events`
 //! for SSE), problem+json errors (`error`), bearer tokens (`auth`),
 //! `/healthz`, `/metrics` and the OpenAPI document (`ops`), secrets
-//! (`secrets`). Handlers only
+//! (`secrets`), the step result cache (`cache`). Handlers only
 //! parse and translate: the run lifecycle is [`crate::service`].
 
 pub mod api;
 pub mod auth;
+pub mod cache;
 pub mod error;
 pub mod events;
 pub mod ops;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -106,7 +107,8 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
         grants: config.grants.clone(),
         ..Caps::default()
     };
-    let executor = Arc::new(Executor::new(sandbox, config.max_concurrent_attempts, caps));
+    let cache = Arc::new(crate::service::cache::StoreCache(db.clone()));
+    let executor = Arc::new(Executor::new(sandbox, config.max_concurrent_attempts, caps).with_cache(cache));
     let service = Service::new(
         db,
         executor,
@@ -159,6 +161,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/runs/{id}/rerun", post(rerun::rerun_run))
         .route("/v1/events", post(posted::post_event).get(posted::list_events))
         .route("/v1/schedules", get(posted::list_schedules))
+        .route("/v1/cache", delete(cache::clear_cache))
         .route("/v1/secrets", get(secrets::list_secrets))
         .route(
             "/v1/secrets/{name}",

@@ -50,6 +50,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::secrets::put_secret,
         super::secrets::list_secrets,
         super::secrets::delete_secret,
+        super::cache::clear_cache,
     ),
     components(schemas(super::error::Problem, crate::workflow::ValidationError)),
     modifiers(&BearerAuth, &Problems)

@@ -1,5 +1,6 @@
 //! Prometheus metrics: runs by status, attempts by outcome, step duration,
-//! instantiate time, queue depth, watched runs and store errors.
+//! instantiate time, queue depth, watched runs, store errors, cache hits
+//! and misses.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -21,6 +22,10 @@ pub struct Metrics {
     queue_depth: Gauge,
     watched_runs: Gauge,
     store_errors: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    /// The executor's hits and misses already counted.
+    cache_seen: std::sync::Mutex<(u64, u64)>,
 }
 
 impl Default for Metrics {
@@ -64,7 +69,22 @@ impl Default for Metrics {
             "Store failures and stored rows that could not be decoded",
             store_errors.clone(),
         );
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
+        registry.register(
+            "sandstep_cache_hits",
+            "Cached steps (or items) that reused a recorded output",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "sandstep_cache_misses",
+            "Cached steps (or items) that found no output and ran",
+            cache_misses.clone(),
+        );
         Metrics {
+            cache_hits,
+            cache_misses,
+            cache_seen: Default::default(),
             registry,
             watched_runs,
             store_errors,
@@ -114,8 +134,21 @@ impl Metrics {
         self.store_errors.inc();
     }
 
-    /// The text exposition, with run counts, queue depth and watched runs as of now.
-    pub fn render(&self, run_counts: &[(String, i64)], live_runs: usize, watched_runs: usize) -> String {
+    /// The text exposition, with run counts, queue depth, watched runs and
+    /// the executor's cache hits and misses as of now.
+    pub fn render(
+        &self,
+        run_counts: &[(String, i64)],
+        live_runs: usize,
+        watched_runs: usize,
+        cache: (u64, u64),
+    ) -> String {
+        {
+            let mut seen = self.cache_seen.lock().expect("metrics lock");
+            self.cache_hits.inc_by(cache.0.saturating_sub(seen.0));
+            self.cache_misses.inc_by(cache.1.saturating_sub(seen.1));
+            *seen = cache;
+        }
         self.runs.clear();
         for status in crate::run::RunStatus::ALL.map(|s| s.as_str()) {
             let count = run_counts.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);

@@ -14,6 +14,7 @@
 //!   and posted events.
 //! - [`rerun`]: a new run of an ended one from a chosen step.
 //! - [`secrets`]: secrets set through the API, sealed at rest.
+//! - [`cache`]: the step result cache on the store, and clearing it.
 //! - [`triggers`]: schedules and posted events that start runs.
 //! - [`view`]: the run resource folded from events; [`metrics`].
 //!
@@ -26,6 +27,7 @@
 //! every run waiting for its topic. A paused run's driver returns; the
 //! service starts it again when a message or its first timer is due.
 
+pub mod cache;
 mod children;
 pub mod definitions;
 pub mod error;
@@ -415,7 +417,7 @@ impl Service {
         Ok(self
             .outlets
             .metrics
-            .render(&counts, self.live_runs(), self.watched_runs()))
+            .render(&counts, self.live_runs(), self.watched_runs(), self.executor.cache_counts()))
     }
 
     /// A compiled module of this server by digest (tests, tools).

@@ -65,6 +65,15 @@ pub struct StepView {
     /// A re-run took this step's output from `rerun_of`; it did not run.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reused: bool,
+    /// `cache:`: the step's output (every item's, for for_each) was a
+    /// recorded one, from the run `cached_from` (the first item's).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_from: Option<String>,
+    /// for_each: how many items reused a recorded output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_items: Option<usize>,
     /// A sub-workflow step: its child runs (one per for_each item).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub child_run_ids: Vec<String>,
@@ -195,6 +204,12 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 waiting_until_ms: s.waiting_until_ms,
                 event: s.event.clone(),
                 reused: s.reused,
+                cached: !s.units.is_empty() && s.units.iter().all(|u| u.cached_from.is_some()),
+                cached_from: s.units.iter().find_map(|u| u.cached_from.clone()),
+                cached_items: s
+                    .items
+                    .map(|_| s.units.iter().filter(|u| u.cached_from.is_some()).count())
+                    .filter(|n| *n > 0),
                 child_run_ids: s.units.iter().filter_map(|u| u.child.clone()).collect(),
                 attempts: attempts
                     .iter()

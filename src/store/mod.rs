@@ -22,9 +22,11 @@
 //! - [`events`]: posted events and the waits they resume.
 //! - [`triggers`]: schedules and event topics that start runs.
 //! - [`secrets`]: secrets set through the API, sealed.
+//! - [`cache`]: the step result cache's entries.
 //! - [`modules`], [`workflows`]: one file per table family.
 
 pub mod append;
+pub mod cache;
 pub mod events;
 pub mod inbox;
 pub mod modules;

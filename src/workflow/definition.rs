@@ -242,6 +242,29 @@ pub struct StepDef {
     /// What the step may reach; replaces `defaults.grants`.
     #[serde(default)]
     pub grants: Option<GrantsDef>,
+    /// Reuse a recorded output for the same module, input, grants and limits.
+    #[serde(default)]
+    pub cache: Option<CacheDef>,
+}
+
+/// `cache: true`, or `cache: { ttl: 7d, unsafe_effects: true }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CacheDef {
+    On(bool),
+    Policy(CachePolicyDef),
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachePolicyDef {
+    /// How long an entry is reused; default: until cleared.
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub ttl: Option<Duration>,
+    /// Cache a step granted HTTP or files even so: its effects do not
+    /// happen again on a hit.
+    #[serde(default)]
+    pub unsafe_effects: bool,
 }
 
 /// `wait: { event: <topic>, timeout: 24h, match: <expression> }`.

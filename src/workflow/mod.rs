@@ -8,7 +8,7 @@ pub mod inputs;
 pub mod template;
 pub mod validate;
 
-pub use validate::{check_topic, Action, ForEach, ModuleCatalog, RetryPolicy, Step, Workflow};
+pub use validate::{check_topic, Action, CachePolicy, ForEach, ModuleCatalog, RetryPolicy, Step, Workflow};
 
 use serde_json::Value;
 

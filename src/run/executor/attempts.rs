@@ -81,6 +81,22 @@ impl<'a> Driver<'a> {
             self.fail_step(index, item, None, error);
             return;
         };
+        // A cached unit is looked up first (this round, with the others).
+        let cache_key = match (&step.cache, &self.executor.cache) {
+            (Some(_), Some(_)) if !self.missed.contains_key(&(index, item)) => Some(crate::run::cache::key(
+                &module.info.digest,
+                &input,
+                &args,
+                &env,
+                &step.grants,
+                &step.limits,
+            )),
+            _ => None,
+        };
+        if let Some(key) = cache_key {
+            self.lookups.push((index, item, key));
+            return;
+        }
         let access = match self.executor.access(&step.grants, env) {
             Ok(access) => access,
             Err(refusal) => {
@@ -183,6 +199,10 @@ impl<'a> Driver<'a> {
         };
         match result.result {
             AttemptResult::Succeeded { output } => match item {
+                _ if step.cache.is_some() && self.missed.contains_key(&(index, item)) => {
+                    self.record_cached(index, item, &output);
+                    self.succeed_unit(index, item, Some(record), output);
+                }
                 Some(i) => {
                     self.succeed_unit(index, Some(i), Some(record), output);
                 }

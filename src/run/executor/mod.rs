@@ -29,6 +29,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 mod attempts;
+mod cached;
 mod children;
 mod ending;
 mod redact;
@@ -36,6 +37,7 @@ mod resume;
 mod schedule;
 mod waits;
 
+use super::cache::{CacheEntry, CacheStats, StepCache};
 use super::children::{ChildStart, Children};
 use super::event::{now_ms, Event, EventKind, Origin};
 use super::inbox::{Message, MessageKind};
@@ -62,6 +64,9 @@ pub struct Executor {
     /// Attempts running at once across every run of the process.
     slots: Arc<Semaphore>,
     caps: Caps,
+    /// Where `cache:` steps find and record outputs; none: they always run.
+    cache: Option<Arc<dyn StepCache>>,
+    pub cache_stats: CacheStats,
 }
 
 impl Executor {
@@ -70,7 +75,21 @@ impl Executor {
             sandbox,
             slots: Arc::new(Semaphore::new(max_concurrent_attempts.max(1))),
             caps,
+            cache: None,
+            cache_stats: CacheStats::default(),
         }
+    }
+
+    /// Cache hits and misses so far.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.cache_stats.hits.load(Relaxed), self.cache_stats.misses.load(Relaxed))
+    }
+
+    /// Gives `cache:` steps a place to keep outputs.
+    pub fn with_cache(mut self, cache: Arc<dyn StepCache>) -> Self {
+        self.cache = Some(cache);
+        self
     }
 
     /// What an attempt of a step with `grants` and a rendered `env` may
@@ -251,6 +270,12 @@ struct Driver<'a> {
     child_starts: Vec<(usize, Option<usize>, ChildStart)>,
     /// Child runs to cancel before the next commit.
     children_to_cancel: Vec<String>,
+    /// Cached units to look up this round: (step, item, key).
+    lookups: Vec<(usize, Option<usize>, String)>,
+    /// Cached units looked up and missed (they run), with their keys.
+    missed: HashMap<(usize, Option<usize>), String>,
+    /// Outputs to record in the cache this round.
+    cache_puts: Vec<CacheEntry>,
 }
 
 impl<'a> Driver<'a> {
@@ -279,6 +304,9 @@ impl<'a> Driver<'a> {
             has_inbox: false,
             child_starts: Vec::new(),
             children_to_cancel: Vec::new(),
+            lookups: Vec::new(),
+            missed: HashMap::new(),
+            cache_puts: Vec::new(),
         }
     }
 
@@ -356,6 +384,7 @@ impl<'a> Driver<'a> {
             } else {
                 self.schedule();
                 self.launch();
+                self.cache_round().await;
                 self.start_children().await;
             }
             if self.state.status.is_terminal() {

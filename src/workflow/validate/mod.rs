@@ -94,6 +94,14 @@ pub struct Step {
     pub grants: crate::grants::Grants,
     /// Environment variables, rendered per attempt like the input.
     pub env: std::sync::Arc<Vec<(String, TemplateValue)>>,
+    /// `cache:`: reuse recorded outputs, kept this long (`None`: until cleared).
+    pub cache: Option<CachePolicy>,
+}
+
+/// A step's validated `cache:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CachePolicy {
+    pub ttl: Option<Duration>,
 }
 
 #[derive(Debug)]

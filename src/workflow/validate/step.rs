@@ -9,9 +9,9 @@ use serde_json::Value;
 use super::checks::{apply_limits, check_retry};
 use super::grants::{compile_grants, Compiled};
 use super::paths::{check_paths, compile_value, Known, Situational};
-use super::{Action, Errors, ForEach, ModuleCatalog, RetryPolicy, Step};
+use super::{Action, CachePolicy, Errors, ForEach, ModuleCatalog, RetryPolicy, Step};
 use crate::limits::{Caps, Limits};
-use crate::workflow::definition::{InputDef, LimitsDef, OnFailure, StepDef};
+use crate::workflow::definition::{CacheDef, InputDef, LimitsDef, OnFailure, StepDef};
 use crate::workflow::template::{Template, TemplateValue};
 
 /// What every step of one definition is compiled against.
@@ -283,6 +283,8 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         (None, _, false) => RetryPolicy::NONE,
     };
 
+    let cache = compile_cache(&step, &action, &granted, &at, errors);
+
     Step {
         id: step.id,
         action,
@@ -298,7 +300,50 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         limits,
         grants: granted.grants,
         env: granted.env,
+        cache,
     }
+}
+
+/// `cache:` of a module step; refused for a step granted HTTP or files
+/// unless it says `unsafe_effects: true`.
+fn compile_cache(
+    step: &StepDef,
+    action: &Action,
+    granted: &Compiled,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Errors,
+) -> Option<CachePolicy> {
+    let (ttl, unsafe_effects) = match step.cache.as_ref()? {
+        CacheDef::On(false) => return None,
+        CacheDef::On(true) => (None, false),
+        CacheDef::Policy(policy) => (policy.ttl, policy.unsafe_effects),
+    };
+    if !matches!(action, Action::Module { .. }) {
+        errors.add(at("cache"), "`cache` applies to steps that run a module");
+        return None;
+    }
+    if ttl == Some(Duration::ZERO) {
+        errors.add(at("cache.ttl"), "must be longer than zero");
+    }
+    if granted.grants.has_effects() && !unsafe_effects {
+        let what: Vec<&str> = [
+            ("http", !granted.grants.http.is_empty()),
+            ("files", granted.grants.scratch.is_some() || !granted.grants.read.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        errors.add(
+            at("cache"),
+            format!(
+                "`cache` is refused for a step granted {} ({}.{}): a cached output would skip its effects; say `cache: {{ unsafe_effects: true }}` if that is intended",
+                what.join(" and "),
+                granted.location,
+                what[0]
+            ),
+        );
+    }
+    Some(CachePolicy { ttl })
 }
 
 /// Fields a `sleep` or `wait` step cannot have: it runs no module.
