@@ -194,7 +194,10 @@ mod tests {
         assert_eq!(base, key("sha256:a", &json!({"x": 1.0}), &[], &[], &grants, &limits));
         assert_ne!(base, key("sha256:b", &json!({"x": 1}), &[], &[], &grants, &limits));
         assert_ne!(base, key("sha256:a", &json!({"x": 2}), &[], &[], &grants, &limits));
-        assert_ne!(base, key("sha256:a", &json!({"x": 1}), &["-v".into()], &[], &grants, &limits));
+        assert_ne!(
+            base,
+            key("sha256:a", &json!({"x": 1}), &["-v".into()], &[], &grants, &limits)
+        );
         let env = [("K".to_string(), "v".to_string())];
         assert_ne!(base, key("sha256:a", &json!({"x": 1}), &[], &env, &grants, &limits));
         let more = Limits {

@@ -414,10 +414,12 @@ impl Service {
     /// The Prometheus text exposition.
     pub async fn metrics(&self) -> Result<String, RunError> {
         let counts = self.store(self.db.run_counts().await)?;
-        Ok(self
-            .outlets
-            .metrics
-            .render(&counts, self.live_runs(), self.watched_runs(), self.executor.cache_counts()))
+        Ok(self.outlets.metrics.render(
+            &counts,
+            self.live_runs(),
+            self.watched_runs(),
+            self.executor.cache_counts(),
+        ))
     }
 
     /// A compiled module of this server by digest (tests, tools).

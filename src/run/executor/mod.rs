@@ -83,7 +83,10 @@ impl Executor {
     /// Cache hits and misses so far.
     pub fn cache_counts(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        (self.cache_stats.hits.load(Relaxed), self.cache_stats.misses.load(Relaxed))
+        (
+            self.cache_stats.hits.load(Relaxed),
+            self.cache_stats.misses.load(Relaxed),
+        )
     }
 
     /// Gives `cache:` steps a place to keep outputs.

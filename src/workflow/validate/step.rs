@@ -328,7 +328,10 @@ fn compile_cache(
     if granted.grants.has_effects() && !unsafe_effects {
         let what: Vec<&str> = [
             ("http", !granted.grants.http.is_empty()),
-            ("files", granted.grants.scratch.is_some() || !granted.grants.read.is_empty()),
+            (
+                "files",
+                granted.grants.scratch.is_some() || !granted.grants.read.is_empty(),
+            ),
         ]
         .into_iter()
         .filter_map(|(name, on)| on.then_some(name))
