@@ -27,28 +27,31 @@
 //!   through the `Journal` (`journal`); requests reach a run through its
 //!   inbox (`inbox`); child runs through `children`; the `Executor` drives
 //!   a run (`executor`: `schedule`, `attempts`, `children`, `waits`,
-//!   `ending`, `redact`); secrets and their redaction (`secrets`).
+//!   `ending`, `redact`, `cached`); secrets and their redaction
+//!   (`secrets`); the step result cache's key and `StepCache` (`cache`).
 //! - [`service`]: the run service every transport calls: starting runs
 //!   (`start`, single and batch), modules and workflow versions
 //!   (`definitions`), the one module resolver (`modules`), each run's
 //!   fenced durable journal (`journal`), this node's leases (`owner`),
 //!   paused runs and posted events (`waits`), child runs (`children`),
 //!   re-runs (`rerun`), schedules and event triggers (`triggers`),
-//!   sealed secrets (`secrets`), listeners (`watch`), run resources (`view`), metrics (`metrics`), and
+//!   sealed secrets (`secrets`), the store's step cache (`cache`),
+//!   listeners (`watch`), run resources (`view`), metrics (`metrics`), and
 //!   `RunError`.
 //! - [`store`]: the durable store, one SQLite file shared by the local
 //!   commands and the server: modules (content-addressed), workflow
 //!   versions, runs with their owner, lease and fence, events, the inbox,
 //!   posted events and waits, triggers, sealed secrets (`modules`,
-//!   `workflows`, `runs`, `inbox`, `events`, `triggers`, `secrets`), the group-commit `writer` and its
+//!   `workflows`, `runs`, `inbox`, `events`, `triggers`, `secrets`,
+//!   `cache`), the group-commit `writer` and its
 //!   statements (`append`); SQLite specifics in `sqlite`.
 //! - [`server`]: the HTTP API (`api`, `events` for SSE, `posted` for posted
-//!   events and schedules, `rerun`, `secrets`), problem+json errors
+//!   events and schedules, `rerun`, `secrets`, `cache`), problem+json errors
 //!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
 //!   `run` with its `progress` display, `serve`, the server `client`
-//!   commands, `secret`, `bench`; `local` holds what the local commands
+//!   commands, `secret`, `cache`, `bench`; `local` holds what the local commands
 //!   share, `--allow-http`/`--allow-read` among them).
 //! - [`bench`]: the benchmarks behind `sandstep bench`.
 //!
