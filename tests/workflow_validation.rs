@@ -9,7 +9,7 @@ const HEADER: &str = "name: wf\nsteps:\n";
 const CASES: &[(&str, &[&str])] = &[
     (
         "  - { id: a, module: echo, modul: x }\n",
-        &["steps.a.modul: unknown field `modul`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`"],
+        &["steps.a.modul: unknown field `modul`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`"],
     ),
     (
         "  - { id: a, module: echo, limits: { memroy: 1MiB } }\n",
@@ -81,7 +81,7 @@ output: "{{ steps.q.output }}"
     assert_eq!(
         errors(yaml),
         [
-            "steps.a.bogus: unknown field `bogus`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`",
+            "steps.a.bogus: unknown field `bogus`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`",
             "steps[3]: missing field `id`",
             "steps.b.needs: unknown step \"zzz\"",
             "steps.c.input: \"{{ inputs.usr }}\" reads undeclared input \"usr\" (declared: user)",
