@@ -7,6 +7,7 @@ mod workflow_runs;
 mod workflow_validation;
 
 mod bounded_parsing;
+mod budgets;
 mod cache;
 mod cli_client;
 mod cli_exec;

@@ -67,6 +67,8 @@ pub enum ErrorKind {
     WaitTimeout,
     /// A sub-workflow's child run failed, was canceled or could not start.
     ChildFailed,
+    /// The run's fuel budget ran out.
+    BudgetExhausted,
 }
 
 impl ErrorKind {
@@ -90,6 +92,7 @@ impl ErrorKind {
             ErrorKind::ModuleError => "module_error",
             ErrorKind::WaitTimeout => "wait_timeout",
             ErrorKind::ChildFailed => "child_failed",
+            ErrorKind::BudgetExhausted => "budget_exhausted",
         }
     }
 
@@ -349,6 +352,10 @@ pub struct Origin {
     /// when it was queued.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub workflows: std::collections::BTreeMap<String, i64>,
+    /// The fuel all of the run's attempts may consume together: the
+    /// smaller of the definition's `budget.fuel` and the start request's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_fuel: Option<u64>,
 }
 
 /// Milliseconds since the Unix epoch, now.

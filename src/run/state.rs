@@ -147,6 +147,15 @@ pub struct StepState {
 }
 
 impl StepState {
+    /// Fuel the step's recorded attempts consumed, every item's.
+    pub fn fuel_consumed(&self) -> u64 {
+        self.units
+            .iter()
+            .flat_map(|u| &u.attempts)
+            .map(|a| a.fuel_consumed)
+            .sum()
+    }
+
     fn new() -> Self {
         StepState {
             status: StepStatus::Pending,
@@ -200,6 +209,11 @@ pub struct RunState {
 }
 
 impl RunState {
+    /// Fuel every recorded attempt of the run consumed.
+    pub fn fuel_consumed(&self) -> u64 {
+        self.steps.values().map(StepState::fuel_consumed).sum()
+    }
+
     /// A run of `workflow` before any event.
     pub fn new(run_id: &str, workflow: &Workflow) -> Self {
         RunState {

@@ -236,6 +236,17 @@ pub struct StartRun {
     /// Starting twice with the same key answers the first run.
     #[schema(min_length = 1, max_length = 200)]
     idempotency_key: Option<String>,
+    /// Caps the fuel all of the run's attempts may consume together (the
+    /// definition's `budget.fuel` wins when smaller).
+    budget: Option<Budget>,
+}
+
+/// `{"fuel": N}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    #[schema(minimum = 1)]
+    fuel: u64,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -256,9 +267,17 @@ pub async fn start_run(
     Json(request): Json<StartRun>,
 ) -> Result<Response> {
     let wait = parse_wait(params.wait.as_deref())?;
+    if request.budget.as_ref().is_some_and(|b| b.fuel == 0) {
+        return Err(ApiError::unprocessable(
+            "invalid-input",
+            "budget.fuel must be at least 1",
+            Some("budget.fuel"),
+        ));
+    }
     let request = RunRequest {
         input: request.input,
         idempotency_key: request.idempotency_key,
+        budget_fuel: request.budget.map(|b| b.fuel),
         ..Default::default()
     };
     let (started, view) = state.service.start(&name, request, wait).await?;

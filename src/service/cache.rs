@@ -5,6 +5,10 @@ use super::{RunError, Service};
 use crate::run::cache::{BoxFuture, CacheEntry, CacheHit, StepCache};
 use crate::store::Db;
 
+/// Longest `module` a clear names (a name is at most 128 characters, a
+/// digest 71).
+pub const MAX_MODULE_CHARS: usize = 200;
+
 /// Cache entries in the store.
 pub struct StoreCache(pub Db);
 
@@ -22,8 +26,11 @@ impl Service {
     /// Drops the cache entries of `module` (a name or a digest), or all;
     /// returns how many.
     pub async fn clear_cache(&self, module: Option<&str>) -> Result<u64, RunError> {
-        if module.is_some_and(str::is_empty) {
-            return Err(RunError::invalid("module", "module must be a name or a sha256: digest"));
+        if module.is_some_and(|m| m.is_empty() || m.chars().count() > MAX_MODULE_CHARS) {
+            return Err(RunError::invalid(
+                "module",
+                format!("module must be a name or a sha256: digest of 1 to {MAX_MODULE_CHARS} characters"),
+            ));
         }
         self.store(self.db.cache_clear(module).await)
     }

@@ -30,6 +30,7 @@ impl Children for ServiceChildren {
                         pinned: None,
                     };
                     let request = RunRequest {
+                        budget_fuel: None,
                         input: child.input,
                         idempotency_key: Some(child.idempotency_key),
                         origin: child.origin,

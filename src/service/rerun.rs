@@ -89,6 +89,7 @@ impl Service {
             .map(|(i, step)| (step.id.clone(), state.steps[i].output.clone().unwrap_or(Value::Null)))
             .collect();
         let request = RunRequest {
+            budget_fuel: None,
             input: rerun.input.unwrap_or_else(|| row.input.clone()),
             idempotency_key: None,
             origin: Origin {

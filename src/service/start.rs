@@ -28,6 +28,8 @@ pub struct RunRequest {
     pub idempotency_key: Option<String>,
     /// Where the run comes from besides a client (a re-run, a trigger).
     pub origin: Origin,
+    /// The start request's `budget.fuel`; the definition's may be smaller.
+    pub budget_fuel: Option<u64>,
 }
 
 /// The workflow version a start runs, and the modules it pins.
@@ -100,7 +102,12 @@ pub fn prepare(
         modules: pinned.modules.clone(),
         secrets: secrets.clone(),
     };
-    let queued = Executor::queued_from(&spec, input, request.origin);
+    let mut origin = request.origin;
+    origin.budget_fuel = match (workflow.budget_fuel, request.budget_fuel) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let queued = Executor::queued_from(&spec, input, origin);
     let mut state = RunState::new(&spec.run_id, workflow);
     state.apply(&queued);
     Ok(Ready {

@@ -93,6 +93,7 @@ impl Service {
             pinned: None,
         };
         let request = RunRequest {
+            budget_fuel: None,
             input,
             idempotency_key: Some(key),
             origin: Origin {

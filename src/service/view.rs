@@ -21,6 +21,11 @@ pub struct RunView {
     #[serde(flatten)]
     #[schema(value_type = Object)]
     pub origin: OriginView,
+    /// Fuel all of the run's recorded attempts consumed.
+    pub fuel_consumed: u64,
+    /// The run's fuel budget (`budget.fuel`), when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_fuel: Option<u64>,
     /// Steps in definition order.
     #[schema(value_type = Vec<Object>)]
     pub steps: Vec<StepView>,
@@ -77,6 +82,8 @@ pub struct StepView {
     /// A sub-workflow step: its child runs (one per for_each item).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub child_run_ids: Vec<String>,
+    /// Fuel the step's attempts consumed (every item's).
+    pub fuel_consumed: u64,
     pub attempts: Vec<AttemptView>,
 }
 
@@ -211,6 +218,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                     .map(|_| s.units.iter().filter(|u| u.cached_from.is_some()).count())
                     .filter(|n| *n > 0),
                 child_run_ids: s.units.iter().filter_map(|u| u.child.clone()).collect(),
+                fuel_consumed: s.fuel_consumed(),
                 attempts: attempts
                     .iter()
                     .filter(|(id, _)| *id == step.id)
@@ -221,6 +229,8 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
         .collect();
     let origin = &state.origin;
     RunView {
+        fuel_consumed: state.fuel_consumed(),
+        budget_fuel: state.origin.budget_fuel,
         row,
         origin: OriginView {
             rerun_of: origin.rerun_of.clone(),

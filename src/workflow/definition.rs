@@ -35,6 +35,16 @@ pub struct WorkflowDef {
     /// other is an error.
     #[serde(default)]
     pub secrets: Option<Vec<String>>,
+    /// What all of a run's attempts together may consume.
+    #[serde(default)]
+    pub budget: Option<BudgetDef>,
+}
+
+/// `budget: { fuel: N }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetDef {
+    pub fuel: u64,
 }
 
 /// `grants:` under `defaults` or on a step (a step's replace the defaults').

@@ -124,7 +124,17 @@ impl<'a> Driver<'a> {
             idempotency_key,
         };
         let input = input.to_string();
-        let limits = step.limits.clone();
+        let mut limits = step.limits.clone();
+        let (reserved, capped) = match self.state.origin.budget_fuel {
+            None => (0, false),
+            Some(budget) => {
+                let left = budget.saturating_sub(self.fuel_used + self.fuel_reserved);
+                let capped = left < limits.fuel;
+                limits.fuel = limits.fuel.min(left);
+                self.fuel_reserved += limits.fuel;
+                (limits.fuel, capped)
+            }
+        };
         let sandbox = self.executor.sandbox.clone();
         let slots = self.executor.slots.clone();
         let attempt_future = async move {
@@ -146,6 +156,8 @@ impl<'a> Driver<'a> {
                 item,
                 attempt,
                 result,
+                reserved,
+                capped,
             }
         };
         if self.inline.is_none() {
@@ -173,7 +185,11 @@ impl<'a> Driver<'a> {
             item,
             attempt,
             result,
+            reserved,
+            capped,
         } = done;
+        self.fuel_reserved = self.fuel_reserved.saturating_sub(reserved);
+        self.fuel_used += result.fuel_consumed;
         self.running[index] = self.running[index].saturating_sub(1);
         if self.state.steps[index].status != StepStatus::Running {
             return; // the step already failed (another item) or was canceled
@@ -209,8 +225,32 @@ impl<'a> Driver<'a> {
                 None => self.succeed_unit(index, None, Some(record), output),
             },
             AttemptResult::Failed { error } => {
-                let error = StepError::from_failure(&error);
+                let budget_spent = capped && matches!(error, crate::sandbox::Failure::FuelExhausted { .. });
+                let error = if budget_spent {
+                    let budget = self.state.origin.budget_fuel.unwrap_or_default();
+                    StepError::new(
+                        ErrorKind::BudgetExhausted,
+                        format!(
+                            "the run's fuel budget of {budget} ran out ({} consumed)",
+                            self.fuel_used
+                        ),
+                        false,
+                    )
+                } else {
+                    StepError::from_failure(&error)
+                };
                 record.error = Some(error.clone());
+                if budget_spent {
+                    // The whole run stops, whatever the step's on_failure.
+                    let message = error.message.clone();
+                    self.fail_step(index, item, Some(record), error);
+                    if self.state.status == RunStatus::Running {
+                        self.inline = None;
+                        self.tasks.abort_all();
+                        self.stop(format!("step {} failed: {message}", step.id));
+                    }
+                    return;
+                }
                 if error.retryable && attempt < step.retry.max_attempts {
                     let retry_at = now_ms() + step.retry.delay(attempt).as_millis() as u64;
                     self.emit(EventKind::StepRetrying {

@@ -231,6 +231,10 @@ struct Done {
     item: Option<usize>,
     attempt: u32,
     result: Attempt,
+    /// Fuel set aside for the attempt under the run's budget (0: no budget).
+    reserved: u64,
+    /// Whether the budget, not the step's limit, set its fuel.
+    capped: bool,
 }
 
 struct Driver<'a> {
@@ -279,6 +283,10 @@ struct Driver<'a> {
     missed: HashMap<(usize, Option<usize>), String>,
     /// Outputs to record in the cache this round.
     cache_puts: Vec<CacheEntry>,
+    /// Fuel the run's finished attempts consumed, and fuel set aside for
+    /// its running ones (`budget.fuel`).
+    fuel_used: u64,
+    fuel_reserved: u64,
 }
 
 impl<'a> Driver<'a> {
@@ -310,6 +318,8 @@ impl<'a> Driver<'a> {
             lookups: Vec::new(),
             missed: HashMap::new(),
             cache_puts: Vec::new(),
+            fuel_used: 0,
+            fuel_reserved: 0,
         }
     }
 

@@ -13,6 +13,7 @@ impl<'a> Driver<'a> {
     /// Picks up a run rebuilt from events: re-queues what was in flight,
     /// re-arms timers.
     pub(super) fn resume(&mut self) {
+        self.fuel_used = self.state.fuel_consumed();
         for (index, step) in self.workflow.steps.iter().enumerate() {
             let state = &self.state.steps[index];
             self.decided[index] = state.status != StepStatus::Pending;

@@ -40,6 +40,8 @@ pub struct Workflow {
     pub triggers: Vec<RunTrigger>,
     /// `secrets:`, when listed.
     pub secrets: Option<Vec<String>>,
+    /// `budget.fuel`: the fuel all of a run's attempts may consume together.
+    pub budget_fuel: Option<u64>,
     index: HashMap<String, usize>,
 }
 
@@ -249,6 +251,9 @@ pub fn validate(
             format!("must be between 1 and the cap of {}", caps.concurrency),
         );
     }
+    if def.budget.as_ref().is_some_and(|b| b.fuel == 0) {
+        errors.add("budget.fuel", "must be at least 1");
+    }
     if def.steps.is_empty() {
         errors.add("steps", "a workflow needs at least one step");
     }
@@ -365,6 +370,7 @@ pub fn validate(
         output,
         triggers,
         secrets: def.secrets,
+        budget_fuel: def.budget.map(|b| b.fuel),
         index,
     })
 }
