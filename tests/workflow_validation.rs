@@ -92,7 +92,7 @@ output: "{{ steps.q.output }}"
 
 #[test]
 fn top_level_errors_are_located() {
-    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `timeout`, `steps`, `output`, `triggers`, `secrets`"]);
+    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `timeout`, `steps`, `output`, `triggers`, `secrets`, `budget`"]);
     assert_eq!(
         errors("name: wf\nsteps: []\n"),
         ["steps: a workflow needs at least one step"]
