@@ -245,8 +245,35 @@ pub struct StartRun {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
+    /// A whole number (`1e9` and `1000000000.0` are whole too).
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_number")]
     fuel: u64,
+}
+
+/// A whole JSON number: an integer, or a float without a fraction.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+                .map(|f| f as u64)
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number of fuel units, got {n}")))
+}
+
+/// The budget of a start request, refused when zero.
+fn budget_fuel(budget: Option<&Budget>, field: &str) -> Result<Option<u64>> {
+    match budget {
+        Some(b) if b.fuel == 0 => Err(ApiError::unprocessable(
+            "invalid-input",
+            format!("{field} must be at least 1"),
+            Some(field),
+        )),
+        Some(b) => Ok(Some(b.fuel)),
+        None => Ok(None),
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -267,17 +294,10 @@ pub async fn start_run(
     Json(request): Json<StartRun>,
 ) -> Result<Response> {
     let wait = parse_wait(params.wait.as_deref())?;
-    if request.budget.as_ref().is_some_and(|b| b.fuel == 0) {
-        return Err(ApiError::unprocessable(
-            "invalid-input",
-            "budget.fuel must be at least 1",
-            Some("budget.fuel"),
-        ));
-    }
     let request = RunRequest {
+        budget_fuel: budget_fuel(request.budget.as_ref(), "budget.fuel")?,
         input: request.input,
         idempotency_key: request.idempotency_key,
-        budget_fuel: request.budget.map(|b| b.fuel),
         ..Default::default()
     };
     let (started, view) = state.service.start(&name, request, wait).await?;
@@ -326,15 +346,15 @@ pub async fn start_batch(
     Path(name): Path<String>,
     Json(batch): Json<StartBatch>,
 ) -> Result<Response> {
-    let requests = batch
-        .runs
-        .into_iter()
-        .map(|r| RunRequest {
+    let mut requests = Vec::with_capacity(batch.runs.len());
+    for (i, r) in batch.runs.into_iter().enumerate() {
+        requests.push(RunRequest {
+            budget_fuel: budget_fuel(r.budget.as_ref(), &format!("runs[{i}].budget.fuel"))?,
             input: r.input,
             idempotency_key: r.idempotency_key,
             ..Default::default()
-        })
-        .collect();
+        });
+    }
     let started = state.service.start_batch(&name, requests).await?;
     let any_created = started.iter().any(|s| s.created);
     let answer = BatchAnswer {

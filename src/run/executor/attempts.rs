@@ -3,6 +3,7 @@
 //! (success, retry with backoff, or failure).
 
 use std::cmp::Reverse;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -325,5 +326,38 @@ fn arg_text(value: Value) -> String {
     match value {
         Value::String(s) => s,
         other => other.to_string(),
+    }
+}
+
+impl super::Executor {
+    /// What an attempt of a step with `grants` and a rendered `env` may
+    /// reach; `None` for nothing (most steps: no allocation). A grant this
+    /// server no longer allows (it restarted with fewer `--allow-*`) is
+    /// refused, naming it.
+    pub(crate) fn access(
+        &self,
+        grants: &crate::grants::Grants,
+        env: Vec<(String, String)>,
+    ) -> Result<Option<Arc<crate::sandbox::Access>>, String> {
+        if grants.is_empty() && env.is_empty() {
+            return Ok(None);
+        }
+        let allowed = &self.caps.grants;
+        if let Some(refusal) = grants.http.iter().find_map(|p| allowed.refuse_http(p)) {
+            return Err(refusal);
+        }
+        let mut read = Vec::new();
+        for name in &grants.read {
+            match allowed.read.get(name) {
+                Some(dir) => read.push((name.clone(), dir.dir.clone())),
+                None => return Err(allowed.refuse_read(name).unwrap_or_default()),
+            }
+        }
+        Ok(Some(Arc::new(crate::sandbox::Access {
+            http: grants.http.clone(),
+            read,
+            scratch: grants.scratch,
+            env,
+        })))
     }
 }
