@@ -13,6 +13,10 @@ impl Driver<'_> {
     /// [`Driver::start_attempt`] held back: misses start at once, and the
     /// steps a hit made ready are scheduled (and looked up) in turn.
     pub(super) async fn cache_round(&mut self) {
+        // Most rounds have nothing to look up or record: no Arc clone then.
+        if self.cache_puts.is_empty() && self.lookups.is_empty() {
+            return;
+        }
         let Some(cache) = self.executor.cache.clone() else {
             return;
         };
