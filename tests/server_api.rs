@@ -362,7 +362,7 @@ async fn events_stream_live_and_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_guard_every_v1_route() {
     let token = "test-token-0123456789".to_string();
-    let server = TestServer::start_with(|c| c.tokens = vec![token.clone()]).await;
+    let server = TestServer::start_with(|c| c.tokens = vec![sandstep::server::auth::ApiToken::new(&token)]).await;
     let bare = reqwest::Client::new();
     for path in ["/v1/runs", "/v1/modules", "/v1/workflows", "/v1/openapi.json"] {
         let (status, body) = answer(bare.get(format!("{}{path}", server.url))).await;
@@ -382,11 +382,13 @@ async fn tokens_guard_every_v1_route() {
     assert_eq!(health.status(), 200);
     server.stop().await;
 
-    assert!(sandstep::server::check_bind(&"0.0.0.0:8080".parse().unwrap(), &[])
-        .unwrap_err()
-        .starts_with("refusing to listen on 0.0.0.0:8080 without API tokens"));
+    assert!(
+        sandstep::server::check_bind::<()>(&"0.0.0.0:8080".parse().unwrap(), &[])
+            .unwrap_err()
+            .starts_with("refusing to listen on 0.0.0.0:8080 without API tokens")
+    );
     assert!(sandstep::server::check_bind(&"0.0.0.0:8080".parse().unwrap(), &[token]).is_ok());
-    assert!(sandstep::server::check_bind(&"127.0.0.1:8080".parse().unwrap(), &[]).is_ok());
+    assert!(sandstep::server::check_bind::<()>(&"127.0.0.1:8080".parse().unwrap(), &[]).is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

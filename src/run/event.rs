@@ -298,6 +298,18 @@ impl EventKind {
         )
     }
 
+    /// The attempt this event records the end of, if any: its fuel is the
+    /// run's (retried, succeeded or failed).
+    pub fn attempt_record(&self) -> Option<&AttemptRecord> {
+        match self {
+            EventKind::StepRetrying { record, .. } => Some(record),
+            EventKind::ItemSucceeded { record, .. }
+            | EventKind::StepSucceeded { record, .. }
+            | EventKind::StepFailed { record, .. } => record.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The `type` string (`step.started`, ...).
     pub fn name(&self) -> &'static str {
         match self {
@@ -356,6 +368,10 @@ pub struct Origin {
     /// smaller of the definition's `budget.fuel` and the start request's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_fuel: Option<u64>,
+    /// The name of the API token that started the run (or its root run);
+    /// its usage is recorded under that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -16,7 +17,7 @@ use super::AppState;
 use crate::modules::{check_name, check_tag, DEFAULT_TAG};
 use crate::run::RunStatus;
 use crate::service::view::RunView;
-use crate::service::RunRequest;
+use crate::service::{Caller, RunRequest};
 use crate::store::modules::ModuleRecord;
 use crate::store::runs::RunFilter;
 use crate::store::runs::RunRow;
@@ -286,11 +287,12 @@ pub struct WaitParams {
 
 /// Start a run of the latest version of a workflow.
 #[utoipa::path(post, path = "/v1/workflows/{name}/runs", params(WaitParams), request_body = StartRun,
-    responses((status = 201, body = RunView), (status = 200, body = RunView), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422), (status = 503)))]
+    responses((status = 201, body = RunView), (status = 200, body = RunView), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422), (status = 429), (status = 503)))]
 pub async fn start_run(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     Query(params): Query<WaitParams>,
+    caller: Option<Extension<Caller>>,
     Json(request): Json<StartRun>,
 ) -> Result<Response> {
     let wait = parse_wait(params.wait.as_deref())?;
@@ -298,6 +300,7 @@ pub async fn start_run(
         budget_fuel: budget_fuel(request.budget.as_ref(), "budget.fuel")?,
         input: request.input,
         idempotency_key: request.idempotency_key,
+        caller: caller.map(|Extension(c)| c),
         ..Default::default()
     };
     let (started, view) = state.service.start(&name, request, wait).await?;
@@ -340,10 +343,11 @@ pub struct BatchAnswer {
 /// item's index and field); otherwise every run is stored in one
 /// transaction before the answer.
 #[utoipa::path(post, path = "/v1/workflows/{name}/runs/batch", request_body = StartBatch,
-    responses((status = 201, body = BatchAnswer), (status = 200, body = BatchAnswer), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422), (status = 503)))]
+    responses((status = 201, body = BatchAnswer), (status = 200, body = BatchAnswer), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422), (status = 429), (status = 503)))]
 pub async fn start_batch(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    caller: Option<Extension<Caller>>,
     Json(batch): Json<StartBatch>,
 ) -> Result<Response> {
     let mut requests = Vec::with_capacity(batch.runs.len());
@@ -352,6 +356,7 @@ pub async fn start_batch(
             budget_fuel: budget_fuel(r.budget.as_ref(), &format!("runs[{i}].budget.fuel"))?,
             input: r.input,
             idempotency_key: r.idempotency_key,
+            caller: caller.as_ref().map(|Extension(c)| c.clone()),
             ..Default::default()
         });
     }

@@ -52,6 +52,9 @@ pub enum ApiError {
         detail: String,
         field: Option<String>,
     },
+    /// 429: the token's daily fuel budget is spent.
+    #[error("budget exhausted: {0}")]
+    BudgetExhausted(String),
     /// 500: logged here, shown to nobody.
     #[error("internal: {0}")]
     Internal(String),
@@ -106,6 +109,7 @@ impl From<RunError> for ApiError {
             }
             RunError::NameMismatch(detail) => ApiError::unprocessable("name-mismatch", detail, Some("name")),
             RunError::Unavailable => ApiError::Unavailable,
+            RunError::BudgetExhausted(detail) => ApiError::BudgetExhausted(detail),
             RunError::NotConfigured(detail) => ApiError::NotConfigured(detail),
             RunError::Store(error) => ApiError::Internal(error.to_string()),
             RunError::Internal(error) => ApiError::Internal(error),
@@ -150,6 +154,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = matches!(self, ApiError::BudgetExhausted(_)).then(seconds_to_utc_midnight);
         let (status, kind, title, detail, field, errors) = match self {
             ApiError::BadRequest { detail, field } => (
                 StatusCode::BAD_REQUEST,
@@ -218,6 +223,14 @@ impl IntoResponse for ApiError {
                 field,
                 None,
             ),
+            ApiError::BudgetExhausted(detail) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "budget-exhausted",
+                "Budget exhausted",
+                detail,
+                None,
+                None,
+            ),
             ApiError::Internal(error) => {
                 tracing::error!(%error, "internal error");
                 (
@@ -259,8 +272,17 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             "application/problem+json".parse().expect("valid header"),
         );
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, seconds.into());
+        }
         response
     }
+}
+
+/// Seconds until the next UTC day begins (when daily budgets renew).
+fn seconds_to_utc_midnight() -> u64 {
+    let now = crate::run::event::now_ms() / 1000;
+    86_400 - now % 86_400
 }
 
 /// A query string whose rejections are problems too (400, `bad-request`).

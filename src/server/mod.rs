@@ -1,8 +1,8 @@
 //! The HTTP server (`sandstep serve`): the API under /v1 (`api`, `events`
 //! for SSE), problem+json errors (`error`), bearer tokens (`auth`),
 //! `/healthz`, `/metrics` and the OpenAPI document (`ops`), secrets
-//! (`secrets`), the step result cache (`cache`). Handlers only
-//! parse and translate: the run lifecycle is [`crate::service`].
+//! (`secrets`), the step result cache (`cache`), usage per token (`usage`).
+//! Handlers only parse and translate: the run lifecycle is [`crate::service`].
 
 pub mod api;
 pub mod auth;
@@ -13,6 +13,7 @@ pub mod ops;
 pub mod posted;
 pub mod rerun;
 pub mod secrets;
+pub mod usage;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -36,7 +37,8 @@ use crate::store::Db;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
-    pub tokens: Vec<String>,
+    /// API tokens (`--tokens-file`, `SANDSTEP_API_TOKENS`); none: no auth.
+    pub tokens: Vec<auth::ApiToken>,
     /// Largest module upload, in bytes. Default 64 MiB.
     pub max_module_bytes: usize,
     /// Largest JSON or YAML body, in bytes. Default 1 MiB.
@@ -80,13 +82,13 @@ impl ServerConfig {
 
 pub struct AppState {
     pub service: Arc<Service>,
-    pub tokens: Vec<String>,
+    pub tokens: Vec<auth::ApiToken>,
     /// Fired when shutdown begins: event streams end so the server can stop.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// Refuses to expose the API beyond this machine without tokens.
-pub fn check_bind(addr: &SocketAddr, tokens: &[String]) -> Result<(), String> {
+pub fn check_bind<T>(addr: &SocketAddr, tokens: &[T]) -> Result<(), String> {
     if !addr.ip().is_loopback() && tokens.is_empty() {
         return Err(format!(
             "refusing to listen on {addr} without API tokens: set SANDSTEP_API_TOKENS or --tokens-file, or listen on 127.0.0.1"
@@ -162,6 +164,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/events", post(posted::post_event).get(posted::list_events))
         .route("/v1/schedules", get(posted::list_schedules))
         .route("/v1/cache", delete(cache::clear_cache))
+        .route("/v1/usage", get(usage::get_usage))
         .route("/v1/secrets", get(secrets::list_secrets))
         .route(
             "/v1/secrets/{name}",

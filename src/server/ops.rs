@@ -51,6 +51,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::secrets::list_secrets,
         super::secrets::delete_secret,
         super::cache::clear_cache,
+        super::usage::get_usage,
     ),
     components(schemas(super::error::Problem, crate::workflow::ValidationError)),
     modifiers(&BearerAuth, &Problems)
@@ -114,6 +115,9 @@ fn describe(status: &str) -> &'static str {
         "413" => "The body is larger than the server accepts",
         "415" => "The body's content type is not accepted",
         "422" => "A well-formed request whose values are wrong, with the field at fault",
+        "429" => {
+            "The token's daily fuel budget is spent (problem `budget-exhausted`, Retry-After: seconds to 00:00 UTC)"
+        }
         "503" => "The server is shutting down",
         _ => "An internal error (no detail is shown)",
     }

@@ -67,11 +67,12 @@ impl utoipa::ToSchema for RerunRun {}
 /// `rerun_of`, that reuses the recorded outputs of every other step that
 /// succeeded.
 #[utoipa::path(post, path = "/v1/runs/{id}/rerun", params(WaitParams), request_body = RerunRun,
-    responses((status = 201, body = RunView), (status = 400), (status = 404), (status = 409), (status = 413), (status = 415), (status = 422), (status = 503)))]
+    responses((status = 201, body = RunView), (status = 400), (status = 404), (status = 409), (status = 413), (status = 415), (status = 422), (status = 429), (status = 503)))]
 pub async fn rerun_run(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
     Query(params): Query<WaitParams>,
+    caller: Option<axum::Extension<crate::service::Caller>>,
     Json(request): Json<RerunRun>,
 ) -> Result<Response, ApiError> {
     use crate::service::rerun::{Rerun, RerunFrom};
@@ -90,6 +91,7 @@ pub async fn rerun_run(
     let rerun = Rerun {
         from,
         input: request.input,
+        caller: caller.map(|axum::Extension(c)| c),
     };
     let (started, view) = state.service.rerun(&id, rerun, wait).await?;
     let view = match view {

@@ -31,6 +31,7 @@ impl Children for ServiceChildren {
                     };
                     let request = RunRequest {
                         budget_fuel: None,
+                        caller: None,
                         input: child.input,
                         idempotency_key: Some(child.idempotency_key),
                         origin: child.origin,

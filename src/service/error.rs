@@ -35,6 +35,9 @@ pub enum RunError {
     /// The server lacks a setting this request needs (a secrets key).
     #[error("{0}")]
     NotConfigured(String),
+    /// The caller's token consumed its daily fuel budget.
+    #[error("{0}")]
+    BudgetExhausted(String),
     /// The process is draining for shutdown.
     #[error("the server is shutting down")]
     Unavailable,

@@ -39,6 +39,7 @@ pub mod rerun;
 pub mod secrets;
 pub mod start;
 pub mod triggers;
+pub mod usage;
 pub mod view;
 pub mod waits;
 pub mod watch;
@@ -57,6 +58,7 @@ use journal::{Outlets, RunJournal};
 use metrics::Metrics;
 use modules::{Modules, Place};
 pub use start::RunRequest;
+pub use usage::Caller;
 use view::{run_view, RunView};
 use watch::{Watch, Watchers};
 

@@ -29,6 +29,8 @@ pub struct Rerun {
     /// A new run input; every step reading `inputs` (and its dependents)
     /// runs again too.
     pub input: Option<Value>,
+    /// The token that asks (its usage and daily budget).
+    pub caller: Option<super::Caller>,
 }
 
 impl Service {
@@ -90,6 +92,7 @@ impl Service {
             .collect();
         let request = RunRequest {
             budget_fuel: None,
+            caller: rerun.caller,
             input: rerun.input.unwrap_or_else(|| row.input.clone()),
             idempotency_key: None,
             origin: Origin {

@@ -30,6 +30,9 @@ pub struct RunRequest {
     pub origin: Origin,
     /// The start request's `budget.fuel`; the definition's may be smaller.
     pub budget_fuel: Option<u64>,
+    /// The token that asks (its usage, its daily budget); `None` for a
+    /// server without tokens, triggers and child runs.
+    pub caller: Option<super::Caller>,
 }
 
 /// The workflow version a start runs, and the modules it pins.
@@ -103,6 +106,9 @@ pub fn prepare(
         secrets: secrets.clone(),
     };
     let mut origin = request.origin;
+    if let Some(caller) = request.caller {
+        origin.token = Some(caller.token);
+    }
     origin.budget_fuel = match (workflow.budget_fuel, request.budget_fuel) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -249,6 +255,16 @@ impl Service {
             None => self.modules.pin(&workflow).await?,
         };
         let subworkflows = self.pin_subworkflows(&workflow).await;
+        let mut requests = requests;
+        // A token's daily budget: refused once spent, else each run capped
+        // at what is left of it.
+        if let Some(caller) = requests.first().and_then(|r| r.caller.clone()) {
+            if let Some(left) = self.fuel_left(&caller).await? {
+                for request in &mut requests {
+                    request.budget_fuel = Some(request.budget_fuel.map_or(left, |b| b.min(left)));
+                }
+            }
+        }
         let mut ready = Vec::with_capacity(requests.len());
         let mut errors = Vec::new();
         for (index, mut request) in requests.into_iter().enumerate() {

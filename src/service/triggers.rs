@@ -94,6 +94,7 @@ impl Service {
         };
         let request = RunRequest {
             budget_fuel: None,
+            caller: None,
             input,
             idempotency_key: Some(key),
             origin: Origin {

@@ -76,15 +76,15 @@ pub(crate) async fn insert_runs(
         fresh.push((run, row.input.to_string()));
         out.push(Inserted::New(row));
     }
-    for chunk in fresh.chunks(ROWS_PER_STATEMENT / 14) {
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT / 15) {
         let mut query = sqlx::QueryBuilder::new(
             "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, updated_ms, \
-             last_seq, owner, lease_until_ms, fence, parent_run_id) ",
+             last_seq, owner, lease_until_ms, fence, parent_run_id, token) ",
         );
         query.push_values(chunk, |mut row, (run, input)| {
-            let parent = match &run.queued.kind {
-                EventKind::RunQueued { origin, .. } => origin.parent_run_id.as_deref(),
-                _ => None,
+            let (parent, token) = match &run.queued.kind {
+                EventKind::RunQueued { origin, .. } => (origin.parent_run_id.as_deref(), origin.token.as_deref()),
+                _ => (None, None),
             };
             row.push_bind(&run.id)
                 .push_bind(&run.workflow)
@@ -99,12 +99,15 @@ pub(crate) async fn insert_runs(
                 .push_bind(node)
                 .push_bind(lease_until_ms)
                 .push_bind(1i64)
-                .push_bind(parent);
+                .push_bind(parent)
+                .push_bind(token);
         });
         query.build().execute(&mut *tx).await?;
     }
     let queued: Vec<&Event> = fresh.iter().map(|(run, _)| &run.queued).collect();
     insert_events(tx, &queued).await?;
+    let stored: Vec<&NewRun> = fresh.iter().map(|(run, _)| *run).collect();
+    super::usage::count_runs(tx, &stored).await?;
     Ok(out)
 }
 
@@ -223,6 +226,7 @@ pub(crate) async fn append(
             .await?;
     }
     insert_events(tx, &accepted).await?;
+    super::usage::count_fuel(tx, &accepted).await?;
     super::events::follow_waits(tx, &accepted, now).await?;
     Ok(results)
 }

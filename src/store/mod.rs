@@ -34,6 +34,7 @@ pub mod runs;
 pub mod secrets;
 mod sqlite;
 pub mod triggers;
+pub mod usage;
 pub mod workflows;
 pub mod writer;
 

@@ -33,7 +33,7 @@ impl TestServer {
     pub async fn start_in(data_dir: &std::path::Path, configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let mut config = ServerConfig::new(data_dir.to_path_buf());
         configure(&mut config);
-        let token = config.tokens.first().cloned();
+        let token = config.tokens.first().map(|t| t.secret.clone());
         let state = server::start(&config).await.expect("the server starts");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -53,6 +53,7 @@ impl<'a> Driver<'a> {
                 parent_run_id: Some(self.state.run_id.clone()),
                 parent_step_id: Some(step.id.clone()),
                 ancestors,
+                token: self.state.origin.token.clone(),
                 ..Origin::default()
             },
         };
