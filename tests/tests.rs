@@ -27,5 +27,6 @@ mod run_service;
 mod secrets;
 mod server_api;
 mod subworkflows;
+mod throttle;
 mod triggers;
 mod waits;

@@ -137,6 +137,7 @@ fn describe(kind: &EventKind) -> Option<String> {
         EventKind::StepFailed {
             step, item: i, error, ..
         } => format!("step {step}{} failed: {error}", item(i)),
+        EventKind::StepThrottled { step, item: None, key } => format!("step {step} throttled (key {key:?})"),
         EventKind::StepSkipped { step, reason } => format!("step {step} skipped: {reason}"),
         EventKind::StepCanceled { step, reason } => format!("step {step} canceled: {reason}"),
         EventKind::RunCanceling { reason } => format!("run canceling: {reason}"),

@@ -110,6 +110,8 @@ pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(db) => executor.with_cache(Arc::new(crate::service::cache::StoreCache(db))),
         None => executor.with_cache(Arc::new(crate::run::cache::MemoryCache::default())),
     };
+    // `throttle:` limits hold among this run's own attempts.
+    let executor = executor.with_throttle(Arc::new(crate::run::throttle::MemoryThrottle::default()));
     let finished = executor.execute(&spec, state, &journal, cancel).await?;
     drop(journal);
     let _ = display.await;

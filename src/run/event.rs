@@ -198,6 +198,16 @@ pub enum EventKind {
         item: Option<usize>,
         cached_from: String,
     },
+    /// A unit of a throttled step (or workflow) waits for its key's slot
+    /// or rate window (`throttle:`); it starts later with `step.started`.
+    #[serde(rename = "step.throttled")]
+    StepThrottled {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        /// The key it waits under (the step's, else the workflow's).
+        key: String,
+    },
     #[serde(rename = "step.log")]
     StepLog {
         step: String,
@@ -318,6 +328,7 @@ impl EventKind {
             EventKind::StepExpanded { .. } => "step.expanded",
             EventKind::StepStarted { .. } => "step.started",
             EventKind::StepCached { .. } => "step.cached",
+            EventKind::StepThrottled { .. } => "step.throttled",
             EventKind::StepLog { .. } => "step.log",
             EventKind::StepChildStarted { .. } => "step.child_started",
             EventKind::StepWaiting { .. } => "step.waiting",

@@ -1,7 +1,7 @@
 //! Running workflows: events ([`event`]), the step result cache ([`cache`]), the run state they fold into
 //! ([`state`]), the journal every change passes through ([`journal`]),
 //! secrets and their redaction ([`secrets`]), requests that reach a run
-//! from outside ([`inbox`]), child runs of sub-workflow steps
+//! from outside ([`inbox`]), keyed limits on attempts ([`throttle`]), child runs of sub-workflow steps
 //! ([`children`]) and the executor that drives a run ([`executor`]). Nothing here knows the store or any transport: a
 //! durable journal is provided by [`crate::service`].
 
@@ -13,6 +13,7 @@ pub mod inbox;
 pub mod journal;
 pub mod secrets;
 pub mod state;
+pub mod throttle;
 
 pub use event::{AttemptRecord, ErrorKind, Event, EventKind, StepError};
 pub use executor::{Executor, RunSpec};

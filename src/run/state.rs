@@ -109,6 +109,9 @@ pub struct UnitState {
     /// A sub-workflow unit: its child run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child: Option<String>,
+    /// Waiting for a slot of its throttle key (until its attempt starts).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub throttled: bool,
 }
 
 impl UnitState {
@@ -291,6 +294,10 @@ impl RunState {
                 unit.started = unit.started.max(*attempt);
                 unit.running = Some(*attempt);
                 unit.retry_at_ms = None;
+                unit.throttled = false;
+            }
+            EventKind::StepThrottled { step, item, .. } => {
+                self.step(step).unit(*item).throttled = true;
             }
             EventKind::StepLog { .. } => {}
             EventKind::StepCached {

@@ -110,13 +110,19 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
         ..Caps::default()
     };
     let cache = Arc::new(crate::service::cache::StoreCache(db.clone()));
-    let executor = Arc::new(Executor::new(sandbox, config.max_concurrent_attempts, caps).with_cache(cache));
+    let node = owner::node_id(&config.data_dir)?;
+    let writer = crate::store::writer::Writer::start(db.clone(), &node);
+    let throttle = Arc::new(crate::service::throttle::StoreThrottle::new(writer.clone()));
+    let executor = Executor::new(sandbox, config.max_concurrent_attempts, caps)
+        .with_cache(cache)
+        .with_throttle(throttle);
     let service = Service::new(
         db,
-        executor,
+        writer,
+        Arc::new(executor),
         Arc::new(Secrets::from_env()),
         ServiceConfig {
-            node: owner::node_id(&config.data_dir)?,
+            node,
             lease: config.lease,
             max_batch: config.max_batch,
             event_retention: config.event_retention,

@@ -38,6 +38,7 @@ pub mod owner;
 pub mod rerun;
 pub mod secrets;
 pub mod start;
+pub mod throttle;
 pub mod triggers;
 pub mod usage;
 pub mod view;
@@ -124,10 +125,17 @@ pub struct Service {
 }
 
 impl Service {
-    /// The service of this node on `db`, with its writer and heartbeat.
-    pub fn new(db: Db, executor: Arc<Executor>, secrets: Arc<Secrets>, config: ServiceConfig) -> Arc<Service> {
+    /// The service of this node on `db`, committing through `writer`
+    /// (`Writer::start` on the same `db` and node), with its heartbeat.
+    pub fn new(
+        db: Db,
+        writer: Writer,
+        executor: Arc<Executor>,
+        secrets: Arc<Secrets>,
+        config: ServiceConfig,
+    ) -> Arc<Service> {
         let outlets = Arc::new(Outlets {
-            writer: Writer::start(db.clone(), &config.node),
+            writer,
             watchers: Arc::new(Watchers::default()),
             metrics: Arc::new(Metrics::default()),
         });

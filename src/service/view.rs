@@ -79,6 +79,10 @@ pub struct StepView {
     /// for_each: how many items reused a recorded output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cached_items: Option<usize>,
+    /// for_each: how many items wait for their `throttle:` key's slot now
+    /// (a plain step waiting for one is `pending` with `reason: throttled`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttled_items: Option<usize>,
     /// A sub-workflow step: its child runs (one per for_each item).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub child_run_ids: Vec<String>,
@@ -200,12 +204,20 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
         .iter()
         .map(|step| {
             let s = &state.steps[step.id.as_str()];
+            let throttled = match s.status.is_terminal() {
+                true => 0,
+                false => s.units.iter().filter(|u| u.throttled).count(),
+            };
+            let reason = match s.status {
+                crate::run::StepStatus::Pending if throttled > 0 => Some("throttled".to_string()),
+                _ => s.reason.clone(),
+            };
             StepView {
                 id: step.id.clone(),
                 status: s.status.as_str(),
                 output: s.output.clone(),
                 error: s.error.clone(),
-                reason: s.reason.clone(),
+                reason,
                 items: s.items,
                 waiting_for: s.waiting_for.clone(),
                 waiting_until_ms: s.waiting_until_ms,
@@ -217,6 +229,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                     .items
                     .map(|_| s.units.iter().filter(|u| u.cached_from.is_some()).count())
                     .filter(|n| *n > 0),
+                throttled_items: s.items.map(|_| throttled).filter(|n| *n > 0),
                 child_run_ids: s.units.iter().filter_map(|u| u.child.clone()).collect(),
                 fuel_consumed: s.fuel_consumed(),
                 attempts: attempts

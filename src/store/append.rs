@@ -206,6 +206,8 @@ pub(crate) async fn append(
         query.push(")");
         query.build().execute(&mut *tx).await?;
     }
+    // An ended run's throttle slots are given back with its end.
+    super::throttle::release_runs(tx, &ended).await?;
     // An ended run's requests are answered by its end.
     for chunk in ended.chunks(ROWS_PER_STATEMENT) {
         let mut query = sqlx::QueryBuilder::new("UPDATE inbox SET consumed_ms = ");

@@ -33,6 +33,7 @@ pub mod modules;
 pub mod runs;
 pub mod secrets;
 mod sqlite;
+pub mod throttle;
 pub mod triggers;
 pub mod usage;
 pub mod workflows;

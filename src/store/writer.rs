@@ -1,5 +1,5 @@
-//! Group commit: run starts (single or batched), every run's appends and
-//! posted events go to one writer task, which commits whatever has queued up in a single
+//! Group commit: run starts (single or batched), every run's appends,
+//! posted events and `throttle:` asks and releases go to one writer task, which commits whatever has queued up in a single
 //! transaction (one fsync) and then answers each caller. Durability costs
 //! one commit per batch, not one per request.
 //!
@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::events::{NewEvent, Posted};
 use super::runs::{Append, AppendRefused, Inserted, NewRun};
 use super::{Db, StoreError};
+use crate::run::throttle::{Answer, Ask};
 
 /// Events (or new runs) per transaction at most, before the next batch.
 const MAX_BATCH: usize = 4096;
@@ -39,6 +40,18 @@ enum Request {
         event: NewEvent,
         done: oneshot::Sender<Result<Posted, String>>,
     },
+    /// `throttle:` slots asked for, in order.
+    Throttle {
+        asks: Vec<Ask>,
+        now_ms: u64,
+        done: oneshot::Sender<Result<Vec<Answer>, String>>,
+    },
+    /// `throttle:` slots given back: by holder, and every slot of runs.
+    Release {
+        holders: Vec<String>,
+        runs: Vec<String>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 impl Request {
@@ -47,6 +60,8 @@ impl Request {
             Request::Start { runs, .. } => runs.len(),
             Request::Append { append, .. } => append.events.len(),
             Request::Post { .. } => 1,
+            Request::Throttle { asks, .. } => asks.len(),
+            Request::Release { holders, runs, .. } => holders.len() + runs.len(),
         }
     }
 }
@@ -118,6 +133,31 @@ impl Writer {
             .map_err(StoreError::NotCommitted)
     }
 
+    /// Answers `throttle:` asks in order, recording the grants; resolves
+    /// once durable.
+    pub async fn throttle(&self, asks: Vec<Ask>, now_ms: u64) -> Result<Vec<Answer>, StoreError> {
+        let (done, committed) = oneshot::channel();
+        self.requests
+            .send(Request::Throttle { asks, now_ms, done })
+            .map_err(|_| StoreError::WriterStopped)?;
+        committed
+            .await
+            .map_err(|_| StoreError::WriterStopped)?
+            .map_err(StoreError::NotCommitted)
+    }
+
+    /// Gives back `throttle:` slots of `holders` and of every unit of `runs`.
+    pub async fn release(&self, holders: Vec<String>, runs: Vec<String>) -> Result<(), StoreError> {
+        let (done, committed) = oneshot::channel();
+        self.requests
+            .send(Request::Release { holders, runs, done })
+            .map_err(|_| StoreError::WriterStopped)?;
+        committed
+            .await
+            .map_err(|_| StoreError::WriterStopped)?
+            .map_err(StoreError::NotCommitted)
+    }
+
     /// Commits one conditional append; resolves once durable or refused.
     pub async fn append(&self, append: Append) -> Result<(), AppendError> {
         let (done, committed) = oneshot::channel();
@@ -134,6 +174,8 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
     let mut starts = Vec::new();
     let mut appends = Vec::new();
     let mut posts = Vec::new();
+    let mut throttles = Vec::new();
+    let mut releases = Vec::new();
     for request in batch {
         match request {
             Request::Start {
@@ -143,6 +185,8 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
             } => starts.push((runs, lease_until_ms, done)),
             Request::Append { append, done } => appends.push((append, done)),
             Request::Post { event, done } => posts.push((event, done)),
+            Request::Throttle { asks, now_ms, done } => throttles.push((asks, now_ms, done)),
+            Request::Release { holders, runs, done } => releases.push((holders, runs, done)),
         }
     }
     let result = async {
@@ -161,12 +205,28 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
         for (event, _) in &posts {
             posted.push(super::events::insert_event(&mut tx, event).await?);
         }
+        // Slots given back first, so asks in the same batch can have them.
+        for (holders, runs, _) in &releases {
+            super::throttle::release(&mut tx, holders).await?;
+            let runs: Vec<&str> = runs.iter().map(String::as_str).collect();
+            super::throttle::release_runs(&mut tx, &runs).await?;
+        }
+        let mut answered = Vec::with_capacity(throttles.len());
+        for (asks, now_ms, _) in &throttles {
+            answered.push(super::throttle::acquire(&mut tx, asks, *now_ms).await?);
+        }
         tx.commit().await?;
-        Ok::<_, StoreError>((inserted, appended, posted))
+        Ok::<_, StoreError>((inserted, appended, posted, answered))
     }
     .await;
     match result {
-        Ok((inserted, appended, posted)) => {
+        Ok((inserted, appended, posted, answered)) => {
+            for ((_, _, done), answers) in throttles.into_iter().zip(answered) {
+                let _ = done.send(Ok(answers));
+            }
+            for (_, _, done) in releases {
+                let _ = done.send(Ok(()));
+            }
             for ((_, done), posted) in posts.into_iter().zip(posted) {
                 let _ = done.send(Ok(posted));
             }
@@ -189,6 +249,12 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
                 let _ = done.send(Err(AppendError::Store(message.clone())));
             }
             for (_, done) in posts {
+                let _ = done.send(Err(message.clone()));
+            }
+            for (_, _, done) in throttles {
+                let _ = done.send(Err(message.clone()));
+            }
+            for (_, _, done) in releases {
                 let _ = done.send(Err(message.clone()));
             }
         }

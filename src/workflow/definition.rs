@@ -38,6 +38,32 @@ pub struct WorkflowDef {
     /// What all of a run's attempts together may consume.
     #[serde(default)]
     pub budget: Option<BudgetDef>,
+    /// Keyed limits on the attempts of every module step of the workflow,
+    /// across its runs.
+    #[serde(default)]
+    pub throttle: Option<ThrottleDef>,
+}
+
+/// `throttle: { key: "{{ inputs.customer }}", concurrency: 2, rate: { limit: 10, per: 1m } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleDef {
+    /// A template: attempts whose keys are equal share the limits.
+    pub key: String,
+    /// Attempts of one key running at once.
+    #[serde(default)]
+    pub concurrency: Option<u32>,
+    /// Attempt starts of one key within any `per` interval.
+    #[serde(default)]
+    pub rate: Option<RateDef>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateDef {
+    pub limit: u32,
+    #[serde(deserialize_with = "duration")]
+    pub per: Duration,
 }
 
 /// `budget: { fuel: N }`.
@@ -255,6 +281,9 @@ pub struct StepDef {
     /// Reuse a recorded output for the same module, input, grants and limits.
     #[serde(default)]
     pub cache: Option<CacheDef>,
+    /// Keyed limits on this step's attempts, across runs.
+    #[serde(default)]
+    pub throttle: Option<ThrottleDef>,
 }
 
 /// `cache: true`, or `cache: { ttl: 7d, unsafe_effects: true }`.
@@ -304,6 +333,10 @@ fn duration_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
             crate::workflow::template::kind_of(&other)
         ))),
     }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    duration_opt(d)?.ok_or_else(|| serde::de::Error::custom("expected a duration such as \"1m\", got null"))
 }
 
 fn size_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {

@@ -8,7 +8,9 @@ pub mod inputs;
 pub mod template;
 pub mod validate;
 
-pub use validate::{check_topic, Action, CachePolicy, ForEach, ModuleCatalog, RetryPolicy, Step, Workflow};
+pub use validate::{
+    check_topic, Action, CachePolicy, ForEach, ModuleCatalog, Rate, RetryPolicy, Step, Throttle, Workflow,
+};
 
 use serde_json::Value;
 

@@ -98,6 +98,9 @@ impl<'a> Driver<'a> {
             self.lookups.push((index, item, key));
             return;
         }
+        if self.throttle_gate(index, item, &scope) {
+            return;
+        }
         let access = match self.executor.access(&step.grants, env) {
             Ok(access) => access,
             Err(refusal) => {
@@ -189,6 +192,7 @@ impl<'a> Driver<'a> {
             reserved,
             capped,
         } = done;
+        self.throttle_finished(index, item);
         self.fuel_reserved = self.fuel_reserved.saturating_sub(reserved);
         self.fuel_used += result.fuel_consumed;
         self.running[index] = self.running[index].saturating_sub(1);

@@ -67,6 +67,7 @@ impl<'a> Driver<'a> {
                 }
                 Timer::Sleep { step } => self.sleep_over(step),
                 Timer::WaitTimeout { step } => self.wait_timed_out(step),
+                Timer::Throttle => self.throttled.unblock(),
             }
         }
     }

@@ -35,6 +35,7 @@ mod ending;
 mod redact;
 mod resume;
 mod schedule;
+mod throttled;
 mod waits;
 
 use super::cache::{CacheEntry, CacheStats, StepCache};
@@ -44,6 +45,7 @@ use super::inbox::{Message, MessageKind};
 use super::journal::{Journal, JournalError};
 use super::secrets::Secrets;
 use super::state::{RunState, RunStatus};
+use super::throttle::Throttle;
 use crate::limits::Caps;
 use crate::sandbox::{Attempt, Module, Sandbox};
 use crate::workflow::template::Scope;
@@ -67,6 +69,8 @@ pub struct Executor {
     /// Where `cache:` steps find and record outputs; none: they always run.
     cache: Option<Arc<dyn StepCache>>,
     pub cache_stats: CacheStats,
+    /// Where `throttle:` keys' slots are kept; none: throttles are not held.
+    throttle: Option<Arc<dyn Throttle>>,
 }
 
 impl Executor {
@@ -77,6 +81,7 @@ impl Executor {
             caps,
             cache: None,
             cache_stats: CacheStats::default(),
+            throttle: None,
         }
     }
 
@@ -92,6 +97,12 @@ impl Executor {
     /// Gives `cache:` steps a place to keep outputs.
     pub fn with_cache(mut self, cache: Arc<dyn StepCache>) -> Self {
         self.cache = Some(cache);
+        self
+    }
+
+    /// Gives `throttle:` keys a place to keep their slots.
+    pub fn with_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
+        self.throttle = Some(throttle);
         self
     }
 
@@ -159,7 +170,9 @@ impl Executor {
         controls: Controls,
     ) -> Result<RunState, JournalError> {
         let mut driver = Driver::new(self, spec, state, journal);
+        driver.throttle_resume().await;
         driver.run(controls).await?;
+        driver.throttle_settle().await;
         Ok(driver.state)
     }
 }
@@ -187,9 +200,18 @@ pub struct Controls {
 /// it survives a restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
-    Retry { step: usize, item: Option<usize> },
-    Sleep { step: usize },
-    WaitTimeout { step: usize },
+    Retry {
+        step: usize,
+        item: Option<usize>,
+    },
+    Sleep {
+        step: usize,
+    },
+    WaitTimeout {
+        step: usize,
+    },
+    /// A throttle key's rate window moved on: waiting keys ask again.
+    Throttle,
 }
 
 type AttemptFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
@@ -256,6 +278,8 @@ struct Driver<'a> {
     /// its running ones (`budget.fuel`).
     fuel_used: u64,
     fuel_reserved: u64,
+    /// Units waiting for `throttle:` slots, and the slots held.
+    throttled: throttled::Throttled,
 }
 
 impl<'a> Driver<'a> {
@@ -289,6 +313,7 @@ impl<'a> Driver<'a> {
             cache_puts: Vec::new(),
             fuel_used: 0,
             fuel_reserved: 0,
+            throttled: throttled::Throttled::new(n),
         }
     }
 
@@ -367,6 +392,7 @@ impl<'a> Driver<'a> {
                 self.schedule();
                 self.launch();
                 self.cache_round().await;
+                self.throttle_round().await;
                 self.start_children().await;
             }
             if self.state.status.is_terminal() {
@@ -411,6 +437,7 @@ impl<'a> Driver<'a> {
                     }
                 }
                 _ = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
+                _ = throttled::Throttled::wake(self.throttled.released()), if self.throttled.is_waiting() => self.throttled.unblock(),
             }
         }
     }

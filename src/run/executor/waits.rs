@@ -149,6 +149,7 @@ impl<'a> Driver<'a> {
             && self.inline.is_none()
             && self.child_starts.is_empty()
             && self.queued.iter().all(VecDeque::is_empty)
+            && !self.throttled.is_waiting()
             && !self
                 .timers
                 .iter()

@@ -7,9 +7,11 @@ mod checks;
 mod grants;
 mod paths;
 mod step;
+mod throttle;
 mod triggers;
 
 pub use step::{check_topic, MAX_TOPIC_CHARS};
+pub use throttle::{Rate, Throttle, MAX_RATE_PER, MAX_THROTTLE_LIMIT};
 pub use triggers::{RunTrigger, Schedule, MAX_CATCH_UP};
 
 use std::collections::HashMap;
@@ -42,6 +44,8 @@ pub struct Workflow {
     pub secrets: Option<Vec<String>>,
     /// `budget.fuel`: the fuel all of a run's attempts may consume together.
     pub budget_fuel: Option<u64>,
+    /// `throttle:` over the attempts of every module step, across runs.
+    pub throttle: Option<Throttle>,
     index: HashMap<String, usize>,
 }
 
@@ -98,6 +102,8 @@ pub struct Step {
     pub env: std::sync::Arc<Vec<(String, TemplateValue)>>,
     /// `cache:`: reuse recorded outputs, kept this long (`None`: until cleared).
     pub cache: Option<CachePolicy>,
+    /// `throttle:` over this step's attempts, across runs (module steps).
+    pub throttle: Option<Throttle>,
 }
 
 /// A step's validated `cache:`.
@@ -341,6 +347,22 @@ pub fn validate(
     });
 
     let triggers = triggers::compile_triggers(&def.triggers, &def.inputs, &mut errors);
+    let throttle = def.throttle.as_ref().and_then(|t| {
+        let throttle = throttle::compile_throttle(t, "throttle", &mut errors)?;
+        let known = Known {
+            index: &index,
+            inputs: &def.inputs,
+            secrets: def.secrets.as_deref(),
+        };
+        let reads = check_paths(&throttle.key, "throttle.key", None, Situational::default(), &known, &mut errors);
+        if !reads.is_empty() {
+            errors.add(
+                "throttle.key",
+                "a workflow's throttle key may read `inputs`, `run` and `workflow`, not steps (give the step its own `throttle`)",
+            );
+        }
+        Some(throttle)
+    });
 
     if errors.0.is_empty() {
         let deps: Vec<Vec<usize>> = compiled.iter().map(|s| s.deps.clone()).collect();
@@ -371,6 +393,7 @@ pub fn validate(
         triggers,
         secrets: def.secrets,
         budget_fuel: def.budget.map(|b| b.fuel),
+        throttle,
         index,
     })
 }

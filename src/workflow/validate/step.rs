@@ -260,6 +260,20 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         _ => {}
     }
 
+    let throttle = step
+        .throttle
+        .as_ref()
+        .and_then(|t| super::throttle::compile_throttle(t, &at("throttle"), errors));
+    if step.throttle.is_some() && !matches!(action, Action::Module { .. }) {
+        errors.add(at("throttle"), "`throttle` applies to steps that run a module");
+    }
+    if let Some(throttle) = &throttle {
+        let situational = Situational {
+            item: is_for_each,
+            event: false,
+        };
+        templated.push((&throttle.key, at("throttle.key"), situational));
+    }
     for (template, location, situational) in &templated {
         for dep in check_paths(template, location, own, *situational, &known, errors) {
             deps.insert(dep);
@@ -301,6 +315,7 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         grants: granted.grants,
         env: granted.env,
         cache,
+        throttle,
     }
 }
 

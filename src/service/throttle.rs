@@ -1,0 +1,45 @@
+//! The service's [`Throttle`]: books in the store, asked through the
+//! group-commit writer; releases on this node wake its waiting runs at once
+//! (runs of other processes see them at their next poll).
+
+use crate::run::cache::BoxFuture;
+use crate::run::throttle::{Answer, Ask, Throttle};
+use crate::store::writer::Writer;
+
+pub struct StoreThrottle {
+    writer: Writer,
+    released: tokio::sync::watch::Sender<u64>,
+}
+
+impl StoreThrottle {
+    pub fn new(writer: Writer) -> Self {
+        StoreThrottle {
+            writer,
+            released: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    async fn give_back(&self, holders: Vec<String>, runs: Vec<String>) -> Result<(), String> {
+        let outcome = self.writer.release(holders, runs).await.map_err(|e| e.to_string());
+        self.released.send_modify(|n| *n += 1);
+        outcome
+    }
+}
+
+impl Throttle for StoreThrottle {
+    fn acquire(&self, asks: Vec<Ask>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Answer>, String>> {
+        Box::pin(async move { self.writer.throttle(asks, now_ms).await.map_err(|e| e.to_string()) })
+    }
+
+    fn release(&self, holders: Vec<String>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.give_back(holders, Vec::new()))
+    }
+
+    fn release_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.give_back(Vec::new(), vec![run_id.to_string()]))
+    }
+
+    fn releases(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.released.subscribe()
+    }
+}

@@ -1,0 +1,104 @@
+//! `throttle:` books in the store (migration 0009): asks are answered in the
+//! group-commit writer's transaction, so two asks never see the same free
+//! slot, and the books outlive the process.
+
+use std::collections::HashMap;
+
+use sqlx::Row as _;
+
+use super::sqlite::Connection;
+use super::StoreError;
+use crate::run::throttle::{decide, Answer, Ask, Book};
+
+/// Rows per multi-row statement.
+const CHUNK: usize = 200;
+
+/// Answers `asks` in order and records the grants.
+pub(crate) async fn acquire(tx: &mut Connection, asks: &[Ask], now_ms: u64) -> Result<Vec<Answer>, StoreError> {
+    // The books of every key asked about, with the widest window asked for.
+    let mut windows: HashMap<(String, String), Option<u64>> = HashMap::new();
+    for claim in asks.iter().flat_map(|a| &a.claims) {
+        let per = claim.rate.map(|(_, per)| per);
+        let window = windows.entry((claim.scope.clone(), claim.key.clone())).or_insert(per);
+        *window = (*window).max(per);
+    }
+    let mut books: HashMap<(String, String), Book> = HashMap::with_capacity(windows.len());
+    for ((scope, key), per) in &windows {
+        let mut book = Book::default();
+        let holders = sqlx::query("SELECT holder FROM throttle_holds WHERE scope = ? AND key = ?")
+            .bind(scope)
+            .bind(key)
+            .fetch_all(&mut *tx)
+            .await?;
+        for row in holders {
+            book.holders.insert(row.try_get("holder")?);
+        }
+        if let Some(per) = per {
+            let since = now_ms.saturating_sub(*per) as i64;
+            sqlx::query("DELETE FROM throttle_starts WHERE scope = ? AND key = ? AND at_ms <= ?")
+                .bind(scope)
+                .bind(key)
+                .bind(since)
+                .execute(&mut *tx)
+                .await?;
+            let starts = sqlx::query("SELECT at_ms FROM throttle_starts WHERE scope = ? AND key = ? ORDER BY at_ms")
+                .bind(scope)
+                .bind(key)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in starts {
+                book.starts.push(row.try_get::<i64, _>("at_ms")? as u64);
+            }
+        }
+        books.insert((scope.clone(), key.clone()), book);
+    }
+    let (answers, granted) = decide(&mut books, asks, now_ms);
+    for chunk in granted.holds.chunks(CHUNK) {
+        let mut query = sqlx::QueryBuilder::new("INSERT INTO throttle_holds (scope, key, holder, run_id, since_ms) ");
+        query.push_values(chunk, |mut row, (scope, key, holder, run_id)| {
+            row.push_bind(scope)
+                .push_bind(key)
+                .push_bind(holder)
+                .push_bind(run_id)
+                .push_bind(now_ms as i64);
+        });
+        query.push(" ON CONFLICT (scope, key, holder) DO NOTHING");
+        query.build().execute(&mut *tx).await?;
+    }
+    for chunk in granted.starts.chunks(CHUNK) {
+        let mut query = sqlx::QueryBuilder::new("INSERT INTO throttle_starts (scope, key, at_ms) ");
+        query.push_values(chunk, |mut row, (scope, key, at)| {
+            row.push_bind(scope).push_bind(key).push_bind(*at as i64);
+        });
+        query.build().execute(&mut *tx).await?;
+    }
+    Ok(answers)
+}
+
+/// Gives back every slot of these holders.
+pub(crate) async fn release(tx: &mut Connection, holders: &[String]) -> Result<(), StoreError> {
+    for chunk in holders.chunks(CHUNK) {
+        let mut query = sqlx::QueryBuilder::new("DELETE FROM throttle_holds WHERE holder IN (");
+        let mut list = query.separated(", ");
+        for holder in chunk {
+            list.push_bind(holder);
+        }
+        query.push(")");
+        query.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Gives back every slot the units of these runs hold.
+pub(crate) async fn release_runs(tx: &mut Connection, runs: &[&str]) -> Result<(), StoreError> {
+    for chunk in runs.chunks(CHUNK) {
+        let mut query = sqlx::QueryBuilder::new("DELETE FROM throttle_holds WHERE run_id IN (");
+        let mut list = query.separated(", ");
+        for run in chunk {
+            list.push_bind(*run);
+        }
+        query.push(")");
+        query.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
