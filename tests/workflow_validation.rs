@@ -9,7 +9,7 @@ const HEADER: &str = "name: wf\nsteps:\n";
 const CASES: &[(&str, &[&str])] = &[
     (
         "  - { id: a, module: echo, modul: x }\n",
-        &["steps.a.modul: unknown field `modul`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`"],
+        &["steps.a.modul: unknown field `modul`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`, `throttle`"],
     ),
     (
         "  - { id: a, module: echo, limits: { memroy: 1MiB } }\n",
@@ -81,7 +81,7 @@ output: "{{ steps.q.output }}"
     assert_eq!(
         errors(yaml),
         [
-            "steps.a.bogus: unknown field `bogus`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`",
+            "steps.a.bogus: unknown field `bogus`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`, `throttle`",
             "steps[3]: missing field `id`",
             "steps.b.needs: unknown step \"zzz\"",
             "steps.c.input: \"{{ inputs.usr }}\" reads undeclared input \"usr\" (declared: user)",
@@ -92,7 +92,7 @@ output: "{{ steps.q.output }}"
 
 #[test]
 fn top_level_errors_are_located() {
-    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `timeout`, `steps`, `output`, `triggers`, `secrets`, `budget`"]);
+    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `timeout`, `steps`, `output`, `triggers`, `secrets`, `budget`, `throttle`"]);
     assert_eq!(
         errors("name: wf\nsteps: []\n"),
         ["steps: a workflow needs at least one step"]

@@ -28,6 +28,11 @@ pub struct ServerReport {
     pub batch_runs_per_s: Spread,
     /// Single 40-step runs, POST to completed answer.
     pub chain_40_ms: Spread,
+    /// The same chain with every step under a keyed concurrency limit that
+    /// never blocks (slots asked for and given back through the store).
+    pub throttled_chain_40_ms: Spread,
+    /// Per attempt, the throttled chain minus the plain one, each round.
+    pub throttle_overhead_us: Spread,
     /// A 2,000-item for_each over a previous step's output, POST to
     /// completed answer.
     pub fan_out_2000_ms: Spread,
@@ -42,6 +47,13 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         ("one", one),
         ("chain", super::chain_yaml(40)),
         ("fan", super::fan_out_yaml(2000)),
+        (
+            "tchain",
+            super::chain_yaml(40).replace("name: chain", "name: tchain").replace(
+                "module: echo,",
+                "module: echo, throttle: { key: \"{{ run.id }}\", concurrency: 64 },",
+            ),
+        ),
     ];
     let server = super::BenchServer::start(trivial, &workflows).await?;
     let (http, base) = (server.http.clone(), server.base.clone());
@@ -63,6 +75,8 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
     let mut durable = Vec::new();
     let mut batched = Vec::new();
     let mut chain = Vec::new();
+    let mut throttled = Vec::new();
+    let mut overhead = Vec::new();
     let mut fan_out = Vec::new();
     for _ in 0..ROUNDS {
         // 1-step runs from CLIENTS concurrent clients, each waiting for its run.
@@ -119,6 +133,10 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         start_run(http.clone(), format!("{base}/v1/workflows/chain/runs?wait=30s")).await?;
         chain.push(started.elapsed().as_secs_f64() * 1e3);
         let started = Instant::now();
+        start_run(http.clone(), format!("{base}/v1/workflows/tchain/runs?wait=30s")).await?;
+        throttled.push(started.elapsed().as_secs_f64() * 1e3);
+        overhead.push((throttled[throttled.len() - 1] - chain[chain.len() - 1]) * 1e3 / 40.0);
+        let started = Instant::now();
         start_run(http.clone(), format!("{base}/v1/workflows/fan/runs?wait=30s")).await?;
         fan_out.push(started.elapsed().as_secs_f64() * 1e3);
     }
@@ -135,6 +153,8 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         batches,
         batch_runs_per_s: Spread::of(&batched),
         chain_40_ms: Spread::of(&chain),
+        throttled_chain_40_ms: Spread::of(&throttled),
+        throttle_overhead_us: Spread::of(&overhead),
         fan_out_2000_ms: Spread::of(&fan_out),
     })
 }
@@ -183,6 +203,16 @@ impl std::fmt::Display for ServerReport {
             f,
             "  40-step chain end to end                          {} ms",
             self.chain_40_ms
+        )?;
+        writeln!(
+            f,
+            "  the same chain, every step throttled (store)      {} ms",
+            self.throttled_chain_40_ms
+        )?;
+        writeln!(
+            f,
+            "  keyed concurrency limit per attempt (store)       {} µs",
+            self.throttle_overhead_us
         )?;
         writeln!(
             f,

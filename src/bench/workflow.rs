@@ -26,6 +26,9 @@ pub struct WorkflowReport {
     pub fan_out_growth: f64,
     /// µs per step of the cached scenarios (every step a hit), the worst.
     pub cache_hit_us: f64,
+    /// µs a keyed concurrency limit adds to each attempt: the throttled
+    /// chain's per step minus the plain chain's (in-memory books).
+    pub throttle_overhead_us: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,12 +86,23 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
 
     let cached_chain = chain.replace("module: echo,", "module: echo, cache: true,");
     let cached_items = for_each(1).replace("    module: echo\n", "    module: echo\n    cache: true\n");
+    // Every step under a keyed limit that never blocks: what asking costs.
+    let throttled_chain = chain.replace(
+        "module: echo,",
+        "module: echo, throttle: { key: \"{{ run.id }}\", concurrency: 64 },",
+    );
+    let throttled_items = for_each(64).replace(
+        "    module: echo\n",
+        "    module: echo\n    throttle: { key: \"{{ item % 10 }}\", concurrency: 8 }\n",
+    );
     let scenarios = [
         ("40-step sequential chain", chain, 40, true),
+        ("40-step chain, every step throttled", throttled_chain, 40, true),
         ("40-step chain, every step a cache hit", cached_chain, 40, false),
         ("1,000-item for_each, every item a hit", cached_items, 1000, false),
         ("1,000-item for_each, concurrency 1", for_each(1), 1000, true),
         ("1,000-item for_each, concurrency 64", for_each(64), 1000, false),
+        ("1,000-item for_each, 64, 10 keys of 8", throttled_items, 1000, false),
         (
             "for_each over a step's 2,000 items",
             super::fan_out_yaml(2000),
@@ -109,7 +123,8 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
     };
     // Round 0 of a cached scenario records every output; the timed rounds hit.
     let executor = Executor::new(sandbox.clone(), 64, caps.clone())
-        .with_cache(Arc::new(crate::run::cache::MemoryCache::default()));
+        .with_cache(Arc::new(crate::run::cache::MemoryCache::default()))
+        .with_throttle(Arc::new(crate::run::throttle::MemoryThrottle::default()));
     let mut out = Vec::new();
     for (name, yaml, steps, sequential) in scenarios {
         let workflow = Arc::new(
@@ -158,11 +173,14 @@ pub async fn run(trivial: &Path) -> anyhow::Result<WorkflowReport> {
         .filter(|s| s.name.contains("hit"))
         .map(|s| s.per_step_us)
         .fold(0.0, f64::max);
+    let named = |name: &str| out.iter().find(|s| s.name == name).map_or(0.0, |s| s.per_step_us);
+    let throttle_overhead_us = named("40-step chain, every step throttled") - named("40-step sequential chain");
     Ok(WorkflowReport {
         sandbox_attempt_us,
         scenarios: out,
         fan_out_growth,
         cache_hit_us,
+        throttle_overhead_us,
     })
 }
 
@@ -199,6 +217,11 @@ impl std::fmt::Display for WorkflowReport {
             f,
             "cache hit per step: {:.1} µs, no wasm run (target ≤ 50; an attempt is {:.1} µs)",
             self.cache_hit_us, self.sandbox_attempt_us
+        )?;
+        writeln!(
+            f,
+            "keyed concurrency limit per attempt: {:.1} µs (throttled chain minus plain chain; target ≤ 20)",
+            self.throttle_overhead_us
         )?;
         Ok(())
     }

@@ -1,6 +1,10 @@
 //! The service's [`Throttle`]: books in the store, asked through the
-//! group-commit writer; releases on this node wake its waiting runs at once
-//! (runs of other processes see them at their next poll).
+//! group-commit writer. Slots are given back without waiting for the
+//! commit: the release rides with the next request the writer takes (the
+//! run's next append, another run's ask), and every request queued after
+//! it sees it. Releases on this node wake its waiting runs at once (runs of
+//! other processes see them at their next poll); a release lost with a
+//! crash is made good when the run ends or is picked up again.
 
 use crate::run::cache::BoxFuture;
 use crate::run::throttle::{Answer, Ask, Throttle};
@@ -19,8 +23,8 @@ impl StoreThrottle {
         }
     }
 
-    async fn give_back(&self, holders: Vec<String>, runs: Vec<String>) -> Result<(), String> {
-        let outcome = self.writer.release(holders, runs).await.map_err(|e| e.to_string());
+    fn give_back(&self, holders: Vec<String>, runs: Vec<String>) -> Result<(), String> {
+        let outcome = self.writer.release_later(holders, runs).map_err(|e| e.to_string());
         self.released.send_modify(|n| *n += 1);
         outcome
     }
@@ -32,11 +36,11 @@ impl Throttle for StoreThrottle {
     }
 
     fn release(&self, holders: Vec<String>) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(self.give_back(holders, Vec::new()))
+        Box::pin(std::future::ready(self.give_back(holders, Vec::new())))
     }
 
     fn release_run<'a>(&'a self, run_id: &'a str) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(self.give_back(Vec::new(), vec![run_id.to_string()]))
+        Box::pin(std::future::ready(self.give_back(Vec::new(), vec![run_id.to_string()])))
     }
 
     fn releases(&self) -> tokio::sync::watch::Receiver<u64> {

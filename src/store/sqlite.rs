@@ -53,3 +53,16 @@ pub async fn begin_write(pool: &Pool) -> Result<Transaction, sqlx::Error> {
 pub async fn begin_dedicated(connection: &mut Dedicated) -> Result<sqlx::Transaction<'_, sqlx::Sqlite>, sqlx::Error> {
     sqlx::Connection::begin_with(&mut **connection, "BEGIN IMMEDIATE").await
 }
+
+/// Whether commits on `connection` wait for the disk (`FULL`, the default)
+/// or only for the OS (`NORMAL`: a committed transaction survives a killed
+/// process, not a power cut). Set outside a transaction.
+pub async fn sync_to_disk(connection: &mut Dedicated, full: bool) -> Result<(), sqlx::Error> {
+    let pragma = if full {
+        "PRAGMA synchronous = FULL"
+    } else {
+        "PRAGMA synchronous = NORMAL"
+    };
+    sqlx::query(pragma).execute(&mut **connection).await?;
+    Ok(())
+}

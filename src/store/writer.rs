@@ -146,16 +146,14 @@ impl Writer {
             .map_err(StoreError::NotCommitted)
     }
 
-    /// Gives back `throttle:` slots of `holders` and of every unit of `runs`.
-    pub async fn release(&self, holders: Vec<String>, runs: Vec<String>) -> Result<(), StoreError> {
-        let (done, committed) = oneshot::channel();
+    /// Gives back `throttle:` slots of `holders` and of every unit of `runs`,
+    /// without waiting: the release commits with whatever the writer takes
+    /// next (an append, an ask), and every request sent later sees it.
+    pub fn release_later(&self, holders: Vec<String>, runs: Vec<String>) -> Result<(), StoreError> {
+        let (done, _) = oneshot::channel();
         self.requests
             .send(Request::Release { holders, runs, done })
-            .map_err(|_| StoreError::WriterStopped)?;
-        committed
-            .await
-            .map_err(|_| StoreError::WriterStopped)?
-            .map_err(StoreError::NotCommitted)
+            .map_err(|_| StoreError::WriterStopped)
     }
 
     /// Commits one conditional append; resolves once durable or refused.
@@ -194,6 +192,14 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
             *connection = Some(db.dedicated().await?);
         }
         let dedicated = connection.as_mut().expect("connected above");
+        // A batch of throttle asks and releases only skips the disk flush:
+        // slots held by a process that died die with it (its runs ask
+        // again when picked up), so only a power cut could forget a rate
+        // window's last starts.
+        let light = starts.is_empty() && appends.is_empty() && posts.is_empty();
+        if light {
+            super::sqlite::sync_to_disk(dedicated, false).await?;
+        }
         let mut tx = super::sqlite::begin_dedicated(dedicated).await?;
         let mut inserted = Vec::with_capacity(starts.len());
         for (runs, lease_until_ms, _) in &starts {
@@ -216,6 +222,9 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
             answered.push(super::throttle::acquire(&mut tx, asks, *now_ms).await?);
         }
         tx.commit().await?;
+        if light {
+            super::sqlite::sync_to_disk(dedicated, true).await?;
+        }
         Ok::<_, StoreError>((inserted, appended, posted, answered))
     }
     .await;
