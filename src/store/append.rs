@@ -170,7 +170,9 @@ pub(crate) async fn append(
     }
     let mut results = Vec::with_capacity(appends.len());
     let mut accepted: Vec<&Event> = Vec::new();
+    let mut counted: Vec<&Append> = Vec::new();
     let mut ended: Vec<&str> = Vec::new();
+    let mut throttled_ended: Vec<&str> = Vec::new();
     let mut consumed: Vec<(i64, &str)> = Vec::new();
     for append in appends {
         if append.events.is_empty() {
@@ -184,10 +186,14 @@ pub(crate) async fn append(
         }
         if append.events.iter().any(|e| e.kind.is_final()) {
             ended.push(&append.run_id);
+            if append.account.throttled {
+                throttled_ended.push(&append.run_id);
+            }
         } else {
             consumed.extend(append.consumed.iter().map(|id| (*id, append.run_id.as_str())));
         }
         accepted.extend(append.events.iter());
+        counted.push(append);
         results.push(Ok(()));
     }
     // An ended child run tells its parent, through the parent's inbox.
@@ -207,7 +213,7 @@ pub(crate) async fn append(
         query.build().execute(&mut *tx).await?;
     }
     // An ended run's throttle slots are given back with its end.
-    super::throttle::release_runs(tx, &ended).await?;
+    super::throttle::release_runs(tx, &throttled_ended).await?;
     // An ended run's requests are answered by its end.
     for chunk in ended.chunks(ROWS_PER_STATEMENT) {
         let mut query = sqlx::QueryBuilder::new("UPDATE inbox SET consumed_ms = ");
@@ -228,7 +234,7 @@ pub(crate) async fn append(
             .await?;
     }
     insert_events(tx, &accepted).await?;
-    super::usage::count_fuel(tx, &accepted).await?;
+    super::usage::count_fuel(tx, &counted).await?;
     super::events::follow_waits(tx, &accepted, now).await?;
     Ok(results)
 }

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use sqlx::Row as _;
 
-use super::runs::NewRun;
+use super::runs::{Append, NewRun};
 use super::sqlite::Connection;
 use super::{Db, StoreError};
-use crate::run::{Event, EventKind};
+use crate::run::EventKind;
 
 /// Rows per multi-row statement.
 const CHUNK: usize = 300;
@@ -59,25 +59,25 @@ pub(crate) async fn count_runs(tx: &mut Connection, runs: &[&NewRun]) -> Result<
     Ok(())
 }
 
-/// Adds the fuel of the attempts these (accepted) events record to their
+/// Adds the fuel of the attempts these (accepted) appends record to their
 /// runs' token, workflow and day.
-pub(crate) async fn count_fuel(tx: &mut Connection, events: &[&Event]) -> Result<(), StoreError> {
-    let mut fuel: HashMap<(&str, String), i64> = HashMap::new();
-    for event in events {
-        if let Some(record) = event.kind.attempt_record().filter(|r| r.fuel_consumed > 0) {
-            *fuel.entry((event.run_id.as_str(), day_of(event.at_ms))).or_default() += record.fuel_consumed as i64;
+pub(crate) async fn count_fuel(tx: &mut Connection, appends: &[&Append]) -> Result<(), StoreError> {
+    let mut fuel: HashMap<(&str, &str, String), i64> = HashMap::new();
+    for append in appends {
+        for event in &append.events {
+            if let Some(record) = event.kind.attempt_record().filter(|r| r.fuel_consumed > 0) {
+                let key = (append.account.token.as_str(), append.account.workflow.as_str(), day_of(event.at_ms));
+                *fuel.entry(key).or_default() += record.fuel_consumed as i64;
+            }
         }
     }
     let fuel: Vec<_> = fuel.into_iter().collect();
     for chunk in fuel.chunks(CHUNK) {
-        let mut query = sqlx::QueryBuilder::new("INSERT INTO usage (token, workflow, day, fuel) SELECT COALESCE(r.token, ''), r.workflow, v.column2, SUM(v.column3) FROM (");
-        query.push_values(chunk, |mut row, ((run_id, day), n)| {
-            row.push_bind(*run_id).push_bind(day.as_str()).push_bind(*n);
+        let mut query = sqlx::QueryBuilder::new("INSERT INTO usage (token, workflow, day, fuel) ");
+        query.push_values(chunk, |mut row, ((token, workflow, day), n)| {
+            row.push_bind(*token).push_bind(*workflow).push_bind(day.as_str()).push_bind(*n);
         });
-        query.push(
-            ") AS v JOIN runs r ON r.id = v.column1 WHERE true GROUP BY 1, 2, 3 \
-             ON CONFLICT (token, day, workflow) DO UPDATE SET fuel = usage.fuel + excluded.fuel",
-        );
+        query.push(" ON CONFLICT (token, day, workflow) DO UPDATE SET fuel = usage.fuel + excluded.fuel");
         query.build().execute(&mut *tx).await?;
     }
     Ok(())

@@ -287,7 +287,7 @@ impl<'a> Driver<'a> {
         let Some(throttle) = self.executor.throttle.clone() else {
             return;
         };
-        if self.workflow.throttle.is_none() && self.workflow.steps.iter().all(|s| s.throttle.is_none()) {
+        if !self.workflow.throttles() {
             return;
         }
         let outcome = if self.state.status.is_terminal() {
@@ -309,8 +309,7 @@ impl<'a> Driver<'a> {
         let Some(throttle) = self.executor.throttle.clone() else {
             return;
         };
-        let throttled = self.workflow.throttle.is_some() || self.workflow.steps.iter().any(|s| s.throttle.is_some());
-        if throttled && self.state.status != RunStatus::Queued {
+        if self.workflow.throttles() && self.state.status != RunStatus::Queued {
             if let Err(error) = throttle.release_run(&self.state.run_id).await {
                 tracing::warn!(run = %self.state.run_id, %error, "throttle slots of a resumed run not given back");
             }

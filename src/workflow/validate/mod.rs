@@ -55,6 +55,11 @@ impl Workflow {
         self.index.get(id).copied()
     }
 
+    /// Whether the workflow or any step of it has a `throttle:`.
+    pub fn throttles(&self) -> bool {
+        self.throttle.is_some() || self.steps.iter().any(|s| s.throttle.is_some())
+    }
+
     /// The steps in `from` and every step that depends on one of them,
     /// directly or not, by position.
     pub fn downstream(&self, from: impl IntoIterator<Item = usize>) -> Vec<bool> {
