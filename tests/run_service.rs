@@ -74,7 +74,7 @@ async fn a_stale_owner_or_sequence_cannot_append() {
             node: "node-a".into(),
             fence: 1,
         },
-        account: Default::default(),
+        throttled: false,
     };
     journal_a.append(&[event(2, EventKind::RunStarted)]).await.unwrap();
 
@@ -92,7 +92,7 @@ async fn a_stale_owner_or_sequence_cannot_append() {
         outlets: b.clone(),
         run_id: "r1".into(),
         lease: claimed[0].1.clone(),
-        account: Default::default(),
+        throttled: false,
     };
 
     let stale = journal_a

@@ -1,16 +1,10 @@
--- Usage per API token, workflow and UTC day: runs started and fuel their
--- attempts consumed, kept in the same transactions as the runs and events
--- they count. `token` is the token's name ('' for runs started without
--- one: no tokens configured, triggers, `sandstep run`).
+-- Usage per API token: each run records the token it was started with
+-- (its name; NULL for runs started without one: no tokens configured,
+-- triggers) and the fuel its attempts consumed, moved by the same append
+-- that records each attempt. A day's usage is that of the runs started on
+-- it (UTC).
 
 ALTER TABLE runs ADD COLUMN token TEXT;
-
-CREATE TABLE usage (
-    token     TEXT NOT NULL,
-    day       TEXT NOT NULL,         -- YYYY-MM-DD, UTC
-    workflow  TEXT NOT NULL,
-    fuel      BIGINT NOT NULL DEFAULT 0,
-    runs      BIGINT NOT NULL DEFAULT 0,
-    PRIMARY KEY (token, day, workflow)
-);
-CREATE INDEX usage_day ON usage (day);
+ALTER TABLE runs ADD COLUMN fuel BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX runs_token_created ON runs (token, created_ms);
+CREATE INDEX runs_created ON runs (created_ms);

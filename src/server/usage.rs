@@ -1,5 +1,5 @@
-//! `GET /v1/usage?day=`: runs started and fuel consumed per token,
-//! workflow and UTC day.
+//! `GET /v1/usage?day=`: the runs started on a UTC day and the fuel their
+//! attempts consumed, per token and workflow.
 
 use std::sync::Arc;
 
@@ -24,8 +24,9 @@ pub struct UsageRow {
     workflow: String,
     /// `YYYY-MM-DD`, UTC.
     day: String,
-    /// Fuel consumed that day by the attempts of runs started with the token
-    /// (and their sub-workflows' runs).
+    /// Fuel consumed by the attempts of those runs so far (a run that goes
+    /// on past midnight counts to the day it started); sub-workflow runs
+    /// count under their root run's token.
     fuel: u64,
     /// Runs started that day.
     runs: u64,
@@ -37,9 +38,9 @@ pub struct UsageAnswer {
     usage: Vec<UsageRow>,
 }
 
-/// What each token's runs consumed on one day: the figures a platform bills
-/// by, and the ones daily fuel budgets (`name:token:fuel_per_day` in the
-/// tokens file) are checked against.
+/// What the runs each token started on one day consumed: the figures a
+/// platform bills by, and the ones daily fuel budgets
+/// (`name:token:fuel_per_day` in the tokens file) are checked against.
 #[utoipa::path(get, path = "/v1/usage", params(UsageParams),
     responses((status = 200, body = UsageAnswer), (status = 400), (status = 422)))]
 pub async fn get_usage(

@@ -9,7 +9,7 @@ use super::metrics::Metrics;
 use super::watch::Watchers;
 use crate::run::journal::AppendFuture;
 use crate::run::{Event, Journal, JournalError};
-use crate::store::runs::{Account, Append, Lease};
+use crate::store::runs::{Append, Lease};
 use crate::store::writer::{AppendError, Writer};
 
 /// What every run's journal of this process shares.
@@ -24,8 +24,8 @@ pub struct RunJournal {
     pub outlets: Arc<Outlets>,
     pub run_id: String,
     pub lease: Lease,
-    /// The run's token and workflow (usage) and whether it throttles.
-    pub account: Arc<Account>,
+    /// Whether the run's workflow throttles (`throttle:`).
+    pub throttled: bool,
 }
 
 impl Journal for RunJournal {
@@ -42,7 +42,7 @@ impl Journal for RunJournal {
                 expected_seq,
                 events: events.to_vec(),
                 consumed: consumed.to_vec(),
-                account: self.account.clone(),
+                throttled: self.throttled,
             };
             match self.outlets.writer.append(append).await {
                 Ok(()) => {}

@@ -214,11 +214,7 @@ impl Service {
                     outlets: service.outlets.clone(),
                     run_id: spec.run_id.clone(),
                     lease,
-                    account: Arc::new(crate::store::runs::Account {
-                        token: state.origin.token.clone().unwrap_or_default(),
-                        workflow: spec.workflow.name.clone(),
-                        throttled: spec.workflow.throttles(),
-                    }),
+                    throttled: spec.workflow.throttles(),
                 };
                 let controls = Controls {
                     inbox: Some(receiver),
@@ -287,17 +283,12 @@ impl Service {
                     at_ms: crate::run::event::now_ms(),
                     kind: EventKind::RunFailed { error: reason },
                 };
-                // Its end gives back whatever throttle slots it held.
-                let account = crate::store::runs::Account {
-                    workflow: row.workflow.clone(),
-                    throttled: true,
-                    ..Default::default()
-                };
                 let journal = RunJournal {
                     outlets: self.outlets.clone(),
                     run_id: row.id.clone(),
                     lease,
-                    account: Arc::new(account),
+                    // Its end gives back whatever throttle slots it held.
+                    throttled: true,
                 };
                 crate::run::Journal::append(&journal, std::slice::from_ref(&failed))
                     .await

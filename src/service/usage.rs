@@ -2,7 +2,7 @@
 //! today, and what each token's runs consumed.
 
 use super::{RunError, Service};
-use crate::store::usage::{day_of, Usage};
+use crate::store::usage::Usage;
 
 /// Who asks for a start, as the transport authenticated them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,15 +14,15 @@ pub struct Caller {
 }
 
 impl Service {
-    /// Usage rows of `day` (`YYYY-MM-DD`, UTC; default today).
+    /// The usage of runs started on `day` (`YYYY-MM-DD`, UTC; default today).
     pub async fn usage(&self, day: Option<&str>) -> Result<Vec<Usage>, RunError> {
         let day = match day {
-            None => day_of(crate::run::event::now_ms()),
-            Some(day) => chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
-                .map_err(|_| RunError::invalid("day", format!("day must be a date as YYYY-MM-DD (UTC), not {day:?}")))?
-                .to_string(),
+            None => today(),
+            Some(day) => chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
+                RunError::invalid("day", format!("day must be a date as YYYY-MM-DD (UTC), not {day:?}"))
+            })?,
         };
-        self.store(self.db.usage(&day).await)
+        self.store(self.db.usage(day).await)
     }
 
     /// The fuel `caller` may still consume today (`None`: no daily budget),
@@ -31,8 +31,8 @@ impl Service {
         let Some(limit) = caller.fuel_per_day else {
             return Ok(None);
         };
-        let day = day_of(crate::run::event::now_ms());
-        let used = self.store(self.db.token_fuel(&caller.token, &day).await)?;
+        let day = today();
+        let used = self.store(self.db.token_fuel(&caller.token, day).await)?;
         if used >= limit {
             return Err(RunError::BudgetExhausted(format!(
                 "token {} has consumed its daily fuel budget ({used} of {limit} on {day} UTC); starts are refused until 00:00 UTC",
@@ -41,4 +41,9 @@ impl Service {
         }
         Ok(Some(limit - used))
     }
+}
+
+/// The UTC date now.
+fn today() -> chrono::NaiveDate {
+    chrono::Utc::now().date_naive()
 }

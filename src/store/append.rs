@@ -106,8 +106,6 @@ pub(crate) async fn insert_runs(
     }
     let queued: Vec<&Event> = fresh.iter().map(|(run, _)| &run.queued).collect();
     insert_events(tx, &queued).await?;
-    let stored: Vec<&NewRun> = fresh.iter().map(|(run, _)| *run).collect();
-    super::usage::count_runs(tx, &stored).await?;
     Ok(out)
 }
 
@@ -125,6 +123,8 @@ pub(crate) async fn append(
         append: &'a Append,
         last_seq: i64,
         change: Option<StatusChange<'a>>,
+        /// Fuel of the attempts the events record (the run's usage).
+        fuel: i64,
     }
     let moves: Vec<Move> = appends
         .iter()
@@ -132,19 +132,26 @@ pub(crate) async fn append(
             Some(Move {
                 last_seq: append.events.last()?.seq as i64,
                 change: status_change(&append.events),
+                fuel: append
+                    .events
+                    .iter()
+                    .filter_map(|e| e.kind.attempt_record())
+                    .map(|r| r.fuel_consumed as i64)
+                    .sum(),
                 append,
             })
         })
         .collect();
     let mut moved: HashSet<String> = HashSet::with_capacity(moves.len());
-    for chunk in moves.chunks(ROWS_PER_STATEMENT / 11) {
+    for chunk in moves.chunks(ROWS_PER_STATEMENT / 12) {
         let mut query = sqlx::QueryBuilder::new(
             "UPDATE runs SET last_seq = v.column2, status = COALESCE(v.column3, runs.status), \
              output = COALESCE(v.column4, runs.output), error = COALESCE(v.column5, runs.error), \
              updated_ms = COALESCE(v.column6, runs.updated_ms), \
              owner = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.owner END, \
              lease_until_ms = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.lease_until_ms END, \
-             wake_ms = CASE WHEN v.column3 IS NULL THEN runs.wake_ms ELSE v.column11 END FROM (",
+             wake_ms = CASE WHEN v.column3 IS NULL THEN runs.wake_ms ELSE v.column11 END, \
+             fuel = runs.fuel + v.column12 FROM (",
         );
         query.push_values(chunk, |mut row, m| {
             let change = m.change.as_ref();
@@ -158,7 +165,8 @@ pub(crate) async fn append(
                 .push_bind(m.append.expected_seq as i64)
                 .push_bind(&m.append.lease.node)
                 .push_bind(m.append.lease.fence)
-                .push_bind(change.and_then(|c| c.wake_ms));
+                .push_bind(change.and_then(|c| c.wake_ms))
+                .push_bind(m.fuel);
         });
         query.push(
             ") AS v WHERE runs.id = v.column1 AND runs.last_seq = v.column8 \
@@ -170,7 +178,6 @@ pub(crate) async fn append(
     }
     let mut results = Vec::with_capacity(appends.len());
     let mut accepted: Vec<&Event> = Vec::new();
-    let mut counted: Vec<&Append> = Vec::new();
     let mut ended: Vec<&str> = Vec::new();
     let mut throttled_ended: Vec<&str> = Vec::new();
     let mut consumed: Vec<(i64, &str)> = Vec::new();
@@ -186,14 +193,13 @@ pub(crate) async fn append(
         }
         if append.events.iter().any(|e| e.kind.is_final()) {
             ended.push(&append.run_id);
-            if append.account.throttled {
+            if append.throttled {
                 throttled_ended.push(&append.run_id);
             }
         } else {
             consumed.extend(append.consumed.iter().map(|id| (*id, append.run_id.as_str())));
         }
         accepted.extend(append.events.iter());
-        counted.push(append);
         results.push(Ok(()));
     }
     // An ended child run tells its parent, through the parent's inbox.
@@ -234,7 +240,6 @@ pub(crate) async fn append(
             .await?;
     }
     insert_events(tx, &accepted).await?;
-    super::usage::count_fuel(tx, &counted).await?;
     super::events::follow_waits(tx, &accepted, now).await?;
     Ok(results)
 }

@@ -190,17 +190,8 @@ pub struct Append {
     pub expected_seq: u64,
     pub events: Vec<Event>,
     pub consumed: Vec<i64>,
-    pub account: std::sync::Arc<Account>,
-}
-
-/// What a run's appends are counted under: the usage of its token and
-/// workflow, and whether its end gives back `throttle:` slots.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Account {
-    /// The API token's name; empty for a run started without one.
-    pub token: String,
-    pub workflow: String,
-    /// Whether the workflow throttles any step (its units may hold slots).
+    /// Whether the run's workflow throttles: its end then gives back its
+    /// units' `throttle:` slots.
     pub throttled: bool,
 }
 
