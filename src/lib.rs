@@ -21,32 +21,35 @@
 //! - [`workflow`]: workflow definitions: parsing (`definition`), templates
 //!   and expressions (`template`), input declarations (`inputs`) and the
 //!   validation that yields a runnable `Workflow` (`validate`: the whole
-//!   definition, one `step`, template `paths`, `checks`, `triggers`).
+//!   definition, one `step`, template `paths`, `checks`, `triggers`,
+//!   `grants`, `throttle`).
 //! - [`run`]: running workflows, knowing no store and no transport: events
 //!   (`event`) fold into a run's state (`state`); every change leaves
 //!   through the `Journal` (`journal`); requests reach a run through its
 //!   inbox (`inbox`); child runs through `children`; the `Executor` drives
 //!   a run (`executor`: `schedule`, `attempts`, `children`, `waits`,
-//!   `ending`, `redact`, `cached`); secrets and their redaction
-//!   (`secrets`); the step result cache's key and `StepCache` (`cache`).
+//!   `ending`, `redact`, `cached`, `throttled`); secrets and their
+//!   redaction (`secrets`); the step result cache's key and `StepCache`
+//!   (`cache`); keyed limits' model and `Throttle` (`throttle`).
 //! - [`service`]: the run service every transport calls: starting runs
 //!   (`start`, single and batch), modules and workflow versions
 //!   (`definitions`), the one module resolver (`modules`), each run's
 //!   fenced durable journal (`journal`), this node's leases (`owner`),
 //!   paused runs and posted events (`waits`), child runs (`children`),
 //!   re-runs (`rerun`), schedules and event triggers (`triggers`),
-//!   sealed secrets (`secrets`), the store's step cache (`cache`),
-//!   listeners (`watch`), run resources (`view`), metrics (`metrics`), and
+//!   sealed secrets (`secrets`), the store's step cache (`cache`) and
+//!   throttle (`throttle`), callers and usage (`usage`), listeners (`watch`), run resources (`view`), metrics (`metrics`), and
 //!   `RunError`.
 //! - [`store`]: the durable store, one SQLite file shared by the local
 //!   commands and the server: modules (content-addressed), workflow
 //!   versions, runs with their owner, lease and fence, events, the inbox,
-//!   posted events and waits, triggers, sealed secrets (`modules`,
-//!   `workflows`, `runs`, `inbox`, `events`, `triggers`, `secrets`,
-//!   `cache`), the group-commit `writer` and its
+//!   posted events and waits, triggers, sealed secrets, the step cache,
+//!   throttle slots, usage (`modules`, `workflows`, `runs`, `inbox`,
+//!   `events`, `triggers`, `secrets`, `cache`, `throttle`, `usage`), the
+//!   group-commit `writer` and its
 //!   statements (`append`); SQLite specifics in `sqlite`.
 //! - [`server`]: the HTTP API (`api`, `events` for SSE, `posted` for posted
-//!   events and schedules, `rerun`, `secrets`, `cache`), problem+json errors
+//!   events and schedules, `rerun`, `secrets`, `cache`, `usage`), problem+json errors
 //!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
