@@ -12,7 +12,7 @@ use super::AppState;
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct UsageParams {
     /// A UTC day as `YYYY-MM-DD`; default today.
-    #[param(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")]
+    #[param(value_type = Option<String>, format = Date)]
     day: Option<String>,
 }
 

@@ -21,7 +21,6 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
@@ -37,6 +36,8 @@ mod resume;
 mod schedule;
 mod throttled;
 mod waits;
+
+use waits::{instant_at, next_message, sleep_until};
 
 use super::cache::{CacheEntry, CacheStats, StepCache};
 use super::children::{ChildStart, Children};
@@ -487,25 +488,5 @@ impl<'a> Driver<'a> {
         self.abort_all().await;
         self.finish_canceled("the run was canceled".into());
         Ok(())
-    }
-}
-
-fn instant_at(at_ms: u64) -> Instant {
-    let now = now_ms();
-    Instant::now() + Duration::from_millis(at_ms.saturating_sub(now))
-}
-
-/// The next inbox message; never resolves without an inbox.
-async fn next_message(inbox: &mut Option<mpsc::UnboundedReceiver<Message>>) -> Option<Message> {
-    match inbox {
-        Some(inbox) => inbox.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
     }
 }

@@ -3,12 +3,14 @@
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::{Driver, Timer};
 use crate::run::event::{now_ms, ErrorKind, EventKind, StepError};
-use crate::run::inbox::PostedEvent;
+use crate::run::inbox::{Message, PostedEvent};
 use crate::run::state::{RunStatus, StepStatus};
 use crate::workflow::template::{kind_of, Scope};
 use crate::workflow::{check_topic, Action};
@@ -169,5 +171,26 @@ impl<'a> Driver<'a> {
             self.emit(EventKind::RunPaused { wake_ms });
         }
         true
+    }
+}
+
+/// `at_ms` (wall clock) as an `Instant`.
+pub(super) fn instant_at(at_ms: u64) -> Instant {
+    let now = now_ms();
+    Instant::now() + Duration::from_millis(at_ms.saturating_sub(now))
+}
+
+/// The next inbox message; never resolves without an inbox.
+pub(super) async fn next_message(inbox: &mut Option<mpsc::UnboundedReceiver<Message>>) -> Option<Message> {
+    match inbox {
+        Some(inbox) => inbox.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
