@@ -20,6 +20,7 @@ mod isolation;
 mod languages;
 mod limits;
 mod module_store;
+mod nodes;
 mod outcomes;
 mod properties;
 mod reruns;

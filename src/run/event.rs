@@ -188,6 +188,9 @@ pub enum EventKind {
         item: Option<usize>,
         attempt: u32,
         idempotency_key: String,
+        /// The node that runs the attempt (a server's; none in `sandstep run`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node: Option<String>,
     },
     /// A cached step (or item) reused the output recorded by `cached_from`'s
     /// attempt; no wasm ran. `step.succeeded` (or `step.item_succeeded`) follows.

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod events;
+pub mod nodes;
 pub mod ops;
 pub mod posted;
 pub mod rerun;
@@ -115,7 +116,8 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
     let throttle = Arc::new(crate::service::throttle::StoreThrottle::new(writer.clone()));
     let executor = Executor::new(sandbox, config.max_concurrent_attempts, caps)
         .with_cache(cache)
-        .with_throttle(throttle);
+        .with_throttle(throttle)
+        .with_node(&node);
     let service = Service::new(
         db,
         writer,
@@ -171,6 +173,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/schedules", get(posted::list_schedules))
         .route("/v1/cache", delete(cache::clear_cache))
         .route("/v1/usage", get(usage::get_usage))
+        .route("/v1/nodes", get(nodes::list_nodes))
         .route("/v1/secrets", get(secrets::list_secrets))
         .route(
             "/v1/secrets/{name}",
@@ -200,6 +203,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(state.clone(), config);
+    let listen = listener.local_addr()?.to_string();
+    if let Err(error) = state.service.announce(&listen).await {
+        tracing::error!(%error, "cannot record this node in the store");
+    }
     let stop = state.shutdown.clone();
     let stopping = stop.clone();
     tokio::spawn(async move {

@@ -52,6 +52,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::secrets::delete_secret,
         super::cache::clear_cache,
         super::usage::get_usage,
+        super::nodes::list_nodes,
     ),
     components(schemas(super::error::Problem, crate::workflow::ValidationError)),
     modifiers(&BearerAuth, &Problems)

@@ -1,6 +1,6 @@
 //! Prometheus metrics: runs by status, attempts by outcome, step duration,
 //! instantiate time, queue depth, watched runs, store errors, cache hits
-//! and misses.
+//! and misses, runs this node owns and leases it took over.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -24,6 +24,8 @@ pub struct Metrics {
     store_errors: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
+    runs_owned: Gauge,
+    lease_takeovers: Counter,
     /// The executor's hits and misses already counted.
     cache_seen: std::sync::Mutex<(u64, u64)>,
 }
@@ -81,7 +83,21 @@ impl Default for Metrics {
             "Cached steps (or items) that found no output and ran",
             cache_misses.clone(),
         );
+        let runs_owned = Gauge::default();
+        let lease_takeovers = Counter::default();
+        registry.register(
+            "sandstep_runs_owned",
+            "Unfinished runs this node holds under a live lease",
+            runs_owned.clone(),
+        );
+        registry.register(
+            "sandstep_lease_takeovers",
+            "Runs this node took over from another node whose lease had ended",
+            lease_takeovers.clone(),
+        );
         Metrics {
+            runs_owned,
+            lease_takeovers,
             cache_hits,
             cache_misses,
             cache_seen: Default::default(),
@@ -129,6 +145,11 @@ impl Metrics {
         self.instantiate_seconds.observe(record.instantiate_us as f64 / 1e6);
     }
 
+    /// Counts runs taken over from expired leases (`sandstep_lease_takeovers_total`).
+    pub fn lease_takeovers(&self, count: u64) {
+        self.lease_takeovers.inc_by(count);
+    }
+
     /// Counts one store failure (`sandstep_store_errors_total`).
     pub fn store_error(&self) {
         self.store_errors.inc();
@@ -139,6 +160,7 @@ impl Metrics {
     pub fn render(
         &self,
         run_counts: &[(String, i64)],
+        runs_owned: i64,
         live_runs: usize,
         watched_runs: usize,
         cache: (u64, u64),
@@ -157,6 +179,7 @@ impl Metrics {
                 .set(count);
         }
         self.queue_depth.set(live_runs as i64);
+        self.runs_owned.set(runs_owned);
         self.watched_runs.set(watched_runs as i64);
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");

@@ -34,6 +34,7 @@ pub mod error;
 pub mod journal;
 pub mod metrics;
 pub mod modules;
+pub mod nodes;
 pub mod owner;
 pub mod rerun;
 pub mod secrets;
@@ -258,7 +259,9 @@ impl Service {
     /// longer loads) is failed with the reason, so one bad run never keeps
     /// the server from starting.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RunError> {
-        let claimed = self.store(self.db.claim_runs(&self.config.node, owner::lease_until(self)).await)?;
+        let (claimed, taken_over) =
+            self.store(self.db.claim_runs(&self.config.node, owner::lease_until(self)).await)?;
+        self.outlets.metrics.lease_takeovers(taken_over);
         let count = claimed.len();
         let now = crate::store::now_ms();
         for (row, lease) in claimed {
@@ -427,8 +430,10 @@ impl Service {
     /// The Prometheus text exposition.
     pub async fn metrics(&self) -> Result<String, RunError> {
         let counts = self.store(self.db.run_counts().await)?;
+        let owned = self.store(self.db.runs_owned(&self.config.node).await)?;
         Ok(self.outlets.metrics.render(
             &counts,
+            owned,
             self.live_runs(),
             self.watched_runs(),
             self.executor.cache_counts(),
@@ -455,5 +460,6 @@ impl Service {
         if let Err(error) = self.db.release_runs(&self.config.node).await {
             tracing::warn!(%error, "could not release this node's runs; they are taken over when the lease ends");
         }
+        self.leave().await;
     }
 }

@@ -51,6 +51,10 @@ pub(super) fn heartbeat(service: &Arc<Service>) {
                 service.outlets.metrics.store_error();
                 tracing::error!(%error, "cannot renew this node's leases");
             }
+            if let Err(error) = service.db.node_seen(&service.config.node, None, until).await {
+                service.outlets.metrics.store_error();
+                tracing::error!(%error, "cannot record this node alive");
+            }
         }
     });
 }

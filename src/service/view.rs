@@ -99,6 +99,14 @@ pub struct AttemptView {
     /// `running`, `succeeded` or `failed`.
     pub status: &'static str,
     pub idempotency_key: String,
+    /// The node that ran the attempt (servers; absent for `sandstep run`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// When the attempt started and ended (ms since the epoch, as recorded
+    /// with its events); no end while it runs.
+    pub started_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_us: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,6 +134,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 item,
                 attempt,
                 idempotency_key,
+                node,
             } => {
                 index.insert((step.clone(), *item, *attempt), attempts.len());
                 attempts.push((
@@ -135,6 +144,9 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                         item: *item,
                         status: "running",
                         idempotency_key: idempotency_key.clone(),
+                        node: node.clone(),
+                        started_ms: event.at_ms,
+                        ended_ms: None,
                         duration_us: None,
                         fuel_consumed: None,
                         peak_memory: None,
@@ -162,24 +174,27 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 step,
                 record: Some(record),
                 ..
-            } => finish(&mut attempts, &index, step, None, record),
+            } => finish(&mut attempts, &index, step, None, record, event.at_ms),
             EventKind::ItemSucceeded {
                 step,
                 item,
                 record: Some(record),
                 ..
-            } => finish(&mut attempts, &index, step, Some(*item), record),
-            EventKind::StepRetrying { step, item, record, .. } => finish(&mut attempts, &index, step, *item, record),
+            } => finish(&mut attempts, &index, step, Some(*item), record, event.at_ms),
+            EventKind::StepRetrying { step, item, record, .. } => {
+                finish(&mut attempts, &index, step, *item, record, event.at_ms)
+            }
             EventKind::StepFailed {
                 step,
                 item,
                 record: Some(record),
                 ..
-            } => finish(&mut attempts, &index, step, *item, record),
+            } => finish(&mut attempts, &index, step, *item, record, event.at_ms),
             EventKind::StepCanceled { step, .. } => {
                 for (s, a) in attempts.iter_mut() {
                     if s == step && a.status == "running" {
                         a.status = "canceled";
+                        a.ended_ms = Some(event.at_ms);
                     }
                 }
             }
@@ -261,9 +276,11 @@ fn finish(
     step: &str,
     item: Option<usize>,
     record: &crate::run::AttemptRecord,
+    at_ms: u64,
 ) {
     if let Some(&i) = index.get(&(step.to_string(), item, record.attempt)) {
         let a = &mut attempts[i].1;
+        a.ended_ms = Some(at_ms);
         a.status = if record.error.is_some() { "failed" } else { "succeeded" };
         a.duration_us = Some(record.duration_us);
         a.fuel_consumed = Some(record.fuel_consumed);

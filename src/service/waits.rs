@@ -45,7 +45,12 @@ impl Service {
             Some(_) => {
                 let until = owner::lease_until(self);
                 match self.store(self.db.claim_run(run_id, &self.config.node, until).await)? {
-                    Some(claimed) => claimed,
+                    Some((row, lease, taken_over)) => {
+                        if taken_over {
+                            self.outlets.metrics.lease_takeovers(1);
+                        }
+                        (row, lease)
+                    }
                     None => return Ok(()), // ended, or another node holds it
                 }
             }

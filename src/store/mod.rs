@@ -30,6 +30,7 @@ pub mod cache;
 pub mod events;
 pub mod inbox;
 pub mod modules;
+pub mod nodes;
 pub mod runs;
 pub mod secrets;
 mod sqlite;

@@ -259,9 +259,17 @@ impl Db {
     /// Claims for `node` every unfinished run that is unowned, whose lease
     /// has expired, or that `node` owned before (a restart): each claimed
     /// run's fence moves on, so a previous holder's appends are refused.
-    pub async fn claim_runs(&self, node: &str, lease_until_ms: i64) -> Result<Vec<(RunRow, Lease)>, StoreError> {
+    /// Also answers how many were taken from another node's expired lease.
+    pub async fn claim_runs(&self, node: &str, lease_until_ms: i64) -> Result<(Vec<(RunRow, Lease)>, u64), StoreError> {
         let mut tx = self.write().await?;
         let now = now_ms();
+        let taken_over: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM runs WHERE {UNFINISHED} AND owner IS NOT NULL AND owner != ? AND lease_until_ms < ?"
+        ))
+        .bind(node)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
         sqlx::query(&format!(
             "UPDATE runs SET owner = ?, lease_until_ms = ?, fence = fence + 1 \
              WHERE {UNFINISHED} AND (owner IS NULL OR owner = ? OR lease_until_ms < ?)"
@@ -279,7 +287,8 @@ impl Db {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        rows.iter()
+        let claimed = rows
+            .iter()
             .map(|row| {
                 let lease = Lease {
                     node: node.to_string(),
@@ -287,7 +296,8 @@ impl Db {
                 };
                 Ok((run_row(row)?, lease))
             })
-            .collect()
+            .collect::<Result<_, StoreError>>()?;
+        Ok((claimed, taken_over as u64))
     }
 
     /// Extends the lease of every unfinished run `node` owns; the count.
@@ -319,15 +329,21 @@ impl Db {
     }
 
     /// Claims one unfinished run for `node` if nobody else holds a live
-    /// lease on it: the run and its lease. A run `node` holds already keeps
-    /// its fence; one taken from nobody or from an expired lease moves it on.
+    /// lease on it: the run, its lease, and whether it was taken from
+    /// another node's expired lease. A run `node` holds already keeps its
+    /// fence; one taken from nobody or from an expired lease moves it on.
     pub async fn claim_run(
         &self,
         run_id: &str,
         node: &str,
         lease_until_ms: i64,
-    ) -> Result<Option<(RunRow, Lease)>, StoreError> {
+    ) -> Result<Option<(RunRow, Lease, bool)>, StoreError> {
         let mut tx = self.write().await?;
+        let before: Option<Option<String>> = sqlx::query_scalar("SELECT owner FROM runs WHERE id = ?")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let taken_over = before.flatten().is_some_and(|owner| owner != node);
         let row = sqlx::query(&format!(
             "UPDATE runs SET fence = CASE WHEN owner = ? THEN fence ELSE fence + 1 END, owner = ?, \
              lease_until_ms = ? WHERE id = ? AND {UNFINISHED} \
@@ -347,7 +363,7 @@ impl Db {
                 node: node.to_string(),
                 fence: row.try_get("fence")?,
             };
-            Ok((run_row(&row)?, lease))
+            Ok((run_row(&row)?, lease, taken_over))
         })
         .transpose()
     }

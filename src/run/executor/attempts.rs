@@ -119,6 +119,7 @@ impl<'a> Driver<'a> {
             item,
             attempt,
             idempotency_key: idempotency_key.clone(),
+            node: self.executor.node.clone(),
         });
         self.running[index] += 1;
         let context = StepContext {

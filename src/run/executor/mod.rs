@@ -72,6 +72,8 @@ pub struct Executor {
     pub cache_stats: CacheStats,
     /// Where `throttle:` keys' slots are kept; none: throttles are not held.
     throttle: Option<Arc<dyn Throttle>>,
+    /// The node whose attempts these are, recorded on each `step.started`.
+    node: Option<String>,
 }
 
 impl Executor {
@@ -83,6 +85,7 @@ impl Executor {
             cache: None,
             cache_stats: CacheStats::default(),
             throttle: None,
+            node: None,
         }
     }
 
@@ -104,6 +107,12 @@ impl Executor {
     /// Gives `throttle:` keys a place to keep their slots.
     pub fn with_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
         self.throttle = Some(throttle);
+        self
+    }
+
+    /// Records `node` as the node of every attempt this executor starts.
+    pub fn with_node(mut self, node: &str) -> Self {
+        self.node = Some(node.to_string());
         self
     }
 
