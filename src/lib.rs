@@ -38,18 +38,20 @@
 //!   paused runs and posted events (`waits`), child runs (`children`),
 //!   re-runs (`rerun`), schedules and event triggers (`triggers`),
 //!   sealed secrets (`secrets`), the store's step cache (`cache`) and
-//!   throttle (`throttle`), callers and usage (`usage`), listeners (`watch`), run resources (`view`), metrics (`metrics`), and
+//!   throttle (`throttle`), callers and usage (`usage`), the nodes list
+//!   (`nodes`), listeners (`watch`), run resources (`view`), metrics (`metrics`), and
 //!   `RunError`.
 //! - [`store`]: the durable store, one SQLite file shared by the local
 //!   commands and the server: modules (content-addressed), workflow
 //!   versions, runs with their owner, lease and fence, events, the inbox,
 //!   posted events and waits, triggers, sealed secrets, the step cache,
-//!   throttle slots, usage (`modules`, `workflows`, `runs`, `inbox`,
-//!   `events`, `triggers`, `secrets`, `cache`, `throttle`, `usage`), the
+//!   throttle slots, usage, nodes (`modules`, `workflows`, `runs`, `inbox`,
+//!   `events`, `triggers`, `secrets`, `cache`, `throttle`, `usage`,
+//!   `nodes`), the
 //!   group-commit `writer` and its
 //!   statements (`append`); SQLite specifics in `sqlite`.
 //! - [`server`]: the HTTP API (`api`, `events` for SSE, `posted` for posted
-//!   events and schedules, `rerun`, `secrets`, `cache`, `usage`), problem+json errors
+//!   events and schedules, `rerun`, `secrets`, `cache`, `usage`, `nodes`), problem+json errors
 //!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
