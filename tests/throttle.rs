@@ -310,3 +310,98 @@ async fn throttle_definitions_are_checked() {
     }
     server.stop().await;
 }
+
+/// SPEC.md's keyed forms: `concurrency: { key, limit }` and `rate: { key,
+/// limit, per }` on a step (one key) or a workflow, the same limits as
+/// `throttle:`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_concurrency_and_rate_forms_limit_like_throttle() {
+    let yaml = r#"
+name: spec_form
+steps:
+  - id: each
+    module: hostile
+    for_each: [A, A, A, B]
+    concurrency: { key: "{{ item }}", limit: 1 }
+    input: { mode: sleep, ms: 200 }
+"#;
+    let server = TestServer::with_workflow("spec_form", yaml).await;
+    let id = server.start_run("spec_form").await;
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let spans = spans(&server, &id).await;
+    let a: Vec<&Span> = spans.iter().filter(|s| s.item.unwrap() < 3).collect();
+    assert_eq!(most_at_once(&a), 1, "{spans:?}");
+    let b = spans.iter().find(|s| s.item == Some(3)).unwrap();
+    assert!(
+        b.started < a.iter().map(|s| s.started).min().unwrap() + 150,
+        "{spans:?}"
+    );
+
+    for (yaml, location, message) in [
+        (
+            "name: t\nsteps:\n  - { id: a, module: echo, concurrency: { key: x, limit: 1 }, rate: { key: y, limit: 1, per: 1s } }\n",
+            "steps.a.rate.key",
+            "a keyed `concurrency` and `rate` share one key: \"y\" is not \"x\" (use `throttle:`)",
+        ),
+        (
+            "name: t\nsteps:\n  - { id: a, module: echo, concurrency: { key: x, limit: 0 } }\n",
+            "steps.a.concurrency.limit",
+            "must be 1 to 100000, not 0",
+        ),
+        (
+            "name: t\nsteps:\n  - { id: a, module: echo, rate: { key: x, limit: 1, per: 0s } }\n",
+            "steps.a.rate.per",
+            "must be longer than zero and at most 24h",
+        ),
+        (
+            "name: t\nsteps:\n  - { id: a, module: echo, concurrency: { key: x, limit: 1 }, throttle: { key: x, concurrency: 1 } }\n",
+            "steps.a.concurrency",
+            "give `throttle:` or the keyed `concurrency: { key, limit }` and `rate: { key, limit, per }`, not both",
+        ),
+        (
+            "name: t\nsteps:\n  - { id: a, module: echo, concurrency: { key: \"{{ steps.zz.output }}\", limit: 1 } }\n",
+            "steps.a.concurrency.key",
+            "\"{{ steps.zz.output }}\" refers to unknown step \"zz\"",
+        ),
+        (
+            "name: t\nsteps:\n  - { id: a, module: echo, concurrency: \"two\" }\n",
+            "steps.a.concurrency",
+            "expected a number, or { key, limit } for a keyed limit, got a string",
+        ),
+        (
+            "name: t\nrate: { key: \"{{ steps.a.output }}\", limit: 1, per: 1s }\nsteps:\n  - { id: a, module: echo }\n",
+            "rate.key",
+            "a workflow's throttle key may read `inputs`, `run` and `workflow`, not steps (give the step its own `throttle`)",
+        ),
+    ] {
+        let (status, body) = server.apply("t", yaml).await;
+        assert_eq!(status, 422, "{yaml}: {body}");
+        assert_eq!(
+            (body["errors"][0]["location"].as_str(), body["errors"][0]["message"].as_str()),
+            (Some(location), Some(message)),
+            "{yaml}: {body}"
+        );
+    }
+    // A workflow's keyed rate: accepted, its runs held to it.
+    let (status, body) = server
+        .apply(
+            "t",
+            "name: t\ninputs:\n  c: { type: string }\nrate: { key: \"{{ inputs.c }}\", limit: 1, per: 1h }\nsteps:\n  - { id: a, module: echo, input: { n: 1 } }\n",
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, run) = server
+            .post_json("/v1/workflows/t/runs", json!({ "input": { "c": "x" } }))
+            .await;
+        assert_eq!(status, 201, "{run}");
+        ids.push(run["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(server.wait_run(&ids[0]).await["status"], "completed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, second) = server.get(&format!("/v1/runs/{}", ids[1])).await;
+    assert_eq!(second["steps"][0]["reason"], "throttled", "{second}");
+    server.stop().await;
+}

@@ -9,7 +9,7 @@ const HEADER: &str = "name: wf\nsteps:\n";
 const CASES: &[(&str, &[&str])] = &[
     (
         "  - { id: a, module: echo, modul: x }\n",
-        &["steps.a.modul: unknown field `modul`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`, `throttle`"],
+        &["steps.a.modul: unknown field `modul`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `rate`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`, `throttle`"],
     ),
     (
         "  - { id: a, module: echo, limits: { memroy: 1MiB } }\n",
@@ -40,7 +40,7 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     ("  - { id: a, module: echo, when: \"inputs.x ==\" }\n", &["steps.a.when: malformed expression `inputs.x ==`: syntax error (unexpected end of input, expected expression)"]),
     ("  - { id: a, sleep: 1s, for_each: [1] }\n", &["steps.a.for_each: `for_each` cannot be combined with `sleep`"]),
-    ("  - { id: a, module: echo, concurrency: 2 }\n", &["steps.a.concurrency: `concurrency` applies to `for_each` steps only"]),
+    ("  - { id: a, module: echo, concurrency: 2 }\n", &["steps.a.concurrency: a number `concurrency` applies to `for_each` steps only (a keyed limit is `{ key, limit }`)"]),
     (
         "  - { id: a, module: echo, input: { x: \"{{ item }}\" } }\n",
         &["steps.a.input: \"{{ item }}\": `item` exists only in the input and args of a for_each step"],
@@ -81,7 +81,7 @@ output: "{{ steps.q.output }}"
     assert_eq!(
         errors(yaml),
         [
-            "steps.a.bogus: unknown field `bogus`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`, `throttle`",
+            "steps.a.bogus: unknown field `bogus`, expected one of `id`, `module`, `input`, `args`, `needs`, `when`, `for_each`, `concurrency`, `rate`, `retry`, `on_failure`, `trigger`, `timeout`, `limits`, `sleep`, `wait`, `workflow`, `version`, `grants`, `cache`, `throttle`",
             "steps[3]: missing field `id`",
             "steps.b.needs: unknown step \"zzz\"",
             "steps.c.input: \"{{ inputs.usr }}\" reads undeclared input \"usr\" (declared: user)",
@@ -92,7 +92,7 @@ output: "{{ steps.q.output }}"
 
 #[test]
 fn top_level_errors_are_located() {
-    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `timeout`, `steps`, `output`, `triggers`, `secrets`, `budget`, `throttle`"]);
+    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `rate`, `timeout`, `steps`, `output`, `triggers`, `secrets`, `budget`, `throttle`"]);
     assert_eq!(
         errors("name: wf\nsteps: []\n"),
         ["steps: a workflow needs at least one step"]

@@ -19,9 +19,13 @@ pub struct WorkflowDef {
     pub inputs: IndexMap<String, InputDef>,
     #[serde(default)]
     pub defaults: DefaultsDef,
-    /// Attempts of this run running at once. Default: the server's cap.
+    /// Attempts of this run running at once (default: the server's cap),
+    /// or `{ key, limit }`: a keyed limit across runs (as `throttle:`).
     #[serde(default)]
-    pub concurrency: Option<u32>,
+    pub concurrency: Option<ConcurrencyDef>,
+    /// `{ key, limit, per }`: a keyed rate limit across runs (as `throttle:`).
+    #[serde(default)]
+    pub rate: Option<KeyedRateDef>,
     /// Wall-clock limit for the whole run.
     #[serde(default, deserialize_with = "duration_opt")]
     pub timeout: Option<Duration>,
@@ -56,6 +60,67 @@ pub struct ThrottleDef {
     /// Attempt starts of one key within any `per` interval.
     #[serde(default)]
     pub rate: Option<RateDef>,
+}
+
+/// `concurrency:`: a count (a run's attempts, a for_each's items in
+/// flight) or a keyed limit `{ key, limit }`.
+#[derive(Debug, Clone)]
+pub enum ConcurrencyDef {
+    Count(u32),
+    Keyed(KeyedConcurrencyDef),
+}
+
+impl ConcurrencyDef {
+    pub fn count(&self) -> Option<u32> {
+        match self {
+            ConcurrencyDef::Count(n) => Some(*n),
+            ConcurrencyDef::Keyed(_) => None,
+        }
+    }
+
+    pub fn keyed(&self) -> Option<&KeyedConcurrencyDef> {
+        match self {
+            ConcurrencyDef::Keyed(keyed) => Some(keyed),
+            ConcurrencyDef::Count(_) => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ConcurrencyDef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::Number(n) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(ConcurrencyDef::Count)
+                .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number, got {n}"))),
+            Value::Object(map) => serde_json::from_value(Value::Object(map))
+                .map(ConcurrencyDef::Keyed)
+                .map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a number, or {{ key, limit }} for a keyed limit, got {}",
+                crate::workflow::template::kind_of(&other)
+            ))),
+        }
+    }
+}
+
+/// `concurrency: { key: "{{ inputs.customer }}", limit: 2 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyedConcurrencyDef {
+    pub key: String,
+    pub limit: u32,
+}
+
+/// `rate: { key: "{{ inputs.customer }}", limit: 10, per: 1m }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyedRateDef {
+    pub key: String,
+    pub limit: u32,
+    #[serde(deserialize_with = "duration")]
+    pub per: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -252,7 +317,10 @@ pub struct StepDef {
     #[serde(default)]
     pub for_each: Option<Value>,
     #[serde(default)]
-    pub concurrency: Option<u32>,
+    pub concurrency: Option<ConcurrencyDef>,
+    /// `{ key, limit, per }`: a keyed rate limit on its attempts (as `throttle:`).
+    #[serde(default)]
+    pub rate: Option<KeyedRateDef>,
     #[serde(default)]
     pub retry: Option<RetryDef>,
     #[serde(default)]

@@ -255,7 +255,11 @@ pub fn validate(
             }
         }
     }
-    let concurrency = def.concurrency.unwrap_or(caps.concurrency);
+    let concurrency = def
+        .concurrency
+        .as_ref()
+        .and_then(|c| c.count())
+        .unwrap_or(caps.concurrency);
     if concurrency == 0 || concurrency > caps.concurrency {
         errors.add(
             "concurrency",
@@ -352,21 +356,21 @@ pub fn validate(
     });
 
     let triggers = triggers::compile_triggers(&def.triggers, &def.inputs, &mut errors);
-    let throttle = def.throttle.as_ref().and_then(|t| {
-        let throttle = throttle::compile_throttle(t, "throttle", &mut errors)?;
+    let keyed = def.concurrency.as_ref().and_then(|c| c.keyed());
+    let throttle = throttle::declared(def.throttle.as_ref(), keyed, def.rate.as_ref(), "", &mut errors).map(|(throttle, at)| {
         let known = Known {
             index: &index,
             inputs: &def.inputs,
             secrets: def.secrets.as_deref(),
         };
-        let reads = check_paths(&throttle.key, "throttle.key", None, Situational::default(), &known, &mut errors);
+        let reads = check_paths(&throttle.key, &at, None, Situational::default(), &known, &mut errors);
         if !reads.is_empty() {
             errors.add(
-                "throttle.key",
+                at,
                 "a workflow's throttle key may read `inputs`, `run` and `workflow`, not steps (give the step its own `throttle`)",
             );
         }
-        Some(throttle)
+        throttle
     });
 
     if errors.0.is_empty() {

@@ -11,7 +11,7 @@ use super::grants::{compile_grants, Compiled};
 use super::paths::{check_paths, compile_value, Known, Situational};
 use super::{Action, CachePolicy, Errors, ForEach, ModuleCatalog, RetryPolicy, Step};
 use crate::limits::{Caps, Limits};
-use crate::workflow::definition::{CacheDef, InputDef, LimitsDef, OnFailure, StepDef};
+use crate::workflow::definition::{CacheDef, ConcurrencyDef, InputDef, LimitsDef, OnFailure, StepDef};
 use crate::workflow::template::{Template, TemplateValue};
 
 /// What every step of one definition is compiled against.
@@ -250,8 +250,12 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
     if let Some(ForEach::Template(t)) = &for_each {
         templated.push((t, at("for_each"), Situational::default()));
     }
-    match step.concurrency {
-        Some(_) if !is_for_each => errors.add(at("concurrency"), "`concurrency` applies to `for_each` steps only"),
+    let in_flight = step.concurrency.as_ref().and_then(ConcurrencyDef::count);
+    match in_flight {
+        Some(_) if !is_for_each => errors.add(
+            at("concurrency"),
+            "a number `concurrency` applies to `for_each` steps only (a keyed limit is `{ key, limit }`)",
+        ),
         Some(0) => errors.add(at("concurrency"), "must be at least 1"),
         Some(n) if n > caps.concurrency => errors.add(
             at("concurrency"),
@@ -260,19 +264,29 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         _ => {}
     }
 
-    let throttle = step
-        .throttle
-        .as_ref()
-        .and_then(|t| super::throttle::compile_throttle(t, &at("throttle"), errors));
-    if step.throttle.is_some() && !matches!(action, Action::Module { .. }) {
-        errors.add(at("throttle"), "`throttle` applies to steps that run a module");
+    let keyed = step.concurrency.as_ref().and_then(ConcurrencyDef::keyed);
+    let declared = super::throttle::declared(step.throttle.as_ref(), keyed, step.rate.as_ref(), &location, errors);
+    if !matches!(action, Action::Module { .. }) {
+        let field = match (&step.throttle, keyed, &step.rate) {
+            (Some(_), _, _) => Some("throttle"),
+            (None, Some(_), _) => Some("concurrency"),
+            (None, None, Some(_)) => Some("rate"),
+            (None, None, None) => None,
+        };
+        if let Some(field) = field {
+            errors.add(at(field), format!("`{field}` applies to steps that run a module"));
+        }
     }
+    let (throttle, key_location) = match declared {
+        Some((throttle, at)) => (Some(throttle), at),
+        None => (None, String::new()),
+    };
     if let Some(throttle) = &throttle {
         let situational = Situational {
             item: is_for_each,
             event: false,
         };
-        templated.push((&throttle.key, at("throttle.key"), situational));
+        templated.push((&throttle.key, key_location, situational));
     }
     for (template, location, situational) in &templated {
         for dep in check_paths(template, location, own, *situational, &known, errors) {
@@ -307,7 +321,7 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         reads_inputs,
         when,
         for_each,
-        concurrency: step.concurrency,
+        concurrency: in_flight,
         retry,
         on_failure: step.on_failure,
         trigger: step.trigger,

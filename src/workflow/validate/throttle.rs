@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::Errors;
-use crate::workflow::definition::ThrottleDef;
+use crate::workflow::definition::{KeyedConcurrencyDef, KeyedRateDef, RateDef, ThrottleDef};
 use crate::workflow::template::Template;
 
 /// Longest `rate.per`.
@@ -28,6 +28,87 @@ pub struct Throttle {
 pub struct Rate {
     pub limit: u32,
     pub per: Duration,
+}
+
+/// The limits a workflow or step declares: `throttle:`, or the keyed
+/// `concurrency: { key, limit }` and `rate: { key, limit, per }` (one key:
+/// both must name the same template). The compiled throttle and where its
+/// key is, for the caller's path checks.
+pub(super) fn declared(
+    throttle: Option<&ThrottleDef>,
+    concurrency: Option<&KeyedConcurrencyDef>,
+    rate: Option<&KeyedRateDef>,
+    location: &str,
+    errors: &mut Errors,
+) -> Option<(Throttle, String)> {
+    let at = |field: &str| {
+        if location.is_empty() {
+            field.to_string()
+        } else {
+            format!("{location}.{field}")
+        }
+    };
+    if let Some(throttle) = throttle {
+        if concurrency.is_some() || rate.is_some() {
+            let field = if concurrency.is_some() { "concurrency" } else { "rate" };
+            errors.add(
+                at(field),
+                "give `throttle:` or the keyed `concurrency: { key, limit }` and `rate: { key, limit, per }`, not both",
+            );
+            return None;
+        }
+        return compile_throttle(throttle, &at("throttle"), errors).map(|t| (t, at("throttle.key")));
+    }
+    let (key, field) = match (concurrency, rate) {
+        (None, None) => return None,
+        (Some(c), Some(r)) if c.key != r.key => {
+            errors.add(
+                at("rate.key"),
+                format!(
+                    "a keyed `concurrency` and `rate` share one key: {:?} is not {:?} (use `throttle:`)",
+                    r.key, c.key
+                ),
+            );
+            return None;
+        }
+        (Some(c), _) => (c.key.clone(), "concurrency"),
+        (None, Some(r)) => (r.key.clone(), "rate"),
+    };
+    let def = ThrottleDef {
+        key,
+        concurrency: concurrency.map(|c| c.limit),
+        rate: rate.map(|r| RateDef {
+            limit: r.limit,
+            per: r.per,
+        }),
+    };
+    // Limits checked at their own fields, then the key at `<field>.key`.
+    let mut limits_valid = true;
+    let in_range = |n: u32| (1..=MAX_THROTTLE_LIMIT).contains(&n);
+    if let Some(c) = concurrency.filter(|c| !in_range(c.limit)) {
+        errors.add(
+            at("concurrency.limit"),
+            format!("must be 1 to {MAX_THROTTLE_LIMIT}, not {}", c.limit),
+        );
+        limits_valid = false;
+    }
+    if let Some(r) = rate {
+        if !in_range(r.limit) {
+            errors.add(
+                at("rate.limit"),
+                format!("must be 1 to {MAX_THROTTLE_LIMIT}, not {}", r.limit),
+            );
+            limits_valid = false;
+        }
+        if r.per.is_zero() || r.per > MAX_RATE_PER {
+            errors.add(at("rate.per"), "must be longer than zero and at most 24h");
+            limits_valid = false;
+        }
+    }
+    if !limits_valid {
+        return None;
+    }
+    compile_throttle(&def, &at(field), errors).map(|t| (t, at(&format!("{field}.key"))))
 }
 
 /// Compiles `def` found at `location`; the key's paths are the caller's to check.
