@@ -123,3 +123,54 @@ steps:
     assert_eq!(run["steps"][0]["output"], json!({ "approved": true }));
     server.stop().await;
 }
+
+/// `serve --lease 2s`: the node's lease (and its runs') is 2 s past its
+/// last heartbeat; a `kill -9` leaves it to run out. Bad leases are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_lease_sets_how_long_a_node_holds_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut served = crate::support::process::Served::start(dir.path(), &["--lease", "2s"]);
+    let http = reqwest::Client::new();
+    // The heartbeat (every 2/3 s) moves last_seen on.
+    let first: Value = http
+        .get(format!("{}/v1/nodes", served.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later: Value = http
+        .get(format!("{}/v1/nodes", served.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(later["nodes"].as_array().unwrap().len(), 1, "{later}");
+    assert_ne!(first["nodes"][0]["last_seen"], later["nodes"][0]["last_seen"]);
+    served.kill();
+    let rows = query(dir.path(), "SELECT lease_until_ms - last_seen_ms FROM nodes").await;
+    assert_eq!(rows.len(), 1);
+    let lease = rows[0][0].as_i64().unwrap();
+    assert!(
+        (1990..=2000).contains(&lease),
+        "the lease is 2 s past the last heartbeat: {lease}"
+    );
+
+    for bad in ["0s", "2h", "soon"] {
+        let out = crate::support::process::command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--lease", bad, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("invalid value") && stderr.contains("--lease"),
+            "{stderr}"
+        );
+    }
+}

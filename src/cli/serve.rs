@@ -33,9 +33,22 @@ pub struct ServeArgs {
     /// far (and no further than its run's start) for one, e.g. 7d.
     #[arg(long, value_parser = parse_duration, default_value = "7d")]
     pub event_retention: std::time::Duration,
+    /// How long this node holds its runs without a heartbeat (it renews
+    /// every third of it): another node takes a run over once it ends.
+    #[arg(long, value_parser = parse_lease, default_value = "10s")]
+    pub lease: std::time::Duration,
     /// What workflows may grant their steps.
     #[command(flatten)]
     pub allow: super::local::Allow,
+}
+
+/// A lease of 1s to 1h.
+fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
+    let lease = parse_duration(text)?;
+    if lease < std::time::Duration::from_secs(1) || lease > std::time::Duration::from_secs(3600) {
+        return Err(format!("a lease is 1s to 1h, not {text}"));
+    }
+    Ok(lease)
 }
 
 pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -52,6 +65,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.grace = args.grace;
     config.max_batch = args.max_batch as usize;
     config.event_retention = args.event_retention;
+    config.lease = args.lease;
     config.grants = args.allow.grants()?;
     config.secrets_key = crate::service::secrets::SecretsKey::from_env().map_err(anyhow::Error::msg)?;
     let state = server::start(&config).await?;
