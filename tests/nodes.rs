@@ -132,23 +132,11 @@ async fn serve_lease_sets_how_long_a_node_holds_on() {
     let mut served = crate::support::process::Served::start(dir.path(), &["--lease", "2s"]);
     let http = reqwest::Client::new();
     // The heartbeat (every 2/3 s) moves last_seen on.
-    let first: Value = http
-        .get(format!("{}/v1/nodes", served.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let url = format!("{}/v1/nodes", served.url);
+    let nodes = || async { http.get(&url).send().await.unwrap().json::<Value>().await.unwrap() };
+    let first = nodes().await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let later: Value = http
-        .get(format!("{}/v1/nodes", served.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let later = nodes().await;
     assert_eq!(later["nodes"].as_array().unwrap().len(), 1, "{later}");
     assert_ne!(first["nodes"][0]["last_seen"], later["nodes"][0]["last_seen"]);
     served.kill();

@@ -10,6 +10,22 @@ use serde_json::{json, Value};
 use crate::support::query;
 use crate::support::server::TestServer;
 
+/// Each definition is refused (422) with its first error at `location`.
+async fn refused(server: &TestServer, cases: &[(&str, &str, &str)]) {
+    for (yaml, location, message) in cases {
+        let (status, body) = server.apply("t", yaml).await;
+        assert_eq!(status, 422, "{yaml}: {body}");
+        assert_eq!(
+            (
+                body["errors"][0]["location"].as_str(),
+                body["errors"][0]["message"].as_str()
+            ),
+            (Some(*location), Some(*message)),
+            "{yaml}: {body}"
+        );
+    }
+}
+
 /// One attempt as the stored events record it: (step, item, start, end) in ms.
 #[derive(Debug, Clone)]
 struct Span {
@@ -263,7 +279,7 @@ steps:
 async fn throttle_definitions_are_checked() {
     let server = TestServer::start().await;
     server.push_test_modules().await;
-    for (yaml, location, message) in [
+    let cases = [
         (
             "name: t\nsteps:\n  - { id: a, module: echo, throttle: { key: k } }\n",
             "steps.a.throttle",
@@ -299,15 +315,8 @@ async fn throttle_definitions_are_checked() {
             "throttle.key",
             "a workflow's throttle key may read `inputs`, `run` and `workflow`, not steps (give the step its own `throttle`)",
         ),
-    ] {
-        let (status, body) = server.apply("t", yaml).await;
-        assert_eq!(status, 422, "{yaml}: {body}");
-        assert_eq!(
-            (body["errors"][0]["location"].as_str(), body["errors"][0]["message"].as_str()),
-            (Some(location), Some(message)),
-            "{yaml}: {body}"
-        );
-    }
+    ];
+    refused(&server, &cases).await;
     server.stop().await;
 }
 
@@ -338,7 +347,7 @@ steps:
         "{spans:?}"
     );
 
-    for (yaml, location, message) in [
+    let cases = [
         (
             "name: t\nsteps:\n  - { id: a, module: echo, concurrency: { key: x, limit: 1 }, rate: { key: y, limit: 1, per: 1s } }\n",
             "steps.a.rate.key",
@@ -374,15 +383,8 @@ steps:
             "rate.key",
             "a workflow's throttle key may read `inputs`, `run` and `workflow`, not steps (give the step its own `throttle`)",
         ),
-    ] {
-        let (status, body) = server.apply("t", yaml).await;
-        assert_eq!(status, 422, "{yaml}: {body}");
-        assert_eq!(
-            (body["errors"][0]["location"].as_str(), body["errors"][0]["message"].as_str()),
-            (Some(location), Some(message)),
-            "{yaml}: {body}"
-        );
-    }
+    ];
+    refused(&server, &cases).await;
     // A workflow's keyed rate: accepted, its runs held to it.
     let (status, body) = server
         .apply(

@@ -83,29 +83,13 @@ pub(super) fn declared(
         }),
     };
     // Limits checked at their own fields, then the key at `<field>.key`.
-    let mut limits_valid = true;
-    let in_range = |n: u32| (1..=MAX_THROTTLE_LIMIT).contains(&n);
-    if let Some(c) = concurrency.filter(|c| !in_range(c.limit)) {
-        errors.add(
-            at("concurrency.limit"),
-            format!("must be 1 to {MAX_THROTTLE_LIMIT}, not {}", c.limit),
-        );
-        limits_valid = false;
-    }
-    if let Some(r) = rate {
-        if !in_range(r.limit) {
-            errors.add(
-                at("rate.limit"),
-                format!("must be 1 to {MAX_THROTTLE_LIMIT}, not {}", r.limit),
-            );
-            limits_valid = false;
-        }
-        if r.per.is_zero() || r.per > MAX_RATE_PER {
-            errors.add(at("rate.per"), "must be longer than zero and at most 24h");
-            limits_valid = false;
-        }
-    }
-    if !limits_valid {
+    if !check_limits(
+        def.concurrency,
+        def.rate.as_ref(),
+        &at("concurrency.limit"),
+        &at("rate"),
+        errors,
+    ) {
         return None;
     }
     compile_throttle(&def, &at(field), errors).map(|t| (t, at(&format!("{field}.key"))))
@@ -119,24 +103,13 @@ pub(super) fn compile_throttle(def: &ThrottleDef, location: &str, errors: &mut E
         errors.add(location, "give `concurrency`, `rate` or both");
         valid = false;
     }
-    let in_range = |n: u32| (1..=MAX_THROTTLE_LIMIT).contains(&n);
-    if let Some(n) = def.concurrency.filter(|n| !in_range(*n)) {
-        errors.add(at("concurrency"), format!("must be 1 to {MAX_THROTTLE_LIMIT}, not {n}"));
-        valid = false;
-    }
-    if let Some(rate) = &def.rate {
-        if !in_range(rate.limit) {
-            errors.add(
-                at("rate.limit"),
-                format!("must be 1 to {MAX_THROTTLE_LIMIT}, not {}", rate.limit),
-            );
-            valid = false;
-        }
-        if rate.per.is_zero() || rate.per > MAX_RATE_PER {
-            errors.add(at("rate.per"), "must be longer than zero and at most 24h");
-            valid = false;
-        }
-    }
+    valid &= check_limits(
+        def.concurrency,
+        def.rate.as_ref(),
+        &at("concurrency"),
+        &at("rate"),
+        errors,
+    );
     if def.key.trim().is_empty() {
         errors.add(at("key"), "must not be empty");
         return None;
@@ -163,4 +136,35 @@ pub(super) fn compile_throttle(def: &ThrottleDef, location: &str, errors: &mut E
             per: r.per,
         }),
     })
+}
+
+/// Checks a concurrency (reported at `concurrency_at`) and a rate (its
+/// `limit` and `per` under `rate_at`); whether both are valid.
+fn check_limits(
+    concurrency: Option<u32>,
+    rate: Option<&RateDef>,
+    concurrency_at: &str,
+    rate_at: &str,
+    errors: &mut Errors,
+) -> bool {
+    let mut valid = true;
+    let in_range = |n: u32| (1..=MAX_THROTTLE_LIMIT).contains(&n);
+    if let Some(n) = concurrency.filter(|n| !in_range(*n)) {
+        errors.add(concurrency_at, format!("must be 1 to {MAX_THROTTLE_LIMIT}, not {n}"));
+        valid = false;
+    }
+    if let Some(rate) = rate {
+        if !in_range(rate.limit) {
+            errors.add(
+                format!("{rate_at}.limit"),
+                format!("must be 1 to {MAX_THROTTLE_LIMIT}, not {}", rate.limit),
+            );
+            valid = false;
+        }
+        if rate.per.is_zero() || rate.per > MAX_RATE_PER {
+            errors.add(format!("{rate_at}.per"), "must be longer than zero and at most 24h");
+            valid = false;
+        }
+    }
+    valid
 }
