@@ -11,7 +11,7 @@ use crate::support::{query, sql};
 const SLOW: &str = r#"
 name: slow
 steps:
-  - { id: nap, module: hostile, input: { mode: sleep, ms: 400 } }
+  - { id: nap, module: hostile, input: { mode: sleep, ms: 1000 } }
   - { id: after, module: echo, input: { n: "{{ steps.nap.output.slept_ms }}" } }
 "#;
 

@@ -117,7 +117,8 @@ async fn at_most_limit_attempts_of_one_key_run_at_once_while_other_keys_proceed(
     assert_eq!(most_at_once(&b), 2, "{spans:?}");
     // B started with the first wave of A, not after it.
     let first_a = a.iter().map(|s| s.started).min().unwrap();
-    assert!(b.iter().all(|s| s.started < first_a + 200), "{spans:?}");
+    let first_a_end = a.iter().map(|s| s.ended).min().unwrap();
+    assert!(b.iter().all(|s| s.started < first_a_end), "{spans:?}");
     // Three waves of A, 300 ms each.
     let last_a = a.iter().map(|s| s.ended).max().unwrap();
     assert!(last_a - first_a >= 900, "{spans:?}");
@@ -150,10 +151,12 @@ steps:
     let mut starts: Vec<u64> = spans(&server, &id).await.iter().map(|s| s.started).collect();
     starts.sort();
     assert_eq!(starts.len(), 5);
-    // Any two starts apart: at most 2 within any second.
+    // At most 2 within any second (starts are recorded when granted;
+    // the events come a moment later, so allow for that moment).
     for i in 0..3 {
-        assert!(starts[i + 2] - starts[i] >= 990, "{starts:?}");
+        assert!(starts[i + 2] - starts[i] >= 900, "{starts:?}");
     }
+    assert!(starts[4] - starts[0] >= 1900, "{starts:?}");
     assert!(starts[1] - starts[0] < 500, "the first two at once: {starts:?}");
     server.stop().await;
 }
@@ -236,8 +239,8 @@ steps:
     let c1: Vec<&Span> = c1.iter().collect();
     assert_eq!(most_at_once(&c1), 1, "{c1:?}");
     let c2 = spans(&server, &ids[3]).await;
-    let first = c1.iter().map(|s| s.started).min().unwrap();
-    assert!(c2[0].started < first + 200, "c2 did not wait for c1: {c1:?} {c2:?}");
+    let first_end = c1.iter().map(|s| s.ended).min().unwrap();
+    assert!(c2[0].started < first_end, "c2 did not wait for c1: {c1:?} {c2:?}");
     server.stop().await;
 }
 
@@ -342,10 +345,7 @@ steps:
     let a: Vec<&Span> = spans.iter().filter(|s| s.item.unwrap() < 3).collect();
     assert_eq!(most_at_once(&a), 1, "{spans:?}");
     let b = spans.iter().find(|s| s.item == Some(3)).unwrap();
-    assert!(
-        b.started < a.iter().map(|s| s.started).min().unwrap() + 150,
-        "{spans:?}"
-    );
+    assert!(b.started < a.iter().map(|s| s.ended).min().unwrap(), "{spans:?}");
 
     let cases = [
         (

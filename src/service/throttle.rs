@@ -31,8 +31,10 @@ impl StoreThrottle {
 }
 
 impl Throttle for StoreThrottle {
-    fn acquire(&self, asks: Vec<Ask>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Answer>, String>> {
-        Box::pin(async move { self.writer.throttle(asks, now_ms).await.map_err(|e| e.to_string()) })
+    /// Decided by the writer's clock when it takes the asks, not the
+    /// asker's: a start is recorded when it is granted.
+    fn acquire(&self, asks: Vec<Ask>, _now_ms: u64) -> BoxFuture<'_, Result<Vec<Answer>, String>> {
+        Box::pin(async move { self.writer.throttle(asks).await.map_err(|e| e.to_string()) })
     }
 
     fn release(&self, holders: Vec<String>) -> BoxFuture<'_, Result<(), String>> {

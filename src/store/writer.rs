@@ -43,7 +43,6 @@ enum Request {
     /// `throttle:` slots asked for, in order.
     Throttle {
         asks: Vec<Ask>,
-        now_ms: u64,
         done: oneshot::Sender<Result<Vec<Answer>, String>>,
     },
     /// `throttle:` slots given back: by holder, and every slot of runs.
@@ -133,12 +132,13 @@ impl Writer {
             .map_err(StoreError::NotCommitted)
     }
 
-    /// Answers `throttle:` asks in order, recording the grants; resolves
-    /// once durable.
-    pub async fn throttle(&self, asks: Vec<Ask>, now_ms: u64) -> Result<Vec<Answer>, StoreError> {
+    /// Answers `throttle:` asks in order as of the moment the writer
+    /// decides (a grant's start is that moment), recording the grants;
+    /// resolves once committed.
+    pub async fn throttle(&self, asks: Vec<Ask>) -> Result<Vec<Answer>, StoreError> {
         let (done, committed) = oneshot::channel();
         self.requests
-            .send(Request::Throttle { asks, now_ms, done })
+            .send(Request::Throttle { asks, done })
             .map_err(|_| StoreError::WriterStopped)?;
         committed
             .await
@@ -183,7 +183,7 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
             } => starts.push((runs, lease_until_ms, done)),
             Request::Append { append, done } => appends.push((append, done)),
             Request::Post { event, done } => posts.push((event, done)),
-            Request::Throttle { asks, now_ms, done } => throttles.push((asks, now_ms, done)),
+            Request::Throttle { asks, done } => throttles.push((asks, done)),
             Request::Release { holders, runs, done } => releases.push((holders, runs, done)),
         }
     }
@@ -218,8 +218,9 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
             super::throttle::release_runs(&mut tx, &runs).await?;
         }
         let mut answered = Vec::with_capacity(throttles.len());
-        for (asks, now_ms, _) in &throttles {
-            answered.push(super::throttle::acquire(&mut tx, asks, *now_ms).await?);
+        for (asks, _) in &throttles {
+            let now = super::now_ms() as u64;
+            answered.push(super::throttle::acquire(&mut tx, asks, now).await?);
         }
         tx.commit().await?;
         if light {
@@ -230,7 +231,7 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
     .await;
     match result {
         Ok((inserted, appended, posted, answered)) => {
-            for ((_, _, done), answers) in throttles.into_iter().zip(answered) {
+            for ((_, done), answers) in throttles.into_iter().zip(answered) {
                 let _ = done.send(Ok(answers));
             }
             for (_, _, done) in releases {
@@ -260,7 +261,7 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
             for (_, done) in posts {
                 let _ = done.send(Err(message.clone()));
             }
-            for (_, _, done) in throttles {
+            for (_, done) in throttles {
                 let _ = done.send(Err(message.clone()));
             }
             for (_, _, done) in releases {
