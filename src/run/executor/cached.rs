@@ -3,10 +3,29 @@
 //! `step.cached` event, no wasm), a miss starts its attempt, and a missed
 //! unit's successful output is recorded under its key.
 
-use super::Driver;
-use crate::run::cache::CacheEntry;
+use std::sync::Arc;
+
+use super::{Driver, Executor};
+use crate::run::cache::{CacheEntry, StepCache};
 use crate::run::event::{now_ms, EventKind};
 use crate::workflow::Action;
+
+impl Executor {
+    /// Cache hits and misses so far.
+    pub fn cache_counts(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.cache_stats.hits.load(Relaxed),
+            self.cache_stats.misses.load(Relaxed),
+        )
+    }
+
+    /// Gives `cache:` steps a place to keep outputs.
+    pub fn with_cache(mut self, cache: Arc<dyn StepCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+}
 
 impl Driver<'_> {
     /// Records the outputs of the round, then looks up the units that

@@ -89,27 +89,6 @@ impl Executor {
         }
     }
 
-    /// Cache hits and misses so far.
-    pub fn cache_counts(&self) -> (u64, u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        (
-            self.cache_stats.hits.load(Relaxed),
-            self.cache_stats.misses.load(Relaxed),
-        )
-    }
-
-    /// Gives `cache:` steps a place to keep outputs.
-    pub fn with_cache(mut self, cache: Arc<dyn StepCache>) -> Self {
-        self.cache = Some(cache);
-        self
-    }
-
-    /// Gives `throttle:` keys a place to keep their slots.
-    pub fn with_throttle(mut self, throttle: Arc<dyn Throttle>) -> Self {
-        self.throttle = Some(throttle);
-        self
-    }
-
     /// Records `node` as the node of every attempt this executor starts.
     pub fn with_node(mut self, node: &str) -> Self {
         self.node = Some(node.to_string());

@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
-use super::{Driver, Timer};
+use std::sync::Arc;
+
+use super::{Driver, Executor, Timer};
 use crate::run::event::{now_ms, ErrorKind, EventKind, StepError};
 use crate::run::state::RunStatus;
-use crate::run::throttle::{Answer, Ask, Claim};
+use crate::run::throttle::{Answer, Ask, Claim, Throttle as Books};
 use crate::workflow::template::Scope;
 use crate::workflow::Throttle;
 
@@ -79,6 +81,14 @@ impl Throttled {
     /// Every key asks again.
     pub(super) fn unblock(&mut self) {
         self.blocked.clear();
+    }
+}
+
+impl Executor {
+    /// Gives `throttle:` keys a place to keep their slots.
+    pub fn with_throttle(mut self, throttle: Arc<dyn Books>) -> Self {
+        self.throttle = Some(throttle);
+        self
     }
 }
 
@@ -144,6 +154,10 @@ impl<'a> Driver<'a> {
     /// Gives back slots of finished units (and of steps that ended), then
     /// asks for slots for waiting units in fair order until none can start.
     pub(super) async fn throttle_round(&mut self) {
+        // Most rounds hold, give back and ask for nothing: no work then.
+        if self.throttled.held.is_empty() && self.throttled.releases.is_empty() && !self.throttled.is_waiting() {
+            return;
+        }
         let Some(throttle) = self.executor.throttle.clone() else {
             return;
         };
