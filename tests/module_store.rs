@@ -4,7 +4,6 @@
 use sandstep::limits::EngineSettings;
 use sandstep::modules::{Reference, ReferenceError};
 use sandstep::sandbox::{ModuleError, ModuleKind, Sandbox};
-use sandstep::store::Db;
 
 use crate::support::*;
 
@@ -152,7 +151,7 @@ fn rejects_imports_the_host_does_not_provide() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_bytes_same_digest_and_tags_move() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path()).await.unwrap();
+    let db = crate::support::store::open(dir.path()).await;
     let hello_bytes = std::fs::read(guests().example("hello")).unwrap();
     let echo_bytes = std::fs::read(guests().example("echo")).unwrap();
     let hello = sandbox().load(&hello_bytes).unwrap();

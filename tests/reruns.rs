@@ -33,11 +33,14 @@ output: { fetch: "{{ steps.fetch.output.run_id }}", store: "{{ steps.store.outpu
 async fn started_steps(server: &TestServer, run: &str) -> Vec<String> {
     query(
         &server.data_dir,
-        &format!("SELECT json_extract(body, '$.step') FROM events WHERE run_id = '{run}' AND type = 'step.started' ORDER BY seq"),
+        &format!("SELECT body FROM events WHERE run_id = '{run}' AND type = 'step.started' ORDER BY seq"),
     )
     .await
     .into_iter()
-    .map(|row| row[0].as_str().unwrap().to_string())
+    .map(|row| {
+        let body: Value = serde_json::from_str(row[0].as_str().unwrap()).unwrap();
+        body["step"].as_str().unwrap().to_string()
+    })
     .collect()
 }
 

@@ -42,7 +42,7 @@ fn outlets(db: &Db, node: &str) -> Arc<Outlets> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_owner_or_sequence_cannot_append() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path()).await.unwrap();
+    let db = crate::support::store::open(dir.path()).await;
     let (a, b) = (outlets(&db, "node-a"), outlets(&db, "node-b"));
     let queued = event(
         1,

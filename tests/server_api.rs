@@ -467,7 +467,7 @@ async fn unresumable_run_fails_instead_of_blocking_start() {
 async fn locally_added_modules_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let hello = guests().example("hello");
-    let out = crate::support::process::command()
+    let out = crate::support::store::on(&mut crate::support::process::command(), dir.path())
         .args([
             "module",
             "add",
@@ -476,9 +476,7 @@ async fn locally_added_modules_are_served() {
             "hello",
             "--tag",
             "v1",
-            "--data-dir",
         ])
-        .arg(dir.path())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -1,6 +1,6 @@
 //! `sandstep bench ...`: print the engine's figures against in-process baselines.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -51,7 +51,7 @@ pub enum BenchCommand {
     },
 }
 
-pub async fn run(_data_dir: &Path, command: BenchCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(_home: &super::local::Home, command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Sandbox {
             iterations,

@@ -2,7 +2,6 @@
 //! on the server when `SANDSTEP_URL` is set, else in the local data
 //! directory's store.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -19,7 +18,7 @@ pub enum CacheCommand {
     },
 }
 
-pub async fn run(data_dir: &Path, command: CacheCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(home: &super::local::Home, command: CacheCommand) -> anyhow::Result<ExitCode> {
     let CacheCommand::Clear { module } = command;
     if module.as_deref().is_some_and(str::is_empty) {
         anyhow::bail!("--module must be a name or a sha256: digest");
@@ -34,7 +33,7 @@ pub async fn run(data_dir: &Path, command: CacheCommand) -> anyhow::Result<ExitC
             print(&client.send(request).await?);
         }
         None => {
-            let deleted = match Db::open_existing(data_dir).await? {
+            let deleted = match Db::open_existing(&home.store).await? {
                 Some(db) => db.cache_clear(module.as_deref()).await?,
                 None => 0,
             };

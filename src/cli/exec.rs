@@ -1,6 +1,5 @@
 //! `sandstep exec`: run one step and print its output (or its failure).
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -50,7 +49,7 @@ pub struct ExecArgs {
     pub json: bool,
 }
 
-pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(home: &super::local::Home, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let input = super::local::read_input(&args.input)?;
     let mut limits = Limits::default();
     if let Some(fuel) = args.fuel {
@@ -68,8 +67,8 @@ pub async fn run(data_dir: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     if let Some(logs) = args.max_logs {
         limits.log_bytes = logs;
     }
-    let bytes = super::local::module_bytes(data_dir, &args.module).await?;
-    let sandbox = super::local::sandbox(data_dir)?;
+    let bytes = super::local::module_bytes(home, &args.module).await?;
+    let sandbox = super::local::sandbox(&home.data_dir)?;
     if limits.memory > sandbox.settings().max_memory {
         bail!(
             "--memory {} is above the cap of {} bytes",

@@ -11,7 +11,23 @@ use crate::limits::EngineSettings;
 use crate::modules::{Reference, ReferenceError};
 use crate::sandbox::Sandbox;
 use crate::service::modules::{Modules, Place};
-use crate::store::Db;
+use crate::store::{Db, Location};
+
+/// Where a command keeps its things: the data directory (compiled code,
+/// the node id, the SQLite file) and the store (that file, or
+/// `--database`).
+#[derive(Debug, Clone)]
+pub(crate) struct Home {
+    pub data_dir: PathBuf,
+    pub store: Location,
+}
+
+impl Home {
+    pub fn new(data_dir: PathBuf, database: Option<&str>) -> Result<Home, String> {
+        let store = Location::new(&data_dir, database)?;
+        Ok(Home { data_dir, store })
+    }
+}
 
 /// Reads `--input`: JSON text, or `@path`.
 pub(crate) fn read_input(input: &str) -> anyhow::Result<String> {
@@ -51,15 +67,15 @@ pub(crate) fn sandbox(data_dir: &Path) -> anyhow::Result<Sandbox> {
 
 /// Module resolution for local commands: `--module NAME=PATH` files, then
 /// the local store when the data directory has one.
-pub(crate) async fn modules(data_dir: &Path, pairs: &[String]) -> anyhow::Result<Modules> {
+pub(crate) async fn modules(home: &Home, pairs: &[String]) -> anyhow::Result<Modules> {
     let files = Modules::parse_files(pairs).map_err(anyhow::Error::msg)?;
-    let db = Db::open_existing(data_dir).await?;
-    let sandbox = Arc::new(sandbox(data_dir)?);
+    let db = Db::open_existing(&home.store).await?;
+    let sandbox = Arc::new(sandbox(&home.data_dir)?);
     Ok(Modules::new(sandbox, db, files, Place::Local))
 }
 
 /// The bytes of a module given as a file path or a store reference.
-pub(crate) async fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn module_bytes(home: &Home, module: &str) -> anyhow::Result<Vec<u8>> {
     let path = PathBuf::from(module);
     if path.is_file() {
         return std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()));
@@ -69,7 +85,7 @@ pub(crate) async fn module_bytes(data_dir: &Path, module: &str) -> anyhow::Resul
     }
     let reference =
         Reference::parse(module).with_context(|| format!("{module:?} is neither a file nor a module reference"))?;
-    match modules(data_dir, &[]).await?.bytes(module).await {
+    match modules(home, &[]).await?.bytes(module).await {
         Ok(bytes) => Ok(bytes),
         Err(crate::service::RunError::ModuleMissing { .. }) => {
             Err(ReferenceError::NotFound(reference.to_string()).into())

@@ -29,6 +29,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "SANDSTEP_DATA_DIR", default_value = ".sandstep")]
     pub data_dir: PathBuf,
 
+    /// A PostgreSQL database to keep modules, workflows and runs in
+    /// (postgres://USER@HOST:PORT/DB), shared by every node serving it;
+    /// without it, the SQLite file in the data directory.
+    #[arg(long, global = true, env = "SANDSTEP_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -90,20 +96,27 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let home = match local::Home::new(cli.data_dir, cli.database.as_deref()) {
+        Ok(home) => home,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Module(command) => module::run(&cli.data_dir, command).await,
-            Command::Exec(args) => exec::run(&cli.data_dir, args).await,
-            Command::Serve(args) => serve::run(&cli.data_dir, args).await,
+            Command::Module(command) => module::run(&home, command).await,
+            Command::Exec(args) => exec::run(&home, args).await,
+            Command::Serve(args) => serve::run(&home, args).await,
             Command::Workflow(command) => client::workflow(command).await,
             Command::Runs(command) => client::runs(command).await,
             Command::Event(command) => client::event(command).await,
             Command::Schedules(command) => client::schedules(command).await,
             Command::Secret(command) => secret::run(command).await,
-            Command::Cache(command) => cache::run(&cli.data_dir, command).await,
-            Command::Validate(args) => validate::run(&cli.data_dir, args).await,
-            Command::Run(args) => run::run(&cli.data_dir, args).await,
-            Command::Bench(command) => bench::run(&cli.data_dir, command).await,
+            Command::Cache(command) => cache::run(&home, command).await,
+            Command::Validate(args) => validate::run(&home, args).await,
+            Command::Run(args) => run::run(&home, args).await,
+            Command::Bench(command) => bench::run(&home, command).await,
         }
     });
     match result {

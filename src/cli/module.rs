@@ -1,6 +1,6 @@
 //! `sandstep module add|list`: the local module store.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -40,7 +40,7 @@ pub enum ModuleCommand {
     },
 }
 
-pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(home: &super::local::Home, command: ModuleCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModuleCommand::Push {
             file,
@@ -53,7 +53,7 @@ pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<Exit
             crate::modules::check_name(&name)?;
             crate::modules::check_tag(&tag)?;
             let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            let sandbox = super::local::sandbox(data_dir)?;
+            let sandbox = super::local::sandbox(&home.data_dir)?;
             let spinner = super::progress::spinner(format!(
                 "compiling {} ({})",
                 file.display(),
@@ -63,7 +63,7 @@ pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<Exit
                 .load(&bytes)
                 .with_context(|| format!("{} was rejected", file.display()))?;
             drop(spinner);
-            let db = Db::open(data_dir).await?;
+            let db = Db::connect(&home.store).await?;
             let added = db.put_module(&bytes, &module.info, &name, &tag).await?;
             if json {
                 println!("{}", serde_json::to_string(&added)?);
@@ -89,7 +89,7 @@ pub async fn run(data_dir: &Path, command: ModuleCommand) -> anyhow::Result<Exit
             Ok(ExitCode::SUCCESS)
         }
         ModuleCommand::List { json } => {
-            let modules = match Db::open_existing(data_dir).await? {
+            let modules = match Db::open_existing(&home.store).await? {
                 Some(db) => db.list_modules().await?,
                 None => Vec::new(),
             };

@@ -1,7 +1,7 @@
 //! `sandstep run FILE`: run a workflow in this process, with live progress;
 //! the run's output JSON is the last line of stdout.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -39,10 +39,10 @@ pub struct RunArgs {
     pub allow: super::local::Allow,
 }
 
-pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(home: &super::local::Home, args: RunArgs) -> anyhow::Result<ExitCode> {
     let source = super::local::read_definition(&args.file)?;
     let input: serde_json::Value = serde_json::from_str(&super::local::read_input(&args.input)?)?;
-    let modules = super::local::modules(data_dir, &args.modules).await?;
+    let modules = super::local::modules(home, &args.modules).await?;
     let caps = Caps {
         grants: args.allow.grants()?,
         ..Caps::default()
@@ -106,7 +106,7 @@ pub async fn run(data_dir: &Path, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut executor = Executor::new(modules.sandbox().clone(), args.max_concurrent_attempts, caps);
     // `cache:` steps use the data directory's cache when it has a store
     // (what `sandstep cache clear` clears), memory otherwise.
-    executor = match crate::store::Db::open_existing(data_dir).await? {
+    executor = match crate::store::Db::open_existing(&home.store).await? {
         Some(db) => executor.with_cache(Arc::new(crate::service::cache::StoreCache(db))),
         None => executor.with_cache(Arc::new(crate::run::cache::MemoryCache::default())),
     };

@@ -1,7 +1,7 @@
 //! `sandstep serve`: the HTTP API on one SQLite file in the data directory.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -51,14 +51,15 @@ fn parse_lease(text: &str) -> Result<std::time::Duration, String> {
     Ok(lease)
 }
 
-pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(home: &super::local::Home, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let tokens = server::auth::load_tokens(
         std::env::var("SANDSTEP_API_TOKENS").ok().as_deref(),
         args.tokens_file.as_deref(),
     )
     .map_err(anyhow::Error::msg)?;
     server::check_bind(&args.listen, &tokens).map_err(anyhow::Error::msg)?;
-    let mut config = ServerConfig::new(data_dir.to_path_buf());
+    let mut config = ServerConfig::new(home.data_dir.clone());
+    config.store = home.store.clone();
     config.tokens = tokens;
     config.max_module_bytes = args.max_module_size as usize;
     config.max_body_bytes = args.max_body_size as usize;

@@ -1,6 +1,6 @@
 //! `sandstep validate FILE`: every error of a definition at once, located.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -21,10 +21,10 @@ pub struct ValidateArgs {
     pub check_modules: bool,
 }
 
-pub async fn run(data_dir: &Path, args: ValidateArgs) -> anyhow::Result<ExitCode> {
+pub async fn run(home: &super::local::Home, args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let source = super::local::read_definition(&args.file)?;
     let catalog = if args.check_modules || !args.modules.is_empty() {
-        Some(super::local::modules(data_dir, &args.modules).await?.catalog().await?)
+        Some(super::local::modules(home, &args.modules).await?.catalog().await?)
     } else {
         None
     };

@@ -38,6 +38,8 @@ use crate::store::Db;
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub data_dir: PathBuf,
+    /// The store: the data directory's SQLite file unless `--database`.
+    pub store: crate::store::Location,
     /// API tokens (`--tokens-file`, `SANDSTEP_API_TOKENS`); none: no auth.
     pub tokens: Vec<auth::ApiToken>,
     /// Largest module upload, in bytes. Default 64 MiB.
@@ -65,6 +67,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         ServerConfig {
+            store: crate::store::Location::File(data_dir.join(crate::store::DB_FILE)),
             data_dir,
             tokens: Vec::new(),
             max_module_bytes: 64 << 20,
@@ -100,7 +103,7 @@ pub fn check_bind<T>(addr: &SocketAddr, tokens: &[T]) -> Result<(), String> {
 
 /// Opens the store, builds the engine and resumes unfinished runs.
 pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
-    let db = Db::open(&config.data_dir).await?;
+    let db = Db::connect(&config.store).await?;
     let settings = EngineSettings {
         max_module_bytes: config.max_module_bytes as u64,
         ..EngineSettings::default()

@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::Row as _;
 
+use super::backend::Connection;
 use super::runs::{run_row, status_change, Append, AppendRefused, Inserted, NewRun, RunRow, StatusChange, COLUMNS};
-use super::sqlite::Connection;
+use super::sql::Sql;
 use super::{now_ms, StoreError};
 use crate::run::{Event, EventKind};
 
@@ -28,15 +29,14 @@ pub(crate) async fn insert_runs(
     let mut existing: HashMap<(String, String), RunRow> = HashMap::new();
     let keyed: Vec<&NewRun> = runs.iter().filter(|r| r.idempotency_key.is_some()).collect();
     for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
-        let mut query = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM runs WHERE "));
-        let mut separated = query.separated(" OR ");
-        for run in chunk {
-            separated
-                .push("(workflow = ")
-                .push_bind_unseparated(&run.workflow)
-                .push_unseparated(" AND idempotency_key = ")
-                .push_bind_unseparated(run.idempotency_key.as_deref())
-                .push_unseparated(")");
+        let mut query = Sql::new(format!("SELECT {COLUMNS} FROM runs WHERE "));
+        for (i, run) in chunk.iter().enumerate() {
+            query
+                .push(if i == 0 { "(workflow = " } else { " OR (workflow = " })
+                .bind(&run.workflow)
+                .push(" AND idempotency_key = ")
+                .bind(run.idempotency_key.as_deref())
+                .push(")");
         }
         for row in query.build().fetch_all(&mut *tx).await? {
             let row = run_row(&row)?;
@@ -77,30 +77,30 @@ pub(crate) async fn insert_runs(
         out.push(Inserted::New(row));
     }
     for chunk in fresh.chunks(ROWS_PER_STATEMENT / 15) {
-        let mut query = sqlx::QueryBuilder::new(
+        let mut query = Sql::new(
             "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, updated_ms, \
              last_seq, owner, lease_until_ms, fence, parent_run_id, token) ",
         );
-        query.push_values(chunk, |mut row, (run, input)| {
+        query.values(chunk, |row, (run, input)| {
             let (parent, token) = match &run.queued.kind {
                 EventKind::RunQueued { origin, .. } => (origin.parent_run_id.as_deref(), origin.token.as_deref()),
                 _ => (None, None),
             };
-            row.push_bind(&run.id)
-                .push_bind(&run.workflow)
-                .push_bind(run.version)
-                .push_bind("queued")
-                .push_bind(run.idempotency_key.as_deref())
-                .push_bind(input.as_str())
-                .push_bind(serde_json::to_string(&run.modules).expect("a map of strings serializes"))
-                .push_bind(run.queued.at_ms as i64)
-                .push_bind(run.queued.at_ms as i64)
-                .push_bind(run.queued.seq as i64)
-                .push_bind(node)
-                .push_bind(lease_until_ms)
-                .push_bind(1i64)
-                .push_bind(parent)
-                .push_bind(token);
+            row.bind(&run.id)
+                .bind(&run.workflow)
+                .bind(run.version)
+                .bind("queued")
+                .bind(run.idempotency_key.as_deref())
+                .bind(input.as_str())
+                .bind(serde_json::to_string(&run.modules).expect("a map of strings serializes"))
+                .bind(run.queued.at_ms as i64)
+                .bind(run.queued.at_ms as i64)
+                .bind(run.queued.seq as i64)
+                .bind(node)
+                .bind(lease_until_ms)
+                .bind(1i64)
+                .bind(parent)
+                .bind(token);
         });
         query.build().execute(&mut *tx).await?;
     }
@@ -144,7 +144,7 @@ pub(crate) async fn append(
         .collect();
     let mut moved: HashSet<String> = HashSet::with_capacity(moves.len());
     for chunk in moves.chunks(ROWS_PER_STATEMENT / 12) {
-        let mut query = sqlx::QueryBuilder::new(
+        let mut query = Sql::new(
             "UPDATE runs SET last_seq = v.column2, status = COALESCE(v.column3, runs.status), \
              output = COALESCE(v.column4, runs.output), error = COALESCE(v.column5, runs.error), \
              updated_ms = COALESCE(v.column6, runs.updated_ms), \
@@ -153,20 +153,20 @@ pub(crate) async fn append(
              wake_ms = CASE WHEN v.column3 IS NULL THEN runs.wake_ms ELSE v.column11 END, \
              fuel = runs.fuel + v.column12 FROM (",
         );
-        query.push_values(chunk, |mut row, m| {
+        query.values(chunk, |row, m| {
             let change = m.change.as_ref();
-            row.push_bind(&m.append.run_id)
-                .push_bind(m.last_seq)
-                .push_bind(change.map(|c| c.status))
-                .push_bind(change.and_then(|c| c.output.map(|o| o.to_string())))
-                .push_bind(change.and_then(|c| c.error))
-                .push_bind(change.map(|c| c.at_ms))
-                .push_bind(i64::from(change.is_some_and(|c| c.ended)))
-                .push_bind(m.append.expected_seq as i64)
-                .push_bind(&m.append.lease.node)
-                .push_bind(m.append.lease.fence)
-                .push_bind(change.and_then(|c| c.wake_ms))
-                .push_bind(m.fuel);
+            row.bind(&m.append.run_id)
+                .bind(m.last_seq)
+                .bind(change.map(|c| c.status))
+                .bind(change.and_then(|c| c.output.map(|o| o.to_string())))
+                .bind(change.and_then(|c| c.error))
+                .bind(change.map(|c| c.at_ms))
+                .bind(i64::from(change.is_some_and(|c| c.ended)))
+                .bind(m.append.expected_seq as i64)
+                .bind(&m.append.lease.node)
+                .bind(m.append.lease.fence)
+                .bind(change.and_then(|c| c.wake_ms))
+                .bind(m.fuel);
         });
         query.push(
             ") AS v WHERE runs.id = v.column1 AND runs.last_seq = v.column8 \
@@ -204,35 +204,29 @@ pub(crate) async fn append(
     }
     // An ended child run tells its parent, through the parent's inbox.
     for chunk in ended.chunks(ROWS_PER_STATEMENT) {
-        let mut query = sqlx::QueryBuilder::new(
+        let mut query = Sql::new(
             "INSERT INTO inbox (run_id, kind, body, created_ms, child_id) \
              SELECT parent_run_id, 'child_ended', '{\"kind\":\"child_ended\"}', ",
         );
         query
-            .push_bind(now)
-            .push(", id FROM runs WHERE parent_run_id IS NOT NULL AND id IN (");
-        let mut ids = query.separated(", ");
-        for id in chunk {
-            ids.push_bind(*id);
-        }
-        query.push(")");
+            .bind(now)
+            .push(", id FROM runs WHERE parent_run_id IS NOT NULL AND id IN ")
+            .list(chunk.iter().copied());
         query.build().execute(&mut *tx).await?;
     }
     // An ended run's throttle slots are given back with its end.
     super::throttle::release_runs(tx, &throttled_ended).await?;
     // An ended run's requests are answered by its end.
     for chunk in ended.chunks(ROWS_PER_STATEMENT) {
-        let mut query = sqlx::QueryBuilder::new("UPDATE inbox SET consumed_ms = ");
-        query.push_bind(now).push(" WHERE consumed_ms IS NULL AND run_id IN (");
-        let mut ids = query.separated(", ");
-        for id in chunk {
-            ids.push_bind(*id);
-        }
-        query.push(")");
+        let mut query = Sql::new("UPDATE inbox SET consumed_ms = ");
+        query
+            .bind(now)
+            .push(" WHERE consumed_ms IS NULL AND run_id IN ")
+            .list(chunk.iter().copied());
         query.build().execute(&mut *tx).await?;
     }
     for (id, run_id) in consumed {
-        sqlx::query("UPDATE inbox SET consumed_ms = ? WHERE id = ? AND run_id = ?")
+        sqlx::query("UPDATE inbox SET consumed_ms = $1 WHERE id = $2 AND run_id = $3")
             .bind(now)
             .bind(id)
             .bind(run_id)
@@ -250,7 +244,7 @@ async fn consume_only(tx: &mut Connection, append: &Append, now: i64) -> Result<
     if append.consumed.is_empty() {
         return Ok(Ok(()));
     }
-    let owned = sqlx::query("SELECT 1 FROM runs WHERE id = ? AND owner = ? AND fence = ?")
+    let owned = sqlx::query("SELECT 1 FROM runs WHERE id = $1 AND owner = $2 AND fence = $3")
         .bind(&append.run_id)
         .bind(&append.lease.node)
         .bind(append.lease.fence)
@@ -261,7 +255,7 @@ async fn consume_only(tx: &mut Connection, append: &Append, now: i64) -> Result<
         return Ok(Err(refusal(tx, append).await?));
     }
     for id in &append.consumed {
-        sqlx::query("UPDATE inbox SET consumed_ms = ? WHERE id = ? AND run_id = ?")
+        sqlx::query("UPDATE inbox SET consumed_ms = $1 WHERE id = $2 AND run_id = $3")
             .bind(now)
             .bind(id)
             .bind(&append.run_id)
@@ -273,7 +267,7 @@ async fn consume_only(tx: &mut Connection, append: &Append, now: i64) -> Result<
 
 /// Why an append matched no row, for the error.
 async fn refusal(tx: &mut Connection, append: &Append) -> Result<AppendRefused, StoreError> {
-    let row = sqlx::query("SELECT last_seq, owner, fence FROM runs WHERE id = ?")
+    let row = sqlx::query("SELECT last_seq, owner, fence FROM runs WHERE id = $1")
         .bind(&append.run_id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -304,13 +298,13 @@ async fn refusal(tx: &mut Connection, append: &Append) -> Result<AppendRefused, 
 /// Inserts events as they are (the caller checked they may be written).
 async fn insert_events(tx: &mut Connection, events: &[&Event]) -> Result<(), StoreError> {
     for chunk in events.chunks(ROWS_PER_STATEMENT * 2) {
-        let mut query = sqlx::QueryBuilder::new("INSERT INTO events (run_id, seq, at_ms, type, body) ");
-        query.push_values(chunk, |mut row, event| {
-            row.push_bind(&event.run_id)
-                .push_bind(event.seq as i64)
-                .push_bind(event.at_ms as i64)
-                .push_bind(event.kind.name())
-                .push_bind(serde_json::to_string(event).expect("an event serializes"));
+        let mut query = Sql::new("INSERT INTO events (run_id, seq, at_ms, type, body) ");
+        query.values(chunk, |row, event| {
+            row.bind(&event.run_id)
+                .bind(event.seq as i64)
+                .bind(event.at_ms as i64)
+                .bind(event.kind.name())
+                .bind(serde_json::to_string(event).expect("an event serializes"));
         });
         query.build().execute(&mut *tx).await?;
     }

@@ -3,6 +3,7 @@
 
 use sqlx::Row as _;
 
+use super::sql::Sql;
 use super::{Db, StoreError};
 use crate::run::cache::{CacheEntry, CacheHit};
 
@@ -14,16 +15,10 @@ impl Db {
     pub async fn cache_get(&self, keys: &[String], now_ms: u64) -> Result<Vec<Option<CacheHit>>, StoreError> {
         let mut found = std::collections::HashMap::new();
         for chunk in keys.chunks(CHUNK) {
-            let placeholders = vec!["?"; chunk.len()].join(", ");
-            let sql = format!(
-                "SELECT key, output, run_id FROM step_cache WHERE key IN ({placeholders}) \
-                 AND (expires_ms IS NULL OR expires_ms > ?)"
-            );
-            let mut query = sqlx::query(&sql);
-            for key in chunk {
-                query = query.bind(key);
-            }
-            for row in query.bind(now_ms as i64).fetch_all(&self.pool).await? {
+            let mut query = Sql::new("SELECT key, output, run_id FROM step_cache WHERE key IN ");
+            query.list(chunk).push(" AND (expires_ms IS NULL OR expires_ms > ");
+            query.bind(now_ms as i64).push(")");
+            for row in query.build().fetch_all(&self.pool).await? {
                 let key: String = row.get("key");
                 let output: String = row.get("output");
                 let output = serde_json::from_str(&output).map_err(|e| StoreError::Corrupt {
@@ -49,7 +44,7 @@ impl Db {
         for entry in entries {
             sqlx::query(
                 "INSERT INTO step_cache (key, module, digest, output, run_id, created_ms, expires_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET output = excluded.output, \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO UPDATE SET output = excluded.output, \
                  run_id = excluded.run_id, created_ms = excluded.created_ms, expires_ms = excluded.expires_ms",
             )
             .bind(&entry.key)
@@ -72,7 +67,7 @@ impl Db {
         let mut tx = self.write().await?;
         let done = match module {
             Some(module) => {
-                sqlx::query("DELETE FROM step_cache WHERE module = ? OR digest = ?")
+                sqlx::query("DELETE FROM step_cache WHERE module = $1 OR digest = $2")
                     .bind(module)
                     .bind(module)
                     .execute(&mut *tx)

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use sqlx::Row as _;
 
-use super::sqlite::Connection;
+use super::backend::Connection;
+use super::sql::Sql;
 use super::{now_ms, Db, StoreError};
 use crate::run::{ErrorKind, Event, EventKind};
 
@@ -54,16 +55,15 @@ impl Db {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut query = sqlx::QueryBuilder::new(
-            "SELECT seq, id, topic, data, idempotency_key, created_ms FROM posted_events WHERE 1 = 1",
-        );
+        let mut query =
+            Sql::new("SELECT seq, id, topic, data, idempotency_key, created_ms FROM posted_events WHERE 1 = 1");
         if let Some(topic) = topic {
-            query.push(" AND topic = ").push_bind(topic);
+            query.push(" AND topic = ").bind(topic);
         }
         if let Some(before) = before {
-            query.push(" AND seq < ").push_bind(before);
+            query.push(" AND seq < ").bind(before);
         }
-        query.push(" ORDER BY seq DESC LIMIT ").push_bind(limit);
+        query.push(" ORDER BY seq DESC LIMIT ").bind(limit);
         let rows = query.build().fetch_all(&self.pool).await?;
         let mut events = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -86,13 +86,10 @@ impl Db {
             });
         }
         if !events.is_empty() {
-            let mut query =
-                sqlx::QueryBuilder::new("SELECT event_id, run_id, role FROM event_runs WHERE event_id IN (");
-            let mut ids = query.separated(", ");
-            for event in &events {
-                ids.push_bind(&event.id);
-            }
-            query.push(") ORDER BY run_id");
+            let mut query = Sql::new("SELECT event_id, run_id, role FROM event_runs WHERE event_id IN ");
+            query
+                .list(events.iter().map(|e| e.id.as_str()))
+                .push(" ORDER BY run_id");
             let mut links: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
             for row in query.build().fetch_all(&self.pool).await? {
                 let entry = links.entry(row.try_get("event_id")?).or_default();
@@ -116,7 +113,7 @@ impl Db {
     pub async fn purge_posted_events(&self) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         let purged = sqlx::query(
-            "DELETE FROM posted_events WHERE expires_ms < ? AND id NOT IN \
+            "DELETE FROM posted_events WHERE expires_ms < $1 AND id NOT IN \
              (SELECT event_id FROM inbox WHERE consumed_ms IS NULL AND event_id IS NOT NULL)",
         )
         .bind(now_ms())
@@ -142,7 +139,7 @@ pub struct NewEvent {
 /// every run waiting for its topic, inside the writer's transaction.
 pub(super) async fn insert_event(tx: &mut Connection, event: &NewEvent) -> Result<Posted, StoreError> {
     if let Some(key) = &event.idempotency_key {
-        let existing = sqlx::query("SELECT id FROM posted_events WHERE idempotency_key = ?")
+        let existing = sqlx::query("SELECT id FROM posted_events WHERE idempotency_key = $1")
             .bind(key)
             .fetch_optional(&mut *tx)
             .await?;
@@ -158,7 +155,7 @@ pub(super) async fn insert_event(tx: &mut Connection, event: &NewEvent) -> Resul
     let now = now_ms();
     sqlx::query(
         "INSERT INTO posted_events (id, topic, data, idempotency_key, created_ms, expires_ms) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&id)
     .bind(&event.topic)
@@ -170,7 +167,7 @@ pub(super) async fn insert_event(tx: &mut Connection, event: &NewEvent) -> Resul
     .await?;
     let runs: Vec<String> = sqlx::query(
         "INSERT INTO inbox (run_id, kind, body, created_ms, event_id) \
-         SELECT DISTINCT run_id, 'event', ?, ?, ? FROM waits WHERE topic = ? RETURNING run_id",
+         SELECT DISTINCT run_id, 'event', $1, $2, $3 FROM waits WHERE topic = $4 RETURNING run_id",
     )
     .bind(EVENT_MESSAGE)
     .bind(now)
@@ -202,7 +199,7 @@ pub(super) async fn follow_waits(tx: &mut Connection, events: &[&Event], now: i6
                 ..
             } => {
                 sqlx::query(
-                    "INSERT INTO waits (run_id, step, topic) VALUES (?, ?, ?) \
+                    "INSERT INTO waits (run_id, step, topic) VALUES ($1, $2, $3) \
                      ON CONFLICT (run_id, step) DO UPDATE SET topic = excluded.topic",
                 )
                 .bind(run)
@@ -212,8 +209,8 @@ pub(super) async fn follow_waits(tx: &mut Connection, events: &[&Event], now: i6
                 .await?;
                 sqlx::query(
                     "INSERT INTO inbox (run_id, kind, body, created_ms, event_id) \
-                     SELECT ?, 'event', ?, ?, id FROM posted_events WHERE topic = ? AND expires_ms > ? \
-                     AND created_ms >= (SELECT created_ms FROM runs WHERE id = ?) ORDER BY seq",
+                     SELECT $1, 'event', $2, $3, id FROM posted_events WHERE topic = $4 AND expires_ms > $5 \
+                     AND created_ms >= (SELECT created_ms FROM runs WHERE id = $6) ORDER BY seq",
                 )
                 .bind(run)
                 .bind(EVENT_MESSAGE)
@@ -229,7 +226,7 @@ pub(super) async fn follow_waits(tx: &mut Connection, events: &[&Event], now: i6
             } => {
                 end_wait(tx, run, step).await?;
                 sqlx::query(
-                    "INSERT INTO event_runs (event_id, run_id, role) VALUES (?, ?, 'resumed') \
+                    "INSERT INTO event_runs (event_id, run_id, role) VALUES ($1, $2, 'resumed') \
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(id)
@@ -249,7 +246,7 @@ pub(super) async fn follow_waits(tx: &mut Connection, events: &[&Event], now: i6
 }
 
 async fn end_wait(tx: &mut Connection, run: &str, step: &str) -> Result<(), StoreError> {
-    sqlx::query("DELETE FROM waits WHERE run_id = ? AND step = ?")
+    sqlx::query("DELETE FROM waits WHERE run_id = $1 AND step = $2")
         .bind(run)
         .bind(step)
         .execute(&mut *tx)
@@ -262,4 +259,4 @@ async fn end_wait(tx: &mut Connection, run: &str, step: &str) -> Result<(), Stor
 pub(super) const PENDING_WITH_EVENTS: &str = "SELECT i.id, i.body, i.event_id, e.topic, e.data, e.created_ms, \
      i.child_id, c.status AS child_status, c.output AS child_output, c.error AS child_error \
      FROM inbox i LEFT JOIN posted_events e ON e.id = i.event_id LEFT JOIN runs c ON c.id = i.child_id \
-     WHERE i.run_id = ? AND i.consumed_ms IS NULL AND i.id > ? ORDER BY i.id";
+     WHERE i.run_id = $1 AND i.consumed_ms IS NULL AND i.id > $2 ORDER BY i.id";

@@ -21,7 +21,7 @@ impl Db {
     /// Stores `message` for an unfinished run, durably, before returning.
     pub async fn deliver(&self, run_id: &str, message: &MessageKind) -> Result<Delivery, StoreError> {
         let mut tx = self.write().await?;
-        let status: Option<String> = sqlx::query("SELECT status FROM runs WHERE id = ?")
+        let status: Option<String> = sqlx::query("SELECT status FROM runs WHERE id = $1")
             .bind(run_id)
             .fetch_optional(&mut *tx)
             .await?
@@ -34,7 +34,7 @@ impl Db {
         }
         let body = serde_json::to_string(message).expect("a message serializes");
         let id: i64 =
-            sqlx::query("INSERT INTO inbox (run_id, kind, body, created_ms) VALUES (?, ?, ?, ?) RETURNING id")
+            sqlx::query("INSERT INTO inbox (run_id, kind, body, created_ms) VALUES ($1, $2, $3, $4) RETURNING id")
                 .bind(run_id)
                 .bind(message.name())
                 .bind(body)

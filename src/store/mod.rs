@@ -3,16 +3,14 @@
 //! crate lives under this module; the rest of the code calls [`Db`]'s
 //! methods and sees [`StoreError`].
 //!
-//! What is true today: there is one backend, SQLite (one file in WAL mode,
-//! fsync on commit). Its connection set-up, its write transactions
-//! (`BEGIN IMMEDIATE`) and its row type are in [`sqlite`], and its
-//! migrations in `migrations/sqlite/`. The statements in [`modules`],
-//! [`workflows`], [`runs`] and [`inbox`] are plain SQL that PostgreSQL also
-//! accepts except for their `?` placeholders (PostgreSQL numbers them) and
-//! the inbox's `AUTOINCREMENT` key; the row type is the alias
-//! [`sqlite::Row`]. A PostgreSQL backend is a second module beside
-//! [`sqlite`] with its own pool, placeholders and migrations, chosen when
-//! [`Db`] is opened; nothing outside this module changes.
+//! Two backends, chosen when [`Db`] is opened ([`backend`]): SQLite, one
+//! file in a data directory (the embedded default), and PostgreSQL, which
+//! several nodes share. Both run behind sqlx's `Any` driver and the same
+//! statements, written with `$1`-style placeholders ([`sql`] builds the
+//! dynamic ones); the few that differ (transaction start, disk sync,
+//! claiming with `SKIP LOCKED`, throttle locks) branch on [`Db::kind`].
+//! Migrations are numbered alike in `migrations/sqlite/` and
+//! `migrations/postgres/`.
 //!
 //! - [`writer`]: group commit. Starts and appends from every run share
 //!   transactions.
@@ -26,6 +24,7 @@
 //! - [`modules`], [`workflows`]: one file per table family.
 
 pub mod append;
+pub mod backend;
 pub mod cache;
 pub mod events;
 pub mod inbox;
@@ -33,7 +32,7 @@ pub mod modules;
 pub mod nodes;
 pub mod runs;
 pub mod secrets;
-mod sqlite;
+mod sql;
 pub mod throttle;
 pub mod triggers;
 pub mod usage;
@@ -41,6 +40,8 @@ pub mod workflows;
 pub mod writer;
 
 use std::path::Path;
+
+pub use backend::{Kind, Location};
 
 /// A store failure (never the client's fault).
 #[derive(Debug, thiserror::Error)]
@@ -69,34 +70,47 @@ pub const DB_FILE: &str = "sandstep.db";
 /// The store. Cheap to clone (a pool handle).
 #[derive(Clone)]
 pub struct Db {
-    pool: sqlite::Pool,
+    pool: backend::Pool,
+    kind: Kind,
 }
 
 impl Db {
-    /// Opens (creating) `data_dir/sandstep.db` and applies migrations.
-    pub async fn open(data_dir: &Path) -> Result<Db, StoreError> {
+    /// Opens (creating) the store at `location` and applies migrations.
+    pub async fn connect(location: &Location) -> Result<Db, StoreError> {
         Ok(Db {
-            pool: sqlite::open(data_dir).await?,
+            pool: backend::open(location).await?,
+            kind: location.kind(),
         })
     }
 
-    /// The store of `data_dir` if it has one (local commands never create it
-    /// just to find it empty).
-    pub async fn open_existing(data_dir: &Path) -> Result<Option<Db>, StoreError> {
-        if data_dir.join(DB_FILE).is_file() {
-            Db::open(data_dir).await.map(Some)
-        } else {
-            Ok(None)
+    /// Opens (creating) `data_dir/sandstep.db` and applies migrations.
+    pub async fn open(data_dir: &Path) -> Result<Db, StoreError> {
+        Db::connect(&Location::File(data_dir.join(DB_FILE))).await
+    }
+
+    /// The store at `location` if it has one: a SQLite file that does not
+    /// exist is not created (local commands never create it just to find it
+    /// empty); a PostgreSQL database always exists.
+    pub async fn open_existing(location: &Location) -> Result<Option<Db>, StoreError> {
+        match location {
+            Location::File(path) if !path.is_file() => Ok(None),
+            _ => Db::connect(location).await.map(Some),
         }
     }
 
-    /// A write transaction holding the write lock from its first statement.
-    pub(crate) async fn write(&self) -> Result<sqlite::Transaction, sqlx::Error> {
-        sqlite::begin_write(&self.pool).await
+    /// Which backend this store runs on.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// A write transaction (on SQLite, holding the write lock from its
+    /// first statement).
+    pub(crate) async fn write(&self) -> Result<backend::Transaction, sqlx::Error> {
+        backend::begin_pooled(&self.pool, self.kind).await
     }
 
     /// A connection taken out of the pool for the group-commit writer.
-    pub(crate) async fn dedicated(&self) -> Result<sqlite::Dedicated, sqlx::Error> {
+    pub(crate) async fn dedicated(&self) -> Result<backend::Dedicated, sqlx::Error> {
         self.pool.acquire().await
     }
 

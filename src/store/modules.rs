@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::sqlite::Row;
+use super::backend::Row;
 use super::{now_ms, Db, StoreError};
 use crate::modules::Reference;
 use crate::sandbox::ModuleInfo;
@@ -56,14 +56,14 @@ impl Db {
     ) -> Result<ModuleRecord, StoreError> {
         let now = now_ms();
         let mut tx = self.write().await?;
-        let previous: Option<String> = sqlx::query("SELECT digest FROM module_tags WHERE name = ? AND tag = ?")
+        let previous: Option<String> = sqlx::query("SELECT digest FROM module_tags WHERE name = $1 AND tag = $2")
             .bind(name)
             .bind(tag)
             .fetch_optional(&mut *tx)
             .await?
             .map(|r| r.get("digest"));
         sqlx::query(
-            "INSERT INTO modules (digest, kind, size, imports, exports, bytes, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?) \
+            "INSERT INTO modules (digest, kind, size, imports, exports, bytes, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (digest) DO NOTHING",
         )
         .bind(&info.digest)
@@ -76,7 +76,7 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         sqlx::query(
-            "INSERT INTO module_tags (name, tag, digest, updated_ms) VALUES (?, ?, ?, ?) \
+            "INSERT INTO module_tags (name, tag, digest, updated_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name, tag) DO UPDATE SET digest = excluded.digest, updated_ms = excluded.updated_ms",
         )
         .bind(name)
@@ -108,7 +108,7 @@ impl Db {
 
     /// Every tag of one module name.
     pub async fn module_tags(&self, name: &str) -> Result<Vec<ModuleRecord>, StoreError> {
-        let rows = sqlx::query(&format!("{SELECT} WHERE t.name = ? ORDER BY t.tag"))
+        let rows = sqlx::query(&format!("{SELECT} WHERE t.name = $1 ORDER BY t.tag"))
             .bind(name)
             .fetch_all(&self.pool)
             .await?;
@@ -117,7 +117,7 @@ impl Db {
 
     /// The digest `name:tag` points at.
     pub async fn module_digest(&self, name: &str, tag: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT digest FROM module_tags WHERE name = ? AND tag = ?")
+        let row = sqlx::query("SELECT digest FROM module_tags WHERE name = $1 AND tag = $2")
             .bind(name)
             .bind(tag)
             .fetch_optional(&self.pool)
@@ -130,12 +130,12 @@ impl Db {
         match reference {
             Reference::Tag { name, tag } => self.module_digest(name, tag).await,
             Reference::Digest { name, digest } => {
-                let known = sqlx::query("SELECT 1 FROM modules WHERE digest = ?")
+                let known = sqlx::query("SELECT 1 FROM modules WHERE digest = $1")
                     .bind(digest)
                     .fetch_optional(&self.pool)
                     .await?;
                 let named = match name {
-                    Some(name) => sqlx::query("SELECT 1 FROM module_tags WHERE name = ? LIMIT 1")
+                    Some(name) => sqlx::query("SELECT 1 FROM module_tags WHERE name = $1 LIMIT 1")
                         .bind(name)
                         .fetch_optional(&self.pool)
                         .await?
@@ -148,7 +148,7 @@ impl Db {
     }
 
     pub async fn module_bytes(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let row = sqlx::query("SELECT bytes FROM modules WHERE digest = ?")
+        let row = sqlx::query("SELECT bytes FROM modules WHERE digest = $1")
             .bind(digest)
             .fetch_optional(&self.pool)
             .await?;
@@ -160,10 +160,10 @@ impl Db {
     pub async fn delete_module(&self, name: &str, tag: Option<&str>) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         let removed = match tag {
-            Some(tag) => sqlx::query("DELETE FROM module_tags WHERE name = ? AND tag = ?")
+            Some(tag) => sqlx::query("DELETE FROM module_tags WHERE name = $1 AND tag = $2")
                 .bind(name)
                 .bind(tag),
-            None => sqlx::query("DELETE FROM module_tags WHERE name = ?").bind(name),
+            None => sqlx::query("DELETE FROM module_tags WHERE name = $1").bind(name),
         }
         .execute(&mut *tx)
         .await?

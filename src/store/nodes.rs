@@ -23,7 +23,7 @@ impl Db {
         let now = super::now_ms();
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO nodes (id, listen, started_ms, last_seen_ms, lease_until_ms) VALUES (?, ?, ?, ?, ?) \
+            "INSERT INTO nodes (id, listen, started_ms, last_seen_ms, lease_until_ms) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO UPDATE SET listen = COALESCE(excluded.listen, nodes.listen), \
              last_seen_ms = excluded.last_seen_ms, lease_until_ms = excluded.lease_until_ms",
         )
@@ -41,7 +41,7 @@ impl Db {
     /// Forgets `node` (a clean stop).
     pub async fn node_gone(&self, node: &str) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        sqlx::query("DELETE FROM nodes WHERE id = ?")
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
             .bind(node)
             .execute(&mut *tx)
             .await?;
@@ -54,8 +54,8 @@ impl Db {
         let now = super::now_ms();
         let rows = sqlx::query(&format!(
             "SELECT n.id, n.listen, n.last_seen_ms, (SELECT COUNT(*) FROM runs WHERE owner = n.id \
-             AND lease_until_ms > ? AND {UNFINISHED}) AS runs_owned \
-             FROM nodes n WHERE n.lease_until_ms > ? ORDER BY n.id"
+             AND lease_until_ms > $1 AND {UNFINISHED}) AS runs_owned \
+             FROM nodes n WHERE n.lease_until_ms > $2 ORDER BY n.id"
         ))
         .bind(now)
         .bind(now)
@@ -76,7 +76,7 @@ impl Db {
     /// Unfinished runs `node` holds under a live lease.
     pub async fn runs_owned(&self, node: &str) -> Result<i64, StoreError> {
         let count = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM runs WHERE owner = ? AND lease_until_ms > ? AND {UNFINISHED}"
+            "SELECT COUNT(*) FROM runs WHERE owner = $1 AND lease_until_ms > $2 AND {UNFINISHED}"
         ))
         .bind(node)
         .bind(super::now_ms())

@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::sqlite::Row;
+use super::backend::Row;
+use super::sql::Sql;
 use super::{now_ms, Db, StoreError};
 use crate::run::{Event, EventKind};
 
@@ -205,7 +206,7 @@ pub struct AppendRefused {
 
 impl Db {
     pub async fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM runs WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM runs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -213,17 +214,17 @@ impl Db {
     }
 
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        let mut query = sqlx::QueryBuilder::new(format!("SELECT {COLUMNS} FROM runs WHERE 1 = 1"));
+        let mut query = Sql::new(format!("SELECT {COLUMNS} FROM runs WHERE 1 = 1"));
         if let Some(workflow) = &filter.workflow {
-            query.push(" AND workflow = ").push_bind(workflow);
+            query.push(" AND workflow = ").bind(workflow);
         }
         if let Some(status) = &filter.status {
-            query.push(" AND status = ").push_bind(status);
+            query.push(" AND status = ").bind(status);
         }
         if let Some(before) = &filter.before {
-            query.push(" AND id < ").push_bind(before);
+            query.push(" AND id < ").bind(before);
         }
-        query.push(" ORDER BY id DESC LIMIT ").push_bind(filter.limit);
+        query.push(" ORDER BY id DESC LIMIT ").bind(filter.limit);
         let rows = query.build().fetch_all(&self.pool).await?;
         rows.iter().map(run_row).collect()
     }
@@ -231,7 +232,7 @@ impl Db {
     /// Events of a run with `seq > after`, in order. An event that cannot
     /// be decoded is an error, never skipped.
     pub async fn events(&self, run_id: &str, after: u64) -> Result<Vec<Event>, StoreError> {
-        let rows = sqlx::query("SELECT seq, body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq")
+        let rows = sqlx::query("SELECT seq, body FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq")
             .bind(run_id)
             .bind(after as i64)
             .fetch_all(&self.pool)
@@ -264,15 +265,15 @@ impl Db {
         let mut tx = self.write().await?;
         let now = now_ms();
         let taken_over: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM runs WHERE {UNFINISHED} AND owner IS NOT NULL AND owner != ? AND lease_until_ms < ?"
+            "SELECT COUNT(*) FROM runs WHERE {UNFINISHED} AND owner IS NOT NULL AND owner != $1 AND lease_until_ms < $2"
         ))
         .bind(node)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?;
         sqlx::query(&format!(
-            "UPDATE runs SET owner = ?, lease_until_ms = ?, fence = fence + 1 \
-             WHERE {UNFINISHED} AND (owner IS NULL OR owner = ? OR lease_until_ms < ?)"
+            "UPDATE runs SET owner = $1, lease_until_ms = $2, fence = fence + 1 \
+             WHERE {UNFINISHED} AND (owner IS NULL OR owner = $3 OR lease_until_ms < $4)"
         ))
         .bind(node)
         .bind(lease_until_ms)
@@ -281,7 +282,7 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS}, fence FROM runs WHERE {UNFINISHED} AND owner = ? ORDER BY id"
+            "SELECT {COLUMNS}, fence FROM runs WHERE {UNFINISHED} AND owner = $1 ORDER BY id"
         ))
         .bind(node)
         .fetch_all(&mut *tx)
@@ -304,7 +305,7 @@ impl Db {
     pub async fn renew_leases(&self, node: &str, lease_until_ms: i64) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
         let renewed = sqlx::query(&format!(
-            "UPDATE runs SET lease_until_ms = ? WHERE owner = ? AND {UNFINISHED}"
+            "UPDATE runs SET lease_until_ms = $1 WHERE owner = $2 AND {UNFINISHED}"
         ))
         .bind(lease_until_ms)
         .bind(node)
@@ -319,7 +320,7 @@ impl Db {
     /// one after a restart, claims them at once.
     pub async fn release_runs(&self, node: &str) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let released = sqlx::query("UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE owner = ?")
+        let released = sqlx::query("UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE owner = $1")
             .bind(node)
             .execute(&mut *tx)
             .await?
@@ -339,15 +340,15 @@ impl Db {
         lease_until_ms: i64,
     ) -> Result<Option<(RunRow, Lease, bool)>, StoreError> {
         let mut tx = self.write().await?;
-        let before: Option<Option<String>> = sqlx::query_scalar("SELECT owner FROM runs WHERE id = ?")
+        let before: Option<Option<String>> = sqlx::query_scalar("SELECT owner FROM runs WHERE id = $1")
             .bind(run_id)
             .fetch_optional(&mut *tx)
             .await?;
         let taken_over = before.flatten().is_some_and(|owner| owner != node);
         let row = sqlx::query(&format!(
-            "UPDATE runs SET fence = CASE WHEN owner = ? THEN fence ELSE fence + 1 END, owner = ?, \
-             lease_until_ms = ? WHERE id = ? AND {UNFINISHED} \
-             AND (owner IS NULL OR owner = ? OR lease_until_ms < ?) RETURNING {COLUMNS}, fence"
+            "UPDATE runs SET fence = CASE WHEN owner = $1 THEN fence ELSE fence + 1 END, owner = $2, \
+             lease_until_ms = $3 WHERE id = $4 AND {UNFINISHED} \
+             AND (owner IS NULL OR owner = $5 OR lease_until_ms < $6) RETURNING {COLUMNS}, fence"
         ))
         .bind(node)
         .bind(node)
@@ -371,7 +372,7 @@ impl Db {
     /// Paused runs `node` owns whose first timer is due by `now_ms`.
     pub async fn due_runs(&self, node: &str, now_ms: i64) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id FROM runs WHERE owner = ? AND wake_ms IS NOT NULL AND wake_ms <= ? AND status = 'paused'",
+            "SELECT id FROM runs WHERE owner = $1 AND wake_ms IS NOT NULL AND wake_ms <= $2 AND status = 'paused'",
         )
         .bind(node)
         .bind(now_ms)
@@ -382,7 +383,7 @@ impl Db {
 
     /// The first timer due among the paused runs `node` owns.
     pub async fn next_wake(&self, node: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MIN(wake_ms) AS next FROM runs WHERE owner = ? AND wake_ms IS NOT NULL")
+        let row = sqlx::query("SELECT MIN(wake_ms) AS next FROM runs WHERE owner = $1 AND wake_ms IS NOT NULL")
             .bind(node)
             .fetch_one(&self.pool)
             .await?;
@@ -391,7 +392,7 @@ impl Db {
 
     /// A run's row with its owner and fence (when it has an owner): one read.
     pub async fn run_with_lease(&self, id: &str) -> Result<Option<(RunRow, Option<Lease>)>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS}, owner, fence FROM runs WHERE id = ?"))
+        let row = sqlx::query(&format!("SELECT {COLUMNS}, owner, fence FROM runs WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;

@@ -29,7 +29,7 @@ impl Db {
         let updated_ms = now_ms();
         let mut tx = self.write().await?;
         sqlx::query(
-            "INSERT INTO secrets (name, nonce, ciphertext, updated_ms) VALUES (?, ?, ?, ?) \
+            "INSERT INTO secrets (name, nonce, ciphertext, updated_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (name) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext, \
              updated_ms = excluded.updated_ms",
         )
@@ -78,7 +78,7 @@ impl Db {
     /// Removes a secret; `false` when there was none of that name.
     pub async fn delete_secret(&self, name: &str) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        let done = sqlx::query("DELETE FROM secrets WHERE name = ?")
+        let done = sqlx::query("DELETE FROM secrets WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
             .await?;

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use sqlx::Row as _;
 
-use super::sqlite::Connection;
+use super::backend::Connection;
+use super::sql::Sql;
 use super::StoreError;
 use crate::run::throttle::{decide, Answer, Ask, Book};
 
@@ -25,7 +26,7 @@ pub(crate) async fn acquire(tx: &mut Connection, asks: &[Ask], now_ms: u64) -> R
     let mut books: HashMap<(String, String), Book> = HashMap::with_capacity(windows.len());
     for ((scope, key), per) in &windows {
         let mut book = Book::default();
-        let holders = sqlx::query("SELECT holder FROM throttle_holds WHERE scope = ? AND key = ?")
+        let holders = sqlx::query("SELECT holder FROM throttle_holds WHERE scope = $1 AND key = $2")
             .bind(scope)
             .bind(key)
             .fetch_all(&mut *tx)
@@ -35,13 +36,13 @@ pub(crate) async fn acquire(tx: &mut Connection, asks: &[Ask], now_ms: u64) -> R
         }
         if let Some(per) = per {
             let since = now_ms.saturating_sub(*per) as i64;
-            sqlx::query("DELETE FROM throttle_starts WHERE scope = ? AND key = ? AND at_ms <= ?")
+            sqlx::query("DELETE FROM throttle_starts WHERE scope = $1 AND key = $2 AND at_ms <= $3")
                 .bind(scope)
                 .bind(key)
                 .bind(since)
                 .execute(&mut *tx)
                 .await?;
-            let starts = sqlx::query("SELECT at_ms FROM throttle_starts WHERE scope = ? AND key = ? ORDER BY at_ms")
+            let starts = sqlx::query("SELECT at_ms FROM throttle_starts WHERE scope = $1 AND key = $2 ORDER BY at_ms")
                 .bind(scope)
                 .bind(key)
                 .fetch_all(&mut *tx)
@@ -54,21 +55,17 @@ pub(crate) async fn acquire(tx: &mut Connection, asks: &[Ask], now_ms: u64) -> R
     }
     let (answers, granted) = decide(&mut books, asks, now_ms);
     for chunk in granted.holds.chunks(CHUNK) {
-        let mut query = sqlx::QueryBuilder::new("INSERT INTO throttle_holds (scope, key, holder, run_id, since_ms) ");
-        query.push_values(chunk, |mut row, (scope, key, holder, run_id)| {
-            row.push_bind(scope)
-                .push_bind(key)
-                .push_bind(holder)
-                .push_bind(run_id)
-                .push_bind(now_ms as i64);
+        let mut query = Sql::new("INSERT INTO throttle_holds (scope, key, holder, run_id, since_ms) ");
+        query.values(chunk, |row, (scope, key, holder, run_id)| {
+            row.bind(scope).bind(key).bind(holder).bind(run_id).bind(now_ms as i64);
         });
         query.push(" ON CONFLICT (scope, key, holder) DO NOTHING");
         query.build().execute(&mut *tx).await?;
     }
     for chunk in granted.starts.chunks(CHUNK) {
-        let mut query = sqlx::QueryBuilder::new("INSERT INTO throttle_starts (scope, key, at_ms) ");
-        query.push_values(chunk, |mut row, (scope, key, at)| {
-            row.push_bind(scope).push_bind(key).push_bind(*at as i64);
+        let mut query = Sql::new("INSERT INTO throttle_starts (scope, key, at_ms) ");
+        query.values(chunk, |row, (scope, key, at)| {
+            row.bind(scope).bind(key).bind(*at as i64);
         });
         query.build().execute(&mut *tx).await?;
     }
@@ -78,12 +75,8 @@ pub(crate) async fn acquire(tx: &mut Connection, asks: &[Ask], now_ms: u64) -> R
 /// Gives back every slot of these holders.
 pub(crate) async fn release(tx: &mut Connection, holders: &[String]) -> Result<(), StoreError> {
     for chunk in holders.chunks(CHUNK) {
-        let mut query = sqlx::QueryBuilder::new("DELETE FROM throttle_holds WHERE holder IN (");
-        let mut list = query.separated(", ");
-        for holder in chunk {
-            list.push_bind(holder);
-        }
-        query.push(")");
+        let mut query = Sql::new("DELETE FROM throttle_holds WHERE holder IN ");
+        query.list(chunk);
         query.build().execute(&mut *tx).await?;
     }
     Ok(())
@@ -92,12 +85,8 @@ pub(crate) async fn release(tx: &mut Connection, holders: &[String]) -> Result<(
 /// Gives back every slot the units of these runs hold.
 pub(crate) async fn release_runs(tx: &mut Connection, runs: &[&str]) -> Result<(), StoreError> {
     for chunk in runs.chunks(CHUNK) {
-        let mut query = sqlx::QueryBuilder::new("DELETE FROM throttle_holds WHERE run_id IN (");
-        let mut list = query.separated(", ");
-        for run in chunk {
-            list.push_bind(*run);
-        }
-        query.push(")");
+        let mut query = Sql::new("DELETE FROM throttle_holds WHERE run_id IN ");
+        query.list(chunk.iter().copied());
         query.build().execute(&mut *tx).await?;
     }
     Ok(())

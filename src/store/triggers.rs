@@ -45,7 +45,7 @@ impl Db {
         triggers: &[TriggerRow],
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        let old = sqlx::query("SELECT schedule, timezone, last_tick_ms, last_run_id FROM triggers WHERE workflow = ? AND kind = 'schedule'")
+        let old = sqlx::query("SELECT schedule, timezone, last_tick_ms, last_run_id FROM triggers WHERE workflow = $1 AND kind = 'schedule'")
             .bind(workflow)
             .fetch_all(&mut *tx)
             .await?;
@@ -80,14 +80,14 @@ impl Db {
                 TriggerRow::Event { topic } => (idx as i64, "event", Some(topic.clone()), None, None, None, None),
             });
         }
-        sqlx::query("DELETE FROM triggers WHERE workflow = ?")
+        sqlx::query("DELETE FROM triggers WHERE workflow = $1")
             .bind(workflow)
             .execute(&mut *tx)
             .await?;
         for (idx, kind, topic, schedule, timezone, tick, run) in rows {
             sqlx::query(
                 "INSERT INTO triggers (workflow, idx, version, kind, topic, schedule, timezone, last_tick_ms, last_run_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
             .bind(workflow)
             .bind(idx)
@@ -139,8 +139,8 @@ impl Db {
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query(
-            "UPDATE triggers SET last_tick_ms = ?, last_run_id = COALESCE(?, last_run_id) \
-             WHERE workflow = ? AND idx = ? AND version = ? AND COALESCE(last_tick_ms, 0) < ?",
+            "UPDATE triggers SET last_tick_ms = $1, last_run_id = COALESCE($2, last_run_id) \
+             WHERE workflow = $3 AND idx = $4 AND version = $5 AND COALESCE(last_tick_ms, 0) < $6",
         )
         .bind(tick_ms)
         .bind(run_id)
@@ -157,7 +157,7 @@ impl Db {
     /// The event triggers of `topic`: (workflow, trigger index, version).
     pub async fn event_triggers(&self, topic: &str) -> Result<Vec<(String, i64, i64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT workflow, idx, version FROM triggers WHERE topic = ? AND kind = 'event' ORDER BY workflow, idx",
+            "SELECT workflow, idx, version FROM triggers WHERE topic = $1 AND kind = 'event' ORDER BY workflow, idx",
         )
         .bind(topic)
         .fetch_all(&self.pool)
@@ -170,7 +170,7 @@ impl Db {
     /// Posted events not dispatched to their triggers yet, oldest first.
     pub async fn undispatched_events(&self, limit: i64) -> Result<Vec<Undispatched>, StoreError> {
         let rows =
-            sqlx::query("SELECT id, topic, data FROM posted_events WHERE dispatched_ms IS NULL ORDER BY seq LIMIT ?")
+            sqlx::query("SELECT id, topic, data FROM posted_events WHERE dispatched_ms IS NULL ORDER BY seq LIMIT $1")
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?;
@@ -197,14 +197,14 @@ impl Db {
         let mut tx = self.write().await?;
         for run in started {
             sqlx::query(
-                "INSERT INTO event_runs (event_id, run_id, role) VALUES (?, ?, 'started') ON CONFLICT DO NOTHING",
+                "INSERT INTO event_runs (event_id, run_id, role) VALUES ($1, $2, 'started') ON CONFLICT DO NOTHING",
             )
             .bind(event_id)
             .bind(run)
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE posted_events SET dispatched_ms = ? WHERE id = ?")
+        sqlx::query("UPDATE posted_events SET dispatched_ms = $1 WHERE id = $2")
             .bind(now_ms())
             .bind(event_id)
             .execute(&mut *tx)

@@ -32,8 +32,8 @@ impl Db {
     pub async fn usage(&self, day: chrono::NaiveDate) -> Result<Vec<Usage>, StoreError> {
         let start = day_start(day);
         let rows = sqlx::query(
-            "SELECT COALESCE(token, '') AS token, workflow, SUM(fuel) AS fuel, COUNT(*) AS runs FROM runs \
-             WHERE created_ms >= ? AND created_ms < ? GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT COALESCE(token, '') AS token, workflow, CAST(SUM(fuel) AS BIGINT) AS fuel, COUNT(*) AS runs FROM runs \
+             WHERE created_ms >= $1 AND created_ms < $2 GROUP BY 1, 2 ORDER BY 1, 2",
         )
         .bind(start)
         .bind(start + DAY_MS)
@@ -55,13 +55,14 @@ impl Db {
     /// The fuel consumed by one token's runs started on `day`.
     pub async fn token_fuel(&self, token: &str, day: chrono::NaiveDate) -> Result<u64, StoreError> {
         let start = day_start(day);
-        let fuel: Option<i64> =
-            sqlx::query_scalar("SELECT SUM(fuel) FROM runs WHERE token = ? AND created_ms >= ? AND created_ms < ?")
-                .bind(token)
-                .bind(start)
-                .bind(start + DAY_MS)
-                .fetch_one(&self.pool)
-                .await?;
+        let fuel: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(fuel) AS BIGINT) FROM runs WHERE token = $1 AND created_ms >= $2 AND created_ms < $3",
+        )
+        .bind(token)
+        .bind(start)
+        .bind(start + DAY_MS)
+        .fetch_one(&self.pool)
+        .await?;
         Ok(fuel.unwrap_or(0) as u64)
     }
 }

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::Row as _;
 
-use super::sqlite::Row;
+use super::backend::Row;
 use super::{now_ms, Db, StoreError};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -29,7 +29,7 @@ impl Db {
     pub async fn put_workflow(&self, name: &str, source: &str) -> Result<(WorkflowVersion, bool), StoreError> {
         let mut tx = self.write().await?;
         let latest = sqlx::query(
-            "SELECT name, version, source, created_ms FROM workflows WHERE name = ? ORDER BY version DESC LIMIT 1",
+            "SELECT name, version, source, created_ms FROM workflows WHERE name = $1 ORDER BY version DESC LIMIT 1",
         )
         .bind(name)
         .fetch_optional(&mut *tx)
@@ -40,7 +40,7 @@ impl Db {
         }
         let next = latest.map_or(1, |l| l.version + 1);
         let created = now_ms();
-        sqlx::query("INSERT INTO workflows (name, version, source, created_ms) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO workflows (name, version, source, created_ms) VALUES ($1, $2, $3, $4)")
             .bind(name)
             .bind(next)
             .bind(source)
@@ -63,12 +63,12 @@ impl Db {
     pub async fn workflow(&self, name: &str, version: Option<i64>) -> Result<Option<WorkflowVersion>, StoreError> {
         let row = match version {
             Some(v) => {
-                sqlx::query("SELECT name, version, source, created_ms FROM workflows WHERE name = ? AND version = ?")
+                sqlx::query("SELECT name, version, source, created_ms FROM workflows WHERE name = $1 AND version = $2")
                     .bind(name)
                     .bind(v)
             }
             None => sqlx::query(
-                "SELECT name, version, source, created_ms FROM workflows WHERE name = ? ORDER BY version DESC LIMIT 1",
+                "SELECT name, version, source, created_ms FROM workflows WHERE name = $1 ORDER BY version DESC LIMIT 1",
             )
             .bind(name),
         }
@@ -79,7 +79,7 @@ impl Db {
 
     /// The number of the latest version of `name`.
     pub async fn latest_version(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query("SELECT MAX(version) AS version FROM workflows WHERE name = ?")
+        let row = sqlx::query("SELECT MAX(version) AS version FROM workflows WHERE name = $1")
             .bind(name)
             .fetch_one(&self.pool)
             .await?;
@@ -98,7 +98,7 @@ impl Db {
     }
 
     pub async fn workflow_versions(&self, name: &str) -> Result<Vec<i64>, StoreError> {
-        let rows = sqlx::query("SELECT version FROM workflows WHERE name = ? ORDER BY version")
+        let rows = sqlx::query("SELECT version FROM workflows WHERE name = $1 ORDER BY version")
             .bind(name)
             .fetch_all(&self.pool)
             .await?;

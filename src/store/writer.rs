@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::events::{NewEvent, Posted};
 use super::runs::{Append, AppendRefused, Inserted, NewRun};
-use super::{Db, StoreError};
+use super::{Db, Kind, StoreError};
 use crate::run::throttle::{Answer, Ask};
 
 /// Events (or new runs) per transaction at most, before the next batch.
@@ -168,7 +168,7 @@ impl Writer {
     }
 }
 
-async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node: &str, batch: Vec<Request>) {
+async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, node: &str, batch: Vec<Request>) {
     let mut starts = Vec::new();
     let mut appends = Vec::new();
     let mut posts = Vec::new();
@@ -197,10 +197,14 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
         // again when picked up), so only a power cut could forget a rate
         // window's last starts.
         let light = starts.is_empty() && appends.is_empty() && posts.is_empty();
-        if light {
-            super::sqlite::sync_to_disk(dedicated, false).await?;
+        let kind = db.kind();
+        if light && kind == Kind::Sqlite {
+            super::backend::sync_to_disk(dedicated, kind, false).await?;
         }
-        let mut tx = super::sqlite::begin_dedicated(dedicated).await?;
+        let mut tx = super::backend::begin(dedicated, kind).await?;
+        if light && kind == Kind::Postgres {
+            super::backend::sync_to_disk(&mut tx, kind, false).await?;
+        }
         let mut inserted = Vec::with_capacity(starts.len());
         for (runs, lease_until_ms, _) in &starts {
             inserted.push(super::append::insert_runs(&mut tx, node, *lease_until_ms, runs).await?);
@@ -223,8 +227,8 @@ async fn commit(db: &Db, connection: &mut Option<super::sqlite::Dedicated>, node
             answered.push(super::throttle::acquire(&mut tx, asks, now).await?);
         }
         tx.commit().await?;
-        if light {
-            super::sqlite::sync_to_disk(dedicated, true).await?;
+        if light && kind == Kind::Sqlite {
+            super::backend::sync_to_disk(dedicated, kind, true).await?;
         }
         Ok::<_, StoreError>((inserted, appended, posted, answered))
     }

@@ -5,6 +5,7 @@
 
 pub mod process;
 pub mod server;
+pub mod store;
 pub mod workflows;
 
 use std::path::{Path, PathBuf};
@@ -49,9 +50,8 @@ fn run(command: &mut Command) {
 
 /// Runs the `sandstep` binary on `data_dir` with `args`.
 pub fn sandstep(data_dir: &Path, args: &[&str]) -> std::process::Output {
-    process::command()
+    store::on(&mut process::command(), data_dir)
         .args(args)
-        .env("SANDSTEP_DATA_DIR", data_dir)
         .output()
         .expect("the binary runs")
 }
@@ -239,24 +239,22 @@ pub fn wat_module(text: &str) -> Module {
     sandbox().load(&wat(text)).expect("the WAT module loads")
 }
 
-/// Runs SQL statements on a data directory's database file directly, as
-/// an operator (or a bug) could: for tests of what the server does with
-/// what it finds stored.
+/// Runs SQL statements on a data directory's store directly, as an
+/// operator (or a bug) could: for tests of what the server does with what
+/// it finds stored.
 pub async fn sql(data_dir: &std::path::Path, statements: &[&str]) {
-    let url = format!("sqlite://{}", data_dir.join(sandstep::store::DB_FILE).display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let pool = store::pool(data_dir).await;
     for statement in statements {
         sqlx::query(statement).execute(&pool).await.unwrap();
     }
     pool.close().await;
 }
 
-/// Rows of a query on a data directory's database file, as JSON values
-/// (text, integers and NULL).
+/// Rows of a query on a data directory's store, as JSON values (text,
+/// integers and NULL).
 pub async fn query(data_dir: &std::path::Path, statement: &str) -> Vec<Vec<serde_json::Value>> {
     use sqlx::Row as _;
-    let url = format!("sqlite://{}", data_dir.join(sandstep::store::DB_FILE).display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let pool = store::pool(data_dir).await;
     let rows = sqlx::query(statement).fetch_all(&pool).await.unwrap();
     let values = rows
         .iter()

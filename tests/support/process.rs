@@ -15,6 +15,7 @@ pub fn command() -> Command {
         "SANDSTEP_TOKEN",
         "SANDSTEP_API_TOKENS",
         "SANDSTEP_DATA_DIR",
+        "SANDSTEP_DATABASE_URL",
         "SANDSTEP_SECRETS_KEY",
     ] {
         command.env_remove(var);
@@ -37,9 +38,8 @@ impl Served {
     /// Starts `sandstep serve` on `data_dir` with `extra` arguments and
     /// waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Served {
-        let mut child = command()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
+        let mut child = super::store::on(&mut command(), data_dir)
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stderr(Stdio::piped())
             .spawn()

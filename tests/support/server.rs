@@ -32,6 +32,7 @@ impl TestServer {
     /// A server on an existing data directory (to restart on the same one).
     pub async fn start_in(data_dir: &std::path::Path, configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let mut config = ServerConfig::new(data_dir.to_path_buf());
+        config.store = super::store::location(data_dir);
         configure(&mut config);
         let token = config.tokens.first().map(|t| t.secret.clone());
         let state = server::start(&config).await.expect("the server starts");
