@@ -53,7 +53,8 @@ const WASM: Option<&str> = Some("application/wasm");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_its_errors_as_problems() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig::new(dir.path().to_path_buf());
+    let mut config = ServerConfig::new(dir.path().to_path_buf());
+    config.store = crate::support::store::location(dir.path());
     let state = server::start(&config).await.unwrap();
     let app = server::router(state, &config);
     let sleepy = "name: x\nsteps:\n  - { id: a, sleep: 20s }\n";
@@ -215,7 +216,8 @@ async fn every_route_answers_its_errors_as_problems() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openapi_document_matches_the_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig::new(dir.path().to_path_buf());
+    let mut config = ServerConfig::new(dir.path().to_path_buf());
+    config.store = crate::support::store::location(dir.path());
     let state = server::start(&config).await.unwrap();
     let app = server::router(state, &config);
     let (status, doc) = call(&app, Method::GET, "/v1/openapi.json", None, "").await;

@@ -120,6 +120,7 @@ async fn the_wrong_key_refuses_to_start_rather_than_run_without_secrets() {
     assert_eq!(put(&server, "API_TOKEN", VALUE).await.0, 204);
     server.stop().await;
     let mut config = sandstep::server::ServerConfig::new(dir.path().to_path_buf());
+    config.store = crate::support::store::location(dir.path());
     config.secrets_key = Some(sandstep::service::secrets::SecretsKey::from_hex(&"ab".repeat(32)).unwrap());
     let error = sandstep::server::start(&config)
         .await
