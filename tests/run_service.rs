@@ -64,6 +64,7 @@ async fn a_stale_owner_or_sequence_cannot_append() {
                 queued,
             }],
             now_ms() - 1,
+            true,
         )
         .await
         .unwrap();
@@ -79,7 +80,7 @@ async fn a_stale_owner_or_sequence_cannot_append() {
     journal_a.append(&[event(2, EventKind::RunStarted)]).await.unwrap();
 
     // node-b takes the run over: the fence moves on.
-    let (claimed, taken_over) = db.claim_runs("node-b", now_ms() + 10_000).await.unwrap();
+    let (claimed, taken_over) = db.claim_free("node-b", now_ms() + 10_000, 100).await.unwrap();
     assert_eq!(taken_over, 1, "taken from node-a's expired lease");
     assert_eq!(claimed.len(), 1);
     assert_eq!(

@@ -166,7 +166,7 @@ async fn start_batch(http: &reqwest::Client, base: &str, workflow: &str, body: &
         .collect())
 }
 
-async fn wait_ended(service: &crate::service::Service, ids: &[String]) -> anyhow::Result<()> {
+async fn wait_ended(service: &std::sync::Arc<crate::service::Service>, ids: &[String]) -> anyhow::Result<()> {
     for id in ids {
         service.wait_for_end(id, Duration::from_secs(120)).await?;
         let row = service.run_row(id).await?;

@@ -37,6 +37,10 @@ pub struct ServeArgs {
     /// every third of it): another node takes a run over once it ends.
     #[arg(long, value_parser = parse_lease, default_value = "10s")]
     pub lease: std::time::Duration,
+    /// Runs this node executes at once at most; runs started beyond it are
+    /// left for any node (this one too, once it has room) to claim.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_runs: u64,
     /// What workflows may grant their steps.
     #[command(flatten)]
     pub allow: super::local::Allow,
@@ -67,6 +71,7 @@ pub async fn run(home: &super::local::Home, args: ServeArgs) -> anyhow::Result<E
     config.max_batch = args.max_batch as usize;
     config.event_retention = args.event_retention;
     config.lease = args.lease;
+    config.max_runs = args.max_runs as usize;
     config.grants = args.allow.grants()?;
     config.secrets_key = crate::service::secrets::SecretsKey::from_env().map_err(anyhow::Error::msg)?;
     let state = server::start(&config).await?;

@@ -129,6 +129,9 @@ pub trait Throttle: Send + Sync {
 
     /// Counts releases: a waiting run asks again when it moves.
     fn releases(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Another process gave slots back: waiting runs ask again.
+    fn released_elsewhere(&self) {}
 }
 
 /// Books in process memory: limits across the runs of one process.

@@ -56,6 +56,8 @@ pub struct ServerConfig {
     pub max_batch_bytes: usize,
     /// How long this node's hold on a run lasts without a heartbeat. Default 10 s.
     pub lease: Duration,
+    /// Runs this node executes at once at most (`--max-runs`). Default 10,000.
+    pub max_runs: usize,
     /// How long posted events are kept (`--event-retention`). Default 7 days.
     pub event_retention: Duration,
     /// Seals secrets set through the API (`SANDSTEP_SECRETS_KEY`).
@@ -77,6 +79,7 @@ impl ServerConfig {
             max_batch: 1000,
             max_batch_bytes: 16 << 20,
             lease: Duration::from_secs(10),
+            max_runs: 10_000,
             event_retention: Duration::from_secs(7 * 24 * 3600),
             secrets_key: None,
             grants: Default::default(),
@@ -132,6 +135,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
             max_batch: config.max_batch,
             event_retention: config.event_retention,
             secrets_key: config.secrets_key.clone(),
+            max_runs: config.max_runs,
         },
     );
     let opened = service

@@ -38,6 +38,7 @@ pub mod nodes;
 pub mod owner;
 pub mod rerun;
 pub mod secrets;
+mod signals;
 pub mod start;
 pub mod throttle;
 pub mod triggers;
@@ -88,6 +89,9 @@ pub struct ServiceConfig {
     pub event_retention: Duration,
     /// Seals the secrets set through the API; without it none can be set.
     pub secrets_key: Option<secrets::SecretsKey>,
+    /// Runs this node executes at once at most (`--max-runs`): beyond it,
+    /// new runs are left for any node to claim. Default 10,000.
+    pub max_runs: usize,
 }
 
 /// A run as a start answers it.
@@ -101,8 +105,9 @@ pub struct Started {
 /// A run this process is driving.
 struct LiveRun {
     inbox: mpsc::UnboundedSender<Message>,
-    /// The last inbox message handed to the driver.
-    forwarded: i64,
+    /// The inbox messages handed to the driver and not yet consumed (on
+    /// PostgreSQL, ids need not commit in order: a set, not a cursor).
+    forwarded: HashSet<i64>,
 }
 
 pub struct Service {
@@ -121,6 +126,11 @@ pub struct Service {
     alarm: Arc<tokio::sync::Notify>,
     /// Tells the trigger loop an event was posted or triggers changed.
     triggered: Arc<tokio::sync::Notify>,
+    /// Tells the claimer runs may be free to claim.
+    claimable: Arc<tokio::sync::Notify>,
+    /// Watched runs whose events are read from the store (another node
+    /// executes them), each with what wakes its reader.
+    followed: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     tasks: TaskTracker,
     drain: CancellationToken,
 }
@@ -158,10 +168,14 @@ impl Service {
             reviving: Mutex::new(HashSet::new()),
             alarm: Arc::new(tokio::sync::Notify::new()),
             triggered: Arc::new(tokio::sync::Notify::new()),
+            claimable: Arc::new(tokio::sync::Notify::new()),
+            followed: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
             drain: CancellationToken::new(),
         });
         owner::heartbeat(&service);
+        owner::claimer(&service);
+        signals::listen(&service);
         waits::alarm(&service);
         triggers::run(&service);
         service
@@ -199,7 +213,7 @@ impl Service {
     /// drains, or another owner takes it.
     pub(super) fn spawn(self: &Arc<Self>, spec: RunSpec, state: RunState, lease: Lease, pending: Vec<Message>) {
         let (inbox, receiver) = mpsc::unbounded_channel();
-        let forwarded = pending.last().map_or(0, |m| m.id);
+        let forwarded = pending.iter().map(|m| m.id).collect();
         for message in pending {
             let _ = inbox.send(message);
         }
@@ -240,7 +254,15 @@ impl Service {
                         tracing::error!(%error, "run stopped: its events could not be committed");
                     }
                 }
-                service.live.lock().unwrap().remove(&spec.run_id);
+                let live = {
+                    let mut live = service.live.lock().unwrap();
+                    live.remove(&spec.run_id);
+                    live.len()
+                };
+                // A node at capacity has room again: runs may wait for it.
+                if live + 1 >= service.config.max_runs {
+                    service.claimable.notify_one();
+                }
                 if parked && !service.drain.is_cancelled() {
                     service.parked(&spec.run_id).await;
                 }
@@ -253,19 +275,39 @@ impl Service {
         );
     }
 
-    /// Claims every unfinished run this node may own and resumes it from
-    /// its events, with the requests still in its inbox (at start-up). A
-    /// run that cannot be resumed (its workflow or a pinned module no
-    /// longer loads) is failed with the reason, so one bad run never keeps
-    /// the server from starting.
+    /// Claims again the runs this node owned before a restart, then as
+    /// many runs nobody holds as it has room for, and resumes them (at
+    /// start-up; [`owner::claimer`] goes on claiming).
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RunError> {
-        let (claimed, taken_over) =
-            self.store(self.db.claim_runs(&self.config.node, owner::lease_until(self)).await)?;
+        let until = owner::lease_until(self);
+        let own = self.store(self.db.claim_own(&self.config.node, until).await)?;
+        let mut count = self.take_up(own).await?;
+        count += self.claim_free().await?;
+        Ok(count)
+    }
+
+    /// Claims up to this node's room of runs nobody holds and resumes them.
+    pub(super) async fn claim_free(self: &Arc<Self>) -> Result<usize, RunError> {
+        let room = self.config.max_runs.saturating_sub(self.live_runs());
+        if room == 0 || self.drain.is_cancelled() {
+            return Ok(0);
+        }
+        let until = owner::lease_until(self);
+        let claimed = self.store(self.db.claim_free(&self.config.node, until, room as i64).await)?;
+        self.take_up(claimed).await
+    }
+
+    /// Resumes claimed runs from their events, with the requests still in
+    /// their inboxes. A run that cannot be resumed (its workflow or a
+    /// pinned module no longer loads) is failed with the reason, so one bad
+    /// run never keeps the server from starting.
+    async fn take_up(self: &Arc<Self>, claimed: crate::store::claims::Claimed) -> Result<usize, RunError> {
+        let (claimed, taken_over) = claimed;
         self.outlets.metrics.lease_takeovers(taken_over);
         let count = claimed.len();
         let now = crate::store::now_ms();
         for (row, lease) in claimed {
-            let pending = self.store(self.db.pending_messages(&row.id, 0).await)?;
+            let pending = self.store(self.db.pending_messages(&row.id).await)?;
             if row.status == "paused" && pending.is_empty() && row.wake_ms.is_none_or(|at| at > now) {
                 continue; // nothing to do until a message or its timer
             }
@@ -367,11 +409,10 @@ impl Service {
     /// Hands a live run's driver the inbox messages it has not seen; starts
     /// a paused run again.
     async fn wake(self: &Arc<Self>, run_id: &str) {
-        let after = self.live.lock().unwrap().get(run_id).map(|live| live.forwarded);
-        let Some(after) = after else {
+        if !self.live.lock().unwrap().contains_key(run_id) {
             return self.revive(run_id).await;
-        };
-        let pending = match self.db.pending_messages(run_id, after).await {
+        }
+        let pending = match self.db.pending_messages(run_id).await {
             Ok(pending) => pending,
             Err(error) => {
                 self.outlets.metrics.store_error();
@@ -381,9 +422,10 @@ impl Service {
         };
         let mut live = self.live.lock().unwrap();
         if let Some(live) = live.get_mut(run_id) {
+            // Messages consumed since were answered: forget them.
+            live.forwarded.retain(|id| pending.iter().any(|m| m.id == *id));
             for message in pending {
-                if message.id > live.forwarded {
-                    live.forwarded = message.id;
+                if live.forwarded.insert(message.id) {
                     let _ = live.inbox.send(message);
                 }
             }
@@ -407,14 +449,17 @@ impl Service {
 
     /// A watch on a run's events from now on, and the run's row as stored
     /// after the watch began (404 for an unknown run).
-    pub async fn watch(&self, run_id: &str) -> Result<(Watch, RunRow), RunError> {
+    pub async fn watch(self: &Arc<Self>, run_id: &str) -> Result<(Watch, RunRow), RunError> {
         let watch = self.outlets.watchers.watch(run_id);
         let row = self.run_row(run_id).await?;
+        if !row.is_ended() && !self.live.lock().unwrap().contains_key(run_id) {
+            self.follow(run_id);
+        }
         Ok((watch, row))
     }
 
     /// Returns when the run has ended or `wait` is over, whichever is first.
-    pub async fn wait_for_end(&self, run_id: &str, wait: Duration) -> Result<(), RunError> {
+    pub async fn wait_for_end(self: &Arc<Self>, run_id: &str, wait: Duration) -> Result<(), RunError> {
         let (mut watch, row) = self.watch(run_id).await?;
         if !row.is_ended() {
             let _ = tokio::time::timeout(wait, watch.ended()).await;

@@ -1,7 +1,9 @@
-//! This node's id and its leases. A node owns the runs it starts and the
-//! ones it claims at start-up; a heartbeat renews every lease it holds
-//! each third of the lease, so the later multi-node work only adds claiming
-//! from other nodes.
+//! This node's id and its leases. A node owns the runs it starts (within
+//! its `--max-runs`) and the ones it claims: its own from before a restart,
+//! and, every second or when told some are free, runs nobody holds (left
+//! by a start beyond a node's capacity, released by a clean stop, or under
+//! an ended lease). A heartbeat renews every lease it holds each third of
+//! the lease.
 
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -54,6 +56,30 @@ pub(super) fn heartbeat(service: &Arc<Service>) {
             if let Err(error) = service.db.node_seen(&service.config.node, None, until).await {
                 service.outlets.metrics.store_error();
                 tracing::error!(%error, "cannot record this node alive");
+            }
+        }
+    });
+}
+
+/// How often a node looks for runs nobody holds when nothing told it.
+const CLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Claims runs nobody holds, up to this node's room, every second and when
+/// told some are free, until the service is dropped or drains.
+pub(super) fn claimer(service: &Arc<Service>) {
+    let weak: Weak<Service> = Arc::downgrade(service);
+    let drain = service.drain.clone();
+    let claimable = service.claimable.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CLAIM_EVERY) => {}
+                _ = claimable.notified() => {}
+                _ = drain.cancelled() => return,
+            }
+            let Some(service) = weak.upgrade() else { return };
+            if let Err(error) = service.claim_free().await {
+                tracing::error!(%error, "cannot claim free runs");
             }
         }
     });

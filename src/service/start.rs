@@ -308,7 +308,13 @@ impl Service {
                 queued: r.queued.clone(),
             })
             .collect();
-        let inserted = self.store(self.outlets.writer.start_runs(new_runs, owner::lease_until(self)).await)?;
+        // Beyond this node's capacity, the runs are left for any node.
+        let owned = self.live_runs() + new_runs.len() <= self.config.max_runs;
+        let until = owner::lease_until(self);
+        let inserted = self.store(self.outlets.writer.start_runs(new_runs, until, owned).await)?;
+        if !owned {
+            self.claimable.notify_one();
+        }
         let mut out = Vec::with_capacity(inserted.len());
         for (run, inserted) in ready.into_iter().zip(inserted) {
             match inserted {
@@ -320,7 +326,11 @@ impl Service {
                     };
                     let watch = watch.then(|| self.outlets.watchers.watch(&row.id));
                     let queued = run.queued.clone();
-                    self.spawn(run.spec, run.state, lease, Vec::new());
+                    if owned {
+                        self.spawn(run.spec, run.state, lease, Vec::new());
+                    } else if watch.is_some() {
+                        self.follow(&row.id);
+                    }
                     out.push(Launched {
                         started: Started {
                             run: row,

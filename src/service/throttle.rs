@@ -48,4 +48,8 @@ impl Throttle for StoreThrottle {
     fn releases(&self) -> tokio::sync::watch::Receiver<u64> {
         self.released.subscribe()
     }
+
+    fn released_elsewhere(&self) {
+        self.released.send_modify(|n| *n += 1);
+    }
 }

@@ -59,7 +59,7 @@ impl Service {
             return Ok(());
         }
         let events = self.events(run_id, 0).await?;
-        let pending = self.store(self.db.pending_messages(run_id, 0).await)?;
+        let pending = self.store(self.db.pending_messages(run_id).await)?;
         self.resume(&row, &events, lease, pending).await
     }
 
@@ -67,7 +67,7 @@ impl Service {
     /// message that reached its inbox meanwhile starts it again at once.
     pub(super) async fn parked(self: &Arc<Self>, run_id: &str) {
         self.alarm.notify_one();
-        match self.db.pending_messages(run_id, 0).await {
+        match self.db.pending_messages(run_id).await {
             Ok(pending) if !pending.is_empty() => self.revive(run_id).await,
             Ok(_) => {}
             Err(error) => {

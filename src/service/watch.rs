@@ -53,6 +53,11 @@ impl Watchers {
         }
     }
 
+    /// Whether `run_id` has a watcher.
+    pub fn watched(&self, run_id: &str) -> bool {
+        self.runs.lock().unwrap().contains_key(run_id)
+    }
+
     /// Runs with at least one watcher (`/metrics`: `sandstep_watched_runs`).
     pub fn len(&self) -> usize {
         self.runs.lock().unwrap().len()

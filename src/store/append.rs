@@ -7,6 +7,7 @@ use std::collections::{HashMap, HashSet};
 use sqlx::Row as _;
 
 use super::backend::Connection;
+use super::notify::Signal;
 use super::runs::{run_row, status_change, Append, AppendRefused, Inserted, NewRun, RunRow, StatusChange, COLUMNS};
 use super::sql::Sql;
 use super::{now_ms, StoreError};
@@ -16,12 +17,14 @@ use crate::run::{Event, EventKind};
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Stores runs with their `run.queued` events, owned by `node` until
-/// `lease_until_ms`. A run whose workflow and idempotency key exist already
-/// (stored before, earlier in this transaction, or earlier in `runs`) is
-/// answered, not stored. A few statements per call, however many runs.
+/// `lease_until_ms` (or by nobody: any node may claim them). A run whose
+/// workflow and idempotency key exist already (stored before, earlier in
+/// this transaction, earlier in `runs`, or by another node committing at
+/// the same moment) is answered, not stored. A few statements per call,
+/// however many runs.
 pub(crate) async fn insert_runs(
     tx: &mut Connection,
-    node: &str,
+    node: Option<&str>,
     lease_until_ms: i64,
     runs: &[NewRun],
 ) -> Result<Vec<Inserted>, StoreError> {
@@ -44,7 +47,7 @@ pub(crate) async fn insert_runs(
             existing.insert((row.workflow.clone(), key), row);
         }
     }
-    let mut out = Vec::with_capacity(runs.len());
+    let mut out: Vec<Inserted> = Vec::with_capacity(runs.len());
     let mut fresh: Vec<(&NewRun, String)> = Vec::with_capacity(runs.len());
     for run in runs {
         let key = run.idempotency_key.as_ref().map(|k| (run.workflow.clone(), k.clone()));
@@ -76,6 +79,7 @@ pub(crate) async fn insert_runs(
         fresh.push((run, row.input.to_string()));
         out.push(Inserted::New(row));
     }
+    let mut stored: HashSet<String> = HashSet::with_capacity(fresh.len());
     for chunk in fresh.chunks(ROWS_PER_STATEMENT / 15) {
         let mut query = Sql::new(
             "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, updated_ms, \
@@ -97,14 +101,42 @@ pub(crate) async fn insert_runs(
                 .bind(run.queued.at_ms as i64)
                 .bind(run.queued.seq as i64)
                 .bind(node)
-                .bind(lease_until_ms)
-                .bind(1i64)
+                .bind(node.map(|_| lease_until_ms))
+                .bind(i64::from(node.is_some()))
                 .bind(parent)
                 .bind(token);
         });
-        query.build().execute(&mut *tx).await?;
+        // Another node may have stored the same key since the look-up.
+        query.push(" ON CONFLICT (workflow, idempotency_key) DO NOTHING RETURNING id");
+        for row in query.build().fetch_all(&mut *tx).await? {
+            stored.insert(row.try_get("id")?);
+        }
     }
-    let queued: Vec<&Event> = fresh.iter().map(|(run, _)| &run.queued).collect();
+    if stored.len() < fresh.len() {
+        for (run, _) in &fresh {
+            if stored.contains(&run.id) {
+                continue;
+            }
+            let row = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM runs WHERE workflow = $1 AND idempotency_key = $2"
+            ))
+            .bind(&run.workflow)
+            .bind(run.idempotency_key.as_deref())
+            .fetch_one(&mut *tx)
+            .await?;
+            let existing = run_row(&row)?;
+            for answer in out.iter_mut() {
+                if matches!(answer, Inserted::New(new) if new.id == run.id) {
+                    *answer = Inserted::Existing(existing.clone());
+                }
+            }
+        }
+    }
+    let queued: Vec<&Event> = fresh
+        .iter()
+        .filter(|(run, _)| stored.contains(&run.id))
+        .map(|(run, _)| &run.queued)
+        .collect();
     insert_events(tx, &queued).await?;
     Ok(out)
 }
@@ -112,11 +144,14 @@ pub(crate) async fn insert_runs(
 /// Applies conditional appends; each is refused (writing nothing) unless
 /// its lease holder still owns the run under the same fence and its
 /// `expected_seq` is the run's last. Accepted appends move the run's row to
-/// its latest status and consume their inbox messages. One `UPDATE ... FROM
-/// (VALUES ...)` checks and moves every run of the batch at once.
+/// its latest status and consume their inbox messages; an ended child run
+/// adds a message to its parent's inbox (and a [`Signal`] for it to
+/// `signals`). One `UPDATE ... FROM (VALUES ...)` checks and moves every
+/// run of the batch at once.
 pub(crate) async fn append(
     tx: &mut Connection,
     appends: &[&Append],
+    signals: &mut Vec<Signal>,
 ) -> Result<Vec<Result<(), AppendRefused>>, StoreError> {
     let now = now_ms();
     struct Move<'a> {
@@ -211,8 +246,11 @@ pub(crate) async fn append(
         query
             .bind(now)
             .push(", id FROM runs WHERE parent_run_id IS NOT NULL AND id IN ")
-            .list(chunk.iter().copied());
-        query.build().execute(&mut *tx).await?;
+            .list(chunk.iter().copied())
+            .push(" RETURNING run_id");
+        for row in query.build().fetch_all(&mut *tx).await? {
+            signals.push(Signal::Inbox(row.try_get("run_id")?));
+        }
     }
     // An ended run's throttle slots are given back with its end.
     super::throttle::release_runs(tx, &throttled_ended).await?;

@@ -259,4 +259,4 @@ async fn end_wait(tx: &mut Connection, run: &str, step: &str) -> Result<(), Stor
 pub(super) const PENDING_WITH_EVENTS: &str = "SELECT i.id, i.body, i.event_id, e.topic, e.data, e.created_ms, \
      i.child_id, c.status AS child_status, c.output AS child_output, c.error AS child_error \
      FROM inbox i LEFT JOIN posted_events e ON e.id = i.event_id LEFT JOIN runs c ON c.id = i.child_id \
-     WHERE i.run_id = $1 AND i.consumed_ms IS NULL AND i.id > $2 ORDER BY i.id";
+     WHERE i.run_id = $1 AND i.consumed_ms IS NULL ORDER BY i.id";

@@ -42,16 +42,29 @@ impl Db {
                 .fetch_one(&mut *tx)
                 .await?
                 .get("id");
+        let signal = super::notify::Signal::Inbox(run_id.to_string());
+        super::notify::send(&mut tx, self.kind(), &[signal]).await?;
         tx.commit().await?;
         Ok(Delivery::Stored(id))
     }
 
-    /// The messages of a run not consumed yet, oldest first, after `after`.
+    /// The unfinished runs `node` owns with messages not consumed yet.
+    pub async fn runs_with_messages(&self, node: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT i.run_id FROM inbox i JOIN runs r ON r.id = i.run_id \
+             WHERE i.consumed_ms IS NULL AND r.owner = $1",
+        )
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(|r| r.get("run_id")).collect())
+    }
+
+    /// The messages of a run not consumed yet, oldest first.
     /// An event message carries the event it names.
-    pub async fn pending_messages(&self, run_id: &str, after: i64) -> Result<Vec<Message>, StoreError> {
+    pub async fn pending_messages(&self, run_id: &str) -> Result<Vec<Message>, StoreError> {
         let rows = sqlx::query(super::events::PENDING_WITH_EVENTS)
             .bind(run_id)
-            .bind(after)
             .fetch_all(&self.pool)
             .await?;
         let corrupt = |id: i64, message: String| StoreError::Corrupt {

@@ -14,7 +14,9 @@
 //!
 //! - [`writer`]: group commit. Starts and appends from every run share
 //!   transactions.
-//! - [`runs`]: runs, their events, the conditional append and ownership.
+//! - [`runs`]: runs, their events and the conditional append.
+//! - [`claims`]: which node executes each unfinished run (leases, fences).
+//! - [`notify`]: wake-ups between nodes on PostgreSQL.
 //! - [`inbox`]: requests to a run (cancel, posted events) as rows its owner
 //!   consumes.
 //! - [`events`]: posted events and the waits they resume.
@@ -26,10 +28,12 @@
 pub mod append;
 pub mod backend;
 pub mod cache;
+pub mod claims;
 pub mod events;
 pub mod inbox;
 pub mod modules;
 pub mod nodes;
+pub mod notify;
 pub mod runs;
 pub mod secrets;
 mod sql;
@@ -72,6 +76,7 @@ pub const DB_FILE: &str = "sandstep.db";
 pub struct Db {
     pool: backend::Pool,
     kind: Kind,
+    location: std::sync::Arc<Location>,
 }
 
 impl Db {
@@ -80,6 +85,7 @@ impl Db {
         Ok(Db {
             pool: backend::open(location).await?,
             kind: location.kind(),
+            location: std::sync::Arc::new(location.clone()),
         })
     }
 
@@ -101,6 +107,11 @@ impl Db {
     /// Which backend this store runs on.
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// Where this store is.
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// A write transaction (on SQLite, holding the write lock from its

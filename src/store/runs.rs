@@ -6,7 +6,8 @@
 //! only when the writer still owns the run under the same fence and knows
 //! its last sequence number; otherwise it writes nothing and answers
 //! [`AppendRefused`]. A stale owner therefore cannot corrupt a run's
-//! history, whatever it believes.
+//! history, whatever it believes. Claims and leases are in
+//! [`super::claims`].
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use sqlx::Row as _;
 
 use super::backend::Row;
 use super::sql::Sql;
-use super::{now_ms, Db, StoreError};
+use super::{Db, StoreError};
 use crate::run::{Event, EventKind};
 
 /// A run's row: what lists show without folding events.
@@ -255,118 +256,6 @@ impl Db {
             .fetch_all(&self.pool)
             .await?;
         Ok(rows.iter().map(|r| (r.get("status"), r.get("n"))).collect())
-    }
-
-    /// Claims for `node` every unfinished run that is unowned, whose lease
-    /// has expired, or that `node` owned before (a restart): each claimed
-    /// run's fence moves on, so a previous holder's appends are refused.
-    /// Also answers how many were taken from another node's expired lease.
-    pub async fn claim_runs(&self, node: &str, lease_until_ms: i64) -> Result<(Vec<(RunRow, Lease)>, u64), StoreError> {
-        let mut tx = self.write().await?;
-        let now = now_ms();
-        let taken_over: i64 = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM runs WHERE {UNFINISHED} AND owner IS NOT NULL AND owner != $1 AND lease_until_ms < $2"
-        ))
-        .bind(node)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(&format!(
-            "UPDATE runs SET owner = $1, lease_until_ms = $2, fence = fence + 1 \
-             WHERE {UNFINISHED} AND (owner IS NULL OR owner = $3 OR lease_until_ms < $4)"
-        ))
-        .bind(node)
-        .bind(lease_until_ms)
-        .bind(node)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS}, fence FROM runs WHERE {UNFINISHED} AND owner = $1 ORDER BY id"
-        ))
-        .bind(node)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let claimed = rows
-            .iter()
-            .map(|row| {
-                let lease = Lease {
-                    node: node.to_string(),
-                    fence: row.try_get("fence")?,
-                };
-                Ok((run_row(row)?, lease))
-            })
-            .collect::<Result<_, StoreError>>()?;
-        Ok((claimed, taken_over as u64))
-    }
-
-    /// Extends the lease of every unfinished run `node` owns; the count.
-    pub async fn renew_leases(&self, node: &str, lease_until_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
-        let renewed = sqlx::query(&format!(
-            "UPDATE runs SET lease_until_ms = $1 WHERE owner = $2 AND {UNFINISHED}"
-        ))
-        .bind(lease_until_ms)
-        .bind(node)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(renewed)
-    }
-
-    /// Gives up every run `node` owns (a clean stop): another node, or this
-    /// one after a restart, claims them at once.
-    pub async fn release_runs(&self, node: &str) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
-        let released = sqlx::query("UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE owner = $1")
-            .bind(node)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(released)
-    }
-
-    /// Claims one unfinished run for `node` if nobody else holds a live
-    /// lease on it: the run, its lease, and whether it was taken from
-    /// another node's expired lease. A run `node` holds already keeps its
-    /// fence; one taken from nobody or from an expired lease moves it on.
-    pub async fn claim_run(
-        &self,
-        run_id: &str,
-        node: &str,
-        lease_until_ms: i64,
-    ) -> Result<Option<(RunRow, Lease, bool)>, StoreError> {
-        let mut tx = self.write().await?;
-        let before: Option<Option<String>> = sqlx::query_scalar("SELECT owner FROM runs WHERE id = $1")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let taken_over = before.flatten().is_some_and(|owner| owner != node);
-        let row = sqlx::query(&format!(
-            "UPDATE runs SET fence = CASE WHEN owner = $1 THEN fence ELSE fence + 1 END, owner = $2, \
-             lease_until_ms = $3 WHERE id = $4 AND {UNFINISHED} \
-             AND (owner IS NULL OR owner = $5 OR lease_until_ms < $6) RETURNING {COLUMNS}, fence"
-        ))
-        .bind(node)
-        .bind(node)
-        .bind(lease_until_ms)
-        .bind(run_id)
-        .bind(node)
-        .bind(now_ms())
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        row.map(|row| {
-            let lease = Lease {
-                node: node.to_string(),
-                fence: row.try_get("fence")?,
-            };
-            Ok((run_row(&row)?, lease, taken_over))
-        })
-        .transpose()
     }
 
     /// Paused runs `node` owns whose first timer is due by `now_ms`.

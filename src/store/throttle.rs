@@ -8,20 +8,37 @@ use sqlx::Row as _;
 
 use super::backend::Connection;
 use super::sql::Sql;
-use super::StoreError;
+use super::{Kind, StoreError};
 use crate::run::throttle::{decide, Answer, Ask, Book};
 
 /// Rows per multi-row statement.
 const CHUNK: usize = 200;
 
-/// Answers `asks` in order and records the grants.
-pub(crate) async fn acquire(tx: &mut Connection, asks: &[Ask], now_ms: u64) -> Result<Vec<Answer>, StoreError> {
+/// Answers `asks` in order and records the grants. On PostgreSQL, nodes
+/// asking about the same key at once take turns: each key's books are read
+/// under a transaction lock on the key, taken in key order.
+pub(crate) async fn acquire(
+    tx: &mut Connection,
+    kind: Kind,
+    asks: &[Ask],
+    now_ms: u64,
+) -> Result<Vec<Answer>, StoreError> {
     // The books of every key asked about, with the widest window asked for.
     let mut windows: HashMap<(String, String), Option<u64>> = HashMap::new();
     for claim in asks.iter().flat_map(|a| &a.claims) {
         let per = claim.rate.map(|(_, per)| per);
         let window = windows.entry((claim.scope.clone(), claim.key.clone())).or_insert(per);
         *window = (*window).max(per);
+    }
+    if kind == Kind::Postgres {
+        let mut keys: Vec<String> = windows.keys().map(|(scope, key)| format!("{scope}\n{key}")).collect();
+        keys.sort();
+        for key in keys {
+            sqlx::query("SELECT COUNT(pg_advisory_xact_lock(hashtext($1)))")
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     let mut books: HashMap<(String, String), Book> = HashMap::with_capacity(windows.len());
     for ((scope, key), per) in &windows {

@@ -10,6 +10,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::{NewEvent, Posted};
+use super::notify::Signal;
 use super::runs::{Append, AppendRefused, Inserted, NewRun};
 use super::{Db, Kind, StoreError};
 use crate::run::throttle::{Answer, Ask};
@@ -30,6 +31,8 @@ enum Request {
     Start {
         runs: Vec<NewRun>,
         lease_until_ms: i64,
+        /// Owned by this node, or left for any node to claim.
+        owned: bool,
         done: oneshot::Sender<Result<Vec<Inserted>, String>>,
     },
     Append {
@@ -103,14 +106,21 @@ impl Writer {
         &self.node
     }
 
-    /// Stores new runs (owned by this node until `lease_until_ms`) in one
-    /// transaction shared with concurrent requests; resolves once durable.
-    pub async fn start_runs(&self, runs: Vec<NewRun>, lease_until_ms: i64) -> Result<Vec<Inserted>, StoreError> {
+    /// Stores new runs (owned by this node until `lease_until_ms`, or when
+    /// not `owned` by nobody, for any node to claim) in one transaction
+    /// shared with concurrent requests; resolves once durable.
+    pub async fn start_runs(
+        &self,
+        runs: Vec<NewRun>,
+        lease_until_ms: i64,
+        owned: bool,
+    ) -> Result<Vec<Inserted>, StoreError> {
         let (done, committed) = oneshot::channel();
         self.requests
             .send(Request::Start {
                 runs,
                 lease_until_ms,
+                owned,
                 done,
             })
             .map_err(|_| StoreError::WriterStopped)?;
@@ -179,8 +189,9 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
             Request::Start {
                 runs,
                 lease_until_ms,
+                owned,
                 done,
-            } => starts.push((runs, lease_until_ms, done)),
+            } => starts.push((runs, lease_until_ms, owned, done)),
             Request::Append { append, done } => appends.push((append, done)),
             Request::Post { event, done } => posts.push((event, done)),
             Request::Throttle { asks, done } => throttles.push((asks, done)),
@@ -205,15 +216,33 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
         if light && kind == Kind::Postgres {
             super::backend::sync_to_disk(&mut tx, kind, false).await?;
         }
+        // What other nodes must hear of when this commits (PostgreSQL).
+        let mut signals = Vec::new();
         let mut inserted = Vec::with_capacity(starts.len());
-        for (runs, lease_until_ms, _) in &starts {
-            inserted.push(super::append::insert_runs(&mut tx, node, *lease_until_ms, runs).await?);
+        for (runs, lease_until_ms, owned, _) in &starts {
+            let owner = owned.then_some(node);
+            inserted.push(super::append::insert_runs(&mut tx, owner, *lease_until_ms, runs).await?);
+            if !owned {
+                signals.push(Signal::Runs);
+            }
         }
         let refs: Vec<&Append> = appends.iter().map(|(a, _)| a).collect();
-        let appended = super::append::append(&mut tx, &refs).await?;
+        let appended = super::append::append(&mut tx, &refs, &mut signals).await?;
+        if kind == Kind::Postgres {
+            for (append, outcome) in refs.iter().zip(&appended) {
+                if outcome.is_ok() && !append.events.is_empty() {
+                    signals.push(Signal::Events(append.run_id.clone()));
+                }
+            }
+        }
         let mut posted = Vec::with_capacity(posts.len());
         for (event, _) in &posts {
-            posted.push(super::events::insert_event(&mut tx, event).await?);
+            let one = super::events::insert_event(&mut tx, event).await?;
+            signals.extend(one.runs.iter().cloned().map(Signal::Inbox));
+            posted.push(one);
+        }
+        if !releases.is_empty() {
+            signals.push(Signal::Throttle);
         }
         // Slots given back first, so asks in the same batch can have them.
         for (holders, runs, _) in &releases {
@@ -224,8 +253,9 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
         let mut answered = Vec::with_capacity(throttles.len());
         for (asks, _) in &throttles {
             let now = super::now_ms() as u64;
-            answered.push(super::throttle::acquire(&mut tx, asks, now).await?);
+            answered.push(super::throttle::acquire(&mut tx, kind, asks, now).await?);
         }
+        super::notify::send(&mut tx, kind, &signals).await?;
         tx.commit().await?;
         if light && kind == Kind::Sqlite {
             super::backend::sync_to_disk(dedicated, kind, true).await?;
@@ -244,7 +274,7 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
             for ((_, done), posted) in posts.into_iter().zip(posted) {
                 let _ = done.send(Ok(posted));
             }
-            for ((_, _, done), runs) in starts.into_iter().zip(inserted) {
+            for ((_, _, _, done), runs) in starts.into_iter().zip(inserted) {
                 let _ = done.send(Ok(runs));
             }
             for ((_, done), outcome) in appends.into_iter().zip(appended) {
@@ -256,7 +286,7 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
             *connection = None;
             let message = error.to_string();
             tracing::error!(%error, "batch not committed");
-            for (_, _, done) in starts {
+            for (_, _, _, done) in starts {
                 let _ = done.send(Err(message.clone()));
             }
             for (_, done) in appends {

@@ -103,6 +103,11 @@ impl Executor {
         &self.caps
     }
 
+    /// Where `throttle:` slots are kept, when they are.
+    pub fn throttle(&self) -> Option<&Arc<dyn Throttle>> {
+        self.throttle.as_ref()
+    }
+
     /// The first event of a new run: its input, checked against the
     /// workflow's declarations (defaults filled in).
     pub fn queue(spec: &RunSpec, input: &Value) -> Result<Event, Vec<String>> {

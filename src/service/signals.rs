@@ -1,0 +1,170 @@
+//! Wake-ups from other nodes, and following runs they execute.
+//!
+//! On PostgreSQL every node listens on the store's notification channel
+//! (`store::notify`): new events of a run (its watchers here read them),
+//! an inbox message (its owner reads it), runs free to claim, `throttle:`
+//! slots given back. Notifications are only a shortcut: a lost one (a
+//! dropped connection) is made good by polling, every second, for the
+//! same things.
+//!
+//! A watched run (an event stream, `?wait`, a cancel) that this node does
+//! not execute is followed: its events are read from the store after the
+//! last one read, when told or every second, and handed to its watchers as
+//! if they were appended here, until nobody watches or it ends.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::Service;
+use crate::store::notify::{Signal, CHANNEL};
+use crate::store::Location;
+
+/// How often followed runs and inboxes are read without a notification.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Listens for other nodes' notifications on PostgreSQL, and polls the
+/// inboxes of this node's runs as the fallback.
+pub(super) fn listen(service: &Arc<Service>) {
+    let Location::Postgres(url) = service.db.location().clone() else {
+        return;
+    };
+    let weak: Weak<Service> = Arc::downgrade(service);
+    let drain = service.drain.clone();
+    tokio::spawn(async move {
+        let mut listener = loop {
+            match connect(&url).await {
+                Ok(listener) => break Some(listener),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for other nodes; polling every second instead");
+                    break None;
+                }
+            }
+        };
+        let mut poll = tokio::time::interval(POLL);
+        loop {
+            let received = tokio::select! {
+                _ = drain.cancelled() => return,
+                _ = poll.tick() => None,
+                received = async {
+                    match listener.as_mut() {
+                        Some(listener) => listener.try_recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => Some(received),
+            };
+            let Some(service) = weak.upgrade() else { return };
+            match received {
+                None => service.poll_inboxes().await,
+                Some(Ok(Some(notification))) => {
+                    if let Some(signal) = Signal::parse(notification.payload()) {
+                        service.signaled(signal);
+                    }
+                }
+                // The connection dropped: sqlx reconnects at the next
+                // receive; what was sent meanwhile is found by polling.
+                Some(Ok(None)) => service.poll_inboxes().await,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "lost the notification channel; polling until it is back");
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+        }
+    });
+}
+
+async fn connect(url: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+impl Service {
+    fn signaled(self: &Arc<Self>, signal: Signal) {
+        match signal {
+            Signal::Events(run_id) => {
+                if let Some(wake) = self.followed.lock().unwrap().get(&run_id) {
+                    wake.notify_one();
+                }
+            }
+            Signal::Inbox(run_id) => {
+                let service = self.clone();
+                tokio::spawn(async move { service.wake(&run_id).await });
+            }
+            Signal::Runs => self.claimable.notify_one(),
+            Signal::Throttle => {
+                if let Some(throttle) = self.executor.throttle() {
+                    throttle.released_elsewhere();
+                }
+            }
+        }
+    }
+
+    /// Hands this node's runs the inbox messages they have not seen (the
+    /// fallback for a lost notification).
+    async fn poll_inboxes(self: &Arc<Self>) {
+        match self.db.runs_with_messages(&self.config.node).await {
+            Ok(runs) => {
+                for run_id in runs {
+                    self.wake(&run_id).await;
+                }
+            }
+            Err(error) => {
+                self.outlets.metrics.store_error();
+                tracing::error!(%error, "cannot look for inbox messages");
+            }
+        }
+    }
+
+    /// Follows a watched run this node does not execute (see the module
+    /// documentation); nothing when it is followed already.
+    pub(super) fn follow(self: &Arc<Self>, run_id: &str) {
+        let wake = Arc::new(tokio::sync::Notify::new());
+        {
+            let mut followed = self.followed.lock().unwrap();
+            if followed.contains_key(run_id) {
+                return;
+            }
+            followed.insert(run_id.to_string(), wake.clone());
+        }
+        let weak: Weak<Service> = Arc::downgrade(self);
+        let run_id = run_id.to_string();
+        let drain = self.drain.clone();
+        tokio::spawn(async move {
+            let mut read = 0;
+            loop {
+                let Some(service) = weak.upgrade() else { return };
+                if !service.outlets.watchers.watched(&run_id) {
+                    break;
+                }
+                let live_here = service.live.lock().unwrap().contains_key(&run_id);
+                if !live_here {
+                    match service.db.events(&run_id, read).await {
+                        Ok(events) => {
+                            let ended = events.iter().any(|e| e.kind.is_final());
+                            for event in &events {
+                                read = event.seq;
+                                service.outlets.watchers.publish(event);
+                            }
+                            if ended {
+                                break;
+                            }
+                        }
+                        Err(error) => {
+                            service.outlets.metrics.store_error();
+                            tracing::error!(run = %run_id, %error, "cannot read the followed run's events");
+                        }
+                    }
+                }
+                drop(service);
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = drain.cancelled() => break,
+                }
+            }
+            if let Some(service) = weak.upgrade() {
+                service.followed.lock().unwrap().remove(&run_id);
+            }
+        });
+    }
+}

@@ -1,0 +1,64 @@
+//! Wake-ups between nodes on PostgreSQL: statements that make work for
+//! another node send a notification on the channel [`CHANNEL`] in their own
+//! transaction (delivered when it commits); every node listens
+//! (`service::signals`) and polls as the fallback. SQLite has one node,
+//! which wakes itself in process, so nothing is sent there.
+
+use super::backend::Connection;
+use super::sql::Sql;
+use super::Kind;
+
+/// The PostgreSQL channel every node listens on.
+pub const CHANNEL: &str = "sandstep";
+
+/// What a notification tells the nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// A run has new events (its watchers on other nodes read them).
+    Events(String),
+    /// A run has a new inbox message (its owner reads it).
+    Inbox(String),
+    /// Runs are free to claim (started beyond a node's capacity, released).
+    Runs,
+    /// `throttle:` slots were given back.
+    Throttle,
+}
+
+impl Signal {
+    pub fn payload(&self) -> String {
+        match self {
+            Signal::Events(run) => format!("e {run}"),
+            Signal::Inbox(run) => format!("i {run}"),
+            Signal::Runs => "r".into(),
+            Signal::Throttle => "t".into(),
+        }
+    }
+
+    pub fn parse(payload: &str) -> Option<Signal> {
+        match payload.split_once(' ') {
+            Some(("e", run)) => Some(Signal::Events(run.to_string())),
+            Some(("i", run)) => Some(Signal::Inbox(run.to_string())),
+            None if payload == "r" => Some(Signal::Runs),
+            None if payload == "t" => Some(Signal::Throttle),
+            _ => None,
+        }
+    }
+}
+
+/// Sends `signals` when the transaction on `connection` commits (one
+/// statement; PostgreSQL folds duplicates within a transaction). The
+/// `COUNT` gives the `Any` driver a value it can decode (not `void`).
+pub(crate) async fn send(connection: &mut Connection, kind: Kind, signals: &[Signal]) -> Result<(), sqlx::Error> {
+    if kind != Kind::Postgres || signals.is_empty() {
+        return Ok(());
+    }
+    for chunk in signals.chunks(500) {
+        let mut query = Sql::new(format!("SELECT COUNT(pg_notify('{CHANNEL}', v.column1)) FROM ("));
+        query.values(chunk, |row, signal| {
+            row.bind(signal.payload());
+        });
+        query.push(") AS v");
+        query.build().execute(&mut *connection).await?;
+    }
+    Ok(())
+}
