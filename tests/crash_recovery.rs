@@ -15,7 +15,7 @@ fn serve(data_dir: &std::path::Path) -> Served {
     Served::start(data_dir, &[])
 }
 
-async fn call(url: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(url: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let client = reqwest::Client::new();
     let mut request = client.request(method, format!("{url}{path}"));
     if let Some(body) = body {
@@ -25,7 +25,7 @@ async fn call(url: &str, method: reqwest::Method, path: &str, body: Option<Value
 }
 
 /// Pushes the hostile module as `hostile` and applies each workflow.
-async fn push_hostile_and_apply(url: &str, workflows: &[(&str, String)]) {
+pub(crate) async fn push_hostile_and_apply(url: &str, workflows: &[(&str, String)]) {
     let http = reqwest::Client::new();
     let bytes = std::fs::read(&guests().hostile).unwrap();
     let pushed = http

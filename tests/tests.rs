@@ -12,6 +12,7 @@ mod cache;
 mod cli_client;
 mod cli_exec;
 mod cli_run;
+mod cluster;
 mod crash_recovery;
 mod files;
 mod grants;

@@ -38,12 +38,16 @@ impl Served {
     /// Starts `sandstep serve` on `data_dir` with `extra` arguments and
     /// waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Served {
-        let mut child = super::store::on(&mut command(), data_dir)
+        let mut command = command();
+        super::store::on(&mut command, data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the server starts");
+            .args(extra);
+        Served::spawn(&mut command)
+    }
+
+    /// Starts a `sandstep serve` command and waits until it listens.
+    pub fn spawn(command: &mut Command) -> Served {
+        let mut child = command.stderr(Stdio::piped()).spawn().expect("the server starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let url = loop {
             let line = lines.next().expect("the server prints its address").unwrap();
@@ -58,6 +62,15 @@ impl Served {
             url,
             stderr: Some(stderr),
         }
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) with the system's `kill`.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{name}"), self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{name} failed");
     }
 
     /// `kill -9`.

@@ -1,0 +1,203 @@
+//! Three `sandstep serve` processes on one PostgreSQL database: runs
+//! spread over the nodes, one node killed with SIGKILL mid-run and another
+//! paused with SIGSTOP past its lease, and every run still completes
+//! exactly once. Runs only when the tests run on PostgreSQL
+//! (`SANDSTEP_TEST_POSTGRES`, as `scripts/test.sh` sets for its second pass).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sqlx::Row as _;
+
+use crate::crash_recovery::{call, push_hostile_and_apply};
+use crate::support::process::{command, Served};
+use crate::support::store;
+
+const RUNS: usize = 300;
+const LEASE_MS: u64 = 2000;
+
+const WORK: &str = r#"
+name: work
+steps:
+  - { id: a, module: hostile, input: { mode: sleep, ms: 700 } }
+  - { id: b, module: hostile, input: { mode: sleep, ms: 700, after: "{{ steps.a.output.slept_ms }}" } }
+  - { id: c, module: hostile, input: { mode: context, n: "{{ inputs.n }}", after: "{{ steps.b.output.slept_ms }}" } }
+output: { n: "{{ inputs.n }}", attempt: "{{ steps.c.output.attempt }}" }
+"#;
+
+fn node(data_dir: &std::path::Path, database: &str) -> Served {
+    let lease = format!("{}ms", LEASE_MS);
+    Served::spawn(
+        command()
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--max-runs",
+                "120",
+                "--lease",
+                &lease,
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("SANDSTEP_DATABASE_URL", database),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_complete_every_run_once_through_sigkill_and_sigstop() {
+    let Some(_) = store::postgres() else {
+        eprintln!("skipped: the cluster test runs on PostgreSQL (SANDSTEP_TEST_POSTGRES)");
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let database = store::database_url(shared.path()).unwrap();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Served> = dirs.iter().map(|d| node(d.path(), &database)).collect();
+    let ids: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            std::fs::read_to_string(d.path().join("node-id"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    push_hostile_and_apply(&nodes[0].url, &[("work", WORK.into())]).await;
+
+    // 300 runs started through the three nodes in turn.
+    let mut runs: Vec<String> = Vec::with_capacity(RUNS);
+    for chunk in (0..RUNS).collect::<Vec<_>>().chunks(30) {
+        let starts = chunk.iter().map(|&n| {
+            let url = nodes[n % 3].url.clone();
+            async move {
+                let body = json!({ "input": { "n": n }, "idempotency_key": format!("k{n}") });
+                call(&url, reqwest::Method::POST, "/v1/workflows/work/runs", Some(body)).await
+            }
+        });
+        for (status, run) in futures_util::future::join_all(starts).await {
+            assert_eq!(status, 201, "{run}");
+            runs.push(run["id"].as_str().unwrap().to_string());
+        }
+    }
+    let pool = store::pool(shared.path()).await;
+    let owned = |node: String| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("SELECT id FROM runs WHERE owner = $1 AND status NOT IN ('completed', 'failed', 'canceled')")
+                .bind(node)
+                .fetch_all(&pool)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get::<String, _>("id"))
+                .collect::<HashSet<String>>()
+        }
+    };
+    // Mid-run: every node executes some; then node 0 dies and node 1 stalls.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (lost, stalled) = (owned(ids[0].clone()).await, owned(ids[1].clone()).await);
+    assert!(!lost.is_empty() && !stalled.is_empty(), "work spread over the nodes");
+    let killed_ms = now_ms();
+    nodes[0].kill();
+    nodes[1].signal("STOP");
+    tokio::time::sleep(Duration::from_millis(LEASE_MS + 1500)).await;
+    nodes[1].signal("CONT");
+
+    // Every run ends, asked through the node that stalled.
+    let url = nodes[1].url.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status NOT IN ('completed', 'failed', 'canceled')")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{left} runs never ended");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut takeovers = Vec::new();
+    let mut nodes_used = HashSet::new();
+    for (n, id) in runs.iter().enumerate() {
+        let (status, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+        assert_eq!((status, run["status"].as_str()), (200, Some("completed")), "{run}");
+        assert_eq!(run["output"]["n"], n, "{run}");
+        let events: Vec<Value> = sqlx::query("SELECT body FROM events WHERE run_id = $1 ORDER BY seq")
+            .bind(id)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(r.get::<&str, _>("body")).unwrap())
+            .collect();
+        let completed = events.iter().filter(|e| e["type"] == "run.completed").count();
+        assert_eq!(completed, 1, "run {id} completed once");
+        // No step whose success was recorded started again.
+        let mut succeeded = HashSet::new();
+        for event in &events {
+            let step = event["step"].as_str().unwrap_or_default();
+            match event["type"].as_str().unwrap() {
+                "step.succeeded" => assert!(succeeded.insert(step.to_string()), "{id}: {step} succeeded twice"),
+                "step.started" => assert!(!succeeded.contains(step), "{id}: {step} ran again after it succeeded"),
+                _ => {}
+            }
+        }
+        // No two attempts of the run on different nodes overlap in time,
+        // and an attempt run again keeps its idempotency key.
+        let mut spans = Vec::new();
+        for step in run["steps"].as_array().unwrap() {
+            let attempts = step["attempts"].as_array().unwrap();
+            for attempt in attempts {
+                assert_eq!(attempt["idempotency_key"], attempts[0]["idempotency_key"], "{run}");
+                let node = attempt["node"].as_str().unwrap().to_string();
+                nodes_used.insert(node.clone());
+                if let (Some(start), Some(end)) = (attempt["started_ms"].as_u64(), attempt["ended_ms"].as_u64()) {
+                    spans.push((node, start, end));
+                }
+            }
+        }
+        for (i, a) in spans.iter().enumerate() {
+            for b in &spans[i + 1..] {
+                assert!(a.0 == b.0 || a.2 <= b.1 || b.2 <= a.1, "{id}: {a:?} and {b:?} overlap");
+            }
+        }
+        if lost.contains(id) {
+            let first_elsewhere = events
+                .iter()
+                .filter(|e| e["type"] == "step.started" && e["node"] != ids[0].as_str())
+                .filter_map(|e| e["at_ms"].as_u64())
+                .find(|at| *at >= killed_ms);
+            takeovers.push(first_elsewhere.expect("a lost run went on elsewhere") - killed_ms);
+        }
+    }
+    assert_eq!(nodes_used.len(), 3, "every node ran attempts: {nodes_used:?}");
+    takeovers.sort();
+    let median = takeovers[takeovers.len() / 2];
+    eprintln!(
+        "takeover after SIGKILL (lease {LEASE_MS} ms, {} runs lost): first {} ms, median {median} ms, last {} ms",
+        takeovers.len(),
+        takeovers[0],
+        takeovers[takeovers.len() - 1]
+    );
+    assert!(
+        takeovers[0] <= LEASE_MS + 2000,
+        "the first lost run went on {} ms after the kill",
+        takeovers[0]
+    );
+    nodes[1].signal("TERM");
+    let _ = nodes[1].child.wait();
+    nodes[2].signal("TERM");
+    let _ = nodes[2].child.wait();
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
