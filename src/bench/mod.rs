@@ -1,6 +1,7 @@
 //! Benchmarks behind `sandstep bench`. Each prints its figures next to a
 //! baseline measured in the same process, so ratios hold across machines.
 
+pub mod cluster;
 pub mod http;
 pub mod sandbox;
 pub mod server;

@@ -40,6 +40,18 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Durable step completions/s through N `sandstep serve` processes on
+    /// one PostgreSQL database (`--database`), against one node on it.
+    Cluster {
+        /// Nodes to measure against one.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// The trivial step component.
+        #[arg(long, default_value = "target/guests/rust/echo.wasm")]
+        trivial: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Executor cost per step: a 40-step chain and a 1,000-item for_each of
     /// a trivial step, in process, against the sandbox's attempt time.
     Workflow {
@@ -51,7 +63,7 @@ pub enum BenchCommand {
     },
 }
 
-pub async fn run(_home: &super::local::Home, command: BenchCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(home: &super::local::Home, command: BenchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BenchCommand::Sandbox {
             iterations,
@@ -61,6 +73,12 @@ pub async fn run(_home: &super::local::Home, command: BenchCommand) -> anyhow::R
         } => print_report(&crate::bench::sandbox::run(&guests, &trivial, iterations).await?, json),
         BenchCommand::Server { trivial, json } => print_report(&crate::bench::server::run(&trivial).await?, json),
         BenchCommand::Waits { trivial, json } => print_report(&crate::bench::waits::run(&trivial).await?, json),
+        BenchCommand::Cluster { nodes, trivial, json } => {
+            let crate::store::Location::Postgres(database) = &home.store else {
+                anyhow::bail!("bench cluster needs a PostgreSQL database: --database postgres://USER@HOST:PORT/DB");
+            };
+            print_report(&crate::bench::cluster::run(database, nodes, &trivial).await?, json)
+        }
         BenchCommand::Workflow { trivial, json } => print_report(&crate::bench::workflow::run(&trivial).await?, json),
     }
 }

@@ -244,14 +244,17 @@ impl Service {
                     Ok(_) => (true, None),
                     Err(_) => (false, None),
                 };
+                let mut again = false;
                 match result {
                     Ok(_) => {}
                     Err(crate::run::JournalError::Conflict(reason)) => {
                         tracing::warn!(%reason, "gave the run up: another owner holds it");
                     }
                     Err(error) => {
-                        // The run stays as last committed and resumes at the next start.
-                        tracing::error!(%error, "run stopped: its events could not be committed");
+                        // The run stays as last committed; it starts again
+                        // from there in a second (the store may be back).
+                        tracing::error!(%error, "run stopped: its events could not be committed; starting it again in 1 s");
+                        again = true;
                     }
                 }
                 let live = {
@@ -266,6 +269,13 @@ impl Service {
                 if parked && !service.drain.is_cancelled() {
                     service.parked(&spec.run_id).await;
                 }
+                if again {
+                    let (service, run_id) = (service.clone(), spec.run_id.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        service.revive(&run_id).await;
+                    });
+                }
                 // A child's end is in its parent's inbox: wake the parent.
                 if let Some(parent) = parent {
                     service.wake(&parent).await;
@@ -279,8 +289,10 @@ impl Service {
     /// many runs nobody holds as it has room for, and resumes them (at
     /// start-up; [`owner::claimer`] goes on claiming).
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RunError> {
+        // The node's lease first: the runs it owns are held while it lasts.
         let until = owner::lease_until(self);
-        let own = self.store(self.db.claim_own(&self.config.node, until).await)?;
+        self.store(self.db.node_seen(&self.config.node, None, until).await)?;
+        let own = self.store(self.db.claim_own(&self.config.node).await)?;
         let mut count = self.take_up(own).await?;
         count += self.claim_free().await?;
         Ok(count)
@@ -292,8 +304,7 @@ impl Service {
         if room == 0 || self.drain.is_cancelled() {
             return Ok(0);
         }
-        let until = owner::lease_until(self);
-        let claimed = self.store(self.db.claim_free(&self.config.node, until, room as i64).await)?;
+        let claimed = self.store(self.db.claim_free(&self.config.node, room as i64).await)?;
         self.take_up(claimed).await
     }
 

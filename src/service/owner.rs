@@ -2,8 +2,8 @@
 //! its `--max-runs`) and the ones it claims: its own from before a restart,
 //! and, every second or when told some are free, runs nobody holds (left
 //! by a start beyond a node's capacity, released by a clean stop, or under
-//! an ended lease). A heartbeat renews every lease it holds each third of
-//! the lease.
+//! an ended lease). Its runs are held by its own lease (its `nodes` row),
+//! which a heartbeat renews each third of the lease.
 
 use std::path::Path;
 use std::sync::{Arc, Weak};
@@ -49,13 +49,9 @@ pub(super) fn heartbeat(service: &Arc<Service>) {
             }
             let Some(service) = weak.upgrade() else { return };
             let until = lease_until(&service);
-            if let Err(error) = service.db.renew_leases(&service.config.node, until).await {
-                service.outlets.metrics.store_error();
-                tracing::error!(%error, "cannot renew this node's leases");
-            }
             if let Err(error) = service.db.node_seen(&service.config.node, None, until).await {
                 service.outlets.metrics.store_error();
-                tracing::error!(%error, "cannot record this node alive");
+                tracing::error!(%error, "cannot renew this node's lease");
             }
         }
     });

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::modules::Pinned;
 use super::view::{run_view, RunView};
 use super::watch::Watch;
-use super::{owner, RunError, Service, Started};
+use super::{RunError, Service, Started};
 use crate::run::event::Origin;
 use crate::run::{Event, Executor, RunSpec, RunState, Secrets};
 use crate::store::runs::{Inserted, Lease, NewRun};
@@ -310,8 +310,7 @@ impl Service {
             .collect();
         // Beyond this node's capacity, the runs are left for any node.
         let owned = self.live_runs() + new_runs.len() <= self.config.max_runs;
-        let until = owner::lease_until(self);
-        let inserted = self.store(self.outlets.writer.start_runs(new_runs, until, owned).await)?;
+        let inserted = self.store(self.outlets.writer.start_runs(new_runs, owned).await)?;
         if !owned {
             self.claimable.notify_one();
         }

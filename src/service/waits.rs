@@ -7,7 +7,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{owner, RunError, Service};
+use super::{RunError, Service};
 use crate::store::events::{Posted, StoredEvent};
 
 /// The longest the alarm sleeps without looking for due runs, and the
@@ -43,8 +43,7 @@ impl Service {
             None => return Ok(()),
             Some((row, Some(lease))) if lease.node == self.config.node => (row, lease),
             Some(_) => {
-                let until = owner::lease_until(self);
-                match self.store(self.db.claim_run(run_id, &self.config.node, until).await)? {
+                match self.store(self.db.claim_run(run_id, &self.config.node).await)? {
                     Some((row, lease, taken_over)) => {
                         if taken_over {
                             self.outlets.metrics.lease_takeovers(1);

@@ -16,8 +16,8 @@ use crate::run::{Event, EventKind};
 /// Rows per multi-row statement: SQLite allows 32,766 bound values.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Stores runs with their `run.queued` events, owned by `node` until
-/// `lease_until_ms` (or by nobody: any node may claim them). A run whose
+/// Stores runs with their `run.queued` events, owned by `node` (or by
+/// nobody: any node may claim them). A run whose
 /// workflow and idempotency key exist already (stored before, earlier in
 /// this transaction, earlier in `runs`, or by another node committing at
 /// the same moment) is answered, not stored. A few statements per call,
@@ -25,7 +25,6 @@ const ROWS_PER_STATEMENT: usize = 500;
 pub(crate) async fn insert_runs(
     tx: &mut Connection,
     node: Option<&str>,
-    lease_until_ms: i64,
     runs: &[NewRun],
 ) -> Result<Vec<Inserted>, StoreError> {
     // Existing runs for the keys asked for, by (workflow, key).
@@ -80,10 +79,10 @@ pub(crate) async fn insert_runs(
         out.push(Inserted::New(row));
     }
     let mut stored: HashSet<String> = HashSet::with_capacity(fresh.len());
-    for chunk in fresh.chunks(ROWS_PER_STATEMENT / 15) {
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT / 14) {
         let mut query = Sql::new(
             "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, updated_ms, \
-             last_seq, owner, lease_until_ms, fence, parent_run_id, token) ",
+             last_seq, owner, fence, parent_run_id, token) ",
         );
         query.values(chunk, |row, (run, input)| {
             let (parent, token) = match &run.queued.kind {
@@ -101,7 +100,6 @@ pub(crate) async fn insert_runs(
                 .bind(run.queued.at_ms as i64)
                 .bind(run.queued.seq as i64)
                 .bind(node)
-                .bind(node.map(|_| lease_until_ms))
                 .bind(i64::from(node.is_some()))
                 .bind(parent)
                 .bind(token);
@@ -184,7 +182,6 @@ pub(crate) async fn append(
              output = COALESCE(v.column4, runs.output), error = COALESCE(v.column5, runs.error), \
              updated_ms = COALESCE(v.column6, runs.updated_ms), \
              owner = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.owner END, \
-             lease_until_ms = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.lease_until_ms END, \
              wake_ms = CASE WHEN v.column3 IS NULL THEN runs.wake_ms ELSE v.column11 END, \
              fuel = runs.fuel + v.column12 FROM (",
         );

@@ -1,17 +1,25 @@
 //! Who executes each unfinished run: claims, lease renewal and release.
 //!
-//! An unfinished run has an `owner` (a node id), a lease until
-//! `lease_until_ms` that the owner's heartbeat extends, and a fencing token
-//! `fence` that every claim by a new holder increments ([`super::runs`]
-//! explains why appends check it). Claims are short transactions: nothing
-//! stays open while a step runs. On PostgreSQL, nodes claiming at once
-//! skip each other's rows (`FOR UPDATE SKIP LOCKED`); SQLite has one writer.
+//! An unfinished run has an `owner` (a node id) and a fencing token `fence`
+//! that every claim by a new holder increments ([`super::runs`] explains
+//! why appends check it). The owner holds the run while its own lease
+//! lasts: the `nodes` row its heartbeat renews ([`super::nodes`]), one row
+//! per node however many runs it holds. A run whose owner has no live row
+//! (it died, stalled past its lease, or stopped) is free to claim. Claims
+//! are short transactions: nothing stays open while a step runs. On
+//! PostgreSQL, nodes claiming at once skip each other's rows (`FOR UPDATE
+//! SKIP LOCKED`); SQLite has one writer.
 
 use sqlx::Row as _;
 
 use super::runs::{run_row, Lease, RunRow, COLUMNS, UNFINISHED};
 use super::sql::Sql;
 use super::{now_ms, Db, Kind, StoreError};
+
+/// A run's owner holds it: a node whose lease has not ended (`$N` is now).
+fn held(now: &str) -> String {
+    format!("owner IN (SELECT id FROM nodes WHERE lease_until_ms >= {now})")
+}
 
 /// Claimed runs with their leases, and how many were taken from another
 /// node whose lease had ended.
@@ -20,13 +28,11 @@ pub type Claimed = (Vec<(RunRow, Lease)>, u64);
 impl Db {
     /// Claims again the unfinished runs `node` owned before a restart: each
     /// one's fence moves on, so appends of the previous process are refused.
-    pub async fn claim_own(&self, node: &str, lease_until_ms: i64) -> Result<Claimed, StoreError> {
+    pub async fn claim_own(&self, node: &str) -> Result<Claimed, StoreError> {
         let mut tx = self.write().await?;
         let rows = sqlx::query(&format!(
-            "UPDATE runs SET lease_until_ms = $1, fence = fence + 1 WHERE owner = $2 AND {UNFINISHED} \
-             RETURNING {COLUMNS}, fence"
+            "UPDATE runs SET fence = fence + 1 WHERE owner = $1 AND {UNFINISHED} RETURNING {COLUMNS}, fence"
         ))
-        .bind(lease_until_ms)
         .bind(node)
         .fetch_all(&mut *tx)
         .await?;
@@ -38,7 +44,7 @@ impl Db {
     /// owned (a start left for any node), released by a clean stop, or
     /// under a lease that ended (a node that died or stalled), oldest
     /// first. Each claimed run's fence moves on.
-    pub async fn claim_free(&self, node: &str, lease_until_ms: i64, limit: i64) -> Result<Claimed, StoreError> {
+    pub async fn claim_free(&self, node: &str, limit: i64) -> Result<Claimed, StoreError> {
         if limit <= 0 {
             return Ok((Vec::new(), 0));
         }
@@ -48,8 +54,9 @@ impl Db {
             Kind::Sqlite => "",
         };
         let free = sqlx::query(&format!(
-            "SELECT id, owner FROM runs WHERE {UNFINISHED} AND (owner IS NULL OR lease_until_ms < $1) \
-             ORDER BY id LIMIT $2{lock}"
+            "SELECT id, owner FROM runs WHERE {UNFINISHED} AND (owner IS NULL OR NOT {}) \
+             ORDER BY id LIMIT $2{lock}",
+            held("$1")
         ))
         .bind(now_ms())
         .bind(limit)
@@ -68,8 +75,6 @@ impl Db {
         let mut update = Sql::new("UPDATE runs SET owner = ");
         update
             .bind(node)
-            .push(", lease_until_ms = ")
-            .bind(lease_until_ms)
             .push(", fence = fence + 1 WHERE id IN ")
             .list(&ids)
             .push(&format!(" RETURNING {COLUMNS}, fence"));
@@ -80,26 +85,11 @@ impl Db {
         Ok((claimed, taken_over))
     }
 
-    /// Extends the lease of every unfinished run `node` owns; the count.
-    pub async fn renew_leases(&self, node: &str, lease_until_ms: i64) -> Result<u64, StoreError> {
-        let mut tx = self.write().await?;
-        let renewed = sqlx::query(&format!(
-            "UPDATE runs SET lease_until_ms = $1 WHERE owner = $2 AND {UNFINISHED}"
-        ))
-        .bind(lease_until_ms)
-        .bind(node)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        tx.commit().await?;
-        Ok(renewed)
-    }
-
     /// Gives up every run `node` owns (a clean stop): another node, or this
     /// one after a restart, claims them at once.
     pub async fn release_runs(&self, node: &str) -> Result<u64, StoreError> {
         let mut tx = self.write().await?;
-        let released = sqlx::query("UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE owner = $1")
+        let released = sqlx::query("UPDATE runs SET owner = NULL WHERE owner = $1")
             .bind(node)
             .execute(&mut *tx)
             .await?
@@ -115,12 +105,7 @@ impl Db {
     /// lease on it: the run, its lease, and whether it was taken from
     /// another node's expired lease. A run `node` holds already keeps its
     /// fence; one taken from nobody or from an expired lease moves it on.
-    pub async fn claim_run(
-        &self,
-        run_id: &str,
-        node: &str,
-        lease_until_ms: i64,
-    ) -> Result<Option<(RunRow, Lease, bool)>, StoreError> {
+    pub async fn claim_run(&self, run_id: &str, node: &str) -> Result<Option<(RunRow, Lease, bool)>, StoreError> {
         let mut tx = self.write().await?;
         let before: Option<Option<String>> = sqlx::query_scalar("SELECT owner FROM runs WHERE id = $1")
             .bind(run_id)
@@ -128,12 +113,11 @@ impl Db {
             .await?;
         let taken_over = before.flatten().is_some_and(|owner| owner != node);
         let row = sqlx::query(&format!(
-            "UPDATE runs SET fence = CASE WHEN owner = $1 THEN fence ELSE fence + 1 END, owner = $1, \
-             lease_until_ms = $2 WHERE id = $3 AND {UNFINISHED} \
-             AND (owner IS NULL OR owner = $1 OR lease_until_ms < $4) RETURNING {COLUMNS}, fence"
+            "UPDATE runs SET fence = CASE WHEN owner = $1 THEN fence ELSE fence + 1 END, owner = $1 \
+             WHERE id = $2 AND {UNFINISHED} AND (owner IS NULL OR owner = $1 OR NOT {}) RETURNING {COLUMNS}, fence",
+            held("$3")
         ))
         .bind(node)
-        .bind(lease_until_ms)
         .bind(run_id)
         .bind(now_ms())
         .fetch_optional(&mut *tx)

@@ -68,6 +68,19 @@ pub enum StoreError {
     WriterStopped,
 }
 
+impl StoreError {
+    /// A deadlock or serialization failure: PostgreSQL rolled the
+    /// transaction back, and trying it again may well succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(error)) => {
+                matches!(error.code().as_deref(), Some("40P01") | Some("40001"))
+            }
+            _ => false,
+        }
+    }
+}
+
 /// The database file inside a data directory.
 pub const DB_FILE: &str = "sandstep.db";
 

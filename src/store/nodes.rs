@@ -1,5 +1,7 @@
 //! The nodes serving this store (migration 0010): a row per node, kept
-//! alive by its heartbeat, deleted by a clean stop.
+//! alive by its heartbeat, deleted by a clean stop. A node's lease is its
+//! row's `lease_until_ms`: it holds its runs while the lease lasts
+//! ([`super::claims`]).
 
 use sqlx::Row as _;
 
@@ -54,10 +56,8 @@ impl Db {
         let now = super::now_ms();
         let rows = sqlx::query(&format!(
             "SELECT n.id, n.listen, n.last_seen_ms, (SELECT COUNT(*) FROM runs WHERE owner = n.id \
-             AND lease_until_ms > $1 AND {UNFINISHED}) AS runs_owned \
-             FROM nodes n WHERE n.lease_until_ms > $2 ORDER BY n.id"
+             AND {UNFINISHED}) AS runs_owned FROM nodes n WHERE n.lease_until_ms >= $1 ORDER BY n.id"
         ))
-        .bind(now)
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
@@ -76,7 +76,8 @@ impl Db {
     /// Unfinished runs `node` holds under a live lease.
     pub async fn runs_owned(&self, node: &str) -> Result<i64, StoreError> {
         let count = sqlx::query_scalar(&format!(
-            "SELECT COUNT(*) FROM runs WHERE owner = $1 AND lease_until_ms > $2 AND {UNFINISHED}"
+            "SELECT COUNT(*) FROM runs WHERE owner = $1 AND {UNFINISHED} \
+             AND EXISTS (SELECT 1 FROM nodes WHERE id = $1 AND lease_until_ms >= $2)"
         ))
         .bind(node)
         .bind(super::now_ms())

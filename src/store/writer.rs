@@ -17,6 +17,8 @@ use crate::run::throttle::{Answer, Ask};
 
 /// Events (or new runs) per transaction at most, before the next batch.
 const MAX_BATCH: usize = 4096;
+/// Tries of a batch rolled back by a deadlock or serialization failure.
+const RETRIES: u32 = 3;
 
 /// Why an append was not committed.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +32,6 @@ pub enum AppendError {
 enum Request {
     Start {
         runs: Vec<NewRun>,
-        lease_until_ms: i64,
         /// Owned by this node, or left for any node to claim.
         owned: bool,
         done: oneshot::Sender<Result<Vec<Inserted>, String>>,
@@ -106,23 +107,13 @@ impl Writer {
         &self.node
     }
 
-    /// Stores new runs (owned by this node until `lease_until_ms`, or when
-    /// not `owned` by nobody, for any node to claim) in one transaction
-    /// shared with concurrent requests; resolves once durable.
-    pub async fn start_runs(
-        &self,
-        runs: Vec<NewRun>,
-        lease_until_ms: i64,
-        owned: bool,
-    ) -> Result<Vec<Inserted>, StoreError> {
+    /// Stores new runs (owned by this node, or when not `owned` by nobody,
+    /// for any node to claim) in one transaction shared with concurrent
+    /// requests; resolves once durable.
+    pub async fn start_runs(&self, runs: Vec<NewRun>, owned: bool) -> Result<Vec<Inserted>, StoreError> {
         let (done, committed) = oneshot::channel();
         self.requests
-            .send(Request::Start {
-                runs,
-                lease_until_ms,
-                owned,
-                done,
-            })
+            .send(Request::Start { runs, owned, done })
             .map_err(|_| StoreError::WriterStopped)?;
         committed
             .await
@@ -186,83 +177,30 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
     let mut releases = Vec::new();
     for request in batch {
         match request {
-            Request::Start {
-                runs,
-                lease_until_ms,
-                owned,
-                done,
-            } => starts.push((runs, lease_until_ms, owned, done)),
+            Request::Start { runs, owned, done } => starts.push((runs, owned, done)),
             Request::Append { append, done } => appends.push((append, done)),
             Request::Post { event, done } => posts.push((event, done)),
             Request::Throttle { asks, done } => throttles.push((asks, done)),
             Request::Release { holders, runs, done } => releases.push((holders, runs, done)),
         }
     }
-    let result = async {
-        if connection.is_none() {
-            *connection = Some(db.dedicated().await?);
-        }
-        let dedicated = connection.as_mut().expect("connected above");
-        // A batch of throttle asks and releases only skips the disk flush:
-        // slots held by a process that died die with it (its runs ask
-        // again when picked up), so only a power cut could forget a rate
-        // window's last starts.
-        let light = starts.is_empty() && appends.is_empty() && posts.is_empty();
-        let kind = db.kind();
-        if light && kind == Kind::Sqlite {
-            super::backend::sync_to_disk(dedicated, kind, false).await?;
-        }
-        let mut tx = super::backend::begin(dedicated, kind).await?;
-        if light && kind == Kind::Postgres {
-            super::backend::sync_to_disk(&mut tx, kind, false).await?;
-        }
-        // What other nodes must hear of when this commits (PostgreSQL).
-        let mut signals = Vec::new();
-        let mut inserted = Vec::with_capacity(starts.len());
-        for (runs, lease_until_ms, owned, _) in &starts {
-            let owner = owned.then_some(node);
-            inserted.push(super::append::insert_runs(&mut tx, owner, *lease_until_ms, runs).await?);
-            if !owned {
-                signals.push(Signal::Runs);
+    // A deadlock or serialization failure (PostgreSQL, nodes writing the
+    // same rows) rolled everything back: the batch is tried again.
+    let mut tries = 0;
+    let result = loop {
+        let outcome = transaction(db, connection, node, &starts, &appends, &posts, &throttles, &releases).await;
+        match outcome {
+            Err(error) if tries < RETRIES && error.is_transient() => {
+                tries += 1;
+                tracing::warn!(%error, tries, "batch rolled back; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(
+                    1..10 * u64::from(tries),
+                )))
+                .await;
             }
+            outcome => break outcome,
         }
-        let refs: Vec<&Append> = appends.iter().map(|(a, _)| a).collect();
-        let appended = super::append::append(&mut tx, &refs, &mut signals).await?;
-        if kind == Kind::Postgres {
-            for (append, outcome) in refs.iter().zip(&appended) {
-                if outcome.is_ok() && !append.events.is_empty() {
-                    signals.push(Signal::Events(append.run_id.clone()));
-                }
-            }
-        }
-        let mut posted = Vec::with_capacity(posts.len());
-        for (event, _) in &posts {
-            let one = super::events::insert_event(&mut tx, event).await?;
-            signals.extend(one.runs.iter().cloned().map(Signal::Inbox));
-            posted.push(one);
-        }
-        if !releases.is_empty() {
-            signals.push(Signal::Throttle);
-        }
-        // Slots given back first, so asks in the same batch can have them.
-        for (holders, runs, _) in &releases {
-            super::throttle::release(&mut tx, holders).await?;
-            let runs: Vec<&str> = runs.iter().map(String::as_str).collect();
-            super::throttle::release_runs(&mut tx, &runs).await?;
-        }
-        let mut answered = Vec::with_capacity(throttles.len());
-        for (asks, _) in &throttles {
-            let now = super::now_ms() as u64;
-            answered.push(super::throttle::acquire(&mut tx, kind, asks, now).await?);
-        }
-        super::notify::send(&mut tx, kind, &signals).await?;
-        tx.commit().await?;
-        if light && kind == Kind::Sqlite {
-            super::backend::sync_to_disk(dedicated, kind, true).await?;
-        }
-        Ok::<_, StoreError>((inserted, appended, posted, answered))
-    }
-    .await;
+    };
     match result {
         Ok((inserted, appended, posted, answered)) => {
             for ((_, done), answers) in throttles.into_iter().zip(answered) {
@@ -274,7 +212,7 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
             for ((_, done), posted) in posts.into_iter().zip(posted) {
                 let _ = done.send(Ok(posted));
             }
-            for ((_, _, _, done), runs) in starts.into_iter().zip(inserted) {
+            for ((_, _, done), runs) in starts.into_iter().zip(inserted) {
                 let _ = done.send(Ok(runs));
             }
             for ((_, done), outcome) in appends.into_iter().zip(appended) {
@@ -286,7 +224,7 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
             *connection = None;
             let message = error.to_string();
             tracing::error!(%error, "batch not committed");
-            for (_, _, _, done) in starts {
+            for (_, _, done) in starts {
                 let _ = done.send(Err(message.clone()));
             }
             for (_, done) in appends {
@@ -303,4 +241,92 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
             }
         }
     }
+}
+
+type Starts = Vec<(Vec<NewRun>, bool, oneshot::Sender<Result<Vec<Inserted>, String>>)>;
+type Appends = Vec<(Append, oneshot::Sender<Result<(), AppendError>>)>;
+type Posts = Vec<(NewEvent, oneshot::Sender<Result<Posted, String>>)>;
+type Throttles = Vec<(Vec<Ask>, oneshot::Sender<Result<Vec<Answer>, String>>)>;
+type Releases = Vec<(Vec<String>, Vec<String>, oneshot::Sender<Result<(), String>>)>;
+type Outcome = (
+    Vec<Vec<Inserted>>,
+    Vec<Result<(), AppendRefused>>,
+    Vec<Posted>,
+    Vec<Vec<Answer>>,
+);
+
+/// One try at a batch's transaction: every request's writes, or nothing.
+#[allow(clippy::too_many_arguments)]
+async fn transaction(
+    db: &Db,
+    connection: &mut Option<super::backend::Dedicated>,
+    node: &str,
+    starts: &Starts,
+    appends: &Appends,
+    posts: &Posts,
+    throttles: &Throttles,
+    releases: &Releases,
+) -> Result<Outcome, StoreError> {
+    if connection.is_none() {
+        *connection = Some(db.dedicated().await?);
+    }
+    let dedicated = connection.as_mut().expect("connected above");
+    // A batch of throttle asks and releases only skips the disk flush:
+    // slots held by a process that died die with it (its runs ask
+    // again when picked up), so only a power cut could forget a rate
+    // window's last starts.
+    let light = starts.is_empty() && appends.is_empty() && posts.is_empty();
+    let kind = db.kind();
+    if light && kind == Kind::Sqlite {
+        super::backend::sync_to_disk(dedicated, kind, false).await?;
+    }
+    let mut tx = super::backend::begin(dedicated, kind).await?;
+    if light && kind == Kind::Postgres {
+        super::backend::sync_to_disk(&mut tx, kind, false).await?;
+    }
+    // What other nodes must hear of when this commits (PostgreSQL).
+    let mut signals = Vec::new();
+    let mut inserted = Vec::with_capacity(starts.len());
+    for (runs, owned, _) in starts {
+        let owner = owned.then_some(node);
+        inserted.push(super::append::insert_runs(&mut tx, owner, runs).await?);
+        if !owned {
+            signals.push(Signal::Runs);
+        }
+    }
+    let refs: Vec<&Append> = appends.iter().map(|(a, _)| a).collect();
+    let appended = super::append::append(&mut tx, &refs, &mut signals).await?;
+    if kind == Kind::Postgres {
+        for (append, outcome) in refs.iter().zip(&appended) {
+            if outcome.is_ok() && !append.events.is_empty() {
+                signals.push(Signal::Events(append.run_id.clone()));
+            }
+        }
+    }
+    let mut posted = Vec::with_capacity(posts.len());
+    for (event, _) in posts {
+        let one = super::events::insert_event(&mut tx, event).await?;
+        signals.extend(one.runs.iter().cloned().map(Signal::Inbox));
+        posted.push(one);
+    }
+    if !releases.is_empty() {
+        signals.push(Signal::Throttle);
+    }
+    // Slots given back first, so asks in the same batch can have them.
+    for (holders, runs, _) in releases {
+        super::throttle::release(&mut tx, holders).await?;
+        let runs: Vec<&str> = runs.iter().map(String::as_str).collect();
+        super::throttle::release_runs(&mut tx, &runs).await?;
+    }
+    let mut answered = Vec::with_capacity(throttles.len());
+    for (asks, _) in throttles {
+        let now = super::now_ms() as u64;
+        answered.push(super::throttle::acquire(&mut tx, kind, asks, now).await?);
+    }
+    super::notify::send(&mut tx, kind, &signals).await?;
+    tx.commit().await?;
+    if light && kind == Kind::Sqlite {
+        super::backend::sync_to_disk(dedicated, kind, true).await?;
+    }
+    Ok((inserted, appended, posted, answered))
 }
