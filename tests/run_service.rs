@@ -52,7 +52,7 @@ async fn a_stale_owner_or_sequence_cannot_append() {
             origin: Default::default(),
         },
     );
-    // node-a stores the run with a lease that has already run out.
+    // node-a stores the run; node-a has no live lease (no nodes row).
     a.writer
         .start_runs(
             vec![NewRun {
@@ -63,7 +63,6 @@ async fn a_stale_owner_or_sequence_cannot_append() {
                 modules: Default::default(),
                 queued,
             }],
-            now_ms() - 1,
             true,
         )
         .await
@@ -80,7 +79,7 @@ async fn a_stale_owner_or_sequence_cannot_append() {
     journal_a.append(&[event(2, EventKind::RunStarted)]).await.unwrap();
 
     // node-b takes the run over: the fence moves on.
-    let (claimed, taken_over) = db.claim_free("node-b", now_ms() + 10_000, 100).await.unwrap();
+    let (claimed, taken_over) = db.claim_free("node-b", 100).await.unwrap();
     assert_eq!(taken_over, 1, "taken from node-a's expired lease");
     assert_eq!(claimed.len(), 1);
     assert_eq!(
@@ -360,8 +359,8 @@ async fn a_waited_start_answers_what_the_store_holds() {
     server.stop().await;
 }
 
-/// The node's heartbeat keeps extending the lease of a run it drives; a
-/// run that ended has no owner and no lease.
+/// The node's heartbeat keeps extending its lease, which holds the run it
+/// drives; a run that ended has no owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_heartbeat_renews_leases_until_the_run_ends() {
     let dir = tempfile::tempdir().unwrap();
@@ -374,7 +373,10 @@ async fn the_heartbeat_renews_leases_until_the_run_ends() {
         async move {
             let rows = query(
                 &dir,
-                &format!("SELECT owner, lease_until_ms FROM runs WHERE id = '{id}'"),
+                &format!(
+                    "SELECT r.owner, n.lease_until_ms FROM runs r LEFT JOIN nodes n ON n.id = r.owner \
+                     WHERE r.id = '{id}'"
+                ),
             )
             .await;
             (rows[0][0].clone(), rows[0][1].as_i64())
