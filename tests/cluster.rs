@@ -201,3 +201,128 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+const TICK: &str = r#"
+name: tick
+triggers:
+  - schedule: "* * * * * *"
+steps:
+  - { id: s, module: hostile, input: { mode: context } }
+"#;
+
+const ON_ORDER: &str = r#"
+name: on-order
+triggers:
+  - on_event: order
+    input: { n: "{{ event.data.n }}" }
+steps:
+  - { id: s, module: hostile, input: { mode: context, n: "{{ inputs.n }}" } }
+output: "{{ inputs.n }}"
+"#;
+
+const SLOW: &str = r#"
+name: slow
+steps:
+  - { id: a, module: hostile, input: { mode: sleep, ms: 1500 } }
+  - { id: b, module: hostile, input: { mode: sleep, ms: 300, after: "{{ steps.a.output.slept_ms }}" } }
+"#;
+
+/// Two nodes: each schedule tick and each posted event starts one run
+/// across both; a node stopped with SIGTERM hands its runs to the other
+/// within a second of stopping.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn triggers_fire_once_across_nodes_and_sigterm_hands_runs_over() {
+    let Some(_) = store::postgres() else {
+        eprintln!("skipped: the cluster test runs on PostgreSQL (SANDSTEP_TEST_POSTGRES)");
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let database = store::database_url(shared.path()).unwrap();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Served> = dirs.iter().map(|d| node(d.path(), &database)).collect();
+    let second = std::fs::read_to_string(dirs[1].path().join("node-id")).unwrap();
+    let workflows = [
+        ("tick", TICK.into()),
+        ("on-order", ON_ORDER.into()),
+        ("slow", SLOW.into()),
+    ];
+    push_hostile_and_apply(&nodes[0].url, &workflows).await;
+    let pool = store::pool(shared.path()).await;
+
+    // Events posted through both nodes: one run each.
+    for n in 0..20 {
+        let body = json!({ "topic": "order", "data": { "n": n } });
+        let (status, event) = call(&nodes[n % 2].url, reqwest::Method::POST, "/v1/events", Some(body)).await;
+        assert_eq!(status, 202, "{event}");
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let (_, events) = call(
+        &nodes[1].url,
+        reqwest::Method::GET,
+        "/v1/events?topic=order&limit=100",
+        None,
+    )
+    .await;
+    let events = events["events"].as_array().unwrap().clone();
+    assert_eq!(events.len(), 20);
+    for event in &events {
+        assert_eq!(event["started"].as_array().map(Vec::len), Some(1), "{event}");
+    }
+    let outputs: Vec<String> = sqlx::query("SELECT output FROM runs WHERE workflow = 'on-order' ORDER BY output")
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.get::<Option<String>, _>("output"))
+        .collect();
+    let mut expected: Vec<String> = (0..20).map(|n| n.to_string()).collect();
+    expected.sort();
+    assert_eq!(outputs, expected, "every event's run completed once");
+    // Both nodes tick every second; each tick starts one run.
+    let ticks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE workflow = 'tick'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let seconds = started.elapsed().as_secs() as i64 + 2;
+    assert!((2..=seconds).contains(&ticks), "{ticks} tick runs in about {seconds} s");
+
+    // SIGTERM while the first node's runs are inside a 1.5 s step.
+    let mut slow = Vec::new();
+    for _ in 0..6 {
+        let (status, run) = call(
+            &nodes[0].url,
+            reqwest::Method::POST,
+            "/v1/workflows/slow/runs",
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 201, "{run}");
+        slow.push(run["id"].as_str().unwrap().to_string());
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    nodes[0].signal("TERM");
+    assert!(nodes[0].child.wait().unwrap().success());
+    let stopped_ms = now_ms();
+    let url = nodes[1].url.clone();
+    let mut handed = Vec::new();
+    for id in &slow {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let run = loop {
+            let (_, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+            if run["status"] == "completed" || Instant::now() > deadline {
+                break run;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(run["status"], "completed", "{run}");
+        let b = &run["steps"][1]["attempts"][0];
+        assert_eq!(b["node"], second.trim(), "{run}");
+        let after = b["started_ms"].as_u64().unwrap().saturating_sub(stopped_ms);
+        assert!(after < 1000, "{id} went on {after} ms after the node stopped");
+        handed.push(after);
+    }
+    eprintln!("runs went on after SIGTERM (ms after the node exited): {handed:?}");
+    nodes[1].signal("TERM");
+    let _ = nodes[1].child.wait();
+}
