@@ -43,6 +43,24 @@ pub struct Measured {
     pub sandstep_cpu_s: f64,
     pub postgres_cpu_s: f64,
     pub completions_per_sandstep_cpu_s: f64,
+    /// PostgreSQL's own counts for the database (`pg_stat_database`), per
+    /// step completion: commits, and rows inserted, updated and deleted.
+    pub commits_per_completion: f64,
+    pub rows_per_completion: f64,
+}
+
+/// Commits and rows written in the database so far.
+async fn database_counts(database: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
+    // Backends report their counts about once a second.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    sqlx::query("SELECT pg_stat_clear_snapshot()").execute(database).await?;
+    let row: (i64, i64) = sqlx::query_as(
+        "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database \
+         WHERE datname = current_database()",
+    )
+    .fetch_one(database)
+    .await?;
+    Ok(row)
 }
 
 pub async fn run(database: &str, nodes: usize, trivial: &Path) -> anyhow::Result<ClusterReport> {
@@ -94,6 +112,8 @@ async fn measure(database: &str, nodes: usize, module: &[u8]) -> anyhow::Result<
     );
     // Warm up every node (compiled code, connections).
     round(&http, &servers, 16).await?;
+    let stats = sqlx::PgPool::connect(database).await?;
+    let counts_before = database_counts(&stats).await?;
     let before: Vec<u64> = attempts(&http, &servers).await?;
     let (cpu_before, pg_before) = (cpu(servers.iter().map(|s| s.child.id())), postgres_cpu());
     let mut rates = Vec::new();
@@ -104,13 +124,17 @@ async fn measure(database: &str, nodes: usize, module: &[u8]) -> anyhow::Result<
     }
     let (cpu_after, pg_after) = (cpu(servers.iter().map(|s| s.child.id())), postgres_cpu());
     let after = attempts(&http, &servers).await?;
+    let counts_after = database_counts(&stats).await?;
     let per_node: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let sandstep_cpu_s = cpu_after - cpu_before;
     let total: u64 = per_node.iter().sum();
     for server in servers {
         server.stop();
     }
+    let completions = (ROUNDS * CHAINS * STEPS) as f64;
     Ok(Measured {
+        commits_per_completion: (counts_after.0 - counts_before.0) as f64 / completions,
+        rows_per_completion: (counts_after.1 - counts_before.1) as f64 / completions,
         completions_per_s: Spread::of(&rates),
         completions_per_sandstep_cpu_s: total as f64 / sandstep_cpu_s,
         per_node,
@@ -267,6 +291,11 @@ impl std::fmt::Display for ClusterReport {
                 f,
                 "            per node {:?}; CPU s: sandstep {:.1}, postgres {:.1}; {:.0} completions per sandstep CPU-second",
                 m.per_node, m.sandstep_cpu_s, m.postgres_cpu_s, m.completions_per_sandstep_cpu_s
+            )?;
+            writeln!(
+                f,
+                "            per completion: {:.3} commits, {:.2} rows written",
+                m.commits_per_completion, m.rows_per_completion
             )?;
         }
         writeln!(

@@ -10,6 +10,7 @@ use super::backend::Connection;
 use super::notify::Signal;
 use super::runs::{run_row, status_change, Append, AppendRefused, Inserted, NewRun, RunRow, StatusChange, COLUMNS};
 use super::sql::Sql;
+use super::Kind;
 use super::{now_ms, StoreError};
 use crate::run::{Event, EventKind};
 
@@ -31,7 +32,7 @@ pub(crate) async fn insert_runs(
     let mut existing: HashMap<(String, String), RunRow> = HashMap::new();
     let keyed: Vec<&NewRun> = runs.iter().filter(|r| r.idempotency_key.is_some()).collect();
     for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
-        let mut query = Sql::new(format!("SELECT {COLUMNS} FROM runs WHERE "));
+        let mut query = Sql::new(Kind::of(tx), format!("SELECT {COLUMNS} FROM runs WHERE "));
         for (i, run) in chunk.iter().enumerate() {
             query
                 .push(if i == 0 { "(workflow = " } else { " OR (workflow = " })
@@ -81,6 +82,7 @@ pub(crate) async fn insert_runs(
     let mut stored: HashSet<String> = HashSet::with_capacity(fresh.len());
     for chunk in fresh.chunks(ROWS_PER_STATEMENT / 14) {
         let mut query = Sql::new(
+            Kind::of(tx),
             "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, updated_ms, \
              last_seq, owner, fence, parent_run_id, token) ",
         );
@@ -178,6 +180,7 @@ pub(crate) async fn append(
     let mut moved: HashSet<String> = HashSet::with_capacity(moves.len());
     for chunk in moves.chunks(ROWS_PER_STATEMENT / 12) {
         let mut query = Sql::new(
+            Kind::of(tx),
             "UPDATE runs SET last_seq = v.column2, status = COALESCE(v.column3, runs.status), \
              output = COALESCE(v.column4, runs.output), error = COALESCE(v.column5, runs.error), \
              updated_ms = COALESCE(v.column6, runs.updated_ms), \
@@ -237,6 +240,7 @@ pub(crate) async fn append(
     // An ended child run tells its parent, through the parent's inbox.
     for chunk in ended.chunks(ROWS_PER_STATEMENT) {
         let mut query = Sql::new(
+            Kind::of(tx),
             "INSERT INTO inbox (run_id, kind, body, created_ms, child_id) \
              SELECT parent_run_id, 'child_ended', '{\"kind\":\"child_ended\"}', ",
         );
@@ -253,7 +257,7 @@ pub(crate) async fn append(
     super::throttle::release_runs(tx, &throttled_ended).await?;
     // An ended run's requests are answered by its end.
     for chunk in ended.chunks(ROWS_PER_STATEMENT) {
-        let mut query = Sql::new("UPDATE inbox SET consumed_ms = ");
+        let mut query = Sql::new(Kind::of(tx), "UPDATE inbox SET consumed_ms = ");
         query
             .bind(now)
             .push(" WHERE consumed_ms IS NULL AND run_id IN ")
@@ -333,7 +337,7 @@ async fn refusal(tx: &mut Connection, append: &Append) -> Result<AppendRefused, 
 /// Inserts events as they are (the caller checked they may be written).
 async fn insert_events(tx: &mut Connection, events: &[&Event]) -> Result<(), StoreError> {
     for chunk in events.chunks(ROWS_PER_STATEMENT * 2) {
-        let mut query = Sql::new("INSERT INTO events (run_id, seq, at_ms, type, body) ");
+        let mut query = Sql::new(Kind::of(tx), "INSERT INTO events (run_id, seq, at_ms, type, body) ");
         query.values(chunk, |row, event| {
             row.bind(&event.run_id)
                 .bind(event.seq as i64)

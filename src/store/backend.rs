@@ -79,6 +79,17 @@ pub enum Kind {
     Postgres,
 }
 
+impl Kind {
+    /// The backend of a connection.
+    pub fn of(connection: &Connection) -> Kind {
+        if connection.backend_name() == "PostgreSQL" {
+            Kind::Postgres
+        } else {
+            Kind::Sqlite
+        }
+    }
+}
+
 /// Opens the store at `location` and applies its migrations.
 pub async fn open(location: &Location) -> Result<Pool, sqlx::Error> {
     sqlx::any::install_default_drivers();

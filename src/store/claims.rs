@@ -72,7 +72,7 @@ impl Db {
             taken_over += u64::from(owner.is_some_and(|owner| owner != node));
             ids.push(row.try_get::<String, _>("id")?);
         }
-        let mut update = Sql::new("UPDATE runs SET owner = ");
+        let mut update = Sql::new(self.kind(), "UPDATE runs SET owner = ");
         update
             .bind(node)
             .push(", fence = fence + 1 WHERE id IN ")

@@ -55,8 +55,10 @@ impl Db {
         before: Option<i64>,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let mut query =
-            Sql::new("SELECT seq, id, topic, data, idempotency_key, created_ms FROM posted_events WHERE 1 = 1");
+        let mut query = Sql::new(
+            self.kind(),
+            "SELECT seq, id, topic, data, idempotency_key, created_ms FROM posted_events WHERE 1 = 1",
+        );
         if let Some(topic) = topic {
             query.push(" AND topic = ").bind(topic);
         }
@@ -86,7 +88,10 @@ impl Db {
             });
         }
         if !events.is_empty() {
-            let mut query = Sql::new("SELECT event_id, run_id, role FROM event_runs WHERE event_id IN ");
+            let mut query = Sql::new(
+                self.kind(),
+                "SELECT event_id, run_id, role FROM event_runs WHERE event_id IN ",
+            );
             query
                 .list(events.iter().map(|e| e.id.as_str()))
                 .push(" ORDER BY run_id");

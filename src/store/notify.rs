@@ -53,7 +53,7 @@ pub(crate) async fn send(connection: &mut Connection, kind: Kind, signals: &[Sig
         return Ok(());
     }
     for chunk in signals.chunks(500) {
-        let mut query = Sql::new(format!("SELECT COUNT(pg_notify('{CHANNEL}', v.column1)) FROM ("));
+        let mut query = Sql::new(kind, format!("SELECT COUNT(pg_notify('{CHANNEL}', v.column1)) FROM ("));
         query.values(chunk, |row, signal| {
             row.bind(signal.payload());
         });

@@ -215,7 +215,7 @@ impl Db {
     }
 
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
-        let mut query = Sql::new(format!("SELECT {COLUMNS} FROM runs WHERE 1 = 1"));
+        let mut query = Sql::new(self.kind(), format!("SELECT {COLUMNS} FROM runs WHERE 1 = 1"));
         if let Some(workflow) = &filter.workflow {
             query.push(" AND workflow = ").bind(workflow);
         }

@@ -1,7 +1,9 @@
 //! Statements built at run time (filters, `IN` lists, multi-row `VALUES`)
-//! with numbered placeholders (`$1`, `$2`, ...), which SQLite and
-//! PostgreSQL both accept: sqlx's own builder writes `?` for its `Any`
-//! driver, which PostgreSQL refuses.
+//! with each backend's placeholders: numbered (`$1`, `$2`, ...) for
+//! PostgreSQL, which refuses sqlx's `?` for its `Any` driver, and `?` for
+//! SQLite, which looks each `$N` up among the statement's names (a
+//! multi-row insert of thousands of values would spend most of its time
+//! there).
 
 use std::fmt::Write as _;
 
@@ -9,19 +11,23 @@ use sqlx::any::{Any, AnyArguments};
 use sqlx::query::Query;
 use sqlx::{Arguments as _, Encode, Type};
 
+use super::Kind;
+
 /// A statement and its bound values, built piece by piece.
-#[derive(Default)]
 pub(crate) struct Sql<'a> {
     text: String,
     arguments: AnyArguments<'a>,
     count: usize,
+    numbered: bool,
 }
 
 impl<'a> Sql<'a> {
-    pub fn new(text: impl Into<String>) -> Self {
+    pub fn new(kind: Kind, text: impl Into<String>) -> Self {
         Sql {
             text: text.into(),
-            ..Sql::default()
+            arguments: AnyArguments::default(),
+            count: 0,
+            numbered: kind == Kind::Postgres,
         }
     }
 
@@ -34,7 +40,11 @@ impl<'a> Sql<'a> {
     /// Appends a placeholder bound to `value`.
     pub fn bind<T: 'a + Encode<'a, Any> + Type<Any>>(&mut self, value: T) -> &mut Self {
         self.count += 1;
-        write!(self.text, "${}", self.count).expect("writing to a String");
+        if self.numbered {
+            write!(self.text, "${}", self.count).expect("writing to a String");
+        } else {
+            self.text.push('?');
+        }
         self.arguments
             .add(value)
             .expect("the values the store binds (text, integers, bytes) encode");

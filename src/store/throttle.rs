@@ -72,7 +72,10 @@ pub(crate) async fn acquire(
     }
     let (answers, granted) = decide(&mut books, asks, now_ms);
     for chunk in granted.holds.chunks(CHUNK) {
-        let mut query = Sql::new("INSERT INTO throttle_holds (scope, key, holder, run_id, since_ms) ");
+        let mut query = Sql::new(
+            Kind::of(tx),
+            "INSERT INTO throttle_holds (scope, key, holder, run_id, since_ms) ",
+        );
         query.values(chunk, |row, (scope, key, holder, run_id)| {
             row.bind(scope).bind(key).bind(holder).bind(run_id).bind(now_ms as i64);
         });
@@ -80,7 +83,7 @@ pub(crate) async fn acquire(
         query.build().execute(&mut *tx).await?;
     }
     for chunk in granted.starts.chunks(CHUNK) {
-        let mut query = Sql::new("INSERT INTO throttle_starts (scope, key, at_ms) ");
+        let mut query = Sql::new(Kind::of(tx), "INSERT INTO throttle_starts (scope, key, at_ms) ");
         query.values(chunk, |row, (scope, key, at)| {
             row.bind(scope).bind(key).bind(*at as i64);
         });
@@ -92,7 +95,7 @@ pub(crate) async fn acquire(
 /// Gives back every slot of these holders.
 pub(crate) async fn release(tx: &mut Connection, holders: &[String]) -> Result<(), StoreError> {
     for chunk in holders.chunks(CHUNK) {
-        let mut query = Sql::new("DELETE FROM throttle_holds WHERE holder IN ");
+        let mut query = Sql::new(Kind::of(tx), "DELETE FROM throttle_holds WHERE holder IN ");
         query.list(chunk);
         query.build().execute(&mut *tx).await?;
     }
@@ -102,7 +105,7 @@ pub(crate) async fn release(tx: &mut Connection, holders: &[String]) -> Result<(
 /// Gives back every slot the units of these runs hold.
 pub(crate) async fn release_runs(tx: &mut Connection, runs: &[&str]) -> Result<(), StoreError> {
     for chunk in runs.chunks(CHUNK) {
-        let mut query = Sql::new("DELETE FROM throttle_holds WHERE run_id IN ");
+        let mut query = Sql::new(Kind::of(tx), "DELETE FROM throttle_holds WHERE run_id IN ");
         query.list(chunk.iter().copied());
         query.build().execute(&mut *tx).await?;
     }
