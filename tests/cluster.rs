@@ -326,3 +326,123 @@ async fn triggers_fire_once_across_nodes_and_sigterm_hands_runs_over() {
     nodes[1].signal("TERM");
     let _ = nodes[1].child.wait();
 }
+
+const APPROVAL: &str = r#"
+name: approval
+steps:
+  - { id: ok, wait: { event: "go.{{ run.id }}" } }
+  - { id: after, module: hostile, input: { mode: context, approved: "{{ steps.ok.output.yes }}" } }
+output: "{{ steps.ok.output.yes }}"
+"#;
+
+const NAP: &str = r#"
+name: nap
+steps:
+  - { id: a, module: hostile, input: { mode: sleep, ms: 20000 } }
+"#;
+
+/// A run one node executes, followed, resumed and canceled through the
+/// other: its event stream ends with its end, a posted event reaches its
+/// wait, and a cancel with `?wait` answers once it is canceled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_run_on_one_node_is_streamed_resumed_and_canceled_through_another() {
+    let Some(_) = store::postgres() else {
+        eprintln!("skipped: the cluster test runs on PostgreSQL (SANDSTEP_TEST_POSTGRES)");
+        return;
+    };
+    let shared = tempfile::tempdir().unwrap();
+    let database = store::database_url(shared.path()).unwrap();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nodes: Vec<Served> = dirs.iter().map(|d| node(d.path(), &database)).collect();
+    let first = std::fs::read_to_string(dirs[0].path().join("node-id")).unwrap();
+    push_hostile_and_apply(&nodes[0].url, &[("approval", APPROVAL.into()), ("nap", NAP.into())]).await;
+
+    let (status, run) = call(
+        &nodes[0].url,
+        reqwest::Method::POST,
+        "/v1/workflows/approval/runs",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    // The event stream, through the node that does not execute the run.
+    let stream = reqwest::Client::new()
+        .get(format!("{}/v1/runs/{id}/events", nodes[1].url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let body = tokio::spawn(async move { stream.text().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let event = json!({ "topic": format!("go.{id}"), "data": { "yes": true } });
+    let (status, posted) = call(&nodes[1].url, reqwest::Method::POST, "/v1/events", Some(event)).await;
+    assert_eq!(status, 202, "{posted}");
+    let text = tokio::time::timeout(Duration::from_secs(10), body)
+        .await
+        .expect("the stream ends with the run")
+        .unwrap();
+    assert!(text.contains("event: step.waiting"), "{text}");
+    assert!(text.contains("event: run.completed"), "{text}");
+    let (_, run) = call(&nodes[1].url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+    assert_eq!(
+        (run["status"].as_str(), run["output"].as_bool()),
+        (Some("completed"), Some(true)),
+        "{run}"
+    );
+    assert_eq!(run["steps"][1]["attempts"][0]["node"], first.trim(), "{run}");
+
+    // A cancel through the other node, answered once the run is canceled.
+    let (_, nap) = call(
+        &nodes[0].url,
+        reqwest::Method::POST,
+        "/v1/workflows/nap/runs",
+        Some(json!({})),
+    )
+    .await;
+    let nap = nap["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = Instant::now();
+    let (status, canceled) = call(
+        &nodes[1].url,
+        reqwest::Method::POST,
+        &format!("/v1/runs/{nap}/cancel?wait=10s"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(
+        (status, canceled["status"].as_str()),
+        (202, Some("canceled")),
+        "{canceled}"
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "the cancel took {:?}",
+        asked.elapsed()
+    );
+}
+
+/// `--database` names what it wants, and never echoes a password.
+#[test]
+fn a_database_url_that_is_not_postgres_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "mysql://ana:s3cret@db:3306/x",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--database: expected a postgres://USER@HOST:PORT/DB URL, got mysql://ana:***@db:3306/x"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

@@ -67,7 +67,7 @@ use watch::{Watch, Watchers};
 
 use crate::run::executor::Controls;
 use crate::run::inbox::{Message, MessageKind};
-use crate::run::{Event, EventKind, Executor, RunSpec, RunState, Secrets};
+use crate::run::{Event, Executor, RunSpec, RunState, Secrets};
 use crate::sandbox::Module;
 use crate::store::inbox::Delivery;
 use crate::store::runs::{Lease, RunFilter, RunRow};
@@ -285,76 +285,7 @@ impl Service {
         );
     }
 
-    /// Claims again the runs this node owned before a restart, then as
-    /// many runs nobody holds as it has room for, and resumes them (at
-    /// start-up; [`owner::claimer`] goes on claiming).
-    pub async fn recover(self: &Arc<Self>) -> Result<usize, RunError> {
-        // The node's lease first: the runs it owns are held while it lasts.
-        let until = owner::lease_until(self);
-        self.store(self.db.node_seen(&self.config.node, None, until).await)?;
-        let own = self.store(self.db.claim_own(&self.config.node).await)?;
-        let mut count = self.take_up(own).await?;
-        count += self.claim_free().await?;
-        Ok(count)
-    }
-
-    /// Claims up to this node's room of runs nobody holds and resumes them.
-    pub(super) async fn claim_free(self: &Arc<Self>) -> Result<usize, RunError> {
-        let room = self.config.max_runs.saturating_sub(self.live_runs());
-        if room == 0 || self.drain.is_cancelled() {
-            return Ok(0);
-        }
-        let claimed = self.store(self.db.claim_free(&self.config.node, room as i64).await)?;
-        self.take_up(claimed).await
-    }
-
-    /// Resumes claimed runs from their events, with the requests still in
-    /// their inboxes. A run that cannot be resumed (its workflow or a
-    /// pinned module no longer loads) is failed with the reason, so one bad
-    /// run never keeps the server from starting.
-    async fn take_up(self: &Arc<Self>, claimed: crate::store::claims::Claimed) -> Result<usize, RunError> {
-        let (claimed, taken_over) = claimed;
-        self.outlets.metrics.lease_takeovers(taken_over);
-        let count = claimed.len();
-        let now = crate::store::now_ms();
-        for (row, lease) in claimed {
-            let pending = self.store(self.db.pending_messages(&row.id).await)?;
-            if row.status == "paused" && pending.is_empty() && row.wake_ms.is_none_or(|at| at > now) {
-                continue; // nothing to do until a message or its timer
-            }
-            let events = self.store(self.db.events(&row.id, 0).await)?;
-            if let Err(error) = self.resume(&row, &events, lease.clone(), pending).await {
-                let reason = match error {
-                    RunError::NotFound(what) => format!("cannot resume: {what} no longer exists"),
-                    RunError::WorkflowMissing(what) => format!("cannot resume: workflow {what} no longer exists"),
-                    RunError::InvalidWorkflow(errors) => {
-                        format!("cannot resume: the workflow version is invalid: {}", errors[0])
-                    }
-                    other => format!("cannot resume: {other}"),
-                };
-                tracing::error!(run = %row.id, %reason, "failing a run that cannot be resumed");
-                let failed = Event {
-                    seq: events.last().map_or(1, |e| e.seq + 1),
-                    run_id: row.id.clone(),
-                    at_ms: crate::run::event::now_ms(),
-                    kind: EventKind::RunFailed { error: reason },
-                };
-                let journal = RunJournal {
-                    outlets: self.outlets.clone(),
-                    run_id: row.id.clone(),
-                    lease,
-                    // Its end gives back whatever throttle slots it held.
-                    throttled: true,
-                };
-                crate::run::Journal::append(&journal, std::slice::from_ref(&failed))
-                    .await
-                    .map_err(|e| RunError::Internal(e.to_string()))?;
-            }
-        }
-        Ok(count)
-    }
-
-    async fn resume(
+    pub(super) async fn resume(
         self: &Arc<Self>,
         row: &RunRow,
         events: &[Event],
@@ -454,6 +385,10 @@ impl Service {
             },
         )
         .await?;
+        // Executed by another node: its end is read from the store.
+        if !self.live.lock().unwrap().contains_key(run_id) {
+            self.follow(run_id);
+        }
         let _ = tokio::time::timeout(wait, watch.ended()).await;
         Ok(())
     }

@@ -22,8 +22,9 @@ use crate::store::Location;
 /// How often followed runs and inboxes are read without a notification.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Listens for other nodes' notifications on PostgreSQL, and polls the
-/// inboxes of this node's runs as the fallback.
+/// Listens for other nodes' notifications on PostgreSQL (connecting again
+/// each second while it cannot), and polls the inboxes of this node's runs
+/// as the fallback.
 pub(super) fn listen(service: &Arc<Service>) {
     let Location::Postgres(url) = service.db.location().clone() else {
         return;
@@ -31,17 +32,17 @@ pub(super) fn listen(service: &Arc<Service>) {
     let weak: Weak<Service> = Arc::downgrade(service);
     let drain = service.drain.clone();
     tokio::spawn(async move {
-        let mut listener = loop {
-            match connect(&url).await {
-                Ok(listener) => break Some(listener),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot listen for other nodes; polling every second instead");
-                    break None;
-                }
-            }
-        };
+        let mut listener = None;
         let mut poll = tokio::time::interval(POLL);
         loop {
+            if listener.is_none() {
+                match connect(&url).await {
+                    Ok(connected) => listener = Some(connected),
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot listen for other nodes; polling every second until it can")
+                    }
+                }
+            }
             let received = tokio::select! {
                 _ = drain.cancelled() => return,
                 _ = poll.tick() => None,
