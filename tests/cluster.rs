@@ -45,25 +45,52 @@ fn node(data_dir: &std::path::Path, database: &str) -> Served {
     )
 }
 
+/// `count` nodes on one fresh database, or `None` when the tests do not
+/// run on PostgreSQL.
+struct Cluster {
+    nodes: Vec<Served>,
+    /// Each node's id, in order.
+    ids: Vec<String>,
+    shared: tempfile::TempDir,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Cluster {
+    fn start(count: usize) -> Option<Cluster> {
+        if store::postgres().is_none() {
+            eprintln!("skipped: the cluster tests run on PostgreSQL (SANDSTEP_TEST_POSTGRES)");
+            return None;
+        }
+        let shared = tempfile::tempdir().unwrap();
+        let database = store::database_url(shared.path()).unwrap();
+        let dirs: Vec<_> = (0..count).map(|_| tempfile::tempdir().unwrap()).collect();
+        let nodes = dirs.iter().map(|d| node(d.path(), &database)).collect();
+        let ids = dirs
+            .iter()
+            .map(|d| {
+                std::fs::read_to_string(d.path().join("node-id"))
+                    .unwrap()
+                    .trim()
+                    .to_string()
+            })
+            .collect();
+        Some(Cluster {
+            nodes,
+            ids,
+            shared,
+            _dirs: dirs,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_complete_every_run_once_through_sigkill_and_sigstop() {
-    let Some(_) = store::postgres() else {
-        eprintln!("skipped: the cluster test runs on PostgreSQL (SANDSTEP_TEST_POSTGRES)");
+    let Some(Cluster {
+        mut nodes, ids, shared, ..
+    }) = Cluster::start(3)
+    else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let database = store::database_url(shared.path()).unwrap();
-    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Served> = dirs.iter().map(|d| node(d.path(), &database)).collect();
-    let ids: Vec<String> = dirs
-        .iter()
-        .map(|d| {
-            std::fs::read_to_string(d.path().join("node-id"))
-                .unwrap()
-                .trim()
-                .to_string()
-        })
-        .collect();
     push_hostile_and_apply(&nodes[0].url, &[("work", WORK.into())]).await;
 
     // 300 runs started through the three nodes in turn.
@@ -232,15 +259,12 @@ steps:
 /// within a second of stopping.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn triggers_fire_once_across_nodes_and_sigterm_hands_runs_over() {
-    let Some(_) = store::postgres() else {
-        eprintln!("skipped: the cluster test runs on PostgreSQL (SANDSTEP_TEST_POSTGRES)");
+    let Some(Cluster {
+        mut nodes, ids, shared, ..
+    }) = Cluster::start(2)
+    else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let database = store::database_url(shared.path()).unwrap();
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut nodes: Vec<Served> = dirs.iter().map(|d| node(d.path(), &database)).collect();
-    let second = std::fs::read_to_string(dirs[1].path().join("node-id")).unwrap();
     let workflows = [
         ("tick", TICK.into()),
         ("on-order", ON_ORDER.into()),
@@ -317,7 +341,7 @@ async fn triggers_fire_once_across_nodes_and_sigterm_hands_runs_over() {
         };
         assert_eq!(run["status"], "completed", "{run}");
         let b = &run["steps"][1]["attempts"][0];
-        assert_eq!(b["node"], second.trim(), "{run}");
+        assert_eq!(b["node"], ids[1], "{run}");
         let after = b["started_ms"].as_u64().unwrap().saturating_sub(stopped_ms);
         assert!(after < 1000, "{id} went on {after} ms after the node stopped");
         handed.push(after);
@@ -346,15 +370,9 @@ steps:
 /// wait, and a cancel with `?wait` answers once it is canceled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_run_on_one_node_is_streamed_resumed_and_canceled_through_another() {
-    let Some(_) = store::postgres() else {
-        eprintln!("skipped: the cluster test runs on PostgreSQL (SANDSTEP_TEST_POSTGRES)");
+    let Some(Cluster { nodes, ids, .. }) = Cluster::start(2) else {
         return;
     };
-    let shared = tempfile::tempdir().unwrap();
-    let database = store::database_url(shared.path()).unwrap();
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let nodes: Vec<Served> = dirs.iter().map(|d| node(d.path(), &database)).collect();
-    let first = std::fs::read_to_string(dirs[0].path().join("node-id")).unwrap();
     push_hostile_and_apply(&nodes[0].url, &[("approval", APPROVAL.into()), ("nap", NAP.into())]).await;
 
     let (status, run) = call(
@@ -390,7 +408,7 @@ async fn a_run_on_one_node_is_streamed_resumed_and_canceled_through_another() {
         (Some("completed"), Some(true)),
         "{run}"
     );
-    assert_eq!(run["steps"][1]["attempts"][0]["node"], first.trim(), "{run}");
+    assert_eq!(run["steps"][1]["attempts"][0]["node"], ids[0], "{run}");
 
     // A cancel through the other node, answered once the run is canceled.
     let (_, nap) = call(

@@ -88,28 +88,7 @@ async fn measure(database: &str, nodes: usize, module: &[u8]) -> anyhow::Result<
     let servers: Vec<Node> = (0..nodes).map(|_| Node::start(database)).collect::<Result<_, _>>()?;
     let http = reqwest::Client::new();
     let first = &servers[0].base;
-    let pushed = http
-        .post(format!("{first}/v1/modules?name=echo"))
-        .header("content-type", "application/wasm")
-        .body(module.to_vec())
-        .send()
-        .await?;
-    ensure!(
-        pushed.status().is_success(),
-        "module push failed: {}",
-        pushed.text().await?
-    );
-    let applied = http
-        .put(format!("{first}/v1/workflows/chain"))
-        .header("content-type", "application/yaml")
-        .body(super::chain_yaml(STEPS))
-        .send()
-        .await?;
-    ensure!(
-        applied.status().is_success(),
-        "workflow apply failed: {}",
-        applied.text().await?
-    );
+    super::push_and_apply(&http, first, module.to_vec(), &[("chain", super::chain_yaml(STEPS))]).await?;
     // Warm up every node (compiled code, connections).
     round(&http, &servers, 16).await?;
     let stats = sqlx::PgPool::connect(database).await?;

@@ -54,9 +54,45 @@ pub(crate) struct BenchServer {
     _dir: tempfile::TempDir,
 }
 
+/// Pushes `module` as `echo` to the server at `base` and applies
+/// `workflows`.
+pub(crate) async fn push_and_apply(
+    http: &reqwest::Client,
+    base: &str,
+    module: Vec<u8>,
+    workflows: &[(&str, String)],
+) -> anyhow::Result<()> {
+    use anyhow::ensure;
+    let pushed = http
+        .post(format!("{base}/v1/modules?name=echo"))
+        .header("content-type", "application/wasm")
+        .body(module)
+        .send()
+        .await?;
+    ensure!(
+        pushed.status().is_success(),
+        "module push failed: {}",
+        pushed.text().await?
+    );
+    for (name, yaml) in workflows {
+        let applied = http
+            .put(format!("{base}/v1/workflows/{name}"))
+            .header("content-type", "application/yaml")
+            .body(yaml.clone())
+            .send()
+            .await?;
+        ensure!(
+            applied.status().is_success(),
+            "workflow apply failed: {}",
+            applied.text().await?
+        );
+    }
+    Ok(())
+}
+
 impl BenchServer {
     pub async fn start(trivial: &std::path::Path, workflows: &[(&str, String)]) -> anyhow::Result<BenchServer> {
-        use anyhow::{ensure, Context as _};
+        use anyhow::Context as _;
         let dir = tempfile::tempdir()?;
         let config = crate::server::ServerConfig::new(dir.path().to_path_buf());
         let state = crate::server::start(&config).await?;
@@ -72,30 +108,7 @@ impl BenchServer {
         });
         let http = reqwest::Client::new();
         let bytes = std::fs::read(trivial).with_context(|| format!("cannot read {}", trivial.display()))?;
-        let pushed = http
-            .post(format!("{base}/v1/modules?name=echo"))
-            .header("content-type", "application/wasm")
-            .body(bytes)
-            .send()
-            .await?;
-        ensure!(
-            pushed.status().is_success(),
-            "module push failed: {}",
-            pushed.text().await?
-        );
-        for (name, yaml) in workflows {
-            let applied = http
-                .put(format!("{base}/v1/workflows/{name}"))
-                .header("content-type", "application/yaml")
-                .body(yaml.clone())
-                .send()
-                .await?;
-            ensure!(
-                applied.status().is_success(),
-                "workflow apply failed: {}",
-                applied.text().await?
-            );
-        }
+        push_and_apply(&http, &base, bytes, workflows).await?;
         Ok(BenchServer {
             base,
             http,
