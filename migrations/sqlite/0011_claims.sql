@@ -1,5 +1,5 @@
 -- Nodes claim unfinished runs nobody holds (never owned, released, or
--- under an ended lease) every second: this index keeps that look-up to the
--- unfinished runs, however many have ended.
+-- owned by a node whose lease ended) every second, oldest first: this
+-- index keeps that look-up to the unfinished runs, however many ended.
 
-CREATE INDEX runs_unfinished ON runs (lease_until_ms, id) WHERE status NOT IN ('completed', 'failed', 'canceled');
+CREATE INDEX runs_unfinished ON runs (id) WHERE status NOT IN ('completed', 'failed', 'canceled');
