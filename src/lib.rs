@@ -34,7 +34,9 @@
 //! - [`service`]: the run service every transport calls: starting runs
 //!   (`start`, single and batch), modules and workflow versions
 //!   (`definitions`), the one module resolver (`modules`), each run's
-//!   fenced durable journal (`journal`), this node's leases (`owner`),
+//!   fenced durable journal (`journal`), this node's leases and claims
+//!   (`owner`), other nodes' wake-ups and runs followed from the store
+//!   (`signals`),
 //!   paused runs and posted events (`waits`), child runs (`children`),
 //!   re-runs (`rerun`), schedules and event triggers (`triggers`),
 //!   sealed secrets (`secrets`), the store's step cache (`cache`) and
@@ -42,14 +44,15 @@
 //!   (`nodes`), listeners (`watch`), run resources (`view`), metrics (`metrics`), and
 //!   `RunError`.
 //! - [`store`]: the durable store, one SQLite file shared by the local
-//!   commands and the server: modules (content-addressed), workflow
-//!   versions, runs with their owner, lease and fence, events, the inbox,
-//!   posted events and waits, triggers, sealed secrets, the step cache,
-//!   throttle slots, usage, nodes (`modules`, `workflows`, `runs`, `inbox`,
-//!   `events`, `triggers`, `secrets`, `cache`, `throttle`, `usage`,
-//!   `nodes`), the
-//!   group-commit `writer` and its
-//!   statements (`append`); SQLite specifics in `sqlite`.
+//!   commands and the server, or one PostgreSQL database shared by many
+//!   nodes (`backend`, statements built at run time in `sql`): modules
+//!   (content-addressed), workflow versions, runs with their owner and
+//!   fence, events, the inbox, posted events and waits, triggers, sealed
+//!   secrets, the step cache, throttle slots, usage, nodes (`modules`,
+//!   `workflows`, `runs`, `inbox`, `events`, `triggers`, `secrets`,
+//!   `cache`, `throttle`, `usage`, `nodes`), claims and leases (`claims`),
+//!   wake-ups between nodes (`notify`), the group-commit `writer` and its
+//!   statements (`append`).
 //! - [`server`]: the HTTP API (`api`, `events` for SSE, `posted` for posted
 //!   events and schedules, `rerun`, `secrets`, `cache`, `usage`, `nodes`), problem+json errors
 //!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`).
