@@ -386,9 +386,7 @@ impl Service {
         )
         .await?;
         // Executed by another node: its end is read from the store.
-        if !self.live.lock().unwrap().contains_key(run_id) {
-            self.follow(run_id);
-        }
+        self.follow(run_id);
         let _ = tokio::time::timeout(wait, watch.ended()).await;
         Ok(())
     }
@@ -398,7 +396,7 @@ impl Service {
     pub async fn watch(self: &Arc<Self>, run_id: &str) -> Result<(Watch, RunRow), RunError> {
         let watch = self.outlets.watchers.watch(run_id);
         let row = self.run_row(run_id).await?;
-        if !row.is_ended() && !self.live.lock().unwrap().contains_key(run_id) {
+        if !row.is_ended() {
             self.follow(run_id);
         }
         Ok((watch, row))

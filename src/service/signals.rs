@@ -117,8 +117,11 @@ impl Service {
     }
 
     /// Follows a watched run this node does not execute (see the module
-    /// documentation); nothing when it is followed already.
+    /// documentation); nothing when it runs here or is followed already.
     pub(super) fn follow(self: &Arc<Self>, run_id: &str) {
+        if self.live.lock().unwrap().contains_key(run_id) {
+            return;
+        }
         let wake = Arc::new(tokio::sync::Notify::new());
         {
             let mut followed = self.followed.lock().unwrap();
