@@ -31,4 +31,5 @@ mod server_api;
 mod subworkflows;
 mod throttle;
 mod triggers;
+mod ui;
 mod waits;

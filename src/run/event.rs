@@ -39,7 +39,7 @@ pub struct AttemptRecord {
 /// What kind of failure a step error is: an attempt's [`Failure`] kind, or
 /// one the executor found before any attempt ran. Serialized as its
 /// snake_case name (`fuel_exhausted`), as the API and events show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     GuestError,
@@ -129,7 +129,7 @@ impl PartialEq<&str> for ErrorKind {
 }
 
 /// Why a step (or one of its items, or one attempt) failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepError {
     pub kind: ErrorKind,
     pub message: String,
@@ -191,6 +191,10 @@ pub enum EventKind {
         /// The node that runs the attempt (a server's; none in `sandstep run`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         node: Option<String>,
+        /// The input as rendered for this attempt, secrets redacted (absent
+        /// in events recorded before it was kept).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<Value>,
     },
     /// A cached step (or item) reused the output recorded by `cached_from`'s
     /// attempt; no wasm ran. `step.succeeded` (or `step.item_succeeded`) follows.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Severity of a log line, as the guest's `log` call gave it (stdout lines of
 /// a step are `info`, stderr lines `warn`; a command's stderr lines `info`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Trace,
@@ -18,7 +18,7 @@ pub enum Level {
 }
 
 /// One captured log line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     pub level: Level,
     pub message: String,

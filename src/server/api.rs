@@ -15,12 +15,9 @@ use serde_json::Value;
 use super::error::{bytes_rejection, ApiError, Created, Json, Path, Query};
 use super::AppState;
 use crate::modules::{check_name, check_tag, DEFAULT_TAG};
-use crate::run::RunStatus;
 use crate::service::view::RunView;
 use crate::service::{Caller, RunRequest};
 use crate::store::modules::ModuleRecord;
-use crate::store::runs::RunFilter;
-use crate::store::runs::RunRow;
 
 type Result<T> = std::result::Result<T, ApiError>;
 
@@ -194,7 +191,8 @@ pub async fn list_workflows(State(state): State<Arc<AppState>>) -> Result<axum::
     Ok(axum::Json(WorkflowList { workflows }))
 }
 
-/// One version of a workflow with its source, and every version number.
+/// One version of a workflow with its source, declared inputs and
+/// triggers, and every version number.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WorkflowDetail {
     name: String,
@@ -203,6 +201,12 @@ pub struct WorkflowDetail {
     /// The definition as it was applied (YAML or JSON).
     source: String,
     created_ms: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    /// The declared `inputs`, in definition order.
+    #[schema(value_type = std::collections::BTreeMap<String, crate::workflow::definition::InputDef>)]
+    inputs: indexmap::IndexMap<String, crate::workflow::definition::InputDef>,
+    triggers: Vec<crate::service::triggers::TriggerView>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -218,12 +222,17 @@ pub async fn get_workflow(
     Query(params): Query<VersionParams>,
 ) -> Result<axum::Json<WorkflowDetail>> {
     let (found, versions) = state.service.workflow_source(&name, params.version).await?;
+    let (_, workflow) = state.service.workflow(&name, Some(found.version)).await?;
+    let triggers = state.service.triggers_of(&name, found.version, &workflow).await?;
     Ok(axum::Json(WorkflowDetail {
         name: found.name,
         version: found.version,
         versions,
         source: found.source,
         created_ms: found.created_ms,
+        description: workflow.description.clone(),
+        inputs: workflow.inputs.clone(),
+        triggers,
     }))
 }
 
@@ -386,63 +395,6 @@ pub(super) fn parse_wait(wait: Option<&str>) -> Result<Option<Duration>> {
         return Err(ApiError::bad_request("wait is at most 300s", Some("wait")));
     }
     Ok(Some(duration))
-}
-
-#[derive(Deserialize, utoipa::IntoParams)]
-pub struct ListParams {
-    workflow: Option<String>,
-    /// queued, running, paused, completed, failed, canceling or canceled.
-    #[param(pattern = "^(queued|running|paused|completed|failed|canceling|canceled)$")]
-    status: Option<String>,
-    /// 1 to 500, default 50.
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
-/// One page of runs, newest first.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct RunList {
-    runs: Vec<RunRow>,
-    /// Pass as `cursor` for the next page; absent on the last one.
-    next_cursor: Option<String>,
-}
-
-#[utoipa::path(get, path = "/v1/runs", params(ListParams), responses((status = 200, body = RunList), (status = 400)))]
-pub async fn list_runs(
-    State(state): State<Arc<AppState>>,
-    Query(params): Query<ListParams>,
-) -> Result<axum::Json<RunList>> {
-    if let Some(status) = &params.status {
-        if RunStatus::parse(status).is_none() {
-            let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-            return Err(ApiError::bad_request(
-                format!("unknown status {status:?} (one of {})", known.join(", ")),
-                Some("status"),
-            ));
-        }
-    }
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 500", Some("limit")));
-    }
-    let runs = state
-        .service
-        .list(&RunFilter {
-            workflow: params.workflow,
-            status: params.status,
-            before: params.cursor,
-            limit: limit + 1,
-        })
-        .await?;
-    let more = runs.len() as i64 > limit;
-    let runs: Vec<_> = runs.into_iter().take(limit as usize).collect();
-    let next = if more { runs.last().map(|r| r.id.clone()) } else { None };
-    Ok(axum::Json(RunList {
-        runs,
-        next_cursor: next,
-    }))
 }
 
 #[utoipa::path(get, path = "/v1/runs/{id}", responses((status = 200, body = RunView), (status = 404)))]

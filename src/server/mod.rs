@@ -1,7 +1,8 @@
 //! The HTTP server (`sandstep serve`): the API under /v1 (`api`, `events`
 //! for SSE), problem+json errors (`error`), bearer tokens (`auth`),
 //! `/healthz`, `/metrics` and the OpenAPI document (`ops`), secrets
-//! (`secrets`), the step result cache (`cache`), usage per token (`usage`).
+//! (`secrets`), the step result cache (`cache`), usage per token (`usage`),
+//! the runs list (`runs`), and the web UI at `/ui` (`ui`).
 //! Handlers only parse and translate: the run lifecycle is [`crate::service`].
 
 pub mod api;
@@ -13,7 +14,9 @@ pub mod nodes;
 pub mod ops;
 pub mod posted;
 pub mod rerun;
+pub mod runs;
 pub mod secrets;
+pub mod ui;
 pub mod usage;
 
 use std::future::Future;
@@ -171,7 +174,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/workflows", get(api::list_workflows))
         .route("/v1/workflows/{name}", get(api::get_workflow).put(api::put_workflow))
         .route("/v1/workflows/{name}/runs", post(api::start_run))
-        .route("/v1/runs", get(api::list_runs))
+        .route("/v1/runs", get(runs::list_runs))
         .route("/v1/runs/{id}", get(api::get_run))
         .route("/v1/runs/{id}/events", get(events::run_events))
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
@@ -194,6 +197,10 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .route("/", get(ui::root))
+        .route("/ui", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .merge(v1)
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })

@@ -38,9 +38,7 @@ pub async fn list_nodes(State(state): State<Arc<AppState>>) -> Result<axum::Json
         .map(|n| NodeView {
             id: n.id,
             listen: n.listen,
-            last_seen: chrono::DateTime::from_timestamp_millis(n.last_seen_ms)
-                .unwrap_or_default()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            last_seen: crate::service::view::rfc3339(n.last_seen_ms.max(0) as u64),
             runs_owned: n.runs_owned,
         })
         .collect();

@@ -39,7 +39,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::api::get_workflow,
         super::api::start_run,
         super::api::start_batch,
-        super::api::list_runs,
+        super::runs::list_runs,
         super::api::get_run,
         super::api::cancel_run,
         super::rerun::rerun_run,

@@ -62,7 +62,7 @@ use metrics::Metrics;
 use modules::{Modules, Place};
 pub use start::RunRequest;
 pub use usage::Caller;
-use view::{run_view, RunView};
+use view::{run_view, RunSummary, RunView, StepCounts};
 use watch::{Watch, Watchers};
 
 use crate::run::executor::Controls;
@@ -320,9 +320,19 @@ impl Service {
         Ok(run_view(row, &workflow, &events))
     }
 
-    /// Runs newest first, one page (`limit` + 1 rows tell whether more follow).
-    pub async fn list(&self, filter: &RunFilter) -> Result<Vec<RunRow>, RunError> {
-        self.store(self.db.list_runs(filter).await)
+    /// Runs newest first, one page (`limit` + 1 rows tell whether more
+    /// follow), each with its step counts.
+    pub async fn list(&self, filter: &RunFilter) -> Result<Vec<RunSummary>, RunError> {
+        let rows = self.store(self.db.list_runs(filter).await)?;
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        let mut ends = self.store(self.db.step_ends(&ids).await)?;
+        let mut summaries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (_, workflow) = self.workflow(&row.workflow, Some(row.version)).await?;
+            let steps = StepCounts::new(workflow.steps.len(), ends.remove(&row.id).unwrap_or_default());
+            summaries.push(RunSummary { row, steps });
+        }
+        Ok(summaries)
     }
 
     /// Events of a run after `after`; a row that cannot be decoded is an

@@ -38,7 +38,52 @@ pub struct ScheduleView {
     pub last_run: Option<String>,
 }
 
+/// One trigger of a workflow version, as the workflow resource shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TriggerView {
+    /// A cron schedule (`0 9 * * 1-5`), with its time zone and, while the
+    /// version is the latest, its next tick (RFC 3339 in that zone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_fire: Option<String>,
+    /// Every event posted with this topic starts a run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_event: Option<String>,
+}
+
 impl Service {
+    /// The triggers of one version of a workflow, with each schedule's next
+    /// tick when they are the live ones.
+    pub async fn triggers_of(&self, name: &str, version: i64, workflow: &Workflow) -> Result<Vec<TriggerView>, RunError> {
+        let rows = self.store(self.db.schedules().await)?;
+        let live = |idx: usize| {
+            rows.iter()
+                .find(|r| r.workflow == name && r.version == version && r.idx as usize == idx)
+        };
+        Ok(workflow
+            .triggers
+            .iter()
+            .enumerate()
+            .map(|(idx, trigger)| match trigger {
+                RunTrigger::Schedule(schedule) => TriggerView {
+                    schedule: Some(schedule.expression.clone()),
+                    timezone: Some(schedule.timezone.name().to_string()),
+                    next_fire: live(idx).and_then(|row| schedule.next_after(row.last_tick_ms).map(|t| schedule.format(t))),
+                    on_event: None,
+                },
+                RunTrigger::OnEvent { topic, .. } => TriggerView {
+                    schedule: None,
+                    timezone: None,
+                    next_fire: None,
+                    on_event: Some(topic.clone()),
+                },
+            })
+            .collect())
+    }
+
     /// A new version's triggers replace the workflow's old ones.
     pub(super) async fn put_triggers(&self, name: &str, version: i64, workflow: &Workflow) -> Result<(), RunError> {
         let rows: Vec<TriggerRow> = workflow

@@ -10,34 +10,35 @@ use serde_json::Value;
 use crate::run::{Event, EventKind, RunState, StepError};
 use crate::sandbox::LogLine;
 use crate::store::runs::RunRow;
-use crate::workflow::Workflow;
+use crate::workflow::{Action, Workflow};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     #[serde(flatten)]
     pub row: RunRow,
-    /// Where the run came from: `rerun_of`, `trigger`, `parent_run_id`,
-    /// `parent_step_id` (each only when it applies).
+    /// Where the run came from (each field only when it applies).
     #[serde(flatten)]
-    #[schema(value_type = Object)]
     pub origin: OriginView,
     /// Fuel all of the run's recorded attempts consumed.
     pub fuel_consumed: u64,
     /// The run's fuel budget (`budget.fuel`), when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_fuel: Option<u64>,
-    /// Steps in definition order.
-    #[schema(value_type = Vec<Object>)]
+    /// Every step of the run's pinned version, in definition order, started
+    /// or not.
     pub steps: Vec<StepView>,
 }
 
 /// [`crate::run::event::Origin`] without the reused outputs (the steps
 /// show them).
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct OriginView {
+    /// A re-run: the run it re-ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<String>,
+    /// A trigger-started run: `{"schedule", "tick"}` or `{"event", "topic"}`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub trigger: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent_run_id: Option<String>,
@@ -45,11 +46,25 @@ pub struct OriginView {
     pub parent_step_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StepView {
     pub id: String,
+    /// `module`, `sleep`, `wait` or `workflow` (a sub-workflow).
+    pub kind: &'static str,
+    /// A module step: the module reference (`name` or `name:tag`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    /// A sub-workflow step: the child workflow's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// The steps this one depends on: its `needs` and every step its
+    /// templates read, in definition order.
+    pub needs: Vec<String>,
+    /// `pending`, `running`, `waiting`, `succeeded`, `failed`, `skipped` or
+    /// `canceled`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
     pub output: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StepError>,
@@ -58,6 +73,10 @@ pub struct StepView {
     /// for_each: the number of items.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub items: Option<usize>,
+    /// A `wait:` step waiting now: the topic as resolved and when it times
+    /// out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait: Option<WaitView>,
     /// A waiting step: the event topic it waits for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_for: Option<String>,
@@ -91,13 +110,27 @@ pub struct StepView {
     pub attempts: Vec<AttemptView>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// What a waiting `wait:` step waits for.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WaitView {
+    /// The event topic, as rendered when the step started.
+    pub topic: String,
+    /// When the wait times out (RFC 3339, UTC); null without a timeout.
+    pub timeout_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     pub attempt: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub item: Option<usize>,
-    /// `running`, `succeeded` or `failed`.
+    /// `running`, `succeeded`, `failed`, `canceled` or `interrupted` (the
+    /// process stopped while it ran; it ran again as the next attempt).
     pub status: &'static str,
+    /// The input the attempt was given, as rendered, secrets redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
+    pub input: Option<Value>,
     pub idempotency_key: String,
     /// The node that ran the attempt (servers; absent for `sandstep run`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -135,6 +168,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 attempt,
                 idempotency_key,
                 node,
+                input,
             } => {
                 index.insert((step.clone(), *item, *attempt), attempts.len());
                 attempts.push((
@@ -143,6 +177,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                         attempt: *attempt,
                         item: *item,
                         status: "running",
+                        input: input.clone(),
                         idempotency_key: idempotency_key.clone(),
                         node: node.clone(),
                         started_ms: event.at_ms,
@@ -227,13 +262,31 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 crate::run::StepStatus::Pending if throttled > 0 => Some("throttled".to_string()),
                 _ => s.reason.clone(),
             };
+            let (kind, module, child) = match &step.action {
+                Action::Module { reference, .. } => ("module", Some(reference.clone()), None),
+                Action::Sleep(_) => ("sleep", None, None),
+                Action::Wait { .. } => ("wait", None, None),
+                Action::Workflow { name, .. } => ("workflow", None, Some(name.clone())),
+            };
+            let wait = match (&step.action, s.status, &s.waiting_for) {
+                (Action::Wait { .. }, crate::run::StepStatus::Waiting, Some(topic)) => Some(WaitView {
+                    topic: topic.clone(),
+                    timeout_at: s.waiting_until_ms.map(rfc3339),
+                }),
+                _ => None,
+            };
             StepView {
                 id: step.id.clone(),
+                kind,
+                module,
+                workflow: child,
+                needs: step.deps.iter().map(|&d| workflow.steps[d].id.clone()).collect(),
                 status: s.status.as_str(),
                 output: s.output.clone(),
                 error: s.error.clone(),
                 reason,
                 items: s.items,
+                wait,
                 waiting_for: s.waiting_for.clone(),
                 waiting_until_ms: s.waiting_until_ms,
                 event: s.event.clone(),
@@ -287,5 +340,48 @@ fn finish(
         a.peak_memory = Some(record.peak_memory);
         a.error = record.error.clone();
         a.audit = record.audit.clone();
+    }
+}
+
+/// Milliseconds since the epoch as RFC 3339 (UTC, with milliseconds).
+pub fn rfc3339(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A run as lists show it: its row and how many of its steps ended how.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunSummary {
+    #[serde(flatten)]
+    pub row: RunRow,
+    pub steps: StepCounts,
+}
+
+/// How many of a run's steps ended, and how (`succeeded` counts the steps
+/// a re-run reused).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StepCounts {
+    /// Steps of the run's pinned version.
+    pub total: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub canceled: usize,
+}
+
+impl StepCounts {
+    pub fn new(total: usize, ends: crate::store::summary::StepEnds) -> Self {
+        let n = |v: i64| usize::try_from(v).unwrap_or(0);
+        let succeeded = n(ends.succeeded + ends.reused).min(total);
+        let skipped = n(ends.skipped).min(total - succeeded);
+        let canceled = n(ends.canceled).min(total - succeeded - skipped);
+        StepCounts {
+            total,
+            succeeded,
+            skipped,
+            canceled,
+            failed: n(ends.failed).min(total - succeeded - skipped - canceled),
+        }
     }
 }

@@ -23,6 +23,7 @@
 //! - [`triggers`]: schedules and event topics that start runs.
 //! - [`secrets`]: secrets set through the API, sealed.
 //! - [`cache`]: the step result cache's entries.
+//! - [`summary`]: step counts for lists of runs.
 //! - [`modules`], [`workflows`]: one file per table family.
 
 pub mod append;
@@ -36,6 +37,7 @@ pub mod nodes;
 pub mod notify;
 pub mod runs;
 pub mod secrets;
+pub mod summary;
 mod sql;
 pub mod throttle;
 pub mod triggers;

@@ -152,7 +152,19 @@ pub struct RunFilter {
     pub status: Option<String>,
     /// Only runs older than this id (the previous page's `next_cursor`).
     pub before: Option<String>,
+    /// Only runs created at or after this time (ms since the epoch).
+    pub created_after_ms: Option<i64>,
+    /// Only runs created before this time (ms since the epoch).
+    pub created_before_ms: Option<i64>,
     pub limit: i64,
+}
+
+/// The smallest UUIDv7 text of a run created at `ms` (run ids sort by
+/// creation time): bounds a time range by the primary key. A second of
+/// slack covers a run id and its `created_ms` read from the clock apart.
+fn id_floor(ms: i64) -> String {
+    let ms = ms.saturating_sub(1000).max(0) as u64;
+    format!("{:08x}-{:04x}", (ms >> 16) & 0xffff_ffff, ms & 0xffff)
 }
 
 /// A run to store with its first event (`run.queued`).
@@ -224,6 +236,14 @@ impl Db {
         }
         if let Some(before) = &filter.before {
             query.push(" AND id < ").bind(before);
+        }
+        if let Some(after) = filter.created_after_ms {
+            query.push(" AND id >= ").bind(id_floor(after));
+            query.push(" AND created_ms >= ").bind(after);
+        }
+        if let Some(before) = filter.created_before_ms {
+            query.push(" AND id < ").bind(id_floor(before + 2000));
+            query.push(" AND created_ms < ").bind(before);
         }
         query.push(" ORDER BY id DESC LIMIT ").bind(filter.limit);
         let rows = query.build().fetch_all(&self.pool).await?;

@@ -200,7 +200,7 @@ pub enum CatchUp {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InputType {
     String,
@@ -212,16 +212,18 @@ pub enum InputType {
     Any,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// One declared input: its type, whether a run must give it, its default.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputDef {
     #[serde(rename = "type", default = "any")]
     pub ty: InputType,
     #[serde(default)]
     pub required: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Value>)]
     pub default: Option<Value>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
 

@@ -120,6 +120,7 @@ impl<'a> Driver<'a> {
             attempt,
             idempotency_key: idempotency_key.clone(),
             node: self.executor.node.clone(),
+            input: Some(input.clone()),
         });
         self.running[index] += 1;
         let context = StepContext {

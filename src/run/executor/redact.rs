@@ -6,6 +6,7 @@ use crate::run::secrets::Secrets;
 
 pub(super) fn redact(secrets: &Secrets, kind: &mut EventKind) {
     match kind {
+        EventKind::StepStarted { input: Some(input), .. } => secrets.redact_value(input),
         EventKind::StepLog { message, .. } => *message = secrets.redact(message),
         EventKind::StepRetrying { record, .. } => redact_record(secrets, record),
         EventKind::ItemSucceeded { record, output, .. } => {

@@ -1,0 +1,299 @@
+//! The web UI at /ui in a real headless Chromium, against a real server on
+//! 127.0.0.1:0 with real guests: what people operating runs rely on. Each
+//! test saves screenshots under `target/ui-screenshots/`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::browser::Browser;
+use crate::support::server::*;
+use crate::waits::wait_status;
+
+const STORY: &str = r#"
+name: story
+inputs:
+  who: { type: string, required: true, description: "Who the story is about" }
+  times: { type: integer, default: 1 }
+steps:
+  - id: hello
+    module: hello
+    input: { name: "{{ inputs.who }}" }
+  - id: tell
+    module: hostile
+    input: { mode: say, text: "{{ steps.hello.output.greeting }}" }
+  - id: echo
+    module: echo
+    input: { told: "{{ steps.tell.output.said }}", by: "{{ inputs.who }}" }
+  - id: shout
+    needs: [hello]
+    module: echo
+    input: { loud: true }
+output: "{{ steps.echo.output }}"
+"#;
+
+async fn story() -> (TestServer, String) {
+    let server = TestServer::with_workflow("story", STORY).await;
+    let (status, run) = server
+        .post_json("/v1/workflows/story/runs?wait=20s", json!({ "input": { "who": "Ada" } }))
+        .await;
+    assert_eq!((status, run["status"].as_str()), (201, Some("completed")), "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    (server, id)
+}
+
+fn node(step: &str) -> String {
+    format!(".node[data-step=\"{step}\"]")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_list_shows_a_stored_run_and_its_page_every_step_output_and_logs() {
+    let (server, id) = story().await;
+    let browser = Browser::open().await;
+    browser.goto(&format!("{}/ui", server.url)).await;
+    let row = format!("tr[data-run=\"{id}\"]");
+    browser.find(&row).await;
+    assert_eq!(browser.text(&format!("{row} .badge")).await, "completed");
+    assert_eq!(browser.text(&format!("{row} td.steps")).await, "4/4");
+    assert!(browser.text(&row).await.contains("story v1"));
+    browser.screenshot("runs-list").await;
+
+    browser.click(&format!("{row} a")).await;
+    for step in ["hello", "tell", "echo", "shout"] {
+        let status = browser.find(&node(step)).await.attr("data-status").await.unwrap();
+        assert_eq!(status.as_deref(), Some("succeeded"), "step {step}");
+        assert_eq!(browser.text(&format!("{} .badge", node(step))).await, "succeeded");
+    }
+    // Laid out by dependency level: hello, then tell and shout, then echo.
+    let left = |step: &str| format!("return parseInt(document.querySelector('{}').style.left);", node(step).replace('"', "\\\""));
+    let x: Vec<i64> = futures_util::future::join_all(["hello", "tell", "shout", "echo"].map(|s| {
+        let script = left(s);
+        let browser = &browser;
+        async move { browser.script(&script).await.as_i64().unwrap() }
+    }))
+    .await;
+    assert!(x[0] < x[1] && x[1] == x[2] && x[2] < x[3], "levels: {x:?}");
+    browser.screenshot("run-dag").await;
+
+    browser.click(&format!("{} button", node("tell"))).await;
+    let output = browser.text("#step-output").await;
+    assert!(output.contains("\"said\": \"Hello, Ada!\""), "{output}");
+    // Each line with its level (shown in capitals) and attempt.
+    assert_eq!(browser.text(".logs li.log-info .level").await, "INFO");
+    assert_eq!(browser.text(".logs li.log-info .where").await, "#1");
+    assert_eq!(browser.text(".logs li.log-info .message").await, "Hello, Ada!");
+    let input = browser.text("#step-panel .io-pair pre").await;
+    assert!(input.contains("\"mode\": \"say\""), "the attempt's rendered input: {input}");
+    assert_eq!(browser.text("table.attempts tbody tr td:nth-child(3)").await, "succeeded");
+    browser.screenshot("step-detail").await;
+
+    // The modules page lists what the workflow is made of.
+    browser.goto(&format!("{}/ui#/modules", server.url)).await;
+    let modules = browser.text("table.modules tbody").await;
+    assert!(modules.contains("hello") && modules.contains("echo") && modules.contains("step"), "{modules}");
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_step_turns_from_running_to_succeeded_without_a_reload() {
+    let server = TestServer::with_workflow(
+        "slow",
+        "name: slow\nsteps:\n  - id: nap\n    module: hostile\n    input: { mode: sleep, ms: 2500 }\n  - id: after\n    module: echo\n    input: { slept: \"{{ steps.nap.output.slept_ms }}\" }\n",
+    )
+    .await;
+    let browser = Browser::open().await;
+    let id = server.start_run("slow").await;
+    browser.goto(&format!("{}/ui#/runs/{id}", server.url)).await;
+    browser.find(&format!("{}[data-status=\"running\"]", node("nap"))).await;
+    assert_eq!(browser.text(&format!("{} .badge", node("nap"))).await, "running");
+    browser.script("window.sameDocument = true;").await;
+    browser.screenshot("live-running").await;
+    browser.find(&format!("{}[data-status=\"succeeded\"]", node("after"))).await;
+    assert_eq!(browser.text(&format!("{} .badge", node("nap"))).await, "succeeded");
+    assert_eq!(browser.script("return window.sameDocument === true;").await, json!(true), "no reload");
+    browser.wait_until("document.querySelector('.run-header .badge').textContent === 'completed'").await;
+    browser.screenshot("live-succeeded").await;
+    browser.close().await;
+    server.stop().await;
+}
+
+const APPROVAL: &str = r#"
+name: approval
+inputs:
+  ticket: { type: string, required: true }
+steps:
+  - id: draft
+    module: echo
+    input: { text: "draft {{ inputs.ticket }}" }
+  - id: approve
+    needs: [draft]
+    wait:
+      event: "approval.{{ inputs.ticket }}"
+      timeout: 1h
+  - id: publish
+    module: echo
+    input: { by: "{{ steps.approve.output.by }}", approved: "{{ steps.approve.output.approved }}" }
+output: "{{ steps.publish.output }}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_paused_on_a_wait_is_approved_from_the_page_and_completes() {
+    let server = TestServer::with_workflow("approval", APPROVAL).await;
+    let (status, run) = server
+        .post_json("/v1/workflows/approval/runs", json!({ "input": { "ticket": "T-7" } }))
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    wait_status(&server, &id, "paused").await;
+
+    let browser = Browser::open().await;
+    browser.goto(&format!("{}/ui#/runs/{id}", server.url)).await;
+    browser.click(&format!("{}[data-status=\"waiting\"] button", node("approve"))).await;
+    let form = browser.text("form.approval").await;
+    assert!(form.contains("approval.T-7"), "the resolved topic: {form}");
+    let textarea = browser.find("#approval-data").await;
+    textarea.clear().await.unwrap();
+    textarea.send_keys("{\"by\": \"ana\"}").await.unwrap();
+    browser.screenshot("approval").await;
+    browser.click("#approve").await;
+    browser.find(&format!("{}[data-status=\"succeeded\"]", node("publish"))).await;
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["status"], "completed");
+    assert_eq!(run["output"], json!({ "by": "ana", "approved": true }));
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_form_shows_the_apis_message_for_a_missing_required_input() {
+    let server = TestServer::with_workflow("story", STORY).await;
+    let browser = Browser::open().await;
+    browser.goto(&format!("{}/ui#/workflows", server.url)).await;
+    browser.click("a[href=\"#/workflows/story\"]").await;
+    let label = browser.text("label[for=\"input-who\"]").await;
+    assert_eq!(label, "who (string, required)");
+    assert!(browser.text("pre.source").await.contains("module: hostile"));
+    browser.click("#start").await;
+    // The API's own words, beside the field.
+    let (_, answer) = server.post_json("/v1/workflows/story/runs", json!({ "input": {} })).await;
+    let api_message = answer["errors"][0]["message"].as_str().unwrap().to_string();
+    assert_eq!(api_message, "input who is required");
+    browser.wait_until("document.getElementById('input-who-error').textContent !== ''").await;
+    assert_eq!(browser.text("#input-who-error").await, api_message);
+    browser.screenshot("start-form-error").await;
+
+    browser.find("#input-who").await.send_keys("Grace").await.unwrap();
+    browser.click("#start").await;
+    browser.find(".run-header").await;
+    let url = browser.client.current_url().await.unwrap();
+    let id = url.fragment().unwrap().trim_start_matches("/runs/").to_string();
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["input"], json!({ "who": "Grace", "times": 1 }));
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_tokens_the_page_asks_for_one_and_shows_no_data_without_it() {
+    let server = TestServer::start_with(|c| {
+        c.tokens = vec![sandstep::server::auth::ApiToken::parse("ops:s3cret-token-for-ui").unwrap()];
+    })
+    .await;
+    server.push_test_modules().await;
+    let (status, body) = server.apply("story", STORY).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, run) = server
+        .post_json("/v1/workflows/story/runs?wait=20s", json!({ "input": { "who": "Ada" } }))
+        .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap();
+
+    let browser = Browser::open().await;
+    browser.goto(&format!("{}/ui", server.url)).await;
+    browser.find("form.token-prompt").await;
+    assert!(!browser.has("table.runs").await, "no runs table without a token");
+    let page = browser.text("main").await;
+    assert!(!page.contains(id) && !page.contains("story"), "no data: {page}");
+    browser.screenshot("token-prompt").await;
+
+    browser.find("#token").await.send_keys("s3cret-token-for-ui").await.unwrap();
+    browser.click("form.token-prompt button").await;
+    browser.find(&format!("tr[data-run=\"{id}\"]")).await;
+    let kept = browser.script("return sessionStorage.getItem('sandstep.token');").await;
+    assert_eq!(kept, json!("s3cret-token-for-ui"));
+    browser.close().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_steps_attempts_show_their_error_kind_and_message() {
+    let yaml = "name: flaky\nsteps:\n  - id: fetch\n    module: echo\n    input: { url: \"https://example.test/orders\" }\n  - id: charge\n    needs: [fetch]\n    module: hostile\n    input: { mode: error }\n    retry: { max_attempts: 3, initial_interval: 10ms }\n  - id: notify\n    module: echo\n    input: { charged: \"{{ steps.charge.output }}\" }\n";
+    let server = TestServer::with_workflow("flaky", yaml).await;
+    let id = server.start_run("flaky").await;
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["status"], "failed");
+
+    let browser = Browser::open().await;
+    browser.goto(&format!("{}/ui#/runs/{id}", server.url)).await;
+    browser.click(&format!("{}[data-status=\"failed\"] button", node("charge"))).await;
+    let rows = browser.script("return document.querySelectorAll('table.attempts tbody tr').length;").await;
+    assert_eq!(rows, json!(3));
+    for n in 1..=3 {
+        let row = format!("table.attempts tr[data-attempt=\"{n}\"]");
+        assert_eq!(browser.text(&format!("{row} td.kind")).await, "guest_error");
+        assert_eq!(browser.text(&format!("{row} td.message")).await, "the guest says no");
+        assert_eq!(browser.text(&format!("{row} .badge")).await, "failed");
+    }
+    assert_eq!(browser.text(&format!("{} .badge", node("notify"))).await, "skipped");
+    browser.screenshot("failed-attempts").await;
+    browser.close().await;
+    server.stop().await;
+}
+
+/// Not a timed assertion: prints how long the runs page took to show its
+/// rows with 10,000 runs stored, as the browser measured it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_page_shows_its_rows_with_ten_thousand_runs_stored() {
+    let server = TestServer::with_workflow(
+        "tiny",
+        "name: tiny\nsteps:\n  - id: one\n    module: echo\n    input: { n: \"{{ inputs.n }}\" }\n",
+    )
+    .await;
+    for batch in 0..10 {
+        let runs: Vec<Value> = (0..1000).map(|i| json!({ "input": { "n": batch * 1000 + i } })).collect();
+        let (status, body) = server
+            .post_json("/v1/workflows/tiny/runs/batch", json!({ "runs": runs }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while server.get("/v1/runs?status=completed&limit=1").await.1["runs"].as_array().unwrap().is_empty()
+        || !server.get("/v1/runs?status=queued&limit=1").await.1["runs"].as_array().unwrap().is_empty()
+        || !server.get("/v1/runs?status=running&limit=1").await.1["runs"].as_array().unwrap().is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "the runs did not end");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let browser = Browser::open().await;
+    let mut shown = Vec::new();
+    for _ in 0..5 {
+        browser.goto(&format!("{}/ui#/runs", server.url)).await;
+        browser.wait_until("performance.getEntriesByName('runs-shown').length > 0").await;
+        let ms = browser
+            .script("return performance.getEntriesByName('runs-shown')[0].startTime;")
+            .await;
+        shown.push(ms.as_f64().unwrap());
+        assert_eq!(
+            browser.script("return document.querySelectorAll('table.runs tbody tr[data-run]').length;").await,
+            json!(50)
+        );
+    }
+    shown.sort_by(f64::total_cmp);
+    println!(
+        "runs page with 10,000 runs stored: rows shown {:.0} ms after navigation (median of 5; min {:.0}, max {:.0})",
+        shown[2], shown[0], shown[4]
+    );
+    browser.close().await;
+    server.stop().await;
+}
