@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Everything CI checks, on a fresh machine: formatting, every test (which
 # build every guest from source) on SQLite and again, store and API alike,
-# on a private PostgreSQL cluster (scripts/postgres.sh), API conformance
+# on a private PostgreSQL cluster (scripts/postgres.sh), the web UI in
+# headless Chromium (scripts/browser.sh installs it), API conformance
 # (schemathesis against a real server, about 3 minutes), and clippy. One
 # release build is shared by the binary and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/browser.sh
 cargo fmt --all -- --check
 cargo fmt --manifest-path guest-examples/tools/Cargo.toml -- --check
 eval "$(scripts/postgres.sh start)"

@@ -82,6 +82,11 @@ async fn a_stored_secret_reaches_templates_sealed_and_redacted_everywhere() {
         json!({ "header": "Bearer [redacted]", "url": "https://x/?k=[redacted]" }),
         "the step saw the value and the run shows it redacted"
     );
+    assert_eq!(
+        run["steps"][0]["attempts"][0]["input"],
+        json!({ "header": "Bearer [redacted]", "url": "https://x/?k=[redacted]" }),
+        "the attempt's rendered input, redacted"
+    );
     let events = events_text(&server, &id).await;
     for leak in ["tok-3vQ9", "tok-3vQ9%20"] {
         assert!(!events.contains(leak), "{events}");

@@ -25,6 +25,7 @@ mod nodes;
 mod outcomes;
 mod properties;
 mod reruns;
+mod run_resource;
 mod run_service;
 mod secrets;
 mod server_api;

@@ -69,7 +69,11 @@ pub async fn list_runs(
         .await?;
     let more = runs.len() as i64 > limit;
     let runs: Vec<_> = runs.into_iter().take(limit as usize).collect();
-    let next_cursor = if more { runs.last().map(|r| r.row.id.clone()) } else { None };
+    let next_cursor = if more {
+        runs.last().map(|r| r.row.id.clone())
+    } else {
+        None
+    };
     Ok(axum::Json(RunList { runs, next_cursor }))
 }
 

@@ -10,8 +10,16 @@ use super::error::{ApiError, Path};
 
 /// Every asset: its name under `/ui/`, content type and text.
 const ASSETS: &[(&str, &str, &str)] = &[
-    ("index.html", "text/html; charset=utf-8", include_str!("../../ui/index.html")),
-    ("style.css", "text/css; charset=utf-8", include_str!("../../ui/style.css")),
+    (
+        "index.html",
+        "text/html; charset=utf-8",
+        include_str!("../../ui/index.html"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../ui/style.css"),
+    ),
     ("app.js", JS, include_str!("../../ui/app.js")),
     ("api.js", JS, include_str!("../../ui/api.js")),
     ("dom.js", JS, include_str!("../../ui/dom.js")),

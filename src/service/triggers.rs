@@ -57,7 +57,12 @@ pub struct TriggerView {
 impl Service {
     /// The triggers of one version of a workflow, with each schedule's next
     /// tick when they are the live ones.
-    pub async fn triggers_of(&self, name: &str, version: i64, workflow: &Workflow) -> Result<Vec<TriggerView>, RunError> {
+    pub async fn triggers_of(
+        &self,
+        name: &str,
+        version: i64,
+        workflow: &Workflow,
+    ) -> Result<Vec<TriggerView>, RunError> {
         let rows = self.store(self.db.schedules().await)?;
         let live = |idx: usize| {
             rows.iter()
@@ -71,7 +76,8 @@ impl Service {
                 RunTrigger::Schedule(schedule) => TriggerView {
                     schedule: Some(schedule.expression.clone()),
                     timezone: Some(schedule.timezone.name().to_string()),
-                    next_fire: live(idx).and_then(|row| schedule.next_after(row.last_tick_ms).map(|t| schedule.format(t))),
+                    next_fire: live(idx)
+                        .and_then(|row| schedule.next_after(row.last_tick_ms).map(|t| schedule.format(t))),
                     on_event: None,
                 },
                 RunTrigger::OnEvent { topic, .. } => TriggerView {

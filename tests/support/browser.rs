@@ -2,8 +2,8 @@
 //! Debian's `chromium-driver` (scripts/test.sh installs it), one driver and
 //! one browser per test, and PNG screenshots under `target/ui-screenshots/`.
 
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt as _;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -55,7 +55,11 @@ impl Browser {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
             let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-            match ClientBuilder::new(connector).capabilities(capabilities.clone()).connect(&url).await {
+            match ClientBuilder::new(connector)
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
                 Ok(client) => break client,
                 Err(error) => {
                     assert!(Instant::now() < deadline, "no WebDriver session: {error}");
@@ -63,7 +67,10 @@ impl Browser {
                 }
             }
         };
-        client.set_window_size(width, height).await.expect("the window is sized");
+        client
+            .set_window_size(width, height)
+            .await
+            .expect("the window is sized");
         Browser { client, driver }
     }
 
@@ -101,7 +108,11 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.find(css).await.click().await.unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
     }
 
     pub async fn script(&self, script: &str) -> Value {
