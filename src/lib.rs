@@ -50,12 +50,15 @@
 //!   fence, events, the inbox, posted events and waits, triggers, sealed
 //!   secrets, the step cache, throttle slots, usage, nodes (`modules`,
 //!   `workflows`, `runs`, `inbox`, `events`, `triggers`, `secrets`,
-//!   `cache`, `throttle`, `usage`, `nodes`), claims and leases (`claims`),
+//!   `cache`, `throttle`, `usage`, `nodes`), step counts for run lists
+//!   (`summary`), claims and leases (`claims`),
 //!   wake-ups between nodes (`notify`), the group-commit `writer` and its
 //!   statements (`append`).
-//! - [`server`]: the HTTP API (`api`, `events` for SSE, `posted` for posted
-//!   events and schedules, `rerun`, `secrets`, `cache`, `usage`, `nodes`), problem+json errors
-//!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`).
+//! - [`server`]: the HTTP API (`api`, `runs` for the runs list, `events`
+//!   for SSE, `posted` for posted events and schedules, `rerun`, `secrets`,
+//!   `cache`, `usage`, `nodes`), problem+json errors (`error`), tokens
+//!   (`auth`), health, metrics and OpenAPI (`ops`), and the web UI's
+//!   embedded files from `ui/` (`ui`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
 //!   `run` with its `progress` display, `serve`, the server `client`

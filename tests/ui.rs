@@ -367,3 +367,50 @@ async fn the_runs_page_shows_its_rows_with_ten_thousand_runs_stored() {
     browser.close().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_fits_a_phone_and_its_steps_are_selected_with_the_keyboard() {
+    let (server, id) = story().await;
+    let browser = Browser::sized(390, 844).await;
+    browser.goto(&format!("{}/ui#/runs/{id}", server.url)).await;
+    browser
+        .find(&format!("{}[data-status=\"succeeded\"]", node("echo")))
+        .await;
+    // The page does not scroll sideways; the graph scrolls in its own box.
+    let fits = browser
+        .script("return document.documentElement.scrollWidth <= window.innerWidth;")
+        .await;
+    assert_eq!(fits, json!(true));
+    browser
+        .script(&format!(
+            "document.querySelector('{} button').focus();",
+            node("echo").replace('"', "\\\"")
+        ))
+        .await;
+    let focused = browser
+        .script("return document.activeElement.closest('.node').dataset.step;")
+        .await;
+    assert_eq!(focused, json!("echo"));
+    browser
+        .client
+        .active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{E007}")
+        .await
+        .unwrap();
+    browser
+        .wait_until("document.querySelector('#step-panel h2') !== null")
+        .await;
+    assert!(browser.text("#step-panel h2").await.starts_with("Step echo"));
+    assert_eq!(
+        browser
+            .script("return document.activeElement === document.querySelector('#step-panel h2');")
+            .await,
+        json!(true),
+        "focus moves to the selected step"
+    );
+    browser.screenshot("run-phone").await;
+    browser.close().await;
+    server.stop().await;
+}

@@ -54,6 +54,8 @@ export function time(ms) {
 
 export function duration(ms) {
   if (ms === null || ms === undefined || ms < 0) return '';
+  if (ms < 1) return `${Math.round(ms * 1000)} µs`;
+  if (ms < 10) return `${ms.toFixed(1)} ms`;
   if (ms < 1000) return `${Math.round(ms)} ms`;
   const s = ms / 1000;
   if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
