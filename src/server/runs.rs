@@ -19,9 +19,11 @@ pub struct ListParams {
     #[param(pattern = "^(queued|running|paused|completed|failed|canceling|canceled)$")]
     status: Option<String>,
     /// Only runs created at or after this time (RFC 3339, e.g.
-    /// `2026-11-30T08:00:00Z`).
+    /// `2026-11-30T08:00:00Z`); empty: no bound.
+    #[param(format = DateTime)]
     created_after: Option<String>,
-    /// Only runs created before this time (RFC 3339).
+    /// Only runs created before this time (RFC 3339); empty: no bound.
+    #[param(format = DateTime)]
     created_before: Option<String>,
     /// 1 to 500, default 50.
     #[param(minimum = 1, maximum = 500)]
@@ -79,7 +81,9 @@ pub async fn list_runs(
 
 /// An RFC 3339 time as ms since the epoch; 400 naming `field` otherwise.
 fn time(text: Option<&str>, field: &str) -> Result<Option<i64>, ApiError> {
-    let Some(text) = text else { return Ok(None) };
+    let Some(text) = text.filter(|t| !t.is_empty()) else {
+        return Ok(None);
+    };
     chrono::DateTime::parse_from_rfc3339(text)
         .map(|t| Some(t.timestamp_millis()))
         .map_err(|e| {
