@@ -160,12 +160,15 @@ pub struct RunFilter {
 }
 
 /// The smallest UUIDv7 text of a run created at `ms` (run ids sort by
-/// creation time): bounds a time range by the primary key. A second of
-/// slack covers a run id and its `created_ms` read from the clock apart.
-fn id_floor(ms: i64) -> String {
-    let ms = ms.saturating_sub(1000).max(0) as u64;
+/// creation time): bounds a time range by the primary key.
+fn id_at(ms: i64) -> String {
+    let ms = ms.max(0) as u64;
     format!("{:08x}-{:04x}", (ms >> 16) & 0xffff_ffff, ms & 0xffff)
 }
+
+/// A second of slack around an id bound: a run's id and its `created_ms`
+/// may be read from the clock apart; `created_ms` decides exactly.
+const ID_SLACK_MS: i64 = 1000;
 
 /// A run to store with its first event (`run.queued`).
 #[derive(Debug, Clone)]
@@ -238,11 +241,11 @@ impl Db {
             query.push(" AND id < ").bind(before);
         }
         if let Some(after) = filter.created_after_ms {
-            query.push(" AND id >= ").bind(id_floor(after));
+            query.push(" AND id >= ").bind(id_at(after.saturating_sub(ID_SLACK_MS)));
             query.push(" AND created_ms >= ").bind(after);
         }
         if let Some(before) = filter.created_before_ms {
-            query.push(" AND id < ").bind(id_floor(before + 2000));
+            query.push(" AND id < ").bind(id_at(before.saturating_add(ID_SLACK_MS)));
             query.push(" AND created_ms < ").bind(before);
         }
         query.push(" ORDER BY id DESC LIMIT ").bind(filter.limit);
