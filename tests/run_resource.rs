@@ -194,6 +194,10 @@ async fn runs_are_listed_by_creation_time_range() {
     assert_eq!((status, problem(&body)), (400, "bad-request"), "{body}");
     assert_eq!(body["field"], "created_after");
     assert!(body["detail"].as_str().unwrap().contains("RFC 3339"), "{body}");
+    // An empty value is not a date-time either (the OpenAPI format says so).
+    let (status, body) = server.get("/v1/runs?created_before=").await;
+    assert_eq!((status, problem(&body)), (400, "bad-request"), "{body}");
+    assert_eq!(body["field"], "created_before");
     server.stop().await;
 }
 

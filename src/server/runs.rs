@@ -19,10 +19,10 @@ pub struct ListParams {
     #[param(pattern = "^(queued|running|paused|completed|failed|canceling|canceled)$")]
     status: Option<String>,
     /// Only runs created at or after this time (RFC 3339, e.g.
-    /// `2026-11-30T08:00:00Z`); empty: no bound.
+    /// `2026-11-30T08:00:00Z`).
     #[param(format = DateTime)]
     created_after: Option<String>,
-    /// Only runs created before this time (RFC 3339); empty: no bound.
+    /// Only runs created before this time (RFC 3339).
     #[param(format = DateTime)]
     created_before: Option<String>,
     /// 1 to 500, default 50.
@@ -81,7 +81,7 @@ pub async fn list_runs(
 
 /// An RFC 3339 time as ms since the epoch; 400 naming `field` otherwise.
 fn time(text: Option<&str>, field: &str) -> Result<Option<i64>, ApiError> {
-    let Some(text) = text.filter(|t| !t.is_empty()) else {
+    let Some(text) = text else {
         return Ok(None);
     };
     chrono::DateTime::parse_from_rfc3339(text)
