@@ -56,9 +56,9 @@
 //!   statements (`append`).
 //! - [`server`]: the HTTP API (`api`, `runs` for the runs list, `events`
 //!   for SSE, `posted` for posted events and schedules, `rerun`, `secrets`,
-//!   `cache`, `usage`, `nodes`), problem+json errors (`error`), tokens
-//!   (`auth`), health, metrics and OpenAPI (`ops`), and the web UI's
-//!   embedded files from `ui/` (`ui`).
+//!   `cache`, `usage`, `nodes`; `page` cuts list pages), problem+json errors
+//!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`), and
+//!   the web UI's embedded files from `ui/` (`ui`).
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
 //!   `run` with its `progress` display, `serve`, the server `client`

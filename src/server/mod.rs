@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod nodes;
 pub mod ops;
+mod page;
 pub mod posted;
 pub mod rerun;
 pub mod runs;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{ApiError, Json, Query};
+use super::page;
 use super::AppState;
 use crate::service::triggers::ScheduleView;
 use crate::store::events::StoredEvent;
@@ -93,10 +94,7 @@ pub async fn list_events(
     State(state): State<Arc<AppState>>,
     Query(params): Query<EventListParams>,
 ) -> Result<axum::Json<EventList>, ApiError> {
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 500", Some("limit")));
-    }
+    let limit = page::limit(params.limit)?;
     if let Some(topic) = &params.topic {
         if topic.is_empty() || topic.chars().count() > MAX_TOPIC_CHARS {
             return Err(ApiError::bad_request(
@@ -117,13 +115,7 @@ pub async fn list_events(
         .service
         .list_events(params.topic.as_deref(), before, limit + 1)
         .await?;
-    let more = events.len() as i64 > limit;
-    let events: Vec<_> = events.into_iter().take(limit as usize).collect();
-    let next_cursor = if more {
-        events.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
+    let (events, next_cursor) = page::cut(events, limit, |e| e.seq.to_string());
     Ok(axum::Json(EventList { events, next_cursor }))
 }
 

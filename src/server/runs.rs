@@ -7,6 +7,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, Query};
+use super::page;
 use super::AppState;
 use crate::run::RunStatus;
 use crate::service::view::RunSummary;
@@ -54,10 +55,7 @@ pub async fn list_runs(
             ));
         }
     }
-    let limit = params.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 500", Some("limit")));
-    }
+    let limit = page::limit(params.limit)?;
     let runs = state
         .service
         .list(&RunFilter {
@@ -69,13 +67,7 @@ pub async fn list_runs(
             limit: limit + 1,
         })
         .await?;
-    let more = runs.len() as i64 > limit;
-    let runs: Vec<_> = runs.into_iter().take(limit as usize).collect();
-    let next_cursor = if more {
-        runs.last().map(|r| r.row.id.clone())
-    } else {
-        None
-    };
+    let (runs, next_cursor) = page::cut(runs, limit, |r| r.row.id.clone());
     Ok(axum::Json(RunList { runs, next_cursor }))
 }
 
