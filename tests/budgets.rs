@@ -92,6 +92,10 @@ async fn a_sufficient_budget_lets_the_run_complete() {
     let run = start(&server, json!({ "budget": { "fuel": 1_000_000_000 } })).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(run["budget_fuel"], 1_000_000_000);
+    // Whole written as a float, with 16 digits: parsed exactly, not one
+    // unit of the last place off (schemathesis sent this one).
+    let run = start(&server, json!({ "budget": { "fuel": 1_910_123_148_523_505.0 } })).await;
+    assert_eq!(run["budget_fuel"], 1_910_123_148_523_505u64, "{run}");
     server.stop().await;
 }
 
