@@ -96,7 +96,7 @@ build_typescript() {
 build_python() {
   local bin
   bin="$(python_tool)"
-  (cd "$here/python" && "$bin/componentize-py" -d ../../wit -w step componentize stats --stub-wasi \
+  (cd "$here/python" && "$bin/componentize-py" -d ../../wit/step.wit -w step componentize stats --stub-wasi \
     -o "$out/python/stats.wasm" >/dev/null) || die "componentize-py failed"
 }
 
@@ -111,7 +111,7 @@ build_c() {
   rm -f "$probe"
   local tools gen="$out/c/gen" dir="$here/c"
   tools="$(guest_tools)"
-  "$tools" c-bindings "$root/wit" step "$gen"
+  "$tools" c-bindings "$root/wit/step.wit" step "$gen"
   clang --target=wasm32-wasi -O2 -Wall -Wextra -Werror -mexec-model=reactor -Wl,--strip-debug -I"$gen" -I"$dir" \
     -o "$out/c/histogram.core.wasm" "$dir/histogram.c" "$dir/json.c" "$gen/step.c" "$gen/step_component_type.o"
   "$tools" component-new "$out/c/histogram.core.wasm" "$out/c/histogram.wasm"
@@ -157,7 +157,7 @@ build_zig() {
     -femit-bin="$out/zig/checksum.wasm" "$here/zig/checksum.zig" \
     && "$bin/python" -m ziglang build-exe -target wasm32-freestanding -O ReleaseSmall -fno-entry -rdynamic \
       -femit-bin="$out/zig/checksum-step.core.wasm" "$here/zig/checksum-step.zig") || die "zig build-exe failed"
-  "$tools" component-new "$out/zig/checksum-step.core.wasm" "$out/zig/checksum-step.wasm" "$root/wit" step
+  "$tools" component-new "$out/zig/checksum-step.core.wasm" "$out/zig/checksum-step.wasm" "$root/wit/step.wit" step
   rm -f "$out/zig/"*.o "$out/zig/checksum-step.core.wasm"
 }
 

@@ -78,6 +78,35 @@ impl Default for Limits {
     }
 }
 
+/// Limits on a code workflow's own code (`workflow_limits:`), across every
+/// revival of its run: the code is replayed from its journal after a pause
+/// or a crash, and replaying costs the same fuel again, so these bound one
+/// instance from the run's start to its end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkflowLimits {
+    /// Fuel for the workflow code itself (not its steps). Default
+    /// 5,000,000,000, as for one attempt. Counts toward the run's
+    /// `budget.fuel`. Hit: the run fails with `fuel_exhausted`.
+    pub fuel: u64,
+    /// Linear memory of the workflow instance, in bytes. Default 64 MiB.
+    /// Hit: the run fails with `memory_limit`.
+    pub memory: u64,
+    /// Calls the code may make (steps, children, sleeps, waits, `now`,
+    /// `random`, awaits, markers). Default 10,000. Hit: the run fails with
+    /// `too_many_calls`.
+    pub calls: u32,
+}
+
+impl Default for WorkflowLimits {
+    fn default() -> Self {
+        WorkflowLimits {
+            fuel: 5_000_000_000,
+            memory: 64 << 20,
+            calls: 10_000,
+        }
+    }
+}
+
 /// Process-wide settings of the sandbox: fixed when the engine is built,
 /// shared by every attempt.
 #[derive(Debug, Clone)]

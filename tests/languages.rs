@@ -277,7 +277,7 @@ async fn default_builds_importing_sockets_are_refused_and_http_needs_a_grant() {
         .args([
             "filter-orders.js",
             "--wit",
-            "../../wit",
+            "../../wit/step.wit",
             "--world-name",
             "step",
             "--out",
@@ -288,7 +288,7 @@ async fn default_builds_importing_sockets_are_refused_and_http_needs_a_grant() {
     assert!(built.success());
     let built = std::process::Command::new(root.join("target/toolchains/python/bin/componentize-py"))
         .current_dir(examples.join("python"))
-        .args(["-d", "../../wit", "-w", "step", "componentize", "stats", "-o"])
+        .args(["-d", "../../wit/step.wit", "-w", "step", "componentize", "stats", "-o"])
         .arg(&py)
         .stdout(std::process::Stdio::null())
         .status()

@@ -104,6 +104,8 @@ pub async fn run(home: &super::local::Home, args: RunArgs) -> anyhow::Result<Exi
         }
     });
     let mut executor = Executor::new(modules.sandbox().clone(), args.max_concurrent_attempts, caps);
+    let modules = Arc::new(modules);
+    executor.set_modules(modules.clone());
     // `cache:` steps use the data directory's cache when it has a store
     // (what `sandstep cache clear` clears), memory otherwise.
     executor = match crate::store::Db::open_existing(&home.store).await? {

@@ -69,6 +69,11 @@ pub enum ErrorKind {
     ChildFailed,
     /// The run's fuel budget ran out.
     BudgetExhausted,
+    /// A code workflow's call could not be made as asked (bad options, a
+    /// module that is not a step).
+    InvalidCall,
+    /// The run stopped (or the code returned) before the call ended.
+    Canceled,
 }
 
 impl ErrorKind {
@@ -93,6 +98,8 @@ impl ErrorKind {
             ErrorKind::WaitTimeout => "wait_timeout",
             ErrorKind::ChildFailed => "child_failed",
             ErrorKind::BudgetExhausted => "budget_exhausted",
+            ErrorKind::InvalidCall => "invalid_call",
+            ErrorKind::Canceled => "canceled",
         }
     }
 
@@ -296,6 +303,23 @@ pub enum EventKind {
     /// A wait of a paused run ended: the run goes on.
     #[serde(rename = "run.resumed")]
     RunResumed,
+    /// A code workflow's code made a call (`position`: 1, 2, ... within
+    /// the run; its id in `submit-*` and `await-*`). Step-like calls
+    /// (`step`, `child`, `sleep`, `wait`) are steps named `name` from here on.
+    #[serde(rename = "workflow.called")]
+    WorkflowCalled {
+        position: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        call: crate::run::code::CallRecord,
+    },
+    /// A code workflow's code logged a line.
+    #[serde(rename = "workflow.log")]
+    WorkflowLog { level: Level, message: String },
+    /// A code workflow's code returned: what the instance that ran it to
+    /// the end consumed (replays included, which cost the same each time).
+    #[serde(rename = "workflow.returned")]
+    WorkflowReturned { fuel_consumed: u64, peak_memory: u64 },
     #[serde(rename = "run.canceling")]
     RunCanceling { reason: String },
     #[serde(rename = "run.completed")]
@@ -327,6 +351,15 @@ impl EventKind {
         }
     }
 
+    /// Fuel this event records as consumed: an attempt's, or a code
+    /// workflow's own.
+    pub fn fuel_consumed(&self) -> u64 {
+        match self {
+            EventKind::WorkflowReturned { fuel_consumed, .. } => *fuel_consumed,
+            other => other.attempt_record().map_or(0, |r| r.fuel_consumed),
+        }
+    }
+
     /// The `type` string (`step.started`, ...).
     pub fn name(&self) -> &'static str {
         match self {
@@ -347,6 +380,9 @@ impl EventKind {
             EventKind::StepCanceled { .. } => "step.canceled",
             EventKind::RunPaused { .. } => "run.paused",
             EventKind::RunResumed => "run.resumed",
+            EventKind::WorkflowCalled { .. } => "workflow.called",
+            EventKind::WorkflowLog { .. } => "workflow.log",
+            EventKind::WorkflowReturned { .. } => "workflow.returned",
             EventKind::RunCanceling { .. } => "run.canceling",
             EventKind::RunCompleted { .. } => "run.completed",
             EventKind::RunFailed { .. } => "run.failed",

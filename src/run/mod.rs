@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod children;
+pub mod code;
 pub mod event;
 pub mod executor;
 pub mod inbox;

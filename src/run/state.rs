@@ -209,12 +209,23 @@ pub struct RunState {
     /// Where the run came from (re-run, trigger, parent).
     #[serde(default)]
     pub origin: crate::run::event::Origin,
+    /// A code workflow's recorded calls, in order (its journal).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<crate::run::code::RecordedCall>,
+    /// Lines a code workflow's code logged.
+    #[serde(default)]
+    pub workflow_logs: u32,
+    /// Fuel and peak memory of a code workflow's own code, once it returned.
+    #[serde(default)]
+    pub workflow_fuel: u64,
+    #[serde(default)]
+    pub workflow_memory: u64,
 }
 
 impl RunState {
     /// Fuel every recorded attempt of the run consumed.
     pub fn fuel_consumed(&self) -> u64 {
-        self.steps.values().map(StepState::fuel_consumed).sum()
+        self.steps.values().map(StepState::fuel_consumed).sum::<u64>() + self.workflow_fuel
     }
 
     /// A run of `workflow` before any event.
@@ -235,6 +246,10 @@ impl RunState {
             queued_ms: 0,
             started_ms: None,
             origin: Default::default(),
+            calls: Vec::new(),
+            workflow_logs: 0,
+            workflow_fuel: 0,
+            workflow_memory: 0,
         }
     }
 
@@ -411,6 +426,25 @@ impl RunState {
                         unit.status = Some(StepStatus::Canceled);
                     }
                 }
+            }
+            EventKind::WorkflowCalled { position, name, call } => {
+                if let (Some(name), true) = (name, call.is_step()) {
+                    self.step(name);
+                }
+                self.calls.push(crate::run::code::RecordedCall {
+                    position: *position,
+                    name: name.clone(),
+                    call: call.clone(),
+                    at_ms: event.at_ms,
+                });
+            }
+            EventKind::WorkflowLog { .. } => self.workflow_logs += 1,
+            EventKind::WorkflowReturned {
+                fuel_consumed,
+                peak_memory,
+            } => {
+                self.workflow_fuel = *fuel_consumed;
+                self.workflow_memory = *peak_memory;
             }
             EventKind::RunCanceling { .. } => self.status = RunStatus::Canceling,
             EventKind::RunCompleted { output } => {

@@ -3,7 +3,7 @@
 //! timeout can abandon it even while the guest is blocked in a host call.
 
 wasmtime::component::bindgen!({
-    path: "wit",
+    path: "wit/step.wit",
     world: "step",
     imports: { default: trappable },
     exports: { default: async },

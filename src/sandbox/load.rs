@@ -65,7 +65,10 @@ impl Sandbox {
         check_header(bytes)?;
         let digest = super::digest(bytes);
         let digest_hex = &digest["sha256:".len()..];
-        let (pre, kind, imports, exports, from_cache) = if is_component(bytes) {
+        let workflow = is_component(bytes) && memchr::memmem::find(bytes, WORKFLOW_IMPORT).is_some();
+        let (pre, kind, imports, exports, from_cache) = if workflow {
+            self.load_workflow(bytes, digest_hex)?
+        } else if is_component(bytes) {
             self.load_component(bytes, digest_hex)?
         } else {
             self.load_core(bytes, digest_hex)?
@@ -91,11 +94,52 @@ impl Sandbox {
         digest_hex: &str,
         precompile: impl FnOnce() -> wasmtime::Result<Vec<u8>>,
     ) -> Result<(Vec<u8>, bool), ModuleError> {
-        let compile = || precompile().map_err(|e| ModuleError::Invalid(invalid_message(&e)));
-        match &self.cache {
-            Some(cache) => cache.get_or_compile(digest_hex, compile).map(|a| (a.bytes, a.cached)),
-            None => compile().map(|artifact| (artifact, false)),
+        compiled_in(&self.cache, digest_hex, precompile)
+    }
+
+    /// Workflow code: compiled for the workflow engine, checked against
+    /// the workflow world. Its imports are the workflow world's and the
+    /// WASI subset without `wasi:http`: workflow code reaches nothing.
+    #[allow(clippy::type_complexity)]
+    fn load_workflow(
+        &self,
+        bytes: &[u8],
+        digest_hex: &str,
+    ) -> Result<(Pre, ModuleKind, Vec<String>, Vec<String>, bool), ModuleError> {
+        let engine = &self.workflow_engine;
+        let (artifact, from_cache) =
+            compiled_in(&self.workflow_cache, digest_hex, || engine.precompile_component(bytes))?;
+        // SAFETY: as for steps: only this program's own artifacts.
+        let component =
+            unsafe { Component::deserialize(engine, &artifact) }.map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(engine).map(|(name, _)| name.to_string()).collect();
+        let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+        if !super::workflow::imports_ctx(&imports) {
+            // The import's name is only somewhere in its bytes: a step.
+            return self.load_component(bytes, digest_hex);
         }
+        let refused: Vec<String> = imports
+            .iter()
+            .filter(|i| {
+                let unversioned = i.split('@').next().unwrap_or(i);
+                !(unversioned.starts_with("sandstep:workflow/")
+                    || (wasi::ALLOWED_WASI_INTERFACES.contains(&unversioned) && !unversioned.starts_with("wasi:http/")))
+            })
+            .cloned()
+            .collect();
+        if !refused.is_empty() {
+            return Err(ModuleError::UnsupportedImports(refused));
+        }
+        let instance_pre = self
+            .workflow_linker
+            .instantiate_pre(&component)
+            .map_err(|e| ModuleError::ImportMismatch(format!("{e:#}")))?;
+        let pre = super::workflow::WorkflowPre::new(instance_pre).map_err(|e| ModuleError::WrongWorld {
+            exports: exports.clone(),
+            detail: format!("{e:#}"),
+        })?;
+        Ok((Pre::Workflow(pre), ModuleKind::Workflow, imports, exports, from_cache))
     }
 
     #[allow(clippy::type_complexity)]
@@ -227,5 +271,21 @@ fn invalid_message(error: &wasmtime::Error) -> String {
         format!("{message} (is the file truncated?)")
     } else {
         message
+    }
+}
+
+/// The name a workflow component's `ctx` import starts with.
+const WORKFLOW_IMPORT: &[u8] = b"sandstep:workflow/ctx@";
+
+/// Compiled code for `bytes` from `cache`, or freshly compiled (and cached).
+fn compiled_in(
+    cache: &Option<super::cache::ArtifactCache>,
+    digest_hex: &str,
+    precompile: impl FnOnce() -> wasmtime::Result<Vec<u8>>,
+) -> Result<(Vec<u8>, bool), ModuleError> {
+    let compile = || precompile().map_err(|e| ModuleError::Invalid(invalid_message(&e)));
+    match cache {
+        Some(cache) => cache.get_or_compile(digest_hex, compile).map(|a| (a.bytes, a.cached)),
+        None => compile().map(|artifact| (artifact, false)),
     }
 }

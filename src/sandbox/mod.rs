@@ -19,6 +19,7 @@ mod outcome;
 mod run;
 mod state;
 pub mod wasi;
+mod workflow;
 
 use std::path::Path;
 use std::time::Duration;
@@ -29,6 +30,10 @@ use wasmtime::Engine;
 pub use load::ModuleError;
 pub use outcome::{Attempt, AttemptResult, Audit, Failure, FileUse, HttpUse, Level, LogLine};
 pub use run::{Access, AttemptRequest, StepContext, NO_ACCESS};
+pub use workflow::{
+    CallFailure, CallResult, HostAnswer, HostCall, HostStop, JournalClock, WorkflowEnd, WorkflowFault, WorkflowHost,
+    WorkflowInfo, WorkflowStart,
+};
 
 use crate::limits::EngineSettings;
 use state::{ComponentState, CoreState};
@@ -42,6 +47,8 @@ pub enum ModuleKind {
     /// A WASI command: a preview-1 core module exporting `_start`, or a
     /// component exporting `wasi:cli/run`.
     Command,
+    /// Workflow code: a component of the `sandstep:workflow/workflow` world.
+    Workflow,
 }
 
 impl std::fmt::Display for ModuleKind {
@@ -49,6 +56,7 @@ impl std::fmt::Display for ModuleKind {
         f.write_str(match self {
             ModuleKind::Step => "step",
             ModuleKind::Command => "command",
+            ModuleKind::Workflow => "workflow",
         })
     }
 }
@@ -81,6 +89,7 @@ enum Pre {
     Step(bindings::StepPre<ComponentState>),
     CommandComponent(wasmtime_wasi::p2::bindings::CommandPre<ComponentState>),
     CommandCore(wasmtime::InstancePre<CoreState>),
+    Workflow(workflow::WorkflowPre<ComponentState>),
 }
 
 /// Failure to start the sandbox itself.
@@ -98,6 +107,11 @@ pub struct Sandbox {
     component_linker: wasmtime::component::Linker<ComponentState>,
     core_linker: wasmtime::Linker<CoreState>,
     cache: Option<cache::ArtifactCache>,
+    /// Workflow code runs on an engine of its own (deterministic floats,
+    /// no epochs), with its own linker and compiled code.
+    workflow_engine: Engine,
+    workflow_linker: wasmtime::component::Linker<ComponentState>,
+    workflow_cache: Option<cache::ArtifactCache>,
     settings: EngineSettings,
     _ticker: epoch::EpochTicker,
 }
@@ -125,15 +139,19 @@ impl Sandbox {
         wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |s: &mut CoreState| &mut s.wasi)
             .map_err(engine_err)?;
 
-        let cache = match cache_dir {
-            Some(dir) => Some(
-                cache::ArtifactCache::new(dir, &engine).map_err(|source| SandboxError::Cache {
+        let workflow_engine = workflow::engine(&settings).map_err(engine_err)?;
+        let workflow_linker = workflow::linker(&workflow_engine).map_err(engine_err)?;
+        let cache_for = |engine: &Engine| match cache_dir {
+            Some(dir) => cache::ArtifactCache::new(dir, engine)
+                .map(Some)
+                .map_err(|source| SandboxError::Cache {
                     path: dir.display().to_string(),
                     source,
-                })?,
-            ),
-            None => None,
+                }),
+            None => Ok(None),
         };
+        let cache = cache_for(&engine)?;
+        let workflow_cache = cache_for(&workflow_engine)?;
         let ticker = epoch::EpochTicker::start(engine.clone(), settings.epoch_tick)
             .map_err(|e| SandboxError::Engine(format!("cannot start the epoch ticker: {e}")))?;
         Ok(Sandbox {
@@ -141,6 +159,9 @@ impl Sandbox {
             component_linker,
             core_linker,
             cache,
+            workflow_engine,
+            workflow_linker,
+            workflow_cache,
             settings,
             _ticker: ticker,
         })
@@ -152,7 +173,7 @@ impl Sandbox {
 
     /// Removes a module's compiled code from the cache.
     pub fn forget(&self, digest: &str) {
-        if let Some(cache) = &self.cache {
+        for cache in self.cache.iter().chain(&self.workflow_cache) {
             cache.remove(digest.trim_start_matches("sha256:"));
         }
     }

@@ -64,7 +64,7 @@ impl Access {
 }
 
 /// How the guest code stopped before producing a result.
-enum Stop {
+pub(super) enum Stop {
     Instantiate(wasmtime::Error),
     Call(wasmtime::Error),
     TimedOut,
@@ -94,6 +94,9 @@ impl Sandbox {
                 Pre::Step(pre) => self.run_step(pre, request).await,
                 Pre::CommandComponent(pre) => self.run_command_component(pre, request).await,
                 Pre::CommandCore(pre) => self.run_command_core(pre, request).await,
+                Pre::Workflow(_) => Attempt::refused(Failure::InstantiationFailed {
+                    message: "this module is workflow code, not a step: run it as a workflow's `code:`".into(),
+                }),
             }
         };
         tracing::Instrument::instrument(attempt, span).await
@@ -269,7 +272,7 @@ impl Sandbox {
     /// else one that stopped the guest on the spot (fuel, time, stack, an
     /// oversized host call); else the captured stream lines over the log
     /// limits; else what the guest returned or why it trapped.
-    fn conclude<R>(
+    pub(super) fn conclude<R>(
         &self,
         tripwire: &Tripwire,
         captured: Result<(), String>,

@@ -172,6 +172,8 @@ pub(crate) struct ComponentState {
     pub http: Option<Box<HttpGate>>,
     /// Directory grants and scratch.
     pub files: Files,
+    /// Workflow code's host (`None` for steps and commands).
+    pub workflow: Option<Box<super::workflow::WorkflowCtx>>,
 }
 
 impl ComponentState {
@@ -183,6 +185,7 @@ impl ComponentState {
             http_ctx: wasmtime_wasi_http::WasiHttpCtx::new(),
             http,
             files,
+            workflow: None,
         }
     }
 

@@ -110,7 +110,8 @@ impl Service {
             grants: self.caps().grants.unchecked(),
             ..self.caps().clone()
         };
-        let workflow = crate::workflow::load(&stored.source, &caps, None).map_err(RunError::InvalidWorkflow)?;
+        let mut workflow = crate::workflow::load(&stored.source, &caps, None).map_err(RunError::InvalidWorkflow)?;
+        workflow.version = version;
         let workflow = Arc::new(workflow);
         self.workflows.lock().unwrap().insert(key, workflow.clone());
         Ok((version, workflow))

@@ -113,7 +113,7 @@ struct LiveRun {
 pub struct Service {
     db: Db,
     outlets: Arc<Outlets>,
-    modules: Modules,
+    modules: Arc<Modules>,
     executor: Arc<Executor>,
     vault: secrets::Vault,
     config: ServiceConfig,
@@ -150,12 +150,13 @@ impl Service {
             watchers: Arc::new(Watchers::default()),
             metrics: Arc::new(Metrics::default()),
         });
-        let modules = Modules::new(
+        let modules = Arc::new(Modules::new(
             executor.sandbox().clone(),
             Some(db.clone()),
             HashMap::new(),
             Place::Server,
-        );
+        ));
+        executor.set_modules(modules.clone());
         let service = Arc::new(Service {
             db,
             outlets,

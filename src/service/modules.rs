@@ -94,6 +94,11 @@ impl Modules {
             files: self.files.clone(),
             tags: stored.iter().map(|m| (m.name.clone(), m.tag.clone())).collect(),
             digests: stored.iter().map(|m| m.digest.clone()).collect(),
+            kinds: stored.iter().map(|m| (m.digest.clone(), m.kind.clone())).collect(),
+            tagged: stored
+                .iter()
+                .map(|m| ((m.name.clone(), m.tag.clone()), m.digest.clone()))
+                .collect(),
             place: self.place,
             workflows: None,
         })
@@ -169,34 +174,33 @@ impl Modules {
     pub async fn pin(&self, workflow: &Workflow) -> Result<Pinned, RunError> {
         let mut pinned = Pinned::default();
         let mut errors = Vec::new();
-        for step in &workflow.steps {
-            let Action::Module { reference, .. } = &step.action else {
-                continue;
-            };
+        let code = workflow
+            .code
+            .as_ref()
+            .map(|code| (code.module.as_str(), "code".to_string()));
+        let steps = workflow.steps.iter().filter_map(|step| match &step.action {
+            Action::Module { reference, .. } => Some((reference.as_str(), format!("steps.{}.module", step.id))),
+            _ => None,
+        });
+        for (reference, location) in code.into_iter().chain(steps) {
             if pinned.digests.contains_key(reference) {
                 continue;
             }
-            let loaded = match self.source(reference).await {
-                Ok(Source::File(path)) => match std::fs::read(path) {
-                    Ok(bytes) => self
-                        .compile(bytes)
-                        .await
-                        .map_err(|e| format!("module {reference} was rejected: {e}")),
-                    Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-                },
-                Ok(Source::Digest(digest)) => self.by_digest(&digest).await.map_err(|e| e.to_string()),
-                Err(RunError::ModuleMissing { message, .. }) => Err(message),
-                Err(other) => return Err(other),
+            let loaded = match self.load(reference).await? {
+                Ok(module) if location == "code" && module.info.kind != crate::sandbox::ModuleKind::Workflow => Err(
+                    format!("module {reference:?} is a {}, not a workflow", module.info.kind),
+                ),
+                Ok(module) if location != "code" && module.info.kind == crate::sandbox::ModuleKind::Workflow => Err(
+                    format!("module {reference:?} is workflow code, not a step (a workflow runs it with `code:`)"),
+                ),
+                loaded => loaded,
             };
             match loaded {
                 Ok(module) => {
-                    pinned.digests.insert(reference.clone(), module.info.digest.clone());
-                    pinned.modules.insert(reference.clone(), module);
+                    pinned.digests.insert(reference.to_string(), module.info.digest.clone());
+                    pinned.modules.insert(reference.to_string(), module);
                 }
-                Err(message) => errors.push(ValidationError {
-                    location: format!("steps.{}.module", step.id),
-                    message,
-                }),
+                Err(message) => errors.push(ValidationError { location, message }),
             }
         }
         match errors.len() {
@@ -212,6 +216,23 @@ impl Modules {
         }
     }
 
+    /// Loads the module `reference` points at: `Ok(Err(why))` when it
+    /// points nowhere or does not load.
+    async fn load(&self, reference: &str) -> Result<Result<Arc<Module>, String>, RunError> {
+        Ok(match self.source(reference).await {
+            Ok(Source::File(path)) => match std::fs::read(path) {
+                Ok(bytes) => self
+                    .compile(bytes)
+                    .await
+                    .map_err(|e| format!("module {reference} was rejected: {e}")),
+                Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            },
+            Ok(Source::Digest(digest)) => self.by_digest(&digest).await.map_err(|e| e.to_string()),
+            Err(RunError::ModuleMissing { message, .. }) => Err(message),
+            Err(other) => return Err(other),
+        })
+    }
+
     /// Loads the modules a stored run pinned (resuming it).
     pub async fn load_pinned(&self, digests: &HashMap<String, String>) -> Result<Pinned, RunError> {
         let mut modules = HashMap::new();
@@ -221,6 +242,20 @@ impl Modules {
         Ok(Pinned {
             digests: digests.clone(),
             modules,
+        })
+    }
+}
+
+impl crate::run::code::ModuleSource for Modules {
+    fn resolve<'a>(
+        &'a self,
+        reference: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<Module>, String>> + Send + 'a>> {
+        Box::pin(async move {
+            match self.load(reference).await {
+                Ok(loaded) => loaded,
+                Err(error) => Err(error.to_string()),
+            }
         })
     }
 }
@@ -237,6 +272,10 @@ pub struct Catalog {
     files: HashMap<String, PathBuf>,
     tags: HashSet<(String, String)>,
     digests: HashSet<String>,
+    /// Each stored module's kind (`step`, `command`, `workflow`) by digest,
+    /// and the digest each tag points at.
+    kinds: HashMap<String, String>,
+    tagged: HashMap<(String, String), String>,
     place: Place,
     /// Workflows by name with their latest version, when known (a server).
     pub workflows: Option<HashMap<String, i64>>,
@@ -273,10 +312,40 @@ impl ModuleCatalog for Catalog {
                 self.digests.contains(&digest) && name.is_none_or(|n| self.tags.iter().any(|(t, _)| *t == n))
             }
         };
-        if known {
-            Ok(())
-        } else {
-            Err(self.place.missing(reference))
+        if !known {
+            return Err(self.place.missing(reference));
         }
+        match self.kind(reference) {
+            Some("workflow") => Err(format!(
+                "module {reference:?} is workflow code, not a step (a workflow runs it with `code:`)"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_code(&self, reference: &str) -> Result<(), String> {
+        match self.check(reference) {
+            Ok(()) => match self.kind(reference) {
+                Some(kind) => Err(format!("module {reference:?} is a {kind}, not a workflow")),
+                // A file: its kind is known once it is loaded.
+                None => Ok(()),
+            },
+            Err(message) if self.kind(reference) == Some("workflow") => {
+                let _ = message;
+                Ok(())
+            }
+            Err(message) => Err(message),
+        }
+    }
+}
+
+impl Catalog {
+    /// The kind of the stored module `reference` names, when it is stored.
+    fn kind(&self, reference: &str) -> Option<&str> {
+        let digest = match Reference::parse(reference).ok()? {
+            Reference::Tag { name, tag } => self.tagged.get(&(name, tag))?.clone(),
+            Reference::Digest { digest, .. } => digest,
+        };
+        self.kinds.get(&digest).map(String::as_str)
     }
 }

@@ -167,12 +167,7 @@ pub(crate) async fn append(
             Some(Move {
                 last_seq: append.events.last()?.seq as i64,
                 change: status_change(&append.events),
-                fuel: append
-                    .events
-                    .iter()
-                    .filter_map(|e| e.kind.attempt_record())
-                    .map(|r| r.fuel_consumed as i64)
-                    .sum(),
+                fuel: append.events.iter().map(|e| e.kind.fuel_consumed() as i64).sum(),
                 append,
             })
         })

@@ -29,7 +29,14 @@ pub struct WorkflowDef {
     /// Wall-clock limit for the whole run.
     #[serde(default, deserialize_with = "duration_opt")]
     pub timeout: Option<Duration>,
+    #[serde(default)]
     pub steps: Vec<Value>,
+    /// A code workflow: the workflow module whose code runs instead of `steps`.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// Limits on a code workflow's own code.
+    #[serde(default)]
+    pub workflow_limits: Option<WorkflowLimitsDef>,
     #[serde(default)]
     pub output: Option<Value>,
     /// What starts runs besides a client: schedules and posted events.
@@ -46,6 +53,18 @@ pub struct WorkflowDef {
     /// across its runs.
     #[serde(default)]
     pub throttle: Option<ThrottleDef>,
+}
+
+/// `workflow_limits: { fuel, memory, calls }` of a code workflow.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowLimitsDef {
+    #[serde(default)]
+    pub fuel: Option<u64>,
+    #[serde(default, deserialize_with = "size_opt")]
+    pub memory: Option<u64>,
+    #[serde(default)]
+    pub calls: Option<u32>,
 }
 
 /// `throttle: { key: "{{ inputs.customer }}", concurrency: 2, rate: { limit: 10, per: 1m } }`.

@@ -35,7 +35,8 @@ impl<'a> Driver<'a> {
     }
 
     pub(super) fn start_attempt(&mut self, index: usize, item: Option<usize>) {
-        let step = &self.workflow.steps[index];
+        let workflow = self.workflow.clone();
+        let step = &workflow.steps[index];
         let args = match &step.action {
             Action::Module { args, .. } => args.as_slice(),
             Action::Workflow { .. } => &[],
@@ -73,7 +74,12 @@ impl<'a> Driver<'a> {
         let Action::Module { reference, .. } = &step.action else {
             return self.queue_child(index, item, input);
         };
-        let Some(module) = self.spec.modules.get(reference).cloned() else {
+        let module = self
+            .spec
+            .modules
+            .get(reference)
+            .or_else(|| self.code.as_ref()?.modules.get(reference));
+        let Some(module) = module.cloned() else {
             let error = StepError::new(
                 ErrorKind::ModuleError,
                 format!("module {reference} is not loaded"),
@@ -201,7 +207,8 @@ impl<'a> Driver<'a> {
         if self.state.steps[index].status != StepStatus::Running {
             return; // the step already failed (another item) or was canceled
         }
-        let step = &self.workflow.steps[index];
+        let workflow = self.workflow.clone();
+        let step = &workflow.steps[index];
         for line in &result.logs {
             self.emit(EventKind::StepLog {
                 step: step.id.clone(),

@@ -22,7 +22,8 @@ impl<'a> Driver<'a> {
         record: Option<AttemptRecord>,
         error: StepError,
     ) {
-        let step = &self.workflow.steps[index];
+        let workflow = self.workflow.clone();
+        let step = &workflow.steps[index];
         self.queued[index].clear();
         for handle in self.handles[index].drain(..) {
             handle.abort();
@@ -83,6 +84,7 @@ impl<'a> Driver<'a> {
     /// Ends the run as failed: running steps are canceled, steps not started
     /// are skipped.
     pub(super) fn stop(&mut self, reason: String) {
+        self.drop_code();
         self.cancel_children(None);
         self.timers.clear();
         self.queued.iter_mut().for_each(VecDeque::clear);
@@ -105,6 +107,7 @@ impl<'a> Driver<'a> {
 
     /// Ends a run being canceled: every unfinished step is canceled.
     pub(super) fn finish_canceled(&mut self, reason: String) {
+        self.drop_code();
         self.cancel_children(None);
         self.timers.clear();
         self.queued.iter_mut().for_each(VecDeque::clear);

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 mod attempts;
 mod cached;
 mod children;
+mod code;
 mod ending;
 mod redact;
 mod resume;
@@ -74,6 +75,8 @@ pub struct Executor {
     throttle: Option<Arc<dyn Throttle>>,
     /// The node whose attempts these are, recorded on each `step.started`.
     node: Option<String>,
+    /// Where code runs' calls find their modules; none: such calls fail.
+    modules: std::sync::OnceLock<Arc<dyn super::code::ModuleSource>>,
 }
 
 impl Executor {
@@ -86,7 +89,14 @@ impl Executor {
             cache_stats: CacheStats::default(),
             throttle: None,
             node: None,
+            modules: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Where code workflows' calls find their modules (set once: the
+    /// service gives its resolver to the executor it is given).
+    pub fn set_modules(&self, modules: Arc<dyn super::code::ModuleSource>) {
+        let _ = self.modules.set(modules);
     }
 
     /// Records `node` as the node of every attempt this executor starts.
@@ -225,7 +235,11 @@ struct Done {
 struct Driver<'a> {
     executor: &'a Executor,
     spec: &'a RunSpec,
-    workflow: &'a Workflow,
+    /// The run's workflow: the spec's, or for a code run its own, whose
+    /// steps are the calls the code made.
+    workflow: Arc<Workflow>,
+    /// A code run's instance and calls.
+    code: Option<Box<code::CodeRun>>,
     state: RunState,
     journal: &'a dyn Journal,
     /// Events emitted and applied, not yet appended to the journal.
@@ -282,7 +296,11 @@ impl<'a> Driver<'a> {
         Driver {
             executor,
             spec,
-            workflow: &spec.workflow,
+            workflow: match spec.workflow.code {
+                Some(_) => Arc::new(spec.workflow.for_calls()),
+                None => spec.workflow.clone(),
+            },
+            code: None,
             state,
             journal,
             unsaved: Vec::new(),
@@ -336,7 +354,7 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    fn id(&self, step: usize) -> &'a str {
+    fn id(&self, step: usize) -> &str {
         &self.workflow.steps[step].id
     }
 
@@ -361,7 +379,9 @@ impl<'a> Driver<'a> {
         }
         let started_ms = self.state.started_ms.unwrap_or_else(now_ms);
         self.deadline_ms = self.workflow.timeout.map(|t| started_ms + t.as_millis() as u64);
+        self.rebuild_calls().await;
         self.resume();
+        self.start_code();
         let mut draining = false;
         loop {
             // Requests stored before this round are answered before it starts anything.
@@ -392,7 +412,7 @@ impl<'a> Driver<'a> {
             if self.state.status.is_terminal() {
                 return self.commit().await;
             }
-            if self.is_idle() {
+            if self.is_idle() && self.code_blocked() {
                 if self.children_running() {
                     // A run with a deadline keeps its task to enforce it
                     // (only a paused run's first timer wakes it).
@@ -400,13 +420,18 @@ impl<'a> Driver<'a> {
                         return self.commit().await;
                     }
                 } else if !self.pause() {
-                    self.complete();
+                    if self.code.is_some() {
+                        self.stop("internal error: the code awaits calls that cannot end".into());
+                    } else {
+                        self.complete();
+                    }
                     return self.commit().await;
                 } else if park {
                     return self.commit().await;
                 }
             }
             self.commit().await?;
+            self.answer_awaits();
 
             let next_timer = self.timers.peek().map(|Reverse((at, _))| instant_at(*at));
             let deadline = self.deadline_ms.map(instant_at);
@@ -432,6 +457,7 @@ impl<'a> Driver<'a> {
                 }
                 _ = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
                 _ = throttled::Throttled::wake(self.throttled.released()), if self.throttled.is_waiting() => self.throttled.unblock(),
+                event = code::next_code_event(&mut self.code) => self.code_event(event).await,
             }
         }
     }

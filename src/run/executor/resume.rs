@@ -14,7 +14,8 @@ impl<'a> Driver<'a> {
     /// re-arms timers.
     pub(super) fn resume(&mut self) {
         self.fuel_used = self.state.fuel_consumed();
-        for (index, step) in self.workflow.steps.iter().enumerate() {
+        let workflow = self.workflow.clone();
+        for (index, step) in workflow.steps.iter().enumerate() {
             let state = &self.state.steps[index];
             self.decided[index] = state.status != StepStatus::Pending;
             match state.status {

@@ -26,7 +26,8 @@ impl<'a> Driver<'a> {
                 if self.decided[index] || self.state.steps[index].status != StepStatus::Pending {
                     continue;
                 }
-                let step = &self.workflow.steps[index];
+                let workflow = self.workflow.clone();
+                let step = &workflow.steps[index];
                 if step.deps.iter().any(|&d| !self.state.steps[d].status.is_terminal()) {
                     continue;
                 }
@@ -44,7 +45,8 @@ impl<'a> Driver<'a> {
     }
 
     pub(super) fn start_step(&mut self, index: usize) {
-        let step = &self.workflow.steps[index];
+        let workflow = self.workflow.clone();
+        let step = &workflow.steps[index];
         if step.trigger == Trigger::AllSucceeded {
             let blocked = step
                 .deps
@@ -126,7 +128,8 @@ impl<'a> Driver<'a> {
     }
 
     pub(super) fn evaluate_items(&self, index: usize, scope: &Scope) -> Result<Vec<Value>, StepError> {
-        let step = &self.workflow.steps[index];
+        let workflow = self.workflow.clone();
+        let step = &workflow.steps[index];
         let value = match &step.for_each {
             Some(ForEach::Items(items)) => Value::Array(items.clone()),
             Some(ForEach::Template(template)) => template

@@ -59,6 +59,12 @@ impl Throttled {
         }
     }
 
+    /// Room for one more step (a code run's call).
+    pub(super) fn push_step(&mut self) {
+        self.waiting.push(IndexMap::new());
+        self.cursor.push(0);
+    }
+
     /// Whether some unit waits for a slot.
     pub(super) fn is_waiting(&self) -> bool {
         self.waiting.iter().any(|w| !w.is_empty())
@@ -116,12 +122,17 @@ fn claim(scope: String, throttle: &Throttle, rendered: &Scope) -> Result<Claim, 
 }
 
 impl<'a> Driver<'a> {
+    /// Whether the run's workflow or any of its steps has a `throttle:`.
+    fn throttles(&self) -> bool {
+        self.spec.workflow.throttle.is_some() || self.workflow.steps.iter().any(|s| s.throttle.is_some())
+    }
+
     /// Whether the unit must wait for a slot first: then it is queued under
     /// its key (or fails, when a key cannot be rendered) and starts from
     /// [`Driver::throttle_round`]. A unit that holds its slots goes on.
     pub(super) fn throttle_gate(&mut self, index: usize, item: Option<usize>, scope: &Scope) -> bool {
         let step = &self.workflow.steps[index];
-        if self.executor.throttle.is_none() || (step.throttle.is_none() && self.workflow.throttle.is_none()) {
+        if self.executor.throttle.is_none() || (step.throttle.is_none() && self.spec.workflow.throttle.is_none()) {
             return false;
         }
         if self.throttled.held.contains(&(index, item)) {
@@ -129,7 +140,11 @@ impl<'a> Driver<'a> {
         }
         let name = &self.workflow.name;
         let claims = [
-            self.workflow.throttle.as_ref().map(|t| claim(name.clone(), t, scope)),
+            self.spec
+                .workflow
+                .throttle
+                .as_ref()
+                .map(|t| claim(name.clone(), t, scope)),
             step.throttle
                 .as_ref()
                 .map(|t| claim(format!("{name}/{}", step.id), t, scope)),
@@ -163,7 +178,7 @@ impl<'a> Driver<'a> {
         };
         let steps = &self.state.steps;
         let run_id = &self.state.run_id;
-        let workflow = self.workflow;
+        let workflow = self.workflow.clone();
         let releases = &mut self.throttled.releases;
         self.throttled.held.retain(|&(index, item)| {
             let ended = steps[index].status.is_terminal();
@@ -301,7 +316,7 @@ impl<'a> Driver<'a> {
         let Some(throttle) = self.executor.throttle.clone() else {
             return;
         };
-        if !self.workflow.throttles() {
+        if !self.throttles() {
             return;
         }
         let outcome = if self.state.status.is_terminal() {
@@ -323,7 +338,7 @@ impl<'a> Driver<'a> {
         let Some(throttle) = self.executor.throttle.clone() else {
             return;
         };
-        if self.workflow.throttles() && self.state.status != RunStatus::Queued {
+        if self.throttles() && self.state.status != RunStatus::Queued {
             if let Err(error) = throttle.release_run(&self.state.run_id).await {
                 tracing::warn!(run = %self.state.run_id, %error, "throttle slots of a resumed run not given back");
             }

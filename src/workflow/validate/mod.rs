@@ -4,12 +4,14 @@
 //! they read in `paths`, limits, retries and cycles in `checks`.
 
 mod checks;
+mod code;
 mod grants;
 mod paths;
 mod step;
 mod throttle;
 mod triggers;
 
+pub use code::{check_call_name, CallAction, CallRefused, Code};
 pub use step::{check_topic, MAX_TOPIC_CHARS};
 pub use throttle::{Rate, Throttle, MAX_RATE_PER, MAX_THROTTLE_LIMIT};
 pub use triggers::{RunTrigger, Schedule, MAX_CATCH_UP};
@@ -46,6 +48,11 @@ pub struct Workflow {
     pub budget_fuel: Option<u64>,
     /// `throttle:` over the attempts of every module step, across runs.
     pub throttle: Option<Throttle>,
+    /// A code workflow's module and limits (its `steps` are its calls,
+    /// added as the code makes them).
+    pub code: Option<Code>,
+    /// The stored version (0 for a definition not stored: `sandstep run`).
+    pub version: i64,
     index: HashMap<String, usize>,
 }
 
@@ -53,6 +60,36 @@ impl Workflow {
     /// The position of a step by id.
     pub fn step_index(&self, id: &str) -> Option<usize> {
         self.index.get(id).copied()
+    }
+
+    /// The workflow a code run of this one runs: the same settings, no
+    /// steps until the code makes calls ([`Workflow::push_call`]). The
+    /// workflow-wide `throttle` stays with the definition.
+    pub fn for_calls(&self) -> Workflow {
+        Workflow {
+            name: self.name.clone(),
+            description: None,
+            inputs: self.inputs.clone(),
+            concurrency: self.concurrency,
+            timeout: self.timeout,
+            steps: Vec::new(),
+            output: None,
+            triggers: Vec::new(),
+            secrets: self.secrets.clone(),
+            budget_fuel: self.budget_fuel,
+            throttle: None,
+            code: None,
+            version: self.version,
+            index: HashMap::new(),
+        }
+    }
+
+    /// Adds the step of a code run's call; its position.
+    pub fn push_call(&mut self, step: Step) -> usize {
+        let index = self.steps.len();
+        self.index.insert(step.id.clone(), index);
+        self.steps.push(step);
+        index
     }
 
     /// Whether the workflow or any step of it has a `throttle:`.
@@ -109,6 +146,9 @@ pub struct Step {
     pub cache: Option<CachePolicy>,
     /// `throttle:` over this step's attempts, across runs (module steps).
     pub throttle: Option<Throttle>,
+    /// The idempotency key its attempts get instead of `RUN/STEP` (calls
+    /// of code workflows that name one).
+    pub idempotency_key: Option<String>,
 }
 
 /// A step's validated `cache:`.
@@ -203,6 +243,13 @@ pub trait ModuleCatalog {
         let _ = (name, version);
         Ok(())
     }
+
+    /// `Err` with the reason when `reference` cannot be a workflow's
+    /// `code:` (missing, or not workflow code). Catalogs that know no
+    /// module kinds only check that it exists.
+    fn check_code(&self, reference: &str) -> Result<(), String> {
+        self.check(reference)
+    }
 }
 
 /// Collects errors with their locations.
@@ -269,8 +316,28 @@ pub fn validate(
     if def.budget.as_ref().is_some_and(|b| b.fuel == 0) {
         errors.add("budget.fuel", "must be at least 1");
     }
-    if def.steps.is_empty() {
-        errors.add("steps", "a workflow needs at least one step");
+    match (&def.code, def.steps.is_empty()) {
+        (None, true) => errors.add(
+            "steps",
+            "a workflow needs at least one step (or `code:`, a workflow module)",
+        ),
+        (Some(_), false) => errors.add("code", "a workflow has `steps` or `code`, not both"),
+        (Some(_), true) if def.output.is_some() => {
+            errors.add("output", "a code workflow's output is what its code returns")
+        }
+        (None, false) if def.workflow_limits.is_some() => {
+            errors.add("workflow_limits", "applies to code workflows (`code:`) only")
+        }
+        _ => {}
+    }
+    if let Some(reference) = &def.code {
+        if let Err(e) = crate::modules::Reference::parse(reference) {
+            errors.add("code", e.to_string());
+        } else if let Some(catalog) = catalog {
+            if let Err(message) = catalog.check_code(reference) {
+                errors.add("code", message);
+            }
+        }
     }
 
     // Ids first: every later check refers to steps by id.
@@ -337,6 +404,22 @@ pub fn validate(
         secrets: def.secrets.as_deref(),
         default_grants: &default_grants,
     };
+    let code = def.code.clone().map(|module| {
+        code::compile_code(
+            code::CodeParts {
+                module,
+                limits: def.workflow_limits.as_ref(),
+                default_limits: &default_limits,
+                default_retry: &default_retry,
+                retry_by_default,
+                default_grants: &default_grants,
+                caps,
+                secrets: def.secrets.as_deref(),
+                inputs: &def.inputs,
+            },
+            &mut errors,
+        )
+    });
     let mut compiled = Vec::new();
     for (location, step) in steps {
         compiled.push(step::compile_step(location, step, context, &mut errors));
@@ -403,6 +486,8 @@ pub fn validate(
         secrets: def.secrets,
         budget_fuel: def.budget.map(|b| b.fuel),
         throttle,
+        code,
+        version: 0,
         index,
     })
 }

@@ -330,6 +330,7 @@ pub(super) fn compile_step(location: String, step: StepDef, context: Context, er
         env: granted.env,
         cache,
         throttle,
+        idempotency_key: None,
     }
 }
 

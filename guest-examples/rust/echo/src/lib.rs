@@ -1,7 +1,7 @@
 //! `echo`: returns its input unchanged. The smallest possible step: the
 //! engine's own cost per attempt is measured with it (`sandstep bench`).
 
-wit_bindgen::generate!({ path: "../../../wit", world: "step" });
+wit_bindgen::generate!({ path: "../../../wit/step.wit", world: "step" });
 
 struct Echo;
 

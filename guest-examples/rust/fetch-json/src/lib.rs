@@ -6,7 +6,7 @@
 //! A refused or failed request, or an answer that is not JSON, is a guest
 //! error: retryable for network errors and 5xx answers, not for the rest.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "step" });
+wit_bindgen::generate!({ path: "../../../wit/step.wit", world: "step" });
 
 use serde_json::{json, Value};
 use wstd::http::{Client, Request};

@@ -1,7 +1,7 @@
 //! `hello`: the smallest useful step. Input `{"name": "Ada"}`, output
 //! `{"greeting": "Hello, Ada!"}`. A missing name is a non-retryable error.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "step" });
+wit_bindgen::generate!({ path: "../../../wit/step.wit", world: "step" });
 
 use sandstep::step::host::{log, Level};
 

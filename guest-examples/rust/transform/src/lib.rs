@@ -10,7 +10,7 @@
 //! Output: `{"items": [...], "count": N, "total": M}` where `total` counts the
 //! items before `limit`. Bad input is a non-retryable guest error.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "step" });
+wit_bindgen::generate!({ path: "../../../wit/step.wit", world: "step" });
 
 use sandstep::step::host::{log, Level};
 use serde::Deserialize;

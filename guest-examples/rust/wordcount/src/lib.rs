@@ -2,7 +2,7 @@
 //! output `{"words", "lines", "chars", "unique", "top": [{"word", "count"}]}`.
 //! Words are lower-cased runs of letters, digits and apostrophes.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "step" });
+wit_bindgen::generate!({ path: "../../../wit/step.wit", world: "step" });
 
 use sandstep::step::host::{log, Level};
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! A step component that misbehaves on request. Input: `{"mode": "...", ...}`.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "step" });
+wit_bindgen::generate!({ path: "../../../wit/step.wit", world: "step" });
 
 use sandstep::step::host::{log, Level};
 use serde_json::{json, Value};

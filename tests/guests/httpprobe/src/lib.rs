@@ -4,7 +4,7 @@
 //! `{"requests": [{"url": "...", "method": "POST", "body": "..."}]}` ->
 //! `{"results": [{"status": 200, "body": "..."} | {"error": "..."}]}`.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "step" });
+wit_bindgen::generate!({ path: "../../../wit/step.wit", world: "step" });
 
 use serde_json::{json, Value};
 use wstd::http::{Client, Request};

@@ -1,7 +1,7 @@
 //! Tries to open a TCP connection. Rust's std on wasm32-wasip2 reaches the
 //! network through `wasi:sockets`, which the sandbox does not link.
 
-wit_bindgen::generate!({ path: "../../../wit", world: "step" });
+wit_bindgen::generate!({ path: "../../../wit/step.wit", world: "step" });
 
 struct NetProbe;
 

@@ -1,0 +1,744 @@
+//! Code runs in the driver: the workflow code's instance runs on its own
+//! task and sends each call past its journal here ([`Live`]). A step-like
+//! call becomes a step of the run (compiled from the definition's
+//! `defaults` and the call's options, its module resolved and pinned by
+//! digest), recorded with `workflow.called`; the driver then runs it like
+//! any step. Awaits are answered after the commit that recorded the
+//! outcomes they return, so the code never acts on an outcome a crash
+//! could lose. When the code is blocked on calls that all wait (a sleep,
+//! an event, a child run), the run pauses and the instance is dropped;
+//! revival replays it from the journal.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::Driver;
+use crate::run::children::ChildStart;
+use crate::run::code::host::{CodeHost, Journal, Live, Reply};
+use crate::run::code::{input_digest, CallRecord};
+use crate::run::event::{now_ms, ErrorKind, EventKind, Origin, StepError};
+use crate::run::state::StepStatus;
+use crate::sandbox::{
+    CallFailure, CallResult, HostAnswer, HostCall, HostStop, JournalClock, Module, ModuleKind, WorkflowEnd,
+    WorkflowFault, WorkflowInfo, WorkflowStart,
+};
+use crate::workflow::{CallAction, Step};
+
+/// A code run's state in its driver.
+pub(super) struct CodeRun {
+    live: mpsc::UnboundedReceiver<Live>,
+    instance: Option<JoinHandle<WorkflowEnd>>,
+    /// The code's await, until it can be answered.
+    pending: Option<Pending>,
+    /// Step index of each step-like call, by position.
+    steps: HashMap<u32, usize>,
+    /// Step-like calls not ended yet, and the order calls ended in.
+    open: Vec<u32>,
+    ended: HashMap<u32, u64>,
+    ends: u64,
+    /// Modules of the run's calls, by digest.
+    pub(super) modules: HashMap<String, Arc<Module>>,
+    /// Recorded calls the instance replayed, and how many it had to.
+    replayed: Arc<AtomicUsize>,
+    journal_len: usize,
+    /// Whether the run's budget, not `workflow_limits.fuel`, set the
+    /// instance's fuel.
+    capped: bool,
+    /// Where the instance sends its calls (taken when it starts).
+    sender: Option<mpsc::UnboundedSender<Live>>,
+}
+
+struct Pending {
+    ids: Vec<u32>,
+    next: bool,
+    reply: oneshot::Sender<Reply>,
+}
+
+impl Drop for CodeRun {
+    fn drop(&mut self) {
+        if let Some(instance) = self.instance.take() {
+            instance.abort();
+        }
+    }
+}
+
+/// What the code did, for the driver's loop.
+pub(super) enum CodeEvent {
+    Live(Live),
+    Ended(WorkflowEnd),
+}
+
+/// The code's next message or its end; never resolves for a YAML run.
+pub(super) async fn next_code_event(code: &mut Option<Box<CodeRun>>) -> CodeEvent {
+    let Some(code) = code.as_mut() else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        biased;
+        Some(live) = code.live.recv() => CodeEvent::Live(live),
+        ended = async { code.instance.as_mut().expect("guarded").await }, if code.instance.is_some() => {
+            code.instance = None;
+            CodeEvent::Ended(ended.unwrap_or_else(|e| WorkflowEnd {
+                ended: Err(WorkflowFault::Failed { kind: "workflow_trap".into(), message: format!("the workflow's task ended: {e}") }),
+                fuel_consumed: 0,
+                peak_memory: 0,
+                duration: Duration::ZERO,
+            }))
+        }
+        else => std::future::pending().await,
+    }
+}
+
+fn refused(kind: &str, message: impl Into<String>) -> HostStop {
+    HostStop {
+        kind: kind.into(),
+        message: message.into(),
+    }
+}
+
+impl<'a> Driver<'a> {
+    /// A code run: rebuilds the steps of its recorded calls (before
+    /// `resume` looks at them) and loads their modules.
+    pub(super) async fn rebuild_calls(&mut self) {
+        let Some(code_def) = self.spec.workflow.code.as_ref() else {
+            return;
+        };
+        let (sender, live) = mpsc::unbounded_channel();
+        let mut run = CodeRun {
+            live,
+            instance: None,
+            pending: None,
+            steps: HashMap::new(),
+            open: Vec::new(),
+            ended: HashMap::new(),
+            ends: 0,
+            modules: HashMap::new(),
+            replayed: Arc::new(AtomicUsize::new(0)),
+            journal_len: self.state.calls.len(),
+            capped: false,
+            sender: Some(sender),
+        };
+        let mut failures = Vec::new();
+        for recorded in self.state.calls.clone() {
+            let Some(name) = recorded.name.clone().filter(|_| recorded.call.is_step()) else {
+                continue;
+            };
+            let (action, input, options) = match &recorded.call {
+                CallRecord::Step {
+                    digest, input, options, ..
+                } => {
+                    if !digest.is_empty() && !run.modules.contains_key(digest) {
+                        match resolve(self.executor, digest).await {
+                            Ok(module) => {
+                                run.modules.insert(digest.clone(), module);
+                            }
+                            Err(message) => failures.push((name.clone(), message)),
+                        }
+                    }
+                    (CallAction::Module(digest.clone()), input.clone(), options.clone())
+                }
+                CallRecord::Child {
+                    workflow,
+                    input,
+                    options,
+                    ..
+                } => (CallAction::Workflow(workflow.clone()), input.clone(), options.clone()),
+                CallRecord::Sleep { duration_ms } => (
+                    CallAction::Sleep(Duration::from_millis(*duration_ms)),
+                    Value::Null,
+                    Value::Null,
+                ),
+                CallRecord::Wait { topic, timeout_ms } => (
+                    CallAction::Wait {
+                        topic: topic.clone(),
+                        timeout: timeout_ms.map(Duration::from_millis),
+                    },
+                    Value::Null,
+                    Value::Null,
+                ),
+                _ => continue,
+            };
+            let step = code_def
+                .compile_call(&name, action, input, &options)
+                .unwrap_or_else(|_| placeholder(code_def, &name));
+            let index = self.push_step(step);
+            run.steps.insert(recorded.position, index);
+            if !self.state.steps[index].status.is_terminal() {
+                run.open.push(recorded.position);
+            }
+        }
+        self.code = Some(Box::new(run));
+        for (name, message) in failures {
+            if let Some(index) = self.workflow.step_index(&name) {
+                if !self.state.steps[index].status.is_terminal() {
+                    self.fail_step(
+                        index,
+                        None,
+                        None,
+                        StepError::new(ErrorKind::ModuleError, message, false),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Starts the code's instance: it replays the journal, then goes live.
+    pub(super) fn start_code(&mut self) {
+        let Some(sender) = self.code.as_mut().and_then(|c| c.sender.take()) else {
+            return;
+        };
+        let code_def = self.spec.workflow.code.as_ref().expect("a code run");
+        let Some(module) = self.spec.modules.get(&code_def.module).cloned() else {
+            self.stop(format!(
+                "module_error: the workflow module {} is not loaded",
+                code_def.module
+            ));
+            return;
+        };
+        let mut outcomes = HashMap::new();
+        for recorded in &self.state.calls {
+            if let Some(result) = self.call_result(recorded.position) {
+                outcomes.insert(recorded.position, result);
+            }
+        }
+        let journal = Journal {
+            calls: self.state.calls.clone(),
+            outcomes,
+            logs: self.state.workflow_logs,
+        };
+        let started_ms = self.state.started_ms.unwrap_or_else(now_ms);
+        let clock = JournalClock::new(started_ms);
+        let info = WorkflowInfo {
+            run_id: self.state.run_id.clone(),
+            workflow: self.workflow.name.clone(),
+            version: self.workflow.version,
+            created_ms: self.state.queued_ms,
+            started_ms,
+            trigger: self.state.origin.trigger.as_ref().map(Value::to_string),
+            token: self.state.origin.token.clone(),
+            parent_run_id: self.state.origin.parent_run_id.clone(),
+        };
+        let limits = code_def.limits.clone();
+        let (fuel, capped) = match self.state.origin.budget_fuel {
+            Some(budget) => {
+                let left = budget.saturating_sub(self.state.fuel_consumed());
+                (limits.fuel.min(left), left < limits.fuel)
+            }
+            None => (limits.fuel, false),
+        };
+        let (host, replayed) = CodeHost::new(journal, limits.calls, clock.clone(), info, sender);
+        let seed = seed_of(&self.state.run_id);
+        let input = self.state.input.to_string();
+        let sandbox = self.executor.sandbox.clone();
+        let instance = tokio::spawn(async move {
+            let start = WorkflowStart {
+                input: &input,
+                limits: &limits,
+                fuel,
+                seed,
+                clock,
+                started_ms,
+            };
+            sandbox.run_workflow(&module, start, Box::new(host)).await
+        });
+        let code = self.code.as_mut().expect("rebuilt first");
+        code.instance = Some(instance);
+        code.replayed = replayed;
+        code.capped = capped;
+    }
+
+    /// Whether the code waits for calls none of which can end now: the
+    /// run may pause (or park while children run).
+    pub(super) fn code_blocked(&self) -> bool {
+        let Some(code) = &self.code else {
+            return true;
+        };
+        match &code.pending {
+            None => false,
+            Some(pending) => !self.answerable(pending),
+        }
+    }
+
+    fn answerable(&self, pending: &Pending) -> bool {
+        let ended = |id: &u32| self.call_result(*id).is_some();
+        if pending.next {
+            pending.ids.iter().any(ended)
+        } else {
+            pending.ids.iter().all(ended)
+        }
+    }
+
+    /// Answers the code's await once the outcomes it returns are committed.
+    pub(super) fn answer_awaits(&mut self) {
+        let Some(code) = self.code.as_mut() else {
+            return;
+        };
+        // Calls ended since the last round, in the order seen.
+        let open = std::mem::take(&mut code.open);
+        let mut still_open = Vec::with_capacity(open.len());
+        for position in open {
+            let index = code.steps[&position];
+            if self.state.steps[index].status.is_terminal() {
+                code.ends += 1;
+                code.ended.insert(position, code.ends);
+            } else {
+                still_open.push(position);
+            }
+        }
+        code.open = still_open;
+        let Some(pending) = code.pending.take() else {
+            return;
+        };
+        if !self.answerable(&pending) {
+            self.code.as_mut().expect("checked").pending = Some(pending);
+            return;
+        }
+        let answer = if pending.next {
+            let code = self.code.as_ref().expect("checked");
+            let first = pending
+                .ids
+                .iter()
+                .copied()
+                .filter(|id| self.call_result(*id).is_some())
+                .min_by_key(|id| code.ended.get(id).copied().unwrap_or(0))
+                .expect("answerable");
+            let at_ms = self.record(None, CallRecord::Await { returned: first });
+            let result = self.call_result(first).expect("ended");
+            Reply {
+                answer: Ok(HostAnswer::Next(first, result)),
+                at_ms: Some(at_ms),
+            }
+        } else {
+            let results = pending
+                .ids
+                .iter()
+                .map(|id| self.call_result(*id).expect("answerable"))
+                .collect();
+            Reply {
+                answer: Ok(HostAnswer::All(results)),
+                at_ms: None,
+            }
+        };
+        let _ = pending.reply.send(answer);
+    }
+
+    /// The outcome of the call at `position`, once its step ended.
+    fn call_result(&self, position: u32) -> Option<CallResult> {
+        let index = *self.code.as_ref()?.steps.get(&position)?;
+        let step = &self.state.steps[index];
+        let recorded = self.state.calls.iter().find(|c| c.position == position)?;
+        match step.status {
+            StepStatus::Succeeded => {
+                let output = step.output.clone().unwrap_or(Value::Null);
+                Some(Ok(match &recorded.call {
+                    CallRecord::Wait { .. } => serde_json::json!({ "id": step.event, "data": output }).to_string(),
+                    _ => output.to_string(),
+                }))
+            }
+            StepStatus::Failed => {
+                let error = step.error.clone()?;
+                Some(Err(CallFailure {
+                    kind: error.kind.as_str().to_string(),
+                    message: error.message,
+                }))
+            }
+            StepStatus::Skipped | StepStatus::Canceled => Some(Err(CallFailure {
+                kind: ErrorKind::Canceled.as_str().into(),
+                message: step.reason.clone().unwrap_or_else(|| "the call was canceled".into()),
+            })),
+            _ => None,
+        }
+    }
+
+    /// Records a call: its `workflow.called` event (applied now, committed
+    /// with the round). Returns the time recorded.
+    fn record(&mut self, name: Option<String>, call: CallRecord) -> u64 {
+        let position = self.state.calls.len() as u32 + 1;
+        self.emit(EventKind::WorkflowCalled { position, name, call });
+        self.state.calls.last().map_or_else(now_ms, |c| c.at_ms)
+    }
+
+    /// Adds a step to the run's workflow (its state entry exists already).
+    fn push_step(&mut self, step: Step) -> usize {
+        let workflow = Arc::get_mut(&mut self.workflow).expect("a code run's workflow is its own");
+        let index = workflow.push_call(step);
+        debug_assert_eq!(
+            self.state.steps.get_index(index).map(|(name, _)| name.as_str()),
+            Some(self.workflow.steps[index].id.as_str()),
+            "calls' steps and states are in step"
+        );
+        self.remaining.push(0);
+        self.handles.push(Vec::new());
+        self.queued.push(Default::default());
+        self.running.push(0);
+        self.decided.push(false);
+        self.scopes.push(None);
+        self.items.push(None);
+        self.throttled.push_step();
+        index
+    }
+
+    /// One message of the code.
+    pub(super) async fn code_event(&mut self, event: CodeEvent) {
+        match event {
+            CodeEvent::Live(Live::Log(level, message)) => self.emit(EventKind::WorkflowLog { level, message }),
+            CodeEvent::Live(Live::Call { call, reply }) => {
+                let answer = self.live_call(call, reply).await;
+                if let Some((reply, answer)) = answer {
+                    let at_ms = self.state.calls.last().map(|c| c.at_ms);
+                    let _ = reply.send(Reply { answer, at_ms });
+                }
+            }
+            CodeEvent::Ended(end) => self.code_ended(end).await,
+        }
+    }
+
+    /// Makes one live call; the answer, unless the call waits (an await).
+    async fn live_call(
+        &mut self,
+        call: HostCall,
+        reply: oneshot::Sender<Reply>,
+    ) -> Option<(oneshot::Sender<Reply>, Result<HostAnswer, HostStop>)> {
+        let answer = match call {
+            HostCall::AwaitAll(ids) | HostCall::AwaitNext(ids)
+                if ids
+                    .iter()
+                    .any(|id| !self.code.as_ref().is_some_and(|c| c.steps.contains_key(id))) =>
+            {
+                Err(refused(
+                    "invalid_call",
+                    format!(
+                        "await of {ids:?}: only calls that start a step, a child, a sleep or a wait can be awaited"
+                    ),
+                ))
+            }
+            HostCall::AwaitAll(ids) => {
+                self.code.as_mut()?.pending = Some(Pending {
+                    ids,
+                    next: false,
+                    reply,
+                });
+                return None;
+            }
+            HostCall::AwaitNext(ids) => {
+                self.code.as_mut()?.pending = Some(Pending { ids, next: true, reply });
+                return None;
+            }
+            HostCall::Now => {
+                let value = now_ms();
+                self.record(None, CallRecord::Now { value });
+                Ok(HostAnswer::Number(value))
+            }
+            HostCall::Random => {
+                let value = fastrand::u64(..);
+                self.record(None, CallRecord::Random { value });
+                Ok(HostAnswer::Number(value))
+            }
+            HostCall::Patched(id) => {
+                self.record(None, CallRecord::Patched { id });
+                Ok(HostAnswer::Bool(true))
+            }
+            HostCall::StartChild { name, workflow, input } => self.start_child_call(name, workflow, input).await,
+            other => Ok(self.submit_call(other).await),
+        };
+        Some((reply, answer))
+    }
+
+    /// A step-like call: recorded and added as a step (a call that cannot
+    /// be made is a step that failed with why).
+    async fn submit_call(&mut self, call: HostCall) -> HostAnswer {
+        let code_def = self.spec.workflow.code.as_ref().expect("a code run");
+        let parse = |text: &str, what: &str| {
+            serde_json::from_str::<Value>(text)
+                .map_err(|e| (ErrorKind::InvalidCall, format!("{what} is not JSON: {e}")))
+        };
+        let (name, record, compiled) = match call {
+            HostCall::Step {
+                name,
+                module,
+                input,
+                options,
+            } => {
+                let parsed = parse(&input, "input").and_then(|i| Ok((i, parse(&options, "options")?)));
+                let (input_value, options_value) = parsed.clone().unwrap_or_default();
+                let loaded = match parsed {
+                    Ok(_) => resolve(self.executor, &module)
+                        .await
+                        .map_err(|m| (ErrorKind::ModuleError, m)),
+                    Err(e) => Err(e),
+                };
+                let digest = loaded.as_ref().map(|m| m.info.digest.clone()).unwrap_or_default();
+                let compiled = loaded.and_then(|loaded| {
+                    let step = code_def
+                        .compile_call(
+                            &name,
+                            CallAction::Module(digest.clone()),
+                            input_value.clone(),
+                            &options_value,
+                        )
+                        .map_err(refusal)?;
+                    Ok((step, Some(loaded)))
+                });
+                let record = CallRecord::Step {
+                    module,
+                    digest,
+                    input_digest: input_digest(&input_value),
+                    input: input_value,
+                    options: options_value,
+                };
+                (name, record, compiled)
+            }
+            HostCall::Child {
+                name,
+                workflow,
+                input,
+                options,
+            } => {
+                let parsed = parse(&input, "input").and_then(|i| Ok((i, parse(&options, "options")?)));
+                let (input_value, options_value) = parsed.clone().unwrap_or_default();
+                let compiled = parsed.and_then(|(input, options)| {
+                    let action = CallAction::Workflow(workflow.clone());
+                    let step = code_def.compile_call(&name, action, input, &options).map_err(refusal)?;
+                    Ok((step, None))
+                });
+                let record = CallRecord::Child {
+                    workflow,
+                    input_digest: input_digest(&input_value),
+                    input: input_value,
+                    options: options_value,
+                };
+                (name, record, compiled)
+            }
+            HostCall::Sleep { name, duration_ms } => {
+                let action = CallAction::Sleep(Duration::from_millis(duration_ms));
+                let compiled = code_def
+                    .compile_call(&name, action, Value::Null, &Value::Null)
+                    .map(|s| (s, None))
+                    .map_err(refusal);
+                (name, CallRecord::Sleep { duration_ms }, compiled)
+            }
+            HostCall::Wait {
+                name,
+                topic,
+                timeout_ms,
+            } => {
+                let action = CallAction::Wait {
+                    topic: topic.clone(),
+                    timeout: timeout_ms.map(Duration::from_millis),
+                };
+                let compiled = code_def
+                    .compile_call(&name, action, Value::Null, &Value::Null)
+                    .map(|s| (s, None))
+                    .map_err(refusal);
+                (name, CallRecord::Wait { topic, timeout_ms }, compiled)
+            }
+            _ => unreachable!("only step-like calls are submitted"),
+        };
+        self.record(Some(name.clone()), record);
+        let position = self.state.calls.len() as u32;
+        let (step, failure) = match compiled {
+            Ok((step, module)) => {
+                if let Some(module) = module {
+                    let code = self.code.as_mut().expect("a code run");
+                    code.modules.insert(module.info.digest.clone(), module);
+                }
+                (step, None)
+            }
+            Err((kind, message)) => (placeholder(code_def, &name), Some(StepError::new(kind, message, false))),
+        };
+        let index = self.push_step(step);
+        let code = self.code.as_mut().expect("a code run");
+        code.steps.insert(position, index);
+        code.open.push(position);
+        if let Some(error) = failure {
+            self.decided[index] = true;
+            self.fail_step(index, None, None, error);
+        }
+        HostAnswer::Submitted(position)
+    }
+
+    /// `start-child`: a run of another workflow, not awaited (idempotent
+    /// under the run and the call's name, so a replay finds the same run).
+    async fn start_child_call(
+        &mut self,
+        name: String,
+        workflow: String,
+        input: String,
+    ) -> Result<HostAnswer, HostStop> {
+        let input: Value = serde_json::from_str(&input)
+            .map_err(|e| refused("invalid_call", format!("start-child {name:?}: input is not JSON: {e}")))?;
+        let Some(children) = self.children.clone() else {
+            return Err(refused(
+                "child_failed",
+                format!("start-child {name:?}: child runs need a server (`sandstep serve`)"),
+            ));
+        };
+        let mut ancestors = self.state.origin.ancestors.clone();
+        ancestors.push(self.workflow.name.clone());
+        if ancestors.contains(&workflow) {
+            return Err(refused(
+                "child_failed",
+                format!("workflow cycle: {} → {workflow}", ancestors.join(" → ")),
+            ));
+        }
+        let start = ChildStart {
+            workflow: workflow.clone(),
+            version: None,
+            input: input.clone(),
+            idempotency_key: format!("{}/{name}", self.state.run_id),
+            origin: Origin {
+                trigger: Some(serde_json::json!({ "started_by": self.state.run_id, "call": name })),
+                ancestors,
+                token: self.state.origin.token.clone(),
+                ..Origin::default()
+            },
+        };
+        let started = children.start(vec![start]).await.pop();
+        match started {
+            Some(Ok(run_id)) => {
+                let record = CallRecord::StartChild {
+                    workflow,
+                    input_digest: input_digest(&input),
+                    run_id: run_id.clone(),
+                };
+                self.record(Some(name), record);
+                Ok(HostAnswer::Text(run_id))
+            }
+            Some(Err(message)) => Err(refused("child_failed", format!("start-child {name:?}: {message}"))),
+            None => Err(refused("child_failed", format!("start-child {name:?}: not started"))),
+        }
+    }
+
+    /// The code's instance ended: the run completes with what it returned,
+    /// or fails naming why.
+    async fn code_ended(&mut self, end: WorkflowEnd) {
+        if self.state.status.is_terminal() {
+            return;
+        }
+        let (replayed, journal_len, capped) = match &self.code {
+            Some(code) => (code.replayed.load(Ordering::Relaxed), code.journal_len, code.capped),
+            None => return,
+        };
+        let returned = matches!(end.ended, Ok(_));
+        if returned && replayed < journal_len {
+            self.abort_all().await;
+            self.stop(format!(
+                "nondeterminism: the code returned after replaying {replayed} of the {journal_len} recorded calls"
+            ));
+            return;
+        }
+        if returned {
+            self.emit(EventKind::WorkflowReturned {
+                fuel_consumed: end.fuel_consumed,
+                peak_memory: end.peak_memory,
+            });
+        }
+        match end.ended {
+            Ok(Ok(text)) => match serde_json::from_str::<Value>(&text) {
+                Ok(output) => {
+                    self.abort_all().await;
+                    self.cancel_open("the workflow returned before this call ended");
+                    self.emit(EventKind::RunCompleted { output });
+                }
+                Err(e) => {
+                    self.abort_all().await;
+                    self.stop(format!("invalid_output: the workflow's output is not JSON: {e}"));
+                }
+            },
+            Ok(Err(failure)) => {
+                self.abort_all().await;
+                // A call's failure the code passed on keeps its kind.
+                let message = match failure.kind.as_str() {
+                    "workflow_error" | "" => failure.message,
+                    kind => format!("{kind}: {}", failure.message),
+                };
+                self.stop(format!("workflow_error: {message}"));
+            }
+            Err(WorkflowFault::Stopped(stop)) => {
+                self.abort_all().await;
+                self.stop(format!("{}: {}", stop.kind, stop.message));
+            }
+            Err(WorkflowFault::Failed { kind, message }) => {
+                let (kind, message) = if kind == "fuel_exhausted" && capped {
+                    (
+                        "budget_exhausted".to_string(),
+                        format!("the run's fuel budget ran out in the workflow's code ({message})"),
+                    )
+                } else {
+                    (kind, message)
+                };
+                self.abort_all().await;
+                self.stop(format!("{kind}: {message}"));
+            }
+        }
+    }
+
+    /// Steps still running or waiting when the code returned are canceled
+    /// (their child runs too).
+    fn cancel_open(&mut self, reason: &str) {
+        self.cancel_children(None);
+        self.timers.clear();
+        self.queued.iter_mut().for_each(std::collections::VecDeque::clear);
+        for index in 0..self.workflow.steps.len() {
+            if !self.state.steps[index].status.is_terminal() {
+                let step = self.workflow.steps[index].id.clone();
+                self.emit(EventKind::StepCanceled {
+                    step,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Drops the code's instance (the run ended or stopped).
+    pub(super) fn drop_code(&mut self) {
+        if let Some(code) = self.code.as_mut() {
+            if let Some(instance) = code.instance.take() {
+                instance.abort();
+            }
+            code.pending = None;
+        }
+    }
+}
+
+/// Loads the module a call names: a step or a command, never workflow code.
+async fn resolve(executor: &super::Executor, reference: &str) -> Result<Arc<Module>, String> {
+    let Some(modules) = executor.modules.get() else {
+        return Err(format!("module {reference} cannot be loaded here"));
+    };
+    let module = modules.resolve(reference).await?;
+    match module.info.kind {
+        ModuleKind::Step | ModuleKind::Command => Ok(module),
+        ModuleKind::Workflow => Err(format!(
+            "module {reference} is workflow code, not a step (run it with `child` as a workflow's code)"
+        )),
+    }
+}
+
+fn refusal(refused: crate::workflow::CallRefused) -> (ErrorKind, String) {
+    let kind = match refused.kind {
+        "capability_denied" => ErrorKind::CapabilityDenied,
+        _ => ErrorKind::InvalidCall,
+    };
+    (kind, refused.message)
+}
+
+/// The step of a call that could not be made: it never runs (its step
+/// fails at once, naming why).
+fn placeholder(code: &crate::workflow::Code, name: &str) -> Step {
+    code.compile_call(name, CallAction::Sleep(Duration::ZERO), Value::Null, &Value::Null)
+        .expect("a zero sleep always compiles")
+}
+
+/// The seed of a run's WASI randomness: the first 8 bytes of its id's digest.
+fn seed_of(run_id: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(run_id.as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}

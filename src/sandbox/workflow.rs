@@ -1,0 +1,579 @@
+//! Workflow code: a component of the `sandstep:workflow/workflow` world
+//! (`wit/workflow.wit`). It runs on its own engine, built for determinism:
+//! NaN canonicalization, no epoch interruption (fuel bounds it, and it
+//! yields to other tasks every [`YIELD_FUEL`] units), wall and monotonic
+//! clocks that read the time of its latest recorded call, randomness seeded
+//! from its run. It gets no files (no preopens), no environment, no network
+//! (neither sockets nor `wasi:http` are linked), no stdin; its stdout and
+//! stderr are captured (the tail of stderr names a panic).
+//!
+//! Every `ctx` call goes to a [`WorkflowHost`], which the run layer
+//! implements: it answers from the run's journal while replaying and makes
+//! the call for real once the journal ends. This module knows nothing of
+//! journals: it runs the code and names how it ended.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use wasmtime::component::HasData;
+use wasmtime::{Config, Engine, Store};
+
+use super::outcome::{Failure, Level};
+use super::state::{ComponentState, Meter, Tripwire};
+use super::wasi::Stdio;
+use super::{Module, Pre, Sandbox};
+use crate::limits::{EngineSettings, Limits, WorkflowLimits};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "wit/workflow.wit",
+        world: "workflow",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+use bindings::sandstep::workflow::types as wit;
+pub(crate) use bindings::WorkflowPre;
+
+/// Fuel between two yields of a running workflow to other tasks.
+const YIELD_FUEL: u64 = 1_000_000;
+/// Bytes of stdout and stderr kept from workflow code (the tail of stderr
+/// goes into a trap's message).
+const CAPTURE_BYTES: u64 = 64 << 10;
+
+/// The engine for workflow code.
+pub(crate) fn engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .cranelift_nan_canonicalization(true)
+        .max_wasm_stack(settings.max_wasm_stack)
+        .async_stack_size(settings.max_wasm_stack + (1 << 20));
+    Engine::new(&config)
+}
+
+/// Links the workflow world and the deterministic WASI subset.
+pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<wasmtime::component::Linker<ComponentState>> {
+    let mut linker = wasmtime::component::Linker::new(engine);
+    super::wasi::add_to_linker(&mut linker)?;
+    bindings::Workflow::add_to_linker::<_, HasWorkflow>(&mut linker, |state| {
+        state
+            .workflow
+            .as_deref_mut()
+            .expect("workflow stores always carry their host")
+    })?;
+    Ok(linker)
+}
+
+/// Whether a component that imports `imports` is workflow code.
+pub(crate) fn imports_ctx(imports: &[String]) -> bool {
+    imports.iter().any(|i| i.starts_with("sandstep:workflow/ctx@"))
+}
+
+/// A call's failure as workflow code sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallFailure {
+    pub kind: String,
+    pub message: String,
+}
+
+/// A call's result: JSON text or a failure.
+pub type CallResult = Result<String, CallFailure>;
+
+/// One `ctx` call as the host receives it. `step`, `child`, `sleep` and
+/// `wait-for-event` arrive as a submit followed by an await of it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostCall {
+    Step {
+        name: String,
+        module: String,
+        input: String,
+        options: String,
+    },
+    Child {
+        name: String,
+        workflow: String,
+        input: String,
+        options: String,
+    },
+    StartChild {
+        name: String,
+        workflow: String,
+        input: String,
+    },
+    Sleep {
+        name: String,
+        duration_ms: u64,
+    },
+    Wait {
+        name: String,
+        topic: String,
+        timeout_ms: Option<u64>,
+    },
+    AwaitNext(Vec<u32>),
+    AwaitAll(Vec<u32>),
+    Now,
+    Random,
+    Patched(String),
+}
+
+/// The host's answer to a [`HostCall`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum HostAnswer {
+    /// A call started: its id.
+    Submitted(u32),
+    Next(u32, CallResult),
+    All(Vec<CallResult>),
+    /// `start-child`: the child's run id.
+    Text(String),
+    Number(u64),
+    Bool(bool),
+}
+
+/// The host stops the code: the run fails with this (`kind: message`), or
+/// the run is parked or canceled and the instance is no longer needed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostStop {
+    pub kind: String,
+    pub message: String,
+}
+
+/// What the code's `info()` returns.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowInfo {
+    pub run_id: String,
+    pub workflow: String,
+    pub version: i64,
+    pub created_ms: u64,
+    pub started_ms: u64,
+    pub trigger: Option<String>,
+    pub token: Option<String>,
+    pub parent_run_id: Option<String>,
+}
+
+/// The run layer's side of a workflow instance.
+pub trait WorkflowHost: Send + 'static {
+    fn call(
+        &mut self,
+        call: HostCall,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<HostAnswer, HostStop>> + Send + '_>>;
+    fn log(&mut self, level: Level, message: String) -> Result<(), HostStop>;
+    fn info(&self) -> WorkflowInfo;
+}
+
+/// What the code's clocks read: the time (ms) of its latest recorded call.
+#[derive(Clone, Default)]
+pub struct JournalClock(Arc<AtomicU64>);
+
+impl JournalClock {
+    pub fn new(ms: u64) -> Self {
+        JournalClock(Arc::new(AtomicU64::new(ms)))
+    }
+
+    pub fn set(&self, ms: u64) {
+        self.0.store(ms, Ordering::Relaxed);
+    }
+
+    fn ms(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+struct WallClock(JournalClock);
+
+impl wasmtime_wasi::HostWallClock for WallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.ms())
+    }
+}
+
+/// Nanoseconds since the run started, by the same journal time.
+struct MonotonicClock {
+    clock: JournalClock,
+    origin_ms: u64,
+}
+
+impl wasmtime_wasi::HostMonotonicClock for MonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.ms().saturating_sub(self.origin_ms) * 1_000_000
+    }
+}
+
+/// How one instance of workflow code ended.
+#[derive(Debug)]
+pub struct WorkflowEnd {
+    pub ended: Result<CallResult, WorkflowFault>,
+    pub fuel_consumed: u64,
+    pub peak_memory: u64,
+    pub duration: Duration,
+}
+
+/// Workflow code that stopped without returning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkflowFault {
+    /// The host stopped it (its reason).
+    Stopped(HostStop),
+    /// A limit or a trap: `fuel_exhausted`, `memory_limit`, `stack_overflow`,
+    /// `workflow_trap`, ...
+    Failed { kind: String, message: String },
+}
+
+/// Store data of a workflow instance, beside the WASI state.
+pub(crate) struct WorkflowCtx {
+    host: Box<dyn WorkflowHost>,
+    clock: JournalClock,
+    /// Set when the host stopped the code, so the trap is named by it.
+    stopped: Option<HostStop>,
+}
+
+struct HasWorkflow;
+
+impl HasData for HasWorkflow {
+    type Data<'a> = &'a mut WorkflowCtx;
+}
+
+/// What a workflow instance is started with.
+pub struct WorkflowStart<'a> {
+    pub input: &'a str,
+    pub limits: &'a WorkflowLimits,
+    /// Fuel for this instance: the limit, or less under a budget.
+    pub fuel: u64,
+    /// Seeds the code's WASI randomness (derived from the run id).
+    pub seed: u64,
+    /// The clock the code reads, moved by the host as calls are answered.
+    pub clock: JournalClock,
+    /// The run's start (ms), origin of the monotonic clock.
+    pub started_ms: u64,
+}
+
+impl Sandbox {
+    /// Runs workflow code to its end (or until the host stops it). The
+    /// future owns the instance: dropping it drops the instance.
+    pub async fn run_workflow(
+        &self,
+        module: &Module,
+        start: WorkflowStart<'_>,
+        host: Box<dyn WorkflowHost>,
+    ) -> WorkflowEnd {
+        let began = Instant::now();
+        let Pre::Workflow(pre) = &module.pre else {
+            return WorkflowEnd {
+                ended: Err(WorkflowFault::Failed {
+                    kind: "module_error".into(),
+                    message: format!(
+                        "module {} is a {}, not a workflow",
+                        module.info.digest, module.info.kind
+                    ),
+                }),
+                fuel_consumed: 0,
+                peak_memory: 0,
+                duration: began.elapsed(),
+            };
+        };
+        let limits = Limits {
+            fuel: start.fuel,
+            memory: start.limits.memory,
+            log_bytes: CAPTURE_BYTES,
+            ..Limits::default()
+        };
+        let tripwire = Tripwire::default();
+        let stdio = Stdio::step(&limits, &tripwire);
+        let mut builder = super::wasi::context(None, &[], &[], &stdio);
+        builder
+            .wall_clock(WallClock(start.clock.clone()))
+            .monotonic_clock(MonotonicClock {
+                clock: start.clock.clone(),
+                origin_ms: start.started_ms,
+            })
+            .secure_random(rand::rngs::StdRng::seed_from_u64(start.seed))
+            .insecure_random(rand::rngs::StdRng::seed_from_u64(start.seed ^ 0x5eed))
+            .insecure_random_seed(u128::from(start.seed));
+        let mut state = ComponentState::new(
+            builder.build(),
+            Meter::new(&limits, &tripwire),
+            None,
+            super::files::Files::default(),
+        );
+        state.workflow = Some(Box::new(WorkflowCtx {
+            host,
+            clock: start.clock.clone(),
+            stopped: None,
+        }));
+        let mut store = Store::new(&self.workflow_engine, state);
+        store.limiter(|s| &mut s.meter.limiter);
+        store.set_fuel(start.fuel).expect("fuel metering is enabled");
+        store
+            .fuel_async_yield_interval(Some(YIELD_FUEL))
+            .expect("fuel metering is enabled");
+        store.set_hostcall_fuel(usize::try_from(limits.memory).unwrap_or(usize::MAX));
+        let called = async {
+            let instance = pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(super::run::Stop::Instantiate)?;
+            instance
+                .call_run(&mut store, start.input)
+                .await
+                .map_err(super::run::Stop::Call)
+        }
+        .await;
+        let stderr = stdio.stderr.contents();
+        let stopped = store.data_mut().workflow.as_mut().and_then(|w| w.stopped.take());
+        let ended = match (stopped, called) {
+            (Some(stop), _) => Err(WorkflowFault::Stopped(stop)),
+            (None, Ok(Ok(output))) => Ok(Ok(output)),
+            (None, Ok(Err(failure))) => Ok(Err(CallFailure {
+                kind: failure.kind,
+                message: failure.message,
+            })),
+            (None, Err(stop)) => {
+                let failure = self.conclude(&tripwire, Ok(()), Err::<(), _>(stop), &stderr, &limits, |()| {
+                    Ok(serde_json::Value::Null)
+                });
+                let failure = failure.expect_err("a stop is a failure");
+                let kind = match &failure {
+                    Failure::Trap { .. } | Failure::InvalidOutput { .. } => "workflow_trap".to_string(),
+                    other => other.kind().to_string(),
+                };
+                let message = match failure {
+                    Failure::Trap { message } => message,
+                    other => other.to_string(),
+                };
+                Err(WorkflowFault::Failed { kind, message })
+            }
+        };
+        let fuel_left = store.get_fuel().unwrap_or(0);
+        WorkflowEnd {
+            ended,
+            fuel_consumed: start.fuel.saturating_sub(fuel_left),
+            peak_memory: store.data().meter.limiter.peak_memory,
+            duration: began.elapsed(),
+        }
+    }
+}
+
+impl WorkflowCtx {
+    /// One call to the host; a stop is remembered and traps the code.
+    async fn ask(&mut self, call: HostCall) -> wasmtime::Result<HostAnswer> {
+        match self.host.call(call).await {
+            Ok(answer) => Ok(answer),
+            Err(stop) => {
+                let error = wasmtime::format_err!("{}: {}", stop.kind, stop.message);
+                self.stopped = Some(stop);
+                Err(error)
+            }
+        }
+    }
+
+    /// Submits a call and waits for its result.
+    async fn submit_and_await(&mut self, call: HostCall) -> wasmtime::Result<CallResult> {
+        let id = self.submit(call).await?;
+        match self.ask(HostCall::AwaitAll(vec![id])).await? {
+            HostAnswer::All(mut results) if results.len() == 1 => Ok(results.remove(0)),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn submit(&mut self, call: HostCall) -> wasmtime::Result<u32> {
+        match self.ask(call).await? {
+            HostAnswer::Submitted(id) => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(answer: HostAnswer) -> wasmtime::Error {
+    wasmtime::format_err!("internal error: unexpected host answer {answer:?}")
+}
+
+fn to_wit(result: CallResult) -> Result<String, wit::Failure> {
+    result.map_err(|f| wit::Failure {
+        kind: f.kind,
+        message: f.message,
+    })
+}
+
+impl wit::Host for WorkflowCtx {}
+
+impl bindings::sandstep::workflow::ctx::Host for WorkflowCtx {
+    async fn info(&mut self) -> wasmtime::Result<wit::RunInfo> {
+        let info = self.host.info();
+        Ok(wit::RunInfo {
+            run_id: info.run_id,
+            workflow: info.workflow,
+            version: info.version,
+            created_ms: info.created_ms,
+            started_ms: info.started_ms,
+            trigger: info.trigger,
+            token: info.token,
+            parent_run_id: info.parent_run_id,
+        })
+    }
+
+    async fn step(
+        &mut self,
+        name: String,
+        module: String,
+        input: String,
+        options: String,
+    ) -> wasmtime::Result<Result<String, wit::Failure>> {
+        let call = HostCall::Step {
+            name,
+            module,
+            input,
+            options,
+        };
+        self.submit_and_await(call).await.map(to_wit)
+    }
+
+    async fn submit_step(
+        &mut self,
+        name: String,
+        module: String,
+        input: String,
+        options: String,
+    ) -> wasmtime::Result<u32> {
+        self.submit(HostCall::Step {
+            name,
+            module,
+            input,
+            options,
+        })
+        .await
+    }
+
+    async fn submit_child(
+        &mut self,
+        name: String,
+        workflow: String,
+        input: String,
+        options: String,
+    ) -> wasmtime::Result<u32> {
+        self.submit(HostCall::Child {
+            name,
+            workflow,
+            input,
+            options,
+        })
+        .await
+    }
+
+    async fn await_next(&mut self, calls: Vec<u32>) -> wasmtime::Result<(u32, Result<String, wit::Failure>)> {
+        match self.ask(HostCall::AwaitNext(calls)).await? {
+            HostAnswer::Next(id, result) => Ok((id, to_wit(result))),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn await_all(&mut self, calls: Vec<u32>) -> wasmtime::Result<Vec<Result<String, wit::Failure>>> {
+        match self.ask(HostCall::AwaitAll(calls)).await? {
+            HostAnswer::All(results) => Ok(results.into_iter().map(to_wit).collect()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn child(
+        &mut self,
+        name: String,
+        workflow: String,
+        input: String,
+        options: String,
+    ) -> wasmtime::Result<Result<String, wit::Failure>> {
+        let call = HostCall::Child {
+            name,
+            workflow,
+            input,
+            options,
+        };
+        self.submit_and_await(call).await.map(to_wit)
+    }
+
+    async fn start_child(&mut self, name: String, workflow: String, input: String) -> wasmtime::Result<String> {
+        match self.ask(HostCall::StartChild { name, workflow, input }).await? {
+            HostAnswer::Text(run_id) => Ok(run_id),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn sleep(&mut self, name: String, duration_ms: u64) -> wasmtime::Result<()> {
+        // A sleep ends, or the run stops (and this instance with it).
+        let _ = self.submit_and_await(HostCall::Sleep { name, duration_ms }).await?;
+        Ok(())
+    }
+
+    async fn wait_for_event(
+        &mut self,
+        name: String,
+        topic: String,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<wit::Event, wit::Failure>> {
+        let result = self
+            .submit_and_await(HostCall::Wait {
+                name,
+                topic: topic.clone(),
+                timeout_ms,
+            })
+            .await?;
+        Ok(to_wit(result).map(|text| {
+            // The host answers a wait with `{"id", "data"}`.
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            wit::Event {
+                id: value["id"].as_str().unwrap_or_default().to_string(),
+                topic,
+                data: value["data"].to_string(),
+            }
+        }))
+    }
+
+    async fn now(&mut self) -> wasmtime::Result<u64> {
+        match self.ask(HostCall::Now).await? {
+            HostAnswer::Number(ms) => {
+                self.clock.set(ms);
+                Ok(ms)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn random(&mut self) -> wasmtime::Result<u64> {
+        match self.ask(HostCall::Random).await? {
+            HostAnswer::Number(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn log(&mut self, level: wit::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            wit::Level::Trace => Level::Trace,
+            wit::Level::Debug => Level::Debug,
+            wit::Level::Info => Level::Info,
+            wit::Level::Warn => Level::Warn,
+            wit::Level::Error => Level::Error,
+        };
+        if let Err(stop) = self.host.log(level, message) {
+            let error = wasmtime::format_err!("{}: {}", stop.kind, stop.message);
+            self.stopped = Some(stop);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    async fn patched(&mut self, id: String) -> wasmtime::Result<bool> {
+        match self.ask(HostCall::Patched(id)).await? {
+            HostAnswer::Bool(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+}
