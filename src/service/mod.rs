@@ -230,7 +230,7 @@ impl Service {
                     outlets: service.outlets.clone(),
                     run_id: spec.run_id.clone(),
                     lease,
-                    throttled: spec.workflow.throttles(),
+                    throttled: spec.workflow.throttles() || spec.workflow.code.is_some(),
                 };
                 let controls = Controls {
                     inbox: Some(receiver),

@@ -25,8 +25,25 @@ pub struct RunView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_fuel: Option<u64>,
     /// Every step of the run's pinned version, in definition order, started
-    /// or not.
+    /// or not. A code workflow's: the calls its code made that are steps
+    /// (`step`, `child`, `sleep`, `wait-for-event`), in call order.
     pub steps: Vec<StepView>,
+    /// A code workflow: its module, its code's own fuel and logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeView>,
+}
+
+/// What a code workflow's own code did (its calls are the run's steps).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CodeView {
+    /// The workflow module, as the definition names it.
+    pub module: String,
+    /// Calls the code made (steps, children, sleeps, waits, values, awaits).
+    pub calls: usize,
+    /// Fuel and peak memory of the code itself, once it returned.
+    pub fuel_consumed: u64,
+    pub peak_memory: u64,
+    pub logs: Vec<LogLine>,
 }
 
 /// [`crate::run::event::Origin`] without the reused outputs (the steps
@@ -51,6 +68,10 @@ pub struct StepView {
     pub id: String,
     /// `module`, `sleep`, `wait` or `workflow` (a sub-workflow).
     pub kind: &'static str,
+    /// A code workflow's call: its position among the code's calls (the
+    /// id `submit-*` returned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call: Option<u32>,
     /// A module step: the module reference (`name` or `name:tag`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
@@ -160,8 +181,13 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
     // Attempts in the order they started, keyed by (step, item, attempt).
     let mut attempts: Vec<(String, AttemptView)> = Vec::new();
     let mut index: HashMap<(String, Option<usize>, u32), usize> = HashMap::new();
+    let mut code_logs = Vec::new();
     for event in events {
         match &event.kind {
+            EventKind::WorkflowLog { level, message } => code_logs.push(LogLine {
+                level: *level,
+                message: message.clone(),
+            }),
             EventKind::StepStarted {
                 step,
                 item,
@@ -249,9 +275,56 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
             }
         }
     }
-    let steps = workflow
-        .steps
+    // A code run's steps are its step-like calls.
+    let calls: Vec<Shape> = state
+        .calls
         .iter()
+        .filter_map(|c| {
+            let kind = c.call.step_kind()?;
+            let (module, child) = match &c.call {
+                crate::run::code::CallRecord::Step { module, digest, .. } if !digest.is_empty() => {
+                    (Some(format!("{module}@{digest}")), None)
+                }
+                crate::run::code::CallRecord::Step { module, .. } => (Some(module.clone()), None),
+                crate::run::code::CallRecord::Child { workflow, .. } => (None, Some(workflow.clone())),
+                _ => (None, None),
+            };
+            Some(Shape {
+                id: c.name.clone()?,
+                kind,
+                module,
+                child,
+                needs: Vec::new(),
+                call: Some(c.position),
+            })
+        })
+        .collect();
+    let shapes: Vec<Shape> = match &workflow.code {
+        Some(_) => calls,
+        None => workflow
+            .steps
+            .iter()
+            .map(|step| {
+                let (kind, module, child) = match &step.action {
+                    Action::Module { reference, .. } => ("module", Some(reference.clone()), None),
+                    Action::Sleep(_) => ("sleep", None, None),
+                    Action::Wait { .. } => ("wait", None, None),
+                    Action::Workflow { name, .. } => ("workflow", None, Some(name.clone())),
+                };
+                Shape {
+                    id: step.id.clone(),
+                    kind,
+                    module,
+                    child,
+                    needs: step.deps.iter().map(|&d| workflow.steps[d].id.clone()).collect(),
+                    call: None,
+                }
+            })
+            .collect(),
+    };
+    let steps = shapes
+        .into_iter()
+        .filter(|shape| state.steps.contains_key(shape.id.as_str()))
         .map(|step| {
             let s = &state.steps[step.id.as_str()];
             let throttled = match s.status.is_terminal() {
@@ -262,14 +335,8 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 crate::run::StepStatus::Pending if throttled > 0 => Some("throttled".to_string()),
                 _ => s.reason.clone(),
             };
-            let (kind, module, child) = match &step.action {
-                Action::Module { reference, .. } => ("module", Some(reference.clone()), None),
-                Action::Sleep(_) => ("sleep", None, None),
-                Action::Wait { .. } => ("wait", None, None),
-                Action::Workflow { name, .. } => ("workflow", None, Some(name.clone())),
-            };
-            let wait = match (&step.action, s.status, &s.waiting_for) {
-                (Action::Wait { .. }, crate::run::StepStatus::Waiting, Some(topic)) => Some(WaitView {
+            let wait = match (step.kind, s.status, &s.waiting_for) {
+                ("wait", crate::run::StepStatus::Waiting, Some(topic)) => Some(WaitView {
                     topic: topic.clone(),
                     timeout_at: s.waiting_until_ms.map(rfc3339),
                 }),
@@ -277,10 +344,11 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
             };
             StepView {
                 id: step.id.clone(),
-                kind,
-                module,
-                workflow: child,
-                needs: step.deps.iter().map(|&d| workflow.steps[d].id.clone()).collect(),
+                kind: step.kind,
+                call: step.call,
+                module: step.module,
+                workflow: step.child,
+                needs: step.needs,
                 status: s.status.as_str(),
                 output: s.output.clone(),
                 error: s.error.clone(),
@@ -320,7 +388,24 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
             parent_step_id: origin.parent_step_id.clone(),
         },
         steps,
+        code: workflow.code.as_ref().map(|code| CodeView {
+            module: code.module.clone(),
+            calls: state.calls.len(),
+            fuel_consumed: state.workflow_fuel,
+            peak_memory: state.workflow_memory,
+            logs: code_logs,
+        }),
     }
+}
+
+/// What the run resource shows of a step besides its state.
+struct Shape {
+    id: String,
+    kind: &'static str,
+    module: Option<String>,
+    child: Option<String>,
+    needs: Vec<String>,
+    call: Option<u32>,
 }
 
 fn finish(

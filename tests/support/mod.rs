@@ -34,6 +34,11 @@ pub struct Guests {
     pub hostile_cmd_p1: PathBuf,
     /// The same command as a preview-2 component (exports wasi:cli/run).
     pub hostile_cmd_p2: PathBuf,
+    /// Workflow code that does what its input asks (tests/guests/flow-probe).
+    pub flow_probe: PathBuf,
+    /// The order example (examples/order): its workflow code and steps.
+    pub order_flow: PathBuf,
+    pub order_steps: PathBuf,
 }
 
 impl Guests {
@@ -79,7 +84,14 @@ pub fn guests() -> &'static Guests {
         for (target, packages) in [
             (
                 "wasm32-wasip2",
-                &["hostile", "netprobe", "hostile-cmd", "httpprobe", "fsprobe"][..],
+                &[
+                    "hostile",
+                    "netprobe",
+                    "hostile-cmd",
+                    "httpprobe",
+                    "fsprobe",
+                    "flow-probe",
+                ][..],
             ),
             ("wasm32-wasip1", &["hostile-cmd"][..]),
         ] {
@@ -92,6 +104,17 @@ pub fn guests() -> &'static Guests {
             }
             run(&mut cargo);
         }
+        run(Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root.join("examples/order/Cargo.toml")));
+        let order = root.join("examples/order/target/wasm32-wasip2/release");
         let out = root.join("tests/guests/target");
         Guests {
             examples: root.join("target/guests/rust"),
@@ -101,6 +124,9 @@ pub fn guests() -> &'static Guests {
             fsprobe: out.join("wasm32-wasip2/release/fsprobe.wasm"),
             hostile_cmd_p1: out.join("wasm32-wasip1/release/hostile-cmd.wasm"),
             hostile_cmd_p2: out.join("wasm32-wasip2/release/hostile-cmd.wasm"),
+            flow_probe: out.join("wasm32-wasip2/release/flow_probe.wasm"),
+            order_flow: order.join("order_flow.wasm"),
+            order_steps: order.join("order_steps.wasm"),
         }
     })
 }

@@ -1,0 +1,394 @@
+//! Workflows as code, through a real server: the order example (Rust SDK)
+//! completes, pauses on its approval and resumes by replaying its journal;
+//! `kill -9` mid-run loses nothing and runs no recorded step again; each
+//! way the code can go wrong fails the run with its kind.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::crash_recovery::call;
+use crate::support::process::Served;
+use crate::support::server::{problem, TestServer};
+use crate::support::*;
+
+const ORDER: &str = include_str!("../examples/order/order.yaml");
+
+const PROBE: &str = "
+name: probe
+code: flow-probe:v1
+defaults:
+  grants: {}
+workflow_limits: { fuel: 200000000, memory: 32MiB }
+";
+
+async fn order_server() -> TestServer {
+    let server = TestServer::start().await;
+    let g = guests();
+    for (name, path) in [("order-flow:v1", &g.order_flow), ("order-steps:v1", &g.order_steps)] {
+        let (module, tag) = name.split_once(':').unwrap();
+        let (status, body) = answer_push(&server, module, tag, path).await;
+        assert_eq!(status, 201, "{body}");
+        if module == "order-flow" {
+            assert_eq!(body["kind"], "workflow", "{body}");
+        }
+    }
+    let (status, body) = server.apply("order", ORDER).await;
+    assert_eq!(status, 201, "{body}");
+    server
+}
+
+async fn answer_push(server: &TestServer, name: &str, tag: &str, path: &std::path::Path) -> (u16, Value) {
+    crate::support::server::answer(
+        server
+            .request(reqwest::Method::POST, "/v1/modules")
+            .query(&[("name", name), ("tag", tag)])
+            .header("content-type", "application/wasm")
+            .body(std::fs::read(path).unwrap()),
+    )
+    .await
+}
+
+async fn probe_server() -> TestServer {
+    let server = TestServer::start().await;
+    server.push_test_modules().await;
+    let (status, body) = answer_push(&server, "flow-probe", "v1", &guests().flow_probe).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.apply("probe", PROBE).await;
+    assert_eq!(status, 201, "{body}");
+    server
+}
+
+async fn run_probe(server: &TestServer, input: Value) -> Value {
+    let (status, run) = server
+        .post_json("/v1/workflows/probe/runs?wait=20s", json!({ "input": input }))
+        .await;
+    assert_eq!(status, 201, "{run}");
+    run
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_order_example_completes_and_lists_its_calls_as_steps() {
+    let server = order_server().await;
+    let order = json!({ "order_id": "o-1", "customer": "ada", "amount": 250, "items": ["book", "pen"] });
+    let (status, run) = server
+        .post_json("/v1/workflows/order/runs?wait=20s", json!({ "input": order }))
+        .await;
+    assert_eq!(status, 201, "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    let run_id = run["id"].as_str().unwrap();
+    assert_eq!(
+        run["output"],
+        json!({
+            "order_id": "o-1",
+            "charge": "ch-o-1",
+            "approval_event": null,
+            "shipped": [
+                { "item": "book", "tracking": "trk-o-1-book" },
+                { "item": "pen", "tracking": "trk-o-1-pen" }
+            ]
+        })
+    );
+    let (_, view) = server.get(&format!("/v1/runs/{run_id}")).await;
+    let steps: Vec<(&str, &str, u64)> = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap(),
+                s["kind"].as_str().unwrap(),
+                s["call"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("validate", "module", 1),
+            ("charge", "module", 2),
+            ("ship-0", "module", 3),
+            ("ship-1", "module", 4),
+            ("notify", "module", 5)
+        ]
+    );
+    assert!(view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["status"] == "succeeded"));
+    // The charge's attempt got the call's idempotency key.
+    assert_eq!(
+        view["steps"][1]["output"]["idempotency_key"],
+        format!("{run_id}/charge").as_str()
+    );
+    assert_eq!(view["code"]["module"], "order-flow:v1");
+    assert_eq!(view["code"]["calls"], 5);
+    assert!(view["code"]["fuel_consumed"].as_u64().unwrap() > 0, "{}", view["code"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_order_pauses_for_its_approval_and_resumes_by_replay() {
+    let server = order_server().await;
+    let order = json!({ "order_id": "o-2", "customer": "bo", "amount": 5000, "items": ["a", "b", "c"] });
+    let (status, run) = server
+        .post_json("/v1/workflows/order/runs?wait=20s", json!({ "input": order }))
+        .await;
+    assert_eq!(status, 201, "{run}");
+    // ?wait answers a paused run: it holds no instance now.
+    assert_eq!(run["status"], "paused", "{run}");
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let (_, view) = server.get(&format!("/v1/runs/{run_id}")).await;
+    assert_eq!(view["steps"][2]["id"], "approval");
+    assert_eq!(view["steps"][2]["kind"], "wait");
+    assert_eq!(view["steps"][2]["status"], "waiting");
+    assert_eq!(view["steps"][2]["waiting_for"], "approval.o-2");
+
+    let (status, posted) = server
+        .post_json(
+            "/v1/events",
+            json!({ "topic": "approval.o-2", "data": { "approved": true } }),
+        )
+        .await;
+    assert!(status < 300 && posted["created"] == true, "{status} {posted}");
+    let done = server.wait_run(&run_id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output"]["approval_event"], posted["id"]);
+    assert_eq!(done["output"]["shipped"].as_array().unwrap().len(), 3);
+    // Replay answered validate and charge from the journal: each ran once.
+    let view = server.get(&format!("/v1/runs/{run_id}")).await.1;
+    for step in ["validate", "charge"] {
+        let step = view["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == step)
+            .unwrap();
+        assert_eq!(step["attempts"].as_array().unwrap().len(), 1, "{step}");
+    }
+    assert_eq!(view["code"]["calls"], 7, "{}", view["code"]);
+
+    // A refusal ends the run with the code's own error.
+    let order = json!({ "order_id": "o-3", "customer": "cy", "amount": 2000, "items": ["x"] });
+    let (_, run) = server
+        .post_json("/v1/workflows/order/runs?wait=20s", json!({ "input": order }))
+        .await;
+    let run_id = run["id"].as_str().unwrap().to_string();
+    server
+        .post_json(
+            "/v1/events",
+            json!({ "topic": "approval.o-3", "data": { "approved": false } }),
+        )
+        .await;
+    let done = server.wait_run(&run_id).await;
+    assert_eq!(done["status"], "failed");
+    assert_eq!(done["error"], "workflow_error: order o-3 was not approved");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_workflow_must_name_workflow_code() {
+    let server = order_server().await;
+    let (status, body) = server.apply("wrong", "name: wrong\ncode: order-steps:v1\n").await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(problem(&body), "invalid-workflow");
+    let text = body.to_string();
+    assert!(text.contains("\"code\""), "{text}");
+    assert!(
+        text.contains("module \\\"order-steps:v1\\\" is a step, not a workflow"),
+        "{text}"
+    );
+    let (status, body) = server
+        .apply(
+            "both",
+            "name: both\ncode: order-flow:v1\nsteps:\n  - id: a\n    sleep: 1s\n",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.to_string().contains("a workflow has `steps` or `code`, not both"),
+        "{body}"
+    );
+    // Workflow code is not a step.
+    let (status, body) = server
+        .apply(
+            "as-step",
+            "name: as-step\nsteps:\n  - id: a\n    module: order-flow:v1\n",
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("is workflow code, not a step"), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_way_the_code_goes_wrong_fails_with_its_kind() {
+    let server = probe_server().await;
+    let cases = [
+        (
+            json!({ "mode": "twice" }),
+            "invalid_call: the call name \"same\" is used twice",
+        ),
+        (json!({ "mode": "panic" }), "workflow_trap: "),
+        (json!({ "mode": "error" }), "workflow_error: the order was refused"),
+        (
+            json!({ "mode": "step-error" }),
+            "workflow_error: guest_error: the guest says no",
+        ),
+        (json!({ "mode": "spin" }), "fuel_exhausted: "),
+        (json!({ "mode": "grow" }), "memory_limit: "),
+    ];
+    for (input, expected) in cases {
+        let run = run_probe(&server, input.clone()).await;
+        assert_eq!(run["status"], "failed", "{input}: {run}");
+        let error = run["error"].as_str().unwrap();
+        assert!(error.starts_with(expected), "{input}: {error}");
+        if input["mode"] == "panic" {
+            assert!(error.contains("the workflow gave up"), "{error}");
+        }
+    }
+    // A grant beyond defaults.grants fails the call, and the code sees why.
+    let run = run_probe(&server, json!({ "mode": "grant" })).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["output"]["kind"], "capability_denied", "{run}");
+    assert!(
+        run["output"]["message"].as_str().unwrap().contains("grants.http"),
+        "{run}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn await_next_order_is_replayed_as_recorded() {
+    let server = probe_server().await;
+    // The nap parks the run; its revival replays both awaits.
+    let run = run_probe(&server, json!({ "mode": "race", "nap_ms": 300 })).await;
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let done = server.wait_run(&run_id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output"], json!({ "first": "quick", "second": 1 }));
+    let (_, view) = server.get(&format!("/v1/runs/{run_id}")).await;
+    let ids: Vec<&str> = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["slow", "quick", "nap"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_run_waiting_for_an_event_gets_it_with_recorded_values() {
+    let server = probe_server().await;
+    let run = run_probe(&server, json!({ "mode": "wait", "topic": "probe.go" })).await;
+    assert_eq!(run["status"], "paused", "{run}");
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let (_, posted) = server
+        .post_json("/v1/events", json!({ "topic": "probe.go", "data": { "n": 7 } }))
+        .await;
+    let done = server.wait_run(&run_id).await;
+    assert_eq!(
+        done["output"],
+        json!({ "event": posted["id"], "data": { "n": 7 }, "now": true, "random": true })
+    );
+    server.stop().await;
+}
+
+/// Events of a run, from its SSE stream (the run has ended).
+async fn events_of(url: &str, run_id: &str) -> Vec<Value> {
+    let text = reqwest::get(format!("{url}/v1/runs/{run_id}/events"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_code_run_loses_nothing_and_runs_no_recorded_step_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Served::start(dir.path(), &[]);
+    crate::crash_recovery::push_hostile_and_apply(&server.url, &[]).await;
+    let http = reqwest::Client::new();
+    let pushed = http
+        .post(format!("{}/v1/modules?name=flow-probe&tag=v1", server.url))
+        .header("content-type", "application/wasm")
+        .body(std::fs::read(&guests().flow_probe).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    let applied = http
+        .put(format!("{}/v1/workflows/probe", server.url))
+        .header("content-type", "application/yaml")
+        .body(PROBE.replace("fuel: 200000000", "fuel: 5000000000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(applied.status(), 201);
+    let (status, run) = call(
+        &server.url,
+        reqwest::Method::POST,
+        "/v1/workflows/probe/runs",
+        Some(json!({ "input": { "mode": "chain", "n": 20, "spin": 3000000 } })),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let run_id = run["id"].as_str().unwrap().to_string();
+    for round in 0..5u64 {
+        tokio::time::sleep(Duration::from_millis(80 + fastrand_ms(round))).await;
+        server.kill();
+        server = Served::start(dir.path(), &[]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (_, run) = call(&server.url, reqwest::Method::GET, &format!("/v1/runs/{run_id}"), None).await;
+        if run["status"] == "completed" || run["status"] == "failed" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["output"],
+        json!({ "steps": 40, "last_key": format!("{run_id}/k-19") })
+    );
+    let events = events_of(&server.url, &run_id).await;
+    // Every call was recorded once, at positions 1..=40.
+    let positions: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "workflow.called")
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, (1..=40).collect::<Vec<_>>());
+    // No step started again once its success was recorded, and every
+    // attempt of a step had the step's idempotency key.
+    let mut succeeded: HashMap<String, u64> = HashMap::new();
+    for event in &events {
+        let step = event["step"].as_str().unwrap_or_default().to_string();
+        match event["type"].as_str().unwrap() {
+            "step.succeeded" => {
+                assert!(succeeded.insert(step, event["seq"].as_u64().unwrap()).is_none());
+            }
+            "step.started" => {
+                assert!(!succeeded.contains_key(&step), "{step} started after it succeeded");
+                assert_eq!(event["idempotency_key"], format!("{run_id}/{step}").as_str());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(succeeded.len(), 40);
+}
+
+/// A spread of delays between kills without a random source: 0..240 ms.
+fn fastrand_ms(round: u64) -> u64 {
+    (round * 97 + 31) % 240
+}
