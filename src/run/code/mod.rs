@@ -268,9 +268,21 @@ mod tests {
         let recorded = RecordedCall {
             position: 7,
             name: Some("charge".into()),
-            call: CallRecord::Step {
-                digest: "sha256:ab12ab12ab12ab12ab12ab12".into(),
-                ..step("payments:v1", serde_json::json!({"amount": 10}))
+            call: match step("payments:v1", serde_json::json!({"amount": 10})) {
+                CallRecord::Step {
+                    module,
+                    input_digest,
+                    input,
+                    options,
+                    ..
+                } => CallRecord::Step {
+                    module,
+                    digest: "sha256:ab12ab12ab12ab12ab12ab12".into(),
+                    input_digest,
+                    input,
+                    options,
+                },
+                other => other,
             },
             at_ms: 0,
         };

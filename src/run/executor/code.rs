@@ -625,7 +625,7 @@ impl<'a> Driver<'a> {
             Some(code) => (code.replayed.load(Ordering::Relaxed), code.journal_len, code.capped),
             None => return,
         };
-        let returned = matches!(end.ended, Ok(_));
+        let returned = end.ended.is_ok();
         if returned && replayed < journal_len {
             self.abort_all().await;
             self.stop(format!(
