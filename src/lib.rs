@@ -6,7 +6,8 @@
 //!   (`load`), builds the engine (`engine`), the deny-by-default WASI context
 //!   and linker (`wasi`), the per-attempt store state and limiter (`state`),
 //!   runs one attempt (`run`) and names how it ended (`outcome`); outbound
-//!   HTTP under grants (`http`) and granted files (`files`). Compiled
+//!   HTTP under grants (`http`) and granted files (`files`); workflow code
+//!   on its deterministic engine (`workflow`). Compiled
 //!   code is cached on disk (`cache`); the epoch ticker (`epoch`) drives
 //!   timeouts.
 //! - [`limits`]: per-attempt limits and process-wide engine settings, each
@@ -21,14 +22,15 @@
 //! - [`workflow`]: workflow definitions: parsing (`definition`), templates
 //!   and expressions (`template`), input declarations (`inputs`) and the
 //!   validation that yields a runnable `Workflow` (`validate`: the whole
-//!   definition, one `step`, template `paths`, `checks`, `triggers`,
+//!   definition, one `step`, `code` workflows and their calls, template `paths`, `checks`, `triggers`,
 //!   `grants`, `throttle`).
 //! - [`run`]: running workflows, knowing no store and no transport: events
 //!   (`event`) fold into a run's state (`state`); every change leaves
 //!   through the `Journal` (`journal`); requests reach a run through its
 //!   inbox (`inbox`); child runs through `children`; the `Executor` drives
 //!   a run (`executor`: `schedule`, `attempts`, `children`, `waits`,
-//!   `ending`, `redact`, `cached`, `throttled`); secrets and their
+//!   `ending`, `redact`, `cached`, `throttled`, `code` for code runs);
+//!   code workflows' journal and replaying host (`code`); secrets and their
 //!   redaction (`secrets`); the step result cache's key and `StepCache`
 //!   (`cache`); keyed limits' model and `Throttle` (`throttle`).
 //! - [`service`]: the run service every transport calls: starting runs

@@ -392,3 +392,52 @@ async fn kill_9_during_a_code_run_loses_nothing_and_runs_no_recorded_step_again(
 fn fastrand_ms(round: u64) -> u64 {
     (round * 97 + 31) % 240
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rerun_from_a_call_replays_the_calls_before_it_and_runs_the_rest() {
+    let server = probe_server().await;
+    let first = run_probe(&server, json!({ "mode": "chain", "n": 3 })).await;
+    assert_eq!(first["status"], "completed", "{first}");
+    let first_id = first["id"].as_str().unwrap();
+    let (status, again) = server
+        .post_json(&format!("/v1/runs/{first_id}/rerun?wait=20s"), json!({ "from": "s-1" }))
+        .await;
+    assert_eq!(status, 201, "{again}");
+    assert_eq!(again["status"], "completed", "{again}");
+    let again_id = again["id"].as_str().unwrap();
+    assert_eq!(
+        again["output"],
+        json!({ "steps": 6, "last_key": format!("{again_id}/k-2") })
+    );
+    let (_, view) = server.get(&format!("/v1/runs/{again_id}")).await;
+    let shape: Vec<(&str, bool, usize)> = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap(),
+                s["reused"] == true,
+                s["attempts"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("s-0", true, 0),
+            ("k-0", true, 0),
+            ("s-1", false, 1),
+            ("k-1", false, 1),
+            ("s-2", false, 1),
+            ("k-2", false, 1)
+        ]
+    );
+    // A call the run never made is named as such.
+    let (status, body) = server
+        .post_json(&format!("/v1/runs/{first_id}/rerun"), json!({ "from": "nope" }))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("made no call named \\\"nope\\\""), "{body}");
+    server.stop().await;
+}

@@ -422,6 +422,10 @@ pub struct Origin {
     /// smaller of the definition's `budget.fuel` and the start request's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_fuel: Option<u64>,
+    /// A code run's re-run: the calls of the run it re-runs that its code
+    /// replays before going on live (their steps' outputs are in `reused`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<crate::run::code::RecordedCall>,
     /// The name of the API token that started the run (or its root run);
     /// its usage is recorded under that name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

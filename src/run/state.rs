@@ -279,6 +279,13 @@ impl RunState {
                 self.input = input.clone();
                 self.status = RunStatus::Queued;
                 self.queued_ms = event.at_ms;
+                // A code re-run's replayed calls come first, in call order.
+                for call in &origin.calls {
+                    if let (true, Some(name)) = (call.call.is_step(), &call.name) {
+                        self.step(name);
+                    }
+                    self.calls.push(call.clone());
+                }
                 for (id, output) in &origin.reused {
                     let step = self.step(id);
                     step.status = StepStatus::Succeeded;
