@@ -92,10 +92,10 @@ output: "{{ steps.q.output }}"
 
 #[test]
 fn top_level_errors_are_located() {
-    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `rate`, `timeout`, `steps`, `output`, `triggers`, `secrets`, `budget`, `throttle`"]);
+    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `rate`, `timeout`, `steps`, `code`, `workflow_limits`, `output`, `triggers`, `secrets`, `budget`, `throttle`"]);
     assert_eq!(
         errors("name: wf\nsteps: []\n"),
-        ["steps: a workflow needs at least one step"]
+        ["steps: a workflow needs at least one step (or `code:`, a workflow module)"]
     );
     assert_eq!(
         errors("name: Bad Name\nsteps:\n  - { id: a, module: echo }\n"),
