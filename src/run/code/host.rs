@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{check_replay, input_digest, CallRecord, RecordedCall};
+use super::{call_input as parse_input, check_replay, input_digest, CallRecord, RecordedCall};
 use crate::sandbox::{CallResult, HostAnswer, HostCall, HostStop, JournalClock, Level, WorkflowHost, WorkflowInfo};
 
 /// What the code sends the driver.
@@ -341,10 +341,4 @@ impl WorkflowHost for CodeHost {
     fn info(&self) -> WorkflowInfo {
         self.info.clone()
     }
-}
-
-/// A call's input: JSON text, or (not JSON) the text as a JSON string, so
-/// that its digest is still stable; the driver refuses it when it is live.
-fn parse_input(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
 }

@@ -224,6 +224,13 @@ pub trait ModuleSource: Send + Sync {
     >;
 }
 
+/// A call's input as recorded and compared on replay: the JSON the code
+/// passed, or (not JSON) its text as a JSON string, so that the live
+/// record and the replayed call agree; the driver fails such a call.
+pub fn call_input(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_string()))
+}
+
 /// One recorded call: its position (1, 2, ...), its name (step-like calls
 /// and `start-child`), what it was and when (ms) it was recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -466,7 +466,9 @@ impl<'a> Driver<'a> {
                 options,
             } => {
                 let parsed = parse(&input, "input").and_then(|i| Ok((i, parse(&options, "options")?)));
-                let (input_value, options_value) = parsed.clone().unwrap_or_default();
+                // Recorded as the replaying host sees it, even when it is not JSON.
+                let input_value = crate::run::code::call_input(&input);
+                let options_value = parsed.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
                 let loaded = match parsed {
                     Ok(_) => resolve(self.executor, &module)
                         .await
@@ -501,7 +503,9 @@ impl<'a> Driver<'a> {
                 options,
             } => {
                 let parsed = parse(&input, "input").and_then(|i| Ok((i, parse(&options, "options")?)));
-                let (input_value, options_value) = parsed.clone().unwrap_or_default();
+                // Recorded as the replaying host sees it, even when it is not JSON.
+                let input_value = crate::run::code::call_input(&input);
+                let options_value = parsed.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
                 let compiled = parsed.and_then(|(input, options)| {
                     let action = CallAction::Workflow(workflow.clone());
                     let step = code_def.compile_call(&name, action, input, &options).map_err(refusal)?;
