@@ -70,7 +70,7 @@ build_rust() {
   rustup target add wasm32-wasip2 wasm32-wasip1 >/dev/null
   local dir="$here/rust"
   cargo build --quiet --release --manifest-path "$dir/Cargo.toml" --target wasm32-wasip2 \
-    -p echo -p hello -p transform -p wordcount -p fetch-json -p read-file
+    -p echo -p hello -p transform -p wordcount -p fetch-json -p read-file -p chain-flow
   cargo build --quiet --release --manifest-path "$dir/Cargo.toml" --target wasm32-wasip1 -p stats-cmd
   for step in echo hello transform wordcount; do
     cp "$dir/target/wasm32-wasip2/release/$step.wasm" "$out/rust/$step.wasm"
@@ -78,6 +78,7 @@ build_rust() {
   cp "$dir/target/wasm32-wasip1/release/stats-cmd.wasm" "$out/rust/stats-cmd.wasm"
   cp "$dir/target/wasm32-wasip2/release/fetch_json.wasm" "$out/rust/fetch-json.wasm"
   cp "$dir/target/wasm32-wasip2/release/read-file.wasm" "$out/rust/read-file.wasm"
+  cp "$dir/target/wasm32-wasip2/release/chain_flow.wasm" "$out/rust/chain-flow.wasm"
 }
 
 build_javascript() {

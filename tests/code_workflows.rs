@@ -4,6 +4,7 @@
 //! way the code can go wrong fails the run with its kind.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -23,14 +24,15 @@ defaults:
 workflow_limits: { fuel: 200000000, memory: 32MiB }
 ";
 
-async fn order_server() -> TestServer {
+/// A server with the order example applied, its code in `language`.
+async fn order_server(language: &str) -> TestServer {
     let server = TestServer::start().await;
-    let g = guests();
-    for (name, path) in [("order-flow:v1", &g.order_flow), ("order-steps:v1", &g.order_steps)] {
-        let (module, tag) = name.split_once(':').unwrap();
-        let (status, body) = answer_push(&server, module, tag, path).await;
-        assert_eq!(status, 201, "{body}");
-        if module == "order-flow" {
+    let example = order_example();
+    let flow = &example.flows.iter().find(|(l, _)| *l == language).unwrap().1;
+    for (name, path) in [("order-flow", flow), ("order-steps", &example.steps)] {
+        let (status, body) = answer_push(&server, name, "v1", path).await;
+        assert_eq!(status, 201, "{language}: {body}");
+        if name == "order-flow" {
             assert_eq!(body["kind"], "workflow", "{body}");
         }
     }
@@ -69,8 +71,26 @@ async fn run_probe(server: &TestServer, input: Value) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_order_example_completes_and_lists_its_calls_as_steps() {
-    let server = order_server().await;
+async fn the_order_example_runs_in_rust_python_and_typescript() {
+    for (language, _) in &order_example().flows {
+        let started = Instant::now();
+        let server = order_server(language).await;
+        eprintln!(
+            "the order example in {language}: pushed and applied in {:?}",
+            started.elapsed()
+        );
+        // The journal's length for the small and the large order: the
+        // TypeScript SDK submits each step and awaits it (two calls), the
+        // others call `step` and join the shipments with `await-all`.
+        let calls = if *language == "typescript" { (10, 13) } else { (5, 7) };
+        a_small_order_completes_and_lists_its_calls_as_steps(&server, calls).await;
+        a_large_order_pauses_for_its_approval_and_resumes_by_replay(&server, calls).await;
+        eprintln!("the order example in {language}: passed in {:?}", started.elapsed());
+        server.stop().await;
+    }
+}
+
+async fn a_small_order_completes_and_lists_its_calls_as_steps(server: &TestServer, calls: (u64, u64)) {
     let order = json!({ "order_id": "o-1", "customer": "ada", "amount": 250, "items": ["book", "pen"] });
     let (status, run) = server
         .post_json("/v1/workflows/order/runs?wait=20s", json!({ "input": order }))
@@ -91,28 +111,32 @@ async fn the_order_example_completes_and_lists_its_calls_as_steps() {
         })
     );
     let (_, view) = server.get(&format!("/v1/runs/{run_id}")).await;
-    let steps: Vec<(&str, &str, u64)> = view["steps"]
+    let steps: Vec<(&str, &str)> = view["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap(),
-                s["kind"].as_str().unwrap(),
-                s["call"].as_u64().unwrap(),
-            )
-        })
+        .map(|s| (s["id"].as_str().unwrap(), s["kind"].as_str().unwrap()))
         .collect();
     assert_eq!(
         steps,
         [
-            ("validate", "module", 1),
-            ("charge", "module", 2),
-            ("ship-0", "module", 3),
-            ("ship-1", "module", 4),
-            ("notify", "module", 5)
+            ("validate", "module"),
+            ("charge", "module"),
+            ("ship-0", "module"),
+            ("ship-1", "module"),
+            ("notify", "module")
         ]
     );
+    // In call order: each step's `call` is its position in the journal
+    // (an SDK that submits and then awaits makes two calls per step).
+    let positions: Vec<u64> = view["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["call"].as_u64().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+    assert_eq!(view["code"]["calls"], calls.0, "{}", view["code"]);
     assert!(view["steps"]
         .as_array()
         .unwrap()
@@ -124,22 +148,14 @@ async fn the_order_example_completes_and_lists_its_calls_as_steps() {
         format!("{run_id}/charge").as_str()
     );
     assert_eq!(view["code"]["module"], "order-flow:v1");
-    assert_eq!(view["code"]["calls"], 5);
     assert!(view["code"]["fuel_consumed"].as_u64().unwrap() > 0, "{}", view["code"]);
-    server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_large_order_pauses_for_its_approval_and_resumes_by_replay() {
-    let server = order_server().await;
+async fn a_large_order_pauses_for_its_approval_and_resumes_by_replay(server: &TestServer, calls: (u64, u64)) {
     let order = json!({ "order_id": "o-2", "customer": "bo", "amount": 5000, "items": ["a", "b", "c"] });
-    let (status, run) = server
-        .post_json("/v1/workflows/order/runs?wait=20s", json!({ "input": order }))
-        .await;
-    assert_eq!(status, 201, "{run}");
-    // ?wait answers a paused run: it holds no instance now.
-    assert_eq!(run["status"], "paused", "{run}");
-    let run_id = run["id"].as_str().unwrap().to_string();
+    let run_id = crate::waits::start(server, "order", order).await;
+    // Paused: it holds no instance now.
+    crate::waits::wait_status(server, &run_id, "paused").await;
     let (_, view) = server.get(&format!("/v1/runs/{run_id}")).await;
     assert_eq!(view["steps"][2]["id"], "approval");
     assert_eq!(view["steps"][2]["kind"], "wait");
@@ -168,14 +184,12 @@ async fn a_large_order_pauses_for_its_approval_and_resumes_by_replay() {
             .unwrap();
         assert_eq!(step["attempts"].as_array().unwrap().len(), 1, "{step}");
     }
-    assert_eq!(view["code"]["calls"], 7, "{}", view["code"]);
+    assert_eq!(view["code"]["calls"], calls.1, "{}", view["code"]);
 
     // A refusal ends the run with the code's own error.
     let order = json!({ "order_id": "o-3", "customer": "cy", "amount": 2000, "items": ["x"] });
-    let (_, run) = server
-        .post_json("/v1/workflows/order/runs?wait=20s", json!({ "input": order }))
-        .await;
-    let run_id = run["id"].as_str().unwrap().to_string();
+    let run_id = crate::waits::start(server, "order", order).await;
+    crate::waits::wait_status(server, &run_id, "paused").await;
     server
         .post_json(
             "/v1/events",
@@ -185,12 +199,11 @@ async fn a_large_order_pauses_for_its_approval_and_resumes_by_replay() {
     let done = server.wait_run(&run_id).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["error"], "workflow_error: order o-3 was not approved");
-    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_code_workflow_must_name_workflow_code() {
-    let server = order_server().await;
+    let server = order_server("rust").await;
     let (status, body) = server.apply("wrong", "name: wrong\ncode: order-steps:v1\n").await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(problem(&body), "invalid-workflow");
@@ -283,9 +296,8 @@ async fn await_next_order_is_replayed_as_recorded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_code_run_waiting_for_an_event_gets_it_with_recorded_values() {
     let server = probe_server().await;
-    let run = run_probe(&server, json!({ "mode": "wait", "topic": "probe.go" })).await;
-    assert_eq!(run["status"], "paused", "{run}");
-    let run_id = run["id"].as_str().unwrap().to_string();
+    let run_id = crate::waits::start(&server, "probe", json!({ "mode": "wait", "topic": "probe.go" })).await;
+    crate::waits::wait_status(&server, &run_id, "paused").await;
     let (_, posted) = server
         .post_json("/v1/events", json!({ "topic": "probe.go", "data": { "n": 7 } }))
         .await;
@@ -311,51 +323,98 @@ async fn events_of(url: &str, run_id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A local HTTP server counting the POSTs to each path, answering each
+/// after 40 ms: the guest-side count of the times each step ran.
+async fn counter() -> (u16, Arc<Mutex<HashMap<String, u64>>>) {
+    let counts: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let seen = counts.clone();
+    let app = axum::Router::new().route(
+        "/{name}",
+        axum::routing::post(move |axum::extract::Path(name): axum::extract::Path<String>| {
+            let seen = seen.clone();
+            async move {
+                *seen.lock().unwrap().entry(name).or_default() += 1;
+                tokio::time::sleep(Duration::from_millis(40)).await;
+                "counted"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (port, counts)
+}
+
+async fn push_and_apply(url: &str, modules: &[(&str, &std::path::Path)], name: &str, yaml: &str) {
+    let http = reqwest::Client::new();
+    for (module, path) in modules {
+        let query = match module.split_once(':') {
+            Some((name, tag)) => format!("name={name}&tag={tag}"),
+            None => format!("name={module}"),
+        };
+        let pushed = http
+            .post(format!("{url}/v1/modules?{query}"))
+            .header("content-type", "application/wasm")
+            .body(std::fs::read(path).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pushed.status(), 201, "{module}");
+    }
+    let applied = http
+        .put(format!("{url}/v1/workflows/{name}"))
+        .header("content-type", "application/yaml")
+        .body(yaml.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(applied.status(), 201, "{}", applied.text().await.unwrap());
+}
+
+async fn wait_ended(url: &str, run_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (_, run) = call(url, reqwest::Method::GET, &format!("/v1/runs/{run_id}"), None).await;
+        if run["status"] == "completed" || run["status"] == "failed" {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_during_a_code_run_loses_nothing_and_runs_no_recorded_step_again() {
+    let (port, counts) = counter().await;
+    let allow = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Served::start(dir.path(), &[]);
-    crate::crash_recovery::push_hostile_and_apply(&server.url, &[]).await;
-    let http = reqwest::Client::new();
-    let pushed = http
-        .post(format!("{}/v1/modules?name=flow-probe&tag=v1", server.url))
-        .header("content-type", "application/wasm")
-        .body(std::fs::read(&guests().flow_probe).unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(pushed.status(), 201);
-    let applied = http
-        .put(format!("{}/v1/workflows/probe", server.url))
-        .header("content-type", "application/yaml")
-        .body(PROBE.replace("fuel: 200000000", "fuel: 5000000000"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(applied.status(), 201);
+    let mut server = Served::start(dir.path(), &["--allow-http", &allow]);
+    let g = guests();
+    let yaml = PROBE
+        .replace("fuel: 200000000", "fuel: 5000000000")
+        .replace("grants: {}", &format!("grants: {{ http: [\"{allow}\"] }}"));
+    let modules = [
+        ("hostile", g.hostile.as_path()),
+        ("httpprobe", g.httpprobe.as_path()),
+        ("flow-probe:v1", g.flow_probe.as_path()),
+    ];
+    push_and_apply(&server.url, &modules, "probe", &yaml).await;
+    let ping = format!("http://{allow}");
     let (status, run) = call(
         &server.url,
         reqwest::Method::POST,
         "/v1/workflows/probe/runs",
-        Some(json!({ "input": { "mode": "chain", "n": 20, "spin": 3000000 } })),
+        Some(json!({ "input": { "mode": "chain", "n": 20, "ping": ping } })),
     )
     .await;
     assert_eq!(status, 201, "{run}");
     let run_id = run["id"].as_str().unwrap().to_string();
-    for round in 0..5u64 {
-        tokio::time::sleep(Duration::from_millis(80 + fastrand_ms(round))).await;
+    for round in 0..10u64 {
+        tokio::time::sleep(Duration::from_millis(60 + fastrand_ms(round) / 2)).await;
         server.kill();
-        server = Served::start(dir.path(), &[]);
+        server = Served::start(dir.path(), &["--allow-http", &allow]);
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let (_, run) = call(&server.url, reqwest::Method::GET, &format!("/v1/runs/{run_id}"), None).await;
-        if run["status"] == "completed" || run["status"] == "failed" {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "the run did not end: {run}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = wait_ended(&server.url, &run_id).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(
         done["output"],
@@ -372,6 +431,7 @@ async fn kill_9_during_a_code_run_loses_nothing_and_runs_no_recorded_step_again(
     // No step started again once its success was recorded, and every
     // attempt of a step had the step's idempotency key.
     let mut succeeded: HashMap<String, u64> = HashMap::new();
+    let mut started: HashMap<String, u64> = HashMap::new();
     for event in &events {
         let step = event["step"].as_str().unwrap_or_default().to_string();
         match event["type"].as_str().unwrap() {
@@ -381,11 +441,74 @@ async fn kill_9_during_a_code_run_loses_nothing_and_runs_no_recorded_step_again(
             "step.started" => {
                 assert!(!succeeded.contains_key(&step), "{step} started after it succeeded");
                 assert_eq!(event["idempotency_key"], format!("{run_id}/{step}").as_str());
+                *started.entry(step).or_default() += 1;
             }
             _ => {}
         }
     }
     assert_eq!(succeeded.len(), 40);
+    // The guest side agrees: each s-i ran at least once and never more
+    // often than its attempts were recorded as started.
+    let counts = counts.lock().unwrap().clone();
+    for i in 0..20 {
+        let name = format!("s-{i}");
+        let ran = counts.get(&name).copied().unwrap_or(0);
+        assert!(
+            ran >= 1 && ran <= started[&name],
+            "{name} ran {ran} times, started {}",
+            started[&name]
+        );
+    }
+    assert_eq!(counts.len(), 20, "{counts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_run_parked_on_a_wait_survives_kill_9_and_resumes_on_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Served::start(dir.path(), &[]);
+    let g = guests();
+    let modules = [
+        ("hostile", g.hostile.as_path()),
+        ("flow-probe:v1", g.flow_probe.as_path()),
+    ];
+    push_and_apply(&server.url, &modules, "probe", PROBE).await;
+    let (status, run) = call(
+        &server.url,
+        reqwest::Method::POST,
+        "/v1/workflows/probe/runs",
+        Some(json!({ "input": { "mode": "wait", "topic": "go.parked" } })),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, run) = call(&server.url, reqwest::Method::GET, &format!("/v1/runs/{run_id}"), None).await;
+        if run["status"] == "paused" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run never paused: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
+    let server = Served::start(dir.path(), &[]);
+    let (_, view) = call(&server.url, reqwest::Method::GET, &format!("/v1/runs/{run_id}"), None).await;
+    assert_eq!(view["status"], "paused", "{view}");
+    assert_eq!(view["steps"][0]["status"], "waiting", "{view}");
+    let (status, posted) = call(
+        &server.url,
+        reqwest::Method::POST,
+        "/v1/events",
+        Some(json!({ "topic": "go.parked", "data": { "n": 7 } })),
+    )
+    .await;
+    assert!(status < 300, "{posted}");
+    let done = wait_ended(&server.url, &run_id).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(
+        done["output"],
+        json!({ "event": posted["id"], "data": { "n": 7 }, "now": true, "random": true })
+    );
 }
 
 /// A spread of delays between kills without a random source: 0..240 ms.

@@ -62,18 +62,29 @@ pub(crate) async fn push_and_apply(
     module: Vec<u8>,
     workflows: &[(&str, String)],
 ) -> anyhow::Result<()> {
-    use anyhow::ensure;
+    push(http, base, "echo", module).await?;
+    apply(http, base, workflows).await
+}
+
+/// Pushes `module` to the server at `base` as `name`.
+pub(crate) async fn push(http: &reqwest::Client, base: &str, name: &str, module: Vec<u8>) -> anyhow::Result<()> {
     let pushed = http
-        .post(format!("{base}/v1/modules?name=echo"))
+        .post(format!("{base}/v1/modules?name={name}"))
         .header("content-type", "application/wasm")
         .body(module)
         .send()
         .await?;
-    ensure!(
+    anyhow::ensure!(
         pushed.status().is_success(),
         "module push failed: {}",
         pushed.text().await?
     );
+    Ok(())
+}
+
+/// Applies `workflows` to the server at `base`.
+pub(crate) async fn apply(http: &reqwest::Client, base: &str, workflows: &[(&str, String)]) -> anyhow::Result<()> {
+    use anyhow::ensure;
     for (name, yaml) in workflows {
         let applied = http
             .put(format!("{base}/v1/workflows/{name}"))
@@ -90,8 +101,23 @@ pub(crate) async fn push_and_apply(
     Ok(())
 }
 
+/// The benchmarks' workflow code (guest-examples/rust/chain-flow): `{"n"}`
+/// calls of `echo` one after the other, then, with `"topic"`, a wait.
+pub(crate) const CODE_MODULE: &str = "chain-flow";
+
+/// A code workflow running `CODE_MODULE`.
+pub(crate) fn code_yaml(name: &str) -> String {
+    format!("name: {name}\ncode: {CODE_MODULE}\nworkflow_limits: {{ calls: 2000 }}\n")
+}
+
 impl BenchServer {
-    pub async fn start(trivial: &std::path::Path, workflows: &[(&str, String)]) -> anyhow::Result<BenchServer> {
+    /// A server with `echo` from `trivial`, the workflow code `code` as
+    /// `CODE_MODULE`, and `workflows` applied.
+    pub async fn start(
+        trivial: &std::path::Path,
+        code: &std::path::Path,
+        workflows: &[(&str, String)],
+    ) -> anyhow::Result<BenchServer> {
         use anyhow::Context as _;
         let dir = tempfile::tempdir()?;
         let config = crate::server::ServerConfig::new(dir.path().to_path_buf());
@@ -107,8 +133,11 @@ impl BenchServer {
             .await;
         });
         let http = reqwest::Client::new();
-        let bytes = std::fs::read(trivial).with_context(|| format!("cannot read {}", trivial.display()))?;
-        push_and_apply(&http, &base, bytes, workflows).await?;
+        for (name, path) in [("echo", trivial), (CODE_MODULE, code)] {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            push(&http, &base, name, bytes).await?;
+        }
+        apply(&http, &base, workflows).await?;
         Ok(BenchServer {
             base,
             http,

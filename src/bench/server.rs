@@ -36,12 +36,17 @@ pub struct ServerReport {
     /// A 2,000-item for_each over a previous step's output, POST to
     /// completed answer.
     pub fan_out_2000_ms: Spread,
+    /// Single runs of workflow code making 40 `echo` calls one after the
+    /// other (the chain as code), POST to completed answer.
+    pub code_chain_40_ms: Spread,
+    /// Per round, the code chain over the YAML chain (target ≤ 1.5).
+    pub code_over_yaml: Spread,
 }
 
 const CLIENTS: usize = 16;
 const ROUNDS: usize = 5;
 
-pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
+pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
     let one = "name: one\nsteps:\n  - { id: s, module: echo, input: { x: 1 } }\n".to_string();
     let workflows = [
         ("one", one),
@@ -54,15 +59,26 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
                 "module: echo, throttle: { key: \"{{ run.id }}\", concurrency: 64 },",
             ),
         ),
+        ("cchain", super::code_yaml("cchain")),
     ];
-    let server = super::BenchServer::start(trivial, &workflows).await?;
+    let server = super::BenchServer::start(trivial, code, &workflows).await?;
     let (http, base) = (server.http.clone(), server.base.clone());
 
-    let start_run = |http: reqwest::Client, url: String| async move {
-        let run: Value = http.post(url).json(&json!({})).send().await?.json().await?;
+    let start_with = |http: reqwest::Client, url: String, body: Value| async move {
+        let run: Value = http.post(url).json(&body).send().await?.json().await?;
         ensure!(run["status"] == "completed", "a run did not complete: {run}");
         anyhow::Ok(())
     };
+    let start_run = move |http: reqwest::Client, url: String| start_with(http, url, json!({}));
+    let code_body = json!({ "input": { "n": 40 } });
+    for _ in 0..5 {
+        start_with(
+            http.clone(),
+            format!("{base}/v1/workflows/cchain/runs?wait=30s"),
+            code_body.clone(),
+        )
+        .await?;
+    }
 
     // Warm up.
     for _ in 0..50 {
@@ -78,6 +94,8 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
     let mut throttled = Vec::new();
     let mut overhead = Vec::new();
     let mut fan_out = Vec::new();
+    let mut code_chain = Vec::new();
+    let mut code_over_yaml = Vec::new();
     for _ in 0..ROUNDS {
         // 1-step runs from CLIENTS concurrent clients, each waiting for its run.
         let started = Instant::now();
@@ -139,6 +157,11 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         let started = Instant::now();
         start_run(http.clone(), format!("{base}/v1/workflows/fan/runs?wait=30s")).await?;
         fan_out.push(started.elapsed().as_secs_f64() * 1e3);
+        let started = Instant::now();
+        let url = format!("{base}/v1/workflows/cchain/runs?wait=30s");
+        start_with(http.clone(), url, code_body.clone()).await?;
+        code_chain.push(started.elapsed().as_secs_f64() * 1e3);
+        code_over_yaml.push(code_chain[code_chain.len() - 1] / chain[chain.len() - 1]);
     }
 
     server.stop().await;
@@ -156,6 +179,8 @@ pub async fn run(trivial: &Path) -> anyhow::Result<ServerReport> {
         throttled_chain_40_ms: Spread::of(&throttled),
         throttle_overhead_us: Spread::of(&overhead),
         fan_out_2000_ms: Spread::of(&fan_out),
+        code_chain_40_ms: Spread::of(&code_chain),
+        code_over_yaml: Spread::of(&code_over_yaml),
     })
 }
 
@@ -218,6 +243,16 @@ impl std::fmt::Display for ServerReport {
             f,
             "  2,000-item for_each end to end                    {} ms",
             self.fan_out_2000_ms
+        )?;
+        writeln!(
+            f,
+            "  40-call code chain (workflow code) end to end     {} ms",
+            self.code_chain_40_ms
+        )?;
+        writeln!(
+            f,
+            "  code chain over YAML chain (target ≤ 1.5)         {} x",
+            self.code_over_yaml
         )?;
         Ok(())
     }

@@ -23,11 +23,14 @@ pub enum BenchCommand {
         json: bool,
     },
     /// The durable path through the real server: runs/s over HTTP, durable
-    /// step completions/s, a 40-step chain end to end.
+    /// step completions/s, a 40-step chain end to end, as YAML and as code.
     Server {
         /// The trivial step component.
         #[arg(long, default_value = "target/guests/rust/echo.wasm")]
         trivial: PathBuf,
+        /// The workflow code of the code scenarios (guest-examples/rust/chain-flow).
+        #[arg(long, default_value = "target/guests/rust/chain-flow.wasm")]
+        code: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -37,6 +40,9 @@ pub enum BenchCommand {
         /// The trivial step component.
         #[arg(long, default_value = "target/guests/rust/echo.wasm")]
         trivial: PathBuf,
+        /// The workflow code of the code scenarios (guest-examples/rust/chain-flow).
+        #[arg(long, default_value = "target/guests/rust/chain-flow.wasm")]
+        code: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -58,6 +64,9 @@ pub enum BenchCommand {
         /// The trivial step component.
         #[arg(long, default_value = "target/guests/rust/echo.wasm")]
         trivial: PathBuf,
+        /// The workflow code of the code scenarios (guest-examples/rust/chain-flow).
+        #[arg(long, default_value = "target/guests/rust/chain-flow.wasm")]
+        code: PathBuf,
         #[arg(long)]
         json: bool,
     },
@@ -71,15 +80,21 @@ pub async fn run(home: &super::local::Home, command: BenchCommand) -> anyhow::Re
             trivial,
             json,
         } => print_report(&crate::bench::sandbox::run(&guests, &trivial, iterations).await?, json),
-        BenchCommand::Server { trivial, json } => print_report(&crate::bench::server::run(&trivial).await?, json),
-        BenchCommand::Waits { trivial, json } => print_report(&crate::bench::waits::run(&trivial).await?, json),
+        BenchCommand::Server { trivial, code, json } => {
+            print_report(&crate::bench::server::run(&trivial, &code).await?, json)
+        }
+        BenchCommand::Waits { trivial, code, json } => {
+            print_report(&crate::bench::waits::run(&trivial, &code).await?, json)
+        }
         BenchCommand::Cluster { nodes, trivial, json } => {
             let crate::store::Location::Postgres(database) = &home.store else {
                 anyhow::bail!("bench cluster needs a PostgreSQL database: --database postgres://USER@HOST:PORT/DB");
             };
             print_report(&crate::bench::cluster::run(database, nodes, &trivial).await?, json)
         }
-        BenchCommand::Workflow { trivial, json } => print_report(&crate::bench::workflow::run(&trivial).await?, json),
+        BenchCommand::Workflow { trivial, code, json } => {
+            print_report(&crate::bench::workflow::run(&trivial, &code).await?, json)
+        }
     }
 }
 

@@ -36,9 +36,6 @@ pub struct Guests {
     pub hostile_cmd_p2: PathBuf,
     /// Workflow code that does what its input asks (tests/guests/flow-probe).
     pub flow_probe: PathBuf,
-    /// The order example (examples/order): its workflow code and steps.
-    pub order_flow: PathBuf,
-    pub order_steps: PathBuf,
 }
 
 impl Guests {
@@ -104,17 +101,6 @@ pub fn guests() -> &'static Guests {
             }
             run(&mut cargo);
         }
-        run(Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--quiet",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(root.join("examples/order/Cargo.toml")));
-        let order = root.join("examples/order/target/wasm32-wasip2/release");
         let out = root.join("tests/guests/target");
         Guests {
             examples: root.join("target/guests/rust"),
@@ -125,8 +111,30 @@ pub fn guests() -> &'static Guests {
             hostile_cmd_p1: out.join("wasm32-wasip1/release/hostile-cmd.wasm"),
             hostile_cmd_p2: out.join("wasm32-wasip2/release/hostile-cmd.wasm"),
             flow_probe: out.join("wasm32-wasip2/release/flow_probe.wasm"),
-            order_flow: order.join("order_flow.wasm"),
-            order_steps: order.join("order_steps.wasm"),
+        }
+    })
+}
+
+/// The order example (examples/order), built from source by its build.sh
+/// once per test process: its steps and its workflow code in each language.
+pub struct OrderExample {
+    pub steps: PathBuf,
+    /// (language, workflow code): rust, python, typescript.
+    pub flows: Vec<(&'static str, PathBuf)>,
+}
+
+pub fn order_example() -> &'static OrderExample {
+    static BUILT: OnceLock<OrderExample> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = root();
+        run(&mut Command::new(root.join("examples/order/build.sh")));
+        let out = root.join("target/order");
+        OrderExample {
+            steps: out.join("order-steps.wasm"),
+            flows: ["rust", "python", "typescript"]
+                .into_iter()
+                .map(|language| (language, out.join(format!("order-flow-{language}.wasm"))))
+                .collect(),
         }
     })
 }

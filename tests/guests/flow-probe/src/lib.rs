@@ -9,19 +9,25 @@ use sandstep_workflow::{workflow, Ctx, Failure, Options};
 fn run(ctx: &Ctx, input: Value) -> Result<Value, Failure> {
     let mode = input["mode"].as_str().unwrap_or("chain");
     match mode {
-        // `n` steps one after the other, each spinning `spin` iterations.
+        // `n` pairs of steps one after the other: `s-{i}` spins `spin`
+        // iterations, or with `ping` (a URL), POSTs to `{ping}/s-{i}` with
+        // httpprobe (a guest-side count of the times each step ran);
+        // `k-{i}` reports its idempotency key.
         "chain" => {
             let n = input["n"].as_u64().unwrap_or(3);
             let spin = input["spin"].as_u64().unwrap_or(0);
             let mut keys = Vec::new();
             for i in 0..n {
-                let out: Value = ctx.step(
-                    &format!("s-{i}"),
-                    "hostile",
-                    &json!({ "mode": "spin", "n": spin }),
-                    Options::new(),
-                )?;
-                let _ = out;
+                let name = format!("s-{i}");
+                let _: Value = match input["ping"].as_str() {
+                    Some(url) => {
+                        let host = url.trim_start_matches("http://").split('/').next().unwrap_or_default();
+                        let request = json!({ "requests": [{ "url": format!("{url}/{name}"), "method": "POST" }] });
+                        let grants = json!({ "http": [host] });
+                        ctx.step(&name, "httpprobe", &request, Options::new().set("grants", grants))?
+                    }
+                    None => ctx.step(&name, "hostile", &json!({ "mode": "spin", "n": spin }), Options::new())?,
+                };
                 let key: Value = ctx.step(&format!("k-{i}"), "hostile", &json!({ "mode": "context" }), Options::new())?;
                 keys.push(key["idempotency_key"].clone());
             }
