@@ -464,3 +464,74 @@ fn a_database_url_that_is_not_postgres_is_refused() {
     );
     assert!(!stderr.contains("s3cret"), "{stderr}");
 }
+
+/// A code run whose node is killed mid-run is taken over by another node,
+/// which replays its journal and goes on: every call recorded once, no
+/// recorded step started again, the right output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_takes_over_a_code_run_from_a_killed_node_by_replaying_it() {
+    let Some(Cluster { mut nodes, ids, .. }) = Cluster::start(2) else {
+        return;
+    };
+    let g = crate::support::guests();
+    let modules = [
+        ("hostile", g.hostile.as_path()),
+        ("flow-probe:v1", g.flow_probe.as_path()),
+    ];
+    let yaml = crate::code_workflows::PROBE.replace("fuel: 200000000", "fuel: 5000000000");
+    crate::code_workflows::push_and_apply(&nodes[0].url, &modules, "probe", &yaml).await;
+    let input = json!({ "input": { "mode": "chain", "n": 15, "spin": 20000000 } });
+    let (status, run) = call(
+        &nodes[0].url,
+        reqwest::Method::POST,
+        "/v1/workflows/probe/runs",
+        Some(input),
+    )
+    .await;
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    // Kill the node running it once a few calls are recorded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let (_, run) = call(&nodes[0].url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+        let steps = run["steps"].as_array().cloned().unwrap_or_default();
+        if steps.len() >= 6 {
+            let node = steps[0]["attempts"][0]["node"].as_str().unwrap().to_string();
+            break ids.iter().position(|n| *n == node).expect("a node of the cluster");
+        }
+        assert!(Instant::now() < deadline, "the run made no calls: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    nodes[first].kill();
+    let other = 1 - first;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (_, run) = call(&nodes[other].url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+        if run["status"] == "completed" || run["status"] == "failed" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "the run did not end: {run}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(done["output"], json!({ "steps": 30, "last_key": format!("{id}/k-14") }));
+    // The last call's step ran on the node that took over.
+    assert_eq!(done["steps"][29]["attempts"][0]["node"], ids[other].as_str(), "{done}");
+    let events = crate::code_workflows::events_of(&nodes[other].url, &id).await;
+    let positions: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "workflow.called")
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(positions, (1..=30).collect::<Vec<_>>());
+    let mut succeeded = HashSet::new();
+    for event in &events {
+        let step = event["step"].as_str().unwrap_or_default().to_string();
+        match event["type"].as_str().unwrap() {
+            "step.succeeded" => assert!(succeeded.insert(step)),
+            "step.started" => assert!(!succeeded.contains(&step), "{step} started after it succeeded"),
+            _ => {}
+        }
+    }
+    assert_eq!(succeeded.len(), 30);
+}

@@ -16,7 +16,7 @@ use crate::support::*;
 
 const ORDER: &str = include_str!("../examples/order/order.yaml");
 
-const PROBE: &str = "
+pub(crate) const PROBE: &str = "
 name: probe
 code: flow-probe:v1
 defaults:
@@ -310,7 +310,7 @@ async fn a_code_run_waiting_for_an_event_gets_it_with_recorded_values() {
 }
 
 /// Events of a run, from its SSE stream (the run has ended).
-async fn events_of(url: &str, run_id: &str) -> Vec<Value> {
+pub(crate) async fn events_of(url: &str, run_id: &str) -> Vec<Value> {
     let text = reqwest::get(format!("{url}/v1/runs/{run_id}/events"))
         .await
         .unwrap()
@@ -345,7 +345,7 @@ async fn counter() -> (u16, Arc<Mutex<HashMap<String, u64>>>) {
     (port, counts)
 }
 
-async fn push_and_apply(url: &str, modules: &[(&str, &std::path::Path)], name: &str, yaml: &str) {
+pub(crate) async fn push_and_apply(url: &str, modules: &[(&str, &std::path::Path)], name: &str, yaml: &str) {
     let http = reqwest::Client::new();
     for (module, path) in modules {
         let query = match module.split_once(':') {

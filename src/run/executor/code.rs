@@ -1,22 +1,24 @@
-//! Code runs in the driver: the workflow code's instance runs on its own
-//! task and sends each call past its journal here ([`Live`]). A step-like
-//! call becomes a step of the run (compiled from the definition's
-//! `defaults` and the call's options, its module resolved and pinned by
-//! digest), recorded with `workflow.called`; the driver then runs it like
-//! any step. Awaits are answered after the commit that recorded the
-//! outcomes they return, so the code never acts on an outcome a crash
-//! could lose. When the code is blocked on calls that all wait (a sleep,
-//! an event, a child run), the run pauses and the instance is dropped;
-//! revival replays it from the journal.
+//! Code runs in the driver: the workflow code's instance is a future the
+//! driver polls in its own loop (no task of its own: a call and its answer
+//! cross no thread), and sends each call past its journal here ([`Live`]).
+//! A step-like call becomes a step of the run (compiled from the
+//! definition's `defaults` and the call's options, its module resolved and
+//! pinned by digest), recorded with `workflow.called`; the driver then runs
+//! it like any step. Awaits are answered from the outcomes applied in the
+//! round, and the code runs on until it blocks, so its next calls are
+//! committed with those outcomes, after them in the journal: a crash that
+//! loses an outcome loses what the code did with it too. When the code is
+//! blocked on calls that all wait (a sleep, an event, a child run), the run
+//! pauses and the instance is dropped; revival replays it from the journal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt as _;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use super::Driver;
 use crate::run::children::ChildStart;
@@ -31,9 +33,12 @@ use crate::sandbox::{
 use crate::workflow::{CallAction, Step};
 
 /// A code run's state in its driver.
+/// The code's instance running: replaying, then live, until it returns.
+type Instance = std::pin::Pin<Box<dyn std::future::Future<Output = WorkflowEnd> + Send>>;
+
 pub(super) struct CodeRun {
     live: mpsc::UnboundedReceiver<Live>,
-    instance: Option<JoinHandle<WorkflowEnd>>,
+    instance: Option<Instance>,
     /// The code's await, until it can be answered.
     pending: Option<Pending>,
     /// Step index of each step-like call, by position.
@@ -60,14 +65,6 @@ struct Pending {
     reply: oneshot::Sender<Reply>,
 }
 
-impl Drop for CodeRun {
-    fn drop(&mut self) {
-        if let Some(instance) = self.instance.take() {
-            instance.abort();
-        }
-    }
-}
-
 /// What the code did, for the driver's loop.
 pub(super) enum CodeEvent {
     Live(Live),
@@ -84,12 +81,7 @@ pub(super) async fn next_code_event(code: &mut Option<Box<CodeRun>>) -> CodeEven
         Some(live) = code.live.recv() => CodeEvent::Live(live),
         ended = async { code.instance.as_mut().expect("guarded").await }, if code.instance.is_some() => {
             code.instance = None;
-            CodeEvent::Ended(ended.unwrap_or_else(|e| WorkflowEnd {
-                ended: Err(WorkflowFault::Failed { kind: "workflow_trap".into(), message: format!("the workflow's task ended: {e}") }),
-                fuel_consumed: 0,
-                peak_memory: 0,
-                duration: Duration::ZERO,
-            }))
+            CodeEvent::Ended(ended)
         }
         else => std::future::pending().await,
     }
@@ -236,7 +228,7 @@ impl<'a> Driver<'a> {
         let seed = seed_of(&self.state.run_id);
         let input = self.state.input.to_string();
         let sandbox = self.executor.sandbox.clone();
-        let instance = tokio::spawn(async move {
+        let instance = async move {
             let start = WorkflowStart {
                 input: &input,
                 limits: &limits,
@@ -245,10 +237,22 @@ impl<'a> Driver<'a> {
                 clock,
                 started_ms,
             };
-            sandbox.run_workflow(&module, start, Box::new(host)).await
-        });
+            // A panic in a host function fails this run, not its driver.
+            std::panic::AssertUnwindSafe(sandbox.run_workflow(&module, start, Box::new(host)))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| WorkflowEnd {
+                    ended: Err(WorkflowFault::Failed {
+                        kind: "workflow_trap".into(),
+                        message: "the workflow's host panicked".into(),
+                    }),
+                    fuel_consumed: 0,
+                    peak_memory: 0,
+                    duration: Duration::ZERO,
+                })
+        };
         let code = self.code.as_mut().expect("rebuilt first");
-        code.instance = Some(instance);
+        code.instance = Some(Box::pin(instance));
         code.replayed = replayed;
         code.capped = capped;
     }
@@ -265,6 +269,12 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// Whether the code's await can be answered now.
+    pub(super) fn code_answerable(&self) -> bool {
+        let pending = self.code.as_ref().and_then(|c| c.pending.as_ref());
+        pending.is_some_and(|p| self.answerable(p))
+    }
+
     fn answerable(&self, pending: &Pending) -> bool {
         let ended = |id: &u32| self.call_result(*id).is_some();
         if pending.next {
@@ -274,8 +284,33 @@ impl<'a> Driver<'a> {
         }
     }
 
-    /// Answers the code's await once the outcomes it returns are committed.
-    pub(super) fn answer_awaits(&mut self) {
+    /// Answers the code's await from the outcomes applied so far and lets
+    /// the code run until it blocks again, so that the calls it makes next
+    /// ride this round's commit (as a YAML step started by a completion
+    /// does): the journal records them after the outcomes they follow, so a
+    /// crash that loses an outcome loses them too.
+    pub(super) async fn run_code(&mut self) {
+        loop {
+            self.answer_awaits();
+            let queued = |code: &mut Option<Box<CodeRun>>| code.as_mut().and_then(|c| c.live.try_recv().ok());
+            let event = match queued(&mut self.code) {
+                Some(live) => CodeEvent::Live(live),
+                // Polling the instance runs the code until it blocks on
+                // its next call, whose message is then queued.
+                None => match next_code_event(&mut self.code).now_or_never() {
+                    Some(event) => event,
+                    None => match queued(&mut self.code) {
+                        Some(live) => CodeEvent::Live(live),
+                        None => return,
+                    },
+                },
+            };
+            self.code_event(event).await;
+        }
+    }
+
+    /// Answers the code's await once the outcomes it returns are applied.
+    fn answer_awaits(&mut self) {
         let Some(code) = self.code.as_mut() else {
             return;
         };
@@ -703,9 +738,7 @@ impl<'a> Driver<'a> {
     /// Drops the code's instance (the run ended or stopped).
     pub(super) fn drop_code(&mut self) {
         if let Some(code) = self.code.as_mut() {
-            if let Some(instance) = code.instance.take() {
-                instance.abort();
-            }
+            code.instance = None;
             code.pending = None;
         }
     }

@@ -388,6 +388,9 @@ impl<'a> Driver<'a> {
             while let Some(message) = inbox.as_mut().and_then(|i| i.try_recv().ok()) {
                 self.receive(message).await?;
             }
+            if self.code.is_some() && !draining {
+                self.run_code().await;
+            }
             if self.state.status.is_terminal() {
                 return self.commit().await;
             }
@@ -431,7 +434,11 @@ impl<'a> Driver<'a> {
                 }
             }
             self.commit().await?;
-            self.answer_awaits();
+            // Outcomes applied since `run_code` (timers, cache hits) may
+            // answer the code's await: go round again rather than wait.
+            if !draining && self.code_answerable() {
+                continue;
+            }
 
             let next_timer = self.timers.peek().map(|Reverse((at, _))| instant_at(*at));
             let deadline = self.deadline_ms.map(instant_at);
