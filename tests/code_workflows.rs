@@ -25,7 +25,7 @@ workflow_limits: { fuel: 200000000, memory: 32MiB }
 ";
 
 /// A server with the order example applied, its code in `language`.
-async fn order_server(language: &str) -> TestServer {
+pub(crate) async fn order_server(language: &str) -> TestServer {
     let server = TestServer::start().await;
     let example = order_example();
     let flow = &example.flows.iter().find(|(l, _)| *l == language).unwrap().1;
@@ -563,4 +563,53 @@ async fn a_rerun_from_a_call_replays_the_calls_before_it_and_runs_the_rest() {
     assert_eq!(status, 422, "{body}");
     assert!(body.to_string().contains("made no call named \\\"nope\\\""), "{body}");
     server.stop().await;
+}
+
+/// A stored journal replayed directly (`run::code::replay`): against the
+/// module that wrote it, every call matches; against another module the
+/// first differing call is named as a revival would name it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stored_journal_replays_against_its_module_and_diverges_against_another() {
+    use sandstep::run::code::replay::{replay, Replayed};
+    let server = order_server("rust").await;
+    let order = json!({ "order_id": "o-9", "customer": "di", "amount": 250, "items": ["cup", "pot"] });
+    let (_, run) = server
+        .post_json("/v1/workflows/order/runs?wait=20s", json!({ "input": order }))
+        .await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let run_id = run["id"].as_str().unwrap().to_string();
+    let events: Vec<sandstep::run::Event> = events_of(&server.url, &run_id)
+        .await
+        .into_iter()
+        .map(|e| serde_json::from_value(e).unwrap())
+        .collect();
+    server.stop().await;
+
+    let workflow = sandstep::workflow::load(ORDER, &sandstep::limits::Caps::default(), None).unwrap();
+    let limits = sandstep::limits::WorkflowLimits::default();
+    let flows = &order_example().flows;
+    let flow = |language: &str| module(&flows.iter().find(|(l, _)| *l == language).unwrap().1);
+    let sandbox = sandbox();
+    let own = replay(sandbox, flow("rust"), &workflow, &run_id, &events, &limits).await;
+    assert_eq!(own, Replayed::Ended);
+
+    // The TypeScript order submits its charge and awaits it: the journal's
+    // second call is a `step`, the code's an `await-next`.
+    let Replayed::Diverged(message) = replay(sandbox, flow("typescript"), &workflow, &run_id, &events, &limits).await
+    else {
+        panic!("the TypeScript module replayed the Rust journal");
+    };
+    assert!(
+        message.starts_with("call 2: recorded step \"charge\" (order-steps:v1@sha256:"),
+        "{message}"
+    );
+    assert!(message.contains(", got await-next"), "{message}");
+
+    // Other code altogether differs at the first call.
+    let probe = module(&guests().flow_probe);
+    let Replayed::Diverged(message) = replay(sandbox, probe, &workflow, &run_id, &events, &limits).await else {
+        panic!("the probe replayed the order's journal");
+    };
+    assert!(message.starts_with("call 1: recorded step \"validate\""), "{message}");
+    assert!(message.contains("got step \"s-0\""), "{message}");
 }

@@ -414,3 +414,73 @@ async fn a_run_fits_a_phone_and_its_steps_are_selected_with_the_keyboard() {
     browser.close().await;
     server.stop().await;
 }
+
+/// A code run's page: its calls in call order, calls submitted together
+/// side by side, and calls made after the page was opened appear without a
+/// reload (the approval is given from the page).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_runs_calls_show_in_call_order_side_by_side_and_live() {
+    let server = crate::code_workflows::order_server("rust").await;
+    let order = json!({ "order_id": "o-ui", "customer": "ui", "amount": 5000, "items": ["a", "b", "c"] });
+    let id = crate::waits::start(&server, "order", order).await;
+    wait_status(&server, &id, "paused").await;
+
+    let browser = Browser::open().await;
+    browser.goto(&format!("{}/ui#/runs/{id}", server.url)).await;
+    browser
+        .find(&format!("{}[data-status=\"waiting\"]", node("approval")))
+        .await;
+    assert!(!browser.has(&node("notify")).await, "no call after the wait yet");
+    browser.script("window.sameDocument = true;").await;
+    browser.click(&format!("{} button", node("approval"))).await;
+    let textarea = browser.find("#approval-data").await;
+    textarea.clear().await.unwrap();
+    textarea.send_keys("{\"approved\": true}").await.unwrap();
+    browser.click("#approve").await;
+    browser
+        .find(&format!("{}[data-status=\"succeeded\"]", node("notify")))
+        .await;
+    assert_eq!(
+        browser.script("return window.sameDocument === true;").await,
+        json!(true),
+        "no reload"
+    );
+    browser.screenshot("code-run").await;
+    let place = browser
+        .script(
+            "return [...document.querySelectorAll('.node')].map((n) => [n.dataset.step, parseInt(n.style.left), parseInt(n.style.top)]);",
+        )
+        .await;
+    let place: Vec<(String, i64, i64)> = serde_json::from_value(place).unwrap();
+    let at = |step: &str| place.iter().find(|p| p.0 == step).map(|p| (p.1, p.2)).unwrap();
+    let ids: Vec<&str> = place.iter().map(|p| p.0.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["validate", "charge", "approval", "ship-0", "ship-1", "ship-2", "notify"]
+    );
+    // One row per call made after the one before ended...
+    for (above, below) in [
+        ("validate", "charge"),
+        ("charge", "approval"),
+        ("approval", "ship-0"),
+        ("ship-0", "notify"),
+    ] {
+        assert!(at(above).1 < at(below).1, "{above} above {below}: {place:?}");
+        assert_eq!(at(above).0, 0, "{place:?}");
+    }
+    // ...and the shipments, submitted together, side by side.
+    assert_eq!(
+        (at("ship-1").1, at("ship-2").1),
+        (at("ship-0").1, at("ship-0").1),
+        "{place:?}"
+    );
+    assert!(
+        at("ship-0").0 < at("ship-1").0 && at("ship-1").0 < at("ship-2").0,
+        "{place:?}"
+    );
+    let run = server.wait_run(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["steps"][4]["row"], 3, "{run}");
+    browser.close().await;
+    server.stop().await;
+}

@@ -1,6 +1,8 @@
 // A run's steps as a graph laid out by dependency level: a step's column is
-// one past the deepest step it needs. Nodes are built once and updated in
-// place, so live updates keep the keyboard focus where it is.
+// one past the deepest step it needs. A code run's calls are laid out in
+// call order instead, one row after another, calls submitted together side
+// by side. Nodes are built once per set of steps and updated in place, so
+// live updates keep the keyboard focus where it is.
 
 import { badge, fill, h, svg } from './dom.js';
 
@@ -43,21 +45,38 @@ export function itemProgress(step) {
   return `items ${ok}/${step.items}`;
 }
 
+/** Where each step goes: by dependency level, or a code run's calls by row. */
+function layout(steps) {
+  const place = new Map();
+  const counts = [];
+  const calls = steps.length > 0 && steps.every((s) => s.call !== undefined && s.call !== null);
+  const level = calls ? null : levels(steps);
+  for (const step of steps) {
+    const l = calls ? (step.row ?? 0) : level.get(step.id);
+    counts[l] = (counts[l] || 0) + 1;
+    const across = (calls ? counts[l] - 1 : l) * (W + GAP_X);
+    const down = (calls ? l : counts[l] - 1) * (H + GAP_Y);
+    place.set(step.id, { x: across, y: down });
+  }
+  const widest = Math.max(...counts.filter(Boolean), 1);
+  const columns = calls ? widest : Math.max(1, counts.length);
+  const rows = calls ? Math.max(1, counts.length) : widest;
+  return { place, calls, width: columns * (W + GAP_X) - GAP_X, height: rows * (H + GAP_Y) - GAP_Y };
+}
+
+/** A key that changes when the graph's shape does (new calls, new rows). */
+export function shapeKey(steps) {
+  return steps.map((s) => `${s.id}:${s.row ?? ''}`).join('|');
+}
+
 export class Dag {
   constructor(steps, onSelect) {
     this.nodes = new Map();
-    const level = levels(steps);
-    const rows = [];
-    const place = new Map();
-    for (const step of steps) {
-      const l = level.get(step.id);
-      rows[l] = (rows[l] || 0) + 1;
-      place.set(step.id, { x: l * (W + GAP_X), y: (rows[l] - 1) * (H + GAP_Y) });
-    }
-    const width = Math.max(1, rows.length) * (W + GAP_X) - GAP_X;
-    const height = Math.max(...rows.filter(Boolean), 1) * (H + GAP_Y) - GAP_Y;
+    this.key = shapeKey(steps);
+    const { place, calls, width, height } = layout(steps);
     const edges = svg('svg', { class: 'edges', width, height, 'aria-hidden': 'true' });
-    this.el = h('div', { class: 'dag', role: 'group', 'aria-label': 'Steps by dependency level' });
+    const label = calls ? 'Calls in call order' : 'Steps by dependency level';
+    this.el = h('div', { class: 'dag', role: 'group', 'aria-label': label });
     this.el.style.width = `${width}px`;
     this.el.style.height = `${height}px`;
     this.el.append(edges);

@@ -2,7 +2,7 @@
 // current from the run's event stream.
 
 import { follow, get, post } from './api.js';
-import { Dag } from './dag.js';
+import { Dag, shapeKey } from './dag.js';
 import { badge, fill, h, json, number, problemText, RUN_ENDED, runDuration, time } from './dom.js';
 import { stepPanel } from './step.js';
 
@@ -36,7 +36,8 @@ export function runPage(main, [id], signal) {
   function render() {
     if (!run) return;
     renderHeader();
-    if (!dag) {
+    // A code run grows a step per call: build the graph again when it does.
+    if (!dag || dag.key !== shapeKey(run.steps)) {
       dag = new Dag(run.steps, select);
       fill(graph, h('h2', { class: 'visually-hidden' }, 'Steps'), h('div', { class: 'scroll' }, dag.el));
     }

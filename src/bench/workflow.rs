@@ -32,6 +32,10 @@ pub struct WorkflowReport {
     /// The 40-call code chain's executor overhead per step over the YAML
     /// chain's (target ≤ 1.5).
     pub code_over_yaml: f64,
+    /// ms to replay a stored journal of 1,000 calls against its module
+    /// (`run::code::replay`: instantiate, answer every call from the
+    /// journal, check each), median of the rounds.
+    pub replay_1000_ms: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -87,6 +91,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<WorkflowReport> 
 
     let code_bytes = std::fs::read(code).with_context(|| format!("cannot read {}", code.display()))?;
     let flow = Arc::new(sandbox.load(&code_bytes)?);
+    let replay_flow = flow.clone();
     let code_module = super::CODE_MODULE.to_string();
     let pinned = Pinned {
         digests: [
@@ -213,6 +218,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<WorkflowReport> 
         .fold(0.0, f64::max);
     let named = |name: &str| out.iter().find(|s| s.name == name).map_or(0.0, |s| s.per_step_us);
     let throttle_overhead_us = named("40-step chain, every step throttled") - named("40-step sequential chain");
+    let replay_1000_ms = replay_figure(&executor, &sandbox, &replay_flow, &pinned, &secrets, &caps).await?;
     let overhead = |name: &str| named(name) - sandbox_attempt_us;
     let code_over_yaml = overhead("40-call code chain (workflow code)") / overhead("40-step sequential chain");
     Ok(WorkflowReport {
@@ -222,7 +228,55 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<WorkflowReport> 
         cache_hit_us,
         throttle_overhead_us,
         code_over_yaml,
+        replay_1000_ms,
     })
+}
+
+/// Runs the code chain with 1,000 calls, then replays its journal against
+/// the same module `REPEAT` times: the median ms.
+async fn replay_figure(
+    executor: &Executor,
+    sandbox: &Sandbox,
+    flow: &crate::sandbox::Module,
+    pinned: &Pinned,
+    secrets: &Arc<Secrets>,
+    caps: &Caps,
+) -> anyhow::Result<f64> {
+    use crate::run::code::replay::{replay, Replayed};
+    let workflow = Arc::new(
+        crate::workflow::load(&super::code_yaml("replay"), caps, None)
+            .map_err(|e| anyhow::anyhow!("bench workflow is invalid: {e:?}"))?,
+    );
+    let request = RunRequest {
+        input: serde_json::json!({ "n": 1000 }),
+        ..RunRequest::default()
+    };
+    let ready = crate::service::start::prepare(&workflow, pinned, secrets, request)
+        .map_err(|e| anyhow::anyhow!("bench input refused: {e:?}"))?;
+    let run_id = ready.state.run_id.clone();
+    let journal = MemoryJournal::new();
+    journal.append(std::slice::from_ref(&ready.queued)).await?;
+    let finished = executor
+        .execute(&ready.spec, ready.state, &journal, CancellationToken::new())
+        .await?;
+    anyhow::ensure!(
+        finished.status == RunStatus::Completed,
+        "the 1,000-call run ended {:?}",
+        finished.status
+    );
+    let events = journal.events();
+    let limits = crate::limits::WorkflowLimits::default();
+    let mut times = Vec::new();
+    for round in 0..=REPEAT {
+        let started = Instant::now();
+        let replayed = replay(sandbox, flow, &workflow, &run_id, &events, &limits).await;
+        let elapsed = started.elapsed();
+        anyhow::ensure!(replayed == Replayed::Ended, "the replay stopped: {replayed:?}");
+        if round > 0 {
+            times.push(elapsed.as_secs_f64() * 1e3);
+        }
+    }
+    Ok(super::Spread::of(&times).median)
 }
 
 impl std::fmt::Display for WorkflowReport {
@@ -268,6 +322,11 @@ impl std::fmt::Display for WorkflowReport {
             f,
             "code chain's executor overhead per step over the YAML chain's: {:.2}x (target ≤ 1.5)",
             self.code_over_yaml
+        )?;
+        writeln!(
+            f,
+            "replay of a 1,000-call journal against its module: {:.1} ms (target ≤ 20)",
+            self.replay_1000_ms
         )?;
         Ok(())
     }

@@ -147,6 +147,11 @@ pub struct StepState {
     pub items: Option<usize>,
     /// One unit for a plain step, one per item for for_each.
     pub units: Vec<UnitState>,
+    /// A code workflow's call: its row in call order. A call made while
+    /// the call before it had not ended shares that call's row (calls
+    /// submitted together); otherwise it starts the next row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<u32>,
 }
 
 impl StepState {
@@ -171,6 +176,7 @@ impl StepState {
             reused: false,
             items: None,
             units: Vec::new(),
+            row: None,
         }
     }
 
@@ -436,7 +442,14 @@ impl RunState {
             }
             EventKind::WorkflowCalled { position, name, call } => {
                 if let (Some(name), true) = (name, call.is_step()) {
-                    self.step(name);
+                    let before = self.calls.iter().rev().find(|c| c.call.is_step());
+                    let before = before.and_then(|c| self.steps.get(c.name.as_deref()?));
+                    let row = match before.map(|s| (s.row.unwrap_or(0), s.status.is_terminal())) {
+                        None => 0,
+                        Some((row, true)) => row + 1,
+                        Some((row, false)) => row,
+                    };
+                    self.step(name).row = Some(row);
                 }
                 self.calls.push(crate::run::code::RecordedCall {
                     position: *position,

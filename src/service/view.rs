@@ -72,6 +72,12 @@ pub struct StepView {
     /// id `submit-*` returned).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub call: Option<u32>,
+    /// A code workflow's call: its row in call order (from 0). A call made
+    /// while the call before it had not ended shares its row (calls
+    /// submitted together, shown side by side); otherwise it starts the
+    /// next row.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row: Option<u32>,
     /// A module step: the module reference (`name` or `name:tag`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub module: Option<String>,
@@ -346,6 +352,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 id: step.id.clone(),
                 kind: step.kind,
                 call: step.call,
+                row: step.call.and(s.row),
                 module: step.module,
                 workflow: step.child,
                 needs: step.needs,

@@ -10,6 +10,7 @@
 //! `patched`, `await-next`, `start-child`) only record their answer.
 
 pub mod host;
+pub mod replay;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -120,9 +121,10 @@ impl CallRecord {
                 CallRecord::Step {
                     module: b,
                     input_digest: y,
+                    input,
                     ..
                 },
-            ) => a == b && x == y,
+            ) => a == b && (x == y || *x == written_digest(input)),
             (
                 CallRecord::Child {
                     workflow: a,
@@ -132,10 +134,11 @@ impl CallRecord {
                 CallRecord::Child {
                     workflow: b,
                     input_digest: y,
+                    input,
                     ..
                 },
-            )
-            | (
+            ) => a == b && (x == y || *x == written_digest(input)),
+            (
                 CallRecord::StartChild {
                     workflow: a,
                     input_digest: x,
@@ -210,6 +213,47 @@ fn short(digest: &str) -> String {
 /// `sha256:<hex>` of a call's input, as canonical JSON text (object keys
 /// in the order the code wrote them: the same code writes the same order).
 pub fn input_digest(input: &Value) -> String {
+    let mut text = String::new();
+    canonical(input, &mut text);
+    format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
+}
+
+/// JSON text with every object's keys sorted: two inputs that differ only
+/// in key order (code in two languages building the same object) digest
+/// alike.
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The digest journals recorded before digests were canonical: the input's
+/// text in the order the code wrote it. Replay accepts either.
+fn written_digest(input: &Value) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(input.to_string().as_bytes())))
 }
 
@@ -222,6 +266,42 @@ pub trait ModuleSource: Send + Sync {
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<std::sync::Arc<crate::sandbox::Module>, String>> + Send + 'a>,
     >;
+}
+
+/// The outcome a call returns to the code, from its step's state, once
+/// the step ended (a wait returns its event: `{"id", "data"}`).
+pub fn outcome(step: &crate::run::state::StepState, call: &CallRecord) -> Option<crate::sandbox::CallResult> {
+    use crate::run::event::ErrorKind;
+    use crate::run::state::StepStatus;
+    use crate::sandbox::CallFailure;
+    match step.status {
+        StepStatus::Succeeded => {
+            let output = step.output.clone().unwrap_or(Value::Null);
+            Some(Ok(match call {
+                CallRecord::Wait { .. } => serde_json::json!({ "id": step.event, "data": output }).to_string(),
+                _ => output.to_string(),
+            }))
+        }
+        StepStatus::Failed => {
+            let error = step.error.clone()?;
+            Some(Err(CallFailure {
+                kind: error.kind.as_str().to_string(),
+                message: error.message,
+            }))
+        }
+        StepStatus::Skipped | StepStatus::Canceled => Some(Err(CallFailure {
+            kind: ErrorKind::Canceled.as_str().into(),
+            message: step.reason.clone().unwrap_or_else(|| "the call was canceled".into()),
+        })),
+        _ => None,
+    }
+}
+
+/// The seed of a run's WASI randomness in its workflow code.
+pub(crate) fn seed_of(run_id: &str) -> u64 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(run_id.as_bytes());
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 /// A call's input as recorded and compared on replay: the JSON the code
@@ -306,5 +386,48 @@ mod tests {
         );
         let other_input = step("payments:v1", serde_json::json!({"amount": 11}));
         assert!(check_replay(&recorded, Some("charge"), &other_input).is_err());
+    }
+
+    #[test]
+    fn inputs_that_differ_only_in_key_order_are_the_same_call_and_old_digests_still_match() {
+        let written: Value =
+            serde_json::from_str(r#"{"op":"ship","order":{"id":"o-1","items":[{"b":2,"a":1}]}}"#).unwrap();
+        let sorted: Value =
+            serde_json::from_str(r#"{"order":{"items":[{"a":1,"b":2}],"id":"o-1"},"op":"ship"}"#).unwrap();
+        assert_eq!(input_digest(&written), input_digest(&sorted));
+        let recorded = |call| RecordedCall {
+            position: 1,
+            name: Some("ship".into()),
+            call,
+            at_ms: 0,
+        };
+        assert_eq!(
+            check_replay(&recorded(step("s", written.clone())), Some("ship"), &step("s", sorted)),
+            Ok(())
+        );
+        // A journal recorded when the digest was of the text as written.
+        let old = match step("s", written.clone()) {
+            CallRecord::Step {
+                module,
+                input,
+                options,
+                digest,
+                ..
+            } => CallRecord::Step {
+                module,
+                digest,
+                input_digest: written_digest(&input),
+                input,
+                options,
+            },
+            other => other,
+        };
+        assert_ne!(written_digest(&written), input_digest(&written));
+        assert_eq!(
+            check_replay(&recorded(old.clone()), Some("ship"), &step("s", written)),
+            Ok(())
+        );
+        let other = serde_json::json!({ "op": "ship", "order": { "id": "o-2" } });
+        assert!(check_replay(&recorded(old), Some("ship"), &step("s", other)).is_err());
     }
 }

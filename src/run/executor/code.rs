@@ -25,10 +25,9 @@ use crate::run::children::ChildStart;
 use crate::run::code::host::{CodeHost, Journal, Live, Reply};
 use crate::run::code::{input_digest, CallRecord};
 use crate::run::event::{now_ms, ErrorKind, EventKind, Origin, StepError};
-use crate::run::state::StepStatus;
 use crate::sandbox::{
-    CallFailure, CallResult, HostAnswer, HostCall, HostStop, JournalClock, Module, ModuleKind, WorkflowEnd,
-    WorkflowFault, WorkflowInfo, WorkflowStart,
+    CallResult, HostAnswer, HostCall, HostStop, JournalClock, Module, ModuleKind, WorkflowEnd, WorkflowFault,
+    WorkflowInfo, WorkflowStart,
 };
 use crate::workflow::{CallAction, Step};
 
@@ -225,7 +224,7 @@ impl<'a> Driver<'a> {
             None => (limits.fuel, false),
         };
         let (host, replayed) = CodeHost::new(journal, limits.calls, clock.clone(), info, sender);
-        let seed = seed_of(&self.state.run_id);
+        let seed = crate::run::code::seed_of(&self.state.run_id);
         let input = self.state.input.to_string();
         let sandbox = self.executor.sandbox.clone();
         let instance = async move {
@@ -366,29 +365,9 @@ impl<'a> Driver<'a> {
     /// The outcome of the call at `position`, once its step ended.
     fn call_result(&self, position: u32) -> Option<CallResult> {
         let index = *self.code.as_ref()?.steps.get(&position)?;
-        let step = &self.state.steps[index];
-        let recorded = self.state.calls.iter().find(|c| c.position == position)?;
-        match step.status {
-            StepStatus::Succeeded => {
-                let output = step.output.clone().unwrap_or(Value::Null);
-                Some(Ok(match &recorded.call {
-                    CallRecord::Wait { .. } => serde_json::json!({ "id": step.event, "data": output }).to_string(),
-                    _ => output.to_string(),
-                }))
-            }
-            StepStatus::Failed => {
-                let error = step.error.clone()?;
-                Some(Err(CallFailure {
-                    kind: error.kind.as_str().to_string(),
-                    message: error.message,
-                }))
-            }
-            StepStatus::Skipped | StepStatus::Canceled => Some(Err(CallFailure {
-                kind: ErrorKind::Canceled.as_str().into(),
-                message: step.reason.clone().unwrap_or_else(|| "the call was canceled".into()),
-            })),
-            _ => None,
-        }
+        // Positions are 1, 2, ... in the order calls were recorded.
+        let recorded = self.state.calls.get(position.checked_sub(1)? as usize)?;
+        crate::run::code::outcome(&self.state.steps[index], &recorded.call)
     }
 
     /// Records a call: its `workflow.called` event (applied now, committed
@@ -771,11 +750,4 @@ fn refusal(refused: crate::workflow::CallRefused) -> (ErrorKind, String) {
 fn placeholder(code: &crate::workflow::Code, name: &str) -> Step {
     code.compile_call(name, CallAction::Sleep(Duration::ZERO), Value::Null, &Value::Null)
         .expect("a zero sleep always compiles")
-}
-
-/// The seed of a run's WASI randomness: the first 8 bytes of its id's digest.
-fn seed_of(run_id: &str) -> u64 {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(run_id.as_bytes());
-    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
