@@ -1,0 +1,292 @@
+//! A code run's live calls in its driver: each message of the code, the
+//! calls that are answered at once (`now`, `random`, `patched`,
+//! `start-child`), and the step-like calls, recorded and added to the run
+//! as steps.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{CodeEvent, Pending};
+use crate::run::children::ChildStart;
+use crate::run::code::host::{Live, Reply};
+use crate::run::code::{input_digest, CallRecord};
+use crate::run::event::{now_ms, ErrorKind, EventKind, Origin, StepError};
+use crate::run::executor::Driver;
+use crate::sandbox::{HostAnswer, HostCall, HostStop, Module, ModuleKind};
+use crate::workflow::{CallAction, Step};
+use std::sync::Arc;
+
+fn refused(kind: &str, message: impl Into<String>) -> HostStop {
+    HostStop {
+        kind: kind.into(),
+        message: message.into(),
+    }
+}
+
+impl Driver<'_> {
+    /// One message of the code.
+    pub(in crate::run::executor) async fn code_event(&mut self, event: CodeEvent) {
+        match event {
+            CodeEvent::Live(Live::Log(level, message)) => self.emit(EventKind::WorkflowLog { level, message }),
+            CodeEvent::Live(Live::Call { call, reply }) => {
+                let answer = self.live_call(call, reply).await;
+                if let Some((reply, answer)) = answer {
+                    let at_ms = self.state.calls.last().map(|c| c.at_ms);
+                    let _ = reply.send(Reply { answer, at_ms });
+                }
+            }
+            CodeEvent::Ended(end) => self.code_ended(end).await,
+        }
+    }
+
+    /// Makes one live call; the answer, unless the call waits (an await).
+    async fn live_call(
+        &mut self,
+        call: HostCall,
+        reply: oneshot::Sender<Reply>,
+    ) -> Option<(oneshot::Sender<Reply>, Result<HostAnswer, HostStop>)> {
+        let answer = match call {
+            HostCall::AwaitAll(ids) | HostCall::AwaitNext(ids)
+                if ids
+                    .iter()
+                    .any(|id| !self.code.as_ref().is_some_and(|c| c.steps.contains_key(id))) =>
+            {
+                Err(refused(
+                    "invalid_call",
+                    format!(
+                        "await of {ids:?}: only calls that start a step, a child, a sleep or a wait can be awaited"
+                    ),
+                ))
+            }
+            HostCall::AwaitAll(ids) => {
+                self.code.as_mut()?.pending = Some(Pending {
+                    ids,
+                    next: false,
+                    reply,
+                });
+                return None;
+            }
+            HostCall::AwaitNext(ids) => {
+                self.code.as_mut()?.pending = Some(Pending { ids, next: true, reply });
+                return None;
+            }
+            HostCall::Now => {
+                let value = now_ms();
+                self.record(None, CallRecord::Now { value });
+                Ok(HostAnswer::Number(value))
+            }
+            HostCall::Random => {
+                let value = fastrand::u64(..);
+                self.record(None, CallRecord::Random { value });
+                Ok(HostAnswer::Number(value))
+            }
+            HostCall::Patched(id) => {
+                self.record(None, CallRecord::Patched { id });
+                Ok(HostAnswer::Bool(true))
+            }
+            HostCall::StartChild { name, workflow, input } => self.start_child_call(name, workflow, input).await,
+            other => Ok(self.submit_call(other).await),
+        };
+        Some((reply, answer))
+    }
+
+    /// A step-like call: recorded and added as a step (a call that cannot
+    /// be made is a step that failed with why).
+    async fn submit_call(&mut self, call: HostCall) -> HostAnswer {
+        let code_def = self.spec.workflow.code.as_ref().expect("a code run");
+        let parse = |text: &str, what: &str| {
+            serde_json::from_str::<Value>(text)
+                .map_err(|e| (ErrorKind::InvalidCall, format!("{what} is not JSON: {e}")))
+        };
+        let (name, record, compiled) = match call {
+            HostCall::Step {
+                name,
+                module,
+                input,
+                options,
+            } => {
+                let parsed = parse(&input, "input").and_then(|i| Ok((i, parse(&options, "options")?)));
+                // Recorded as the replaying host sees it, even when it is not JSON.
+                let input_value = crate::run::code::call_input(&input);
+                let options_value = parsed.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
+                let loaded = match parsed {
+                    Ok(_) => resolve(self.executor, &module)
+                        .await
+                        .map_err(|m| (ErrorKind::ModuleError, m)),
+                    Err(e) => Err(e),
+                };
+                let digest = loaded.as_ref().map(|m| m.info.digest.clone()).unwrap_or_default();
+                let compiled = loaded.and_then(|loaded| {
+                    let step = code_def
+                        .compile_call(
+                            &name,
+                            CallAction::Module(digest.clone()),
+                            input_value.clone(),
+                            &options_value,
+                        )
+                        .map_err(refusal)?;
+                    Ok((step, Some(loaded)))
+                });
+                let record = CallRecord::Step {
+                    module,
+                    digest,
+                    input_digest: input_digest(&input_value),
+                    input: input_value,
+                    options: options_value,
+                };
+                (name, record, compiled)
+            }
+            HostCall::Child {
+                name,
+                workflow,
+                input,
+                options,
+            } => {
+                let parsed = parse(&input, "input").and_then(|i| Ok((i, parse(&options, "options")?)));
+                // Recorded as the replaying host sees it, even when it is not JSON.
+                let input_value = crate::run::code::call_input(&input);
+                let options_value = parsed.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
+                let compiled = parsed.and_then(|(input, options)| {
+                    let action = CallAction::Workflow(workflow.clone());
+                    let step = code_def.compile_call(&name, action, input, &options).map_err(refusal)?;
+                    Ok((step, None))
+                });
+                let record = CallRecord::Child {
+                    workflow,
+                    input_digest: input_digest(&input_value),
+                    input: input_value,
+                    options: options_value,
+                };
+                (name, record, compiled)
+            }
+            HostCall::Sleep { name, duration_ms } => {
+                let action = CallAction::Sleep(Duration::from_millis(duration_ms));
+                let compiled = code_def
+                    .compile_call(&name, action, Value::Null, &Value::Null)
+                    .map(|s| (s, None))
+                    .map_err(refusal);
+                (name, CallRecord::Sleep { duration_ms }, compiled)
+            }
+            HostCall::Wait {
+                name,
+                topic,
+                timeout_ms,
+            } => {
+                let action = CallAction::Wait {
+                    topic: topic.clone(),
+                    timeout: timeout_ms.map(Duration::from_millis),
+                };
+                let compiled = code_def
+                    .compile_call(&name, action, Value::Null, &Value::Null)
+                    .map(|s| (s, None))
+                    .map_err(refusal);
+                (name, CallRecord::Wait { topic, timeout_ms }, compiled)
+            }
+            _ => unreachable!("only step-like calls are submitted"),
+        };
+        self.record(Some(name.clone()), record);
+        let position = self.state.calls.len() as u32;
+        let (step, failure) = match compiled {
+            Ok((step, module)) => {
+                if let Some(module) = module {
+                    let code = self.code.as_mut().expect("a code run");
+                    code.modules.insert(module.info.digest.clone(), module);
+                }
+                (step, None)
+            }
+            Err((kind, message)) => (placeholder(code_def, &name), Some(StepError::new(kind, message, false))),
+        };
+        let index = self.push_step(step);
+        let code = self.code.as_mut().expect("a code run");
+        code.steps.insert(position, index);
+        code.open.push(position);
+        if let Some(error) = failure {
+            self.decided[index] = true;
+            self.fail_step(index, None, None, error);
+        }
+        HostAnswer::Submitted(position)
+    }
+
+    /// `start-child`: a run of another workflow, not awaited (idempotent
+    /// under the run and the call's name, so a replay finds the same run).
+    async fn start_child_call(
+        &mut self,
+        name: String,
+        workflow: String,
+        input: String,
+    ) -> Result<HostAnswer, HostStop> {
+        let input: Value = serde_json::from_str(&input)
+            .map_err(|e| refused("invalid_call", format!("start-child {name:?}: input is not JSON: {e}")))?;
+        let Some(children) = self.children.clone() else {
+            return Err(refused(
+                "child_failed",
+                format!("start-child {name:?}: child runs need a server (`sandstep serve`)"),
+            ));
+        };
+        let mut ancestors = self.state.origin.ancestors.clone();
+        ancestors.push(self.workflow.name.clone());
+        if ancestors.contains(&workflow) {
+            return Err(refused(
+                "child_failed",
+                format!("workflow cycle: {} → {workflow}", ancestors.join(" → ")),
+            ));
+        }
+        let start = ChildStart {
+            workflow: workflow.clone(),
+            version: None,
+            input: input.clone(),
+            idempotency_key: format!("{}/{name}", self.state.run_id),
+            origin: Origin {
+                trigger: Some(serde_json::json!({ "started_by": self.state.run_id, "call": name })),
+                ancestors,
+                token: self.state.origin.token.clone(),
+                ..Origin::default()
+            },
+        };
+        let started = children.start(vec![start]).await.pop();
+        match started {
+            Some(Ok(run_id)) => {
+                let record = CallRecord::StartChild {
+                    workflow,
+                    input_digest: input_digest(&input),
+                    run_id: run_id.clone(),
+                };
+                self.record(Some(name), record);
+                Ok(HostAnswer::Text(run_id))
+            }
+            Some(Err(message)) => Err(refused("child_failed", format!("start-child {name:?}: {message}"))),
+            None => Err(refused("child_failed", format!("start-child {name:?}: not started"))),
+        }
+    }
+}
+
+/// Loads the module a call names: a step or a command, never workflow code.
+pub(super) async fn resolve(executor: &crate::run::executor::Executor, reference: &str) -> Result<Arc<Module>, String> {
+    let Some(modules) = executor.modules.get() else {
+        return Err(format!("module {reference} cannot be loaded here"));
+    };
+    let module = modules.resolve(reference).await?;
+    match module.info.kind {
+        ModuleKind::Step | ModuleKind::Command => Ok(module),
+        ModuleKind::Workflow => Err(format!(
+            "module {reference} is workflow code, not a step (run it with `child` as a workflow's code)"
+        )),
+    }
+}
+
+fn refusal(refused: crate::workflow::CallRefused) -> (ErrorKind, String) {
+    let kind = match refused.kind {
+        "capability_denied" => ErrorKind::CapabilityDenied,
+        _ => ErrorKind::InvalidCall,
+    };
+    (kind, refused.message)
+}
+
+/// The step of a call that could not be made: it never runs (its step
+/// fails at once, naming why).
+pub(super) fn placeholder(code: &crate::workflow::Code, name: &str) -> Step {
+    code.compile_call(name, CallAction::Sleep(Duration::ZERO), Value::Null, &Value::Null)
+        .expect("a zero sleep always compiles")
+}
