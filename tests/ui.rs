@@ -203,6 +203,16 @@ async fn the_start_form_shows_the_apis_message_for_a_missing_required_input() {
     let label = browser.text("label[for=\"input-who\"]").await;
     assert_eq!(label, "who (string, required)");
     assert!(browser.text("pre.source").await.contains("module: hostile"));
+    // STORY has no description: nothing stands in for it (once "null").
+    let after_versions = browser
+        .script("return document.querySelector('nav.versions').nextElementSibling.textContent;")
+        .await;
+    assert!(
+        after_versions.as_str().unwrap().starts_with("Version 1 applied"),
+        "{after_versions}"
+    );
+    let page = browser.text("main").await;
+    assert!(!page.contains("null") && !page.contains("undefined"), "{page}");
     browser.click("#start").await;
     // The API's own words, beside the field.
     let (_, answer) = server

@@ -13,6 +13,12 @@ export function h(tag, attrs, ...children) {
   return el;
 }
 
+/** Appends children to `el`, skipping null, undefined and false (which
+ * `Element.append` would write out as text). */
+export function add(el, ...children) {
+  append(el, children);
+}
+
 function append(el, children) {
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;

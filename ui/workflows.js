@@ -2,7 +2,7 @@
 // their next fire times, and a start form built from its declared inputs.
 
 import { get, post } from './api.js';
-import { fill, h, problemText, time } from './dom.js';
+import { add, fill, h, problemText, time } from './dom.js';
 
 export async function workflowsPage(main, _params, signal) {
   const body = h('tbody');
@@ -38,7 +38,7 @@ export async function workflowPage(main, [name, query], signal) {
       href: `#/workflows/${encodeURIComponent(name)}?version=${v}`,
       'aria-current': v === w.version ? 'page' : null,
     }, `v${v}`)));
-  main.append(
+  add(main,
     versions,
     w.description ? h('p', null, w.description) : null,
     h('p', null, `Version ${w.version} applied ${time(w.created_ms)}. `,
