@@ -103,53 +103,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<WorkflowReport> 
     };
     let secrets = Arc::new(Secrets::default());
 
-    let chain = super::chain_yaml(40);
-    let items: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
-    let for_each = |concurrency: u32| {
-        format!(
-            "name: fan\nconcurrency: {concurrency}\nsteps:\n  - id: each\n    module: echo\n    for_each: [{}]\n    input: {{ i: \"{{{{ item }}}}\", at: \"{{{{ index }}}}\" }}\noutput: \"{{{{ steps.each.output | length }}}}\"\n",
-            items.join(", ")
-        )
-    };
-
-    let cached_chain = chain.replace("module: echo,", "module: echo, cache: true,");
-    let cached_items = for_each(1).replace("    module: echo\n", "    module: echo\n    cache: true\n");
-    // Every step under a keyed limit that never blocks: what asking costs.
-    let throttled_chain = chain.replace(
-        "module: echo,",
-        "module: echo, throttle: { key: \"{{ run.id }}\", concurrency: 64 },",
-    );
-    let throttled_items = for_each(64).replace(
-        "    module: echo\n",
-        "    module: echo\n    throttle: { key: \"{{ item % 10 }}\", concurrency: 8 }\n",
-    );
-    let scenarios = [
-        ("40-step sequential chain", chain, 40, true),
-        (
-            "40-call code chain (workflow code)",
-            super::code_yaml("cchain"),
-            40,
-            true,
-        ),
-        ("40-step chain, every step throttled", throttled_chain, 40, true),
-        ("40-step chain, every step a cache hit", cached_chain, 40, false),
-        ("1,000-item for_each, every item a hit", cached_items, 1000, false),
-        ("1,000-item for_each, concurrency 1", for_each(1), 1000, true),
-        ("1,000-item for_each, concurrency 64", for_each(64), 1000, false),
-        ("1,000-item for_each, 64, 10 keys of 8", throttled_items, 1000, false),
-        (
-            "for_each over a step's 2,000 items",
-            super::fan_out_yaml(2000),
-            2000,
-            false,
-        ),
-        (
-            "for_each over a step's 20,000 items",
-            super::fan_out_yaml(20_000),
-            20_000,
-            false,
-        ),
-    ];
+    let scenarios = scenarios();
     // The fan-out scenarios go past the default cap of 10,000 items.
     let caps = Caps {
         for_each_items: 20_000,
@@ -330,4 +284,56 @@ impl std::fmt::Display for WorkflowReport {
         )?;
         Ok(())
     }
+}
+
+/// Each scenario: its name, definition, steps and whether it is sequential
+/// (its overhead over an attempt is meaningful).
+fn scenarios() -> Vec<(&'static str, String, usize, bool)> {
+    let chain = super::chain_yaml(40);
+    let items: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+    let for_each = |concurrency: u32| {
+        format!(
+            "name: fan\nconcurrency: {concurrency}\nsteps:\n  - id: each\n    module: echo\n    for_each: [{}]\n    input: {{ i: \"{{{{ item }}}}\", at: \"{{{{ index }}}}\" }}\noutput: \"{{{{ steps.each.output | length }}}}\"\n",
+            items.join(", ")
+        )
+    };
+
+    let cached_chain = chain.replace("module: echo,", "module: echo, cache: true,");
+    let cached_items = for_each(1).replace("    module: echo\n", "    module: echo\n    cache: true\n");
+    // Every step under a keyed limit that never blocks: what asking costs.
+    let throttled_chain = chain.replace(
+        "module: echo,",
+        "module: echo, throttle: { key: \"{{ run.id }}\", concurrency: 64 },",
+    );
+    let throttled_items = for_each(64).replace(
+        "    module: echo\n",
+        "    module: echo\n    throttle: { key: \"{{ item % 10 }}\", concurrency: 8 }\n",
+    );
+    vec![
+        ("40-step sequential chain", chain, 40, true),
+        (
+            "40-call code chain (workflow code)",
+            super::code_yaml("cchain"),
+            40,
+            true,
+        ),
+        ("40-step chain, every step throttled", throttled_chain, 40, true),
+        ("40-step chain, every step a cache hit", cached_chain, 40, false),
+        ("1,000-item for_each, every item a hit", cached_items, 1000, false),
+        ("1,000-item for_each, concurrency 1", for_each(1), 1000, true),
+        ("1,000-item for_each, concurrency 64", for_each(64), 1000, false),
+        ("1,000-item for_each, 64, 10 keys of 8", throttled_items, 1000, false),
+        (
+            "for_each over a step's 2,000 items",
+            super::fan_out_yaml(2000),
+            2000,
+            false,
+        ),
+        (
+            "for_each over a step's 20,000 items",
+            super::fan_out_yaml(20_000),
+            20_000,
+            false,
+        ),
+    ]
 }
