@@ -41,19 +41,7 @@ apt_update() {
 
 python_tool() {
   # A virtualenv with the pinned PyPI toolchains (componentize-py, ziglang).
-  # examples/order/build.sh installs into the same virtualenv, maybe at the
-  # same time (tests build both): one at a time, under a lock.
-  local venv="$toolchains/python"
-  mkdir -p "$toolchains"
-  (
-    flock 9
-    if [ ! -x "$venv/bin/python" ]; then
-      python3 -m venv "$venv" || die "cannot create a Python virtualenv (python3 -m venv; Debian: python3-venv)"
-    fi
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/python/requirements.txt" -r "$here/zig/requirements.txt" \
-      || die "cannot install the PyPI toolchains (componentize-py, ziglang)"
-  ) 9>"$toolchains/python.lock" >&2 || exit 1
-  echo "$venv/bin"
+  "$here/python-venv.sh" "$here/python/requirements.txt" "$here/zig/requirements.txt"
 }
 
 # Installs an example's npm packages at the versions of its lock file.

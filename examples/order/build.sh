@@ -26,21 +26,12 @@ build_rust() {
 }
 
 build_python() {
-  # The guest examples' virtualenv, installed into one build at a time
-  # (guest-examples/build.sh takes the same lock).
-  local venv="$root/target/toolchains/python"
-  mkdir -p "$root/target/toolchains"
-  (
-    flock 9
-    if [ ! -x "$venv/bin/python" ]; then
-      python3 -m venv "$venv" || die "cannot create a Python virtualenv (python3 -m venv; Debian: python3-venv)"
-    fi
-    "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/guest-examples/python/requirements.txt" \
-      || die "cannot install componentize-py"
-  ) 9>"$root/target/toolchains/python.lock" || exit 1
+  local bin
+  bin="$("$root/guest-examples/python-venv.sh" "$root/guest-examples/python/requirements.txt")" \
+    || die "cannot install componentize-py"
   # --stub-wasi: workflow code gets no WASI at all (its clock and random
   # numbers are ctx.now() and ctx.random(), recorded in the journal).
-  (cd "$here/python" && "$venv/bin/componentize-py" -d "$root/wit/workflow.wit" -w workflow componentize order_flow \
+  (cd "$here/python" && "$bin/componentize-py" -d "$root/wit/workflow.wit" -w workflow componentize order_flow \
     -p . -p "$root/sdk/python" --stub-wasi -o "$out/order-flow-python.wasm" >/dev/null) || die "componentize-py failed"
 }
 

@@ -213,42 +213,11 @@ fn short(digest: &str) -> String {
 /// `sha256:<hex>` of a call's input, as canonical JSON text (object keys
 /// in the order the code wrote them: the same code writes the same order).
 pub fn input_digest(input: &Value) -> String {
-    let mut text = String::new();
-    canonical(input, &mut text);
+    // The cache's canonical text (keys sorted, numbers normalized): two
+    // inputs that differ only in key order (code in two languages building
+    // the same object) digest alike.
+    let text = crate::run::cache::canonical(input);
     format!("sha256:{}", hex::encode(Sha256::digest(text.as_bytes())))
-}
-
-/// JSON text with every object's keys sorted: two inputs that differ only
-/// in key order (code in two languages building the same object) digest
-/// alike.
-fn canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                canonical(&map[key], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
 }
 
 /// The digest journals recorded before digests were canonical: the input's

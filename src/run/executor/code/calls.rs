@@ -96,10 +96,6 @@ impl Driver<'_> {
     /// be made is a step that failed with why).
     async fn submit_call(&mut self, call: HostCall) -> HostAnswer {
         let code_def = self.spec.workflow.code.as_ref().expect("a code run");
-        let parse = |text: &str, what: &str| {
-            serde_json::from_str::<Value>(text)
-                .map_err(|e| (ErrorKind::InvalidCall, format!("{what} is not JSON: {e}")))
-        };
         let (name, record, compiled) = match call {
             HostCall::Step {
                 name,
@@ -107,12 +103,9 @@ impl Driver<'_> {
                 input,
                 options,
             } => {
-                let parsed = parse(&input, "input").and_then(|i| Ok((i, parse(&options, "options")?)));
-                // Recorded as the replaying host sees it, even when it is not JSON.
-                let input_value = crate::run::code::call_input(&input);
-                let options_value = parsed.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
+                let (input_value, options_value, parsed) = call_args(&input, &options);
                 let loaded = match parsed {
-                    Ok(_) => resolve(self.executor, &module)
+                    Ok(()) => resolve(self.executor, &module)
                         .await
                         .map_err(|m| (ErrorKind::ModuleError, m)),
                     Err(e) => Err(e),
@@ -144,13 +137,12 @@ impl Driver<'_> {
                 input,
                 options,
             } => {
-                let parsed = parse(&input, "input").and_then(|i| Ok((i, parse(&options, "options")?)));
-                // Recorded as the replaying host sees it, even when it is not JSON.
-                let input_value = crate::run::code::call_input(&input);
-                let options_value = parsed.as_ref().map(|(_, o)| o.clone()).unwrap_or_default();
-                let compiled = parsed.and_then(|(input, options)| {
+                let (input_value, options_value, parsed) = call_args(&input, &options);
+                let compiled = parsed.and_then(|()| {
                     let action = CallAction::Workflow(workflow.clone());
-                    let step = code_def.compile_call(&name, action, input, &options).map_err(refusal)?;
+                    let step = code_def
+                        .compile_call(&name, action, input_value.clone(), &options_value)
+                        .map_err(refusal)?;
                     Ok((step, None))
                 });
                 let record = CallRecord::Child {
@@ -259,6 +251,22 @@ impl Driver<'_> {
             Some(Err(message)) => Err(refused("child_failed", format!("start-child {name:?}: {message}"))),
             None => Err(refused("child_failed", format!("start-child {name:?}: not started"))),
         }
+    }
+}
+
+/// A call's input and options as recorded (an input that is not JSON is
+/// recorded as its text, as the replaying host sees it; options then as
+/// null), and whether both are JSON: each text is parsed once.
+fn call_args(input: &str, options: &str) -> (Value, Value, Result<(), (ErrorKind, String)>) {
+    let parse = |text: &str, what: &str| {
+        serde_json::from_str::<Value>(text).map_err(|e| (ErrorKind::InvalidCall, format!("{what} is not JSON: {e}")))
+    };
+    match parse(input, "input") {
+        Err(e) => (Value::String(input.to_string()), Value::Null, Err(e)),
+        Ok(input) => match parse(options, "options") {
+            Ok(options) => (input, options, Ok(())),
+            Err(e) => (input, Value::Null, Err(e)),
+        },
     }
 }
 
