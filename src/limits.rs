@@ -121,6 +121,11 @@ pub struct EngineSettings {
     /// Default 256. More concurrent attempts wait for instantiation to fail
     /// over to a clear `instantiation_failed` rather than exhaust the host.
     pub max_concurrent_instances: u32,
+    /// Workflow code instances held in the pooling allocator's slots at
+    /// once. Default 64. An instance starts there in about a third of the
+    /// time it takes on demand; once every slot is taken, more instances
+    /// are allocated on demand (slower to start, never refused).
+    pub max_pooled_workflows: u32,
     /// How often the epoch ticker advances, the granularity of timeouts.
     /// Default 10 ms.
     pub epoch_tick: Duration,
@@ -134,6 +139,7 @@ impl Default for EngineSettings {
             max_wasm_stack: 512 << 10,
             max_memory: 1 << 30,
             max_concurrent_instances: 256,
+            max_pooled_workflows: 64,
             epoch_tick: Duration::from_millis(10),
             max_module_bytes: 64 << 20,
         }

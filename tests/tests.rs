@@ -13,6 +13,7 @@ mod cli_client;
 mod cli_exec;
 mod cli_run;
 mod cluster;
+mod code_instances;
 mod code_workflows;
 mod crash_recovery;
 mod files;

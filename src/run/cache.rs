@@ -102,18 +102,19 @@ pub fn canonical(value: &Value) -> String {
 }
 
 fn write_canonical(value: &Value, out: &mut String) {
+    use std::fmt::Write as _;
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
+            for (i, (key, value)) in entries.into_iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&serde_json::to_string(key).expect("strings serialize"));
+                write_string(key, out);
                 out.push(':');
-                write_canonical(&map[key], out);
+                write_canonical(value, out);
             }
             out.push('}');
         }
@@ -128,15 +129,36 @@ fn write_canonical(value: &Value, out: &mut String) {
             out.push(']');
         }
         Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => out.push_str(&i.to_string()),
-            (_, Some(u), _) => out.push_str(&u.to_string()),
+            (Some(i), _, _) => {
+                let _ = write!(out, "{i}");
+            }
+            (_, Some(u), _) => {
+                let _ = write!(out, "{u}");
+            }
             (_, _, Some(f)) if f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15 => {
-                out.push_str(&(f as i64).to_string())
+                let _ = write!(out, "{}", f as i64);
             }
             (_, _, Some(f)) => out.push_str(&serde_json::Number::from_f64(f).map_or("null".into(), |n| n.to_string())),
             _ => out.push_str(&n.to_string()),
         },
-        other => out.push_str(&other.to_string()),
+        Value::String(text) => write_string(text, out),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.push_str("null"),
+    }
+}
+
+/// A JSON string as serde_json writes it: as it is when nothing in it
+/// needs escaping (the common case), else escaped by serde_json.
+fn write_string(text: &str, out: &mut String) {
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(text).expect("strings serialize"));
     }
 }
 
@@ -185,6 +207,27 @@ mod tests {
         assert_eq!(canonical(&a), canonical(&b));
         assert_eq!(canonical(&a), r#"{"a":null,"b":[1,2,{"x":"s","y":100}]}"#);
         assert_ne!(canonical(&json!(1.5)), canonical(&json!(1)));
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        // Stored cache keys and call digests were computed with serde_json's
+        // escaping: the canonical text must not change.
+        let value = json!({
+            "quote\"d": "tab\there",
+            "é": "snow ☃ \u{1} \u{7f} back\\slash",
+            "plain": ["a", -3, 18446744073709551615u64, 0.25, true, false, null],
+        });
+        let text = |s: &str| serde_json::to_string(s).unwrap();
+        let expected = format!(
+            r#"{{"plain":["a",-3,18446744073709551615,0.25,true,false,null],{}:{},{}:{}}}"#,
+            text("quote\"d"),
+            text("tab\there"),
+            text("é"),
+            text("snow ☃ \u{1} \u{7f} back\\slash"),
+        );
+        assert_eq!(canonical(&value), expected);
+        assert!(expected.contains(r#""tab\there""#) && expected.contains(r"\u0001"));
     }
 
     #[test]

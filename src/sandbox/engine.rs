@@ -34,35 +34,42 @@ fn config(settings: &EngineSettings, pooling: bool) -> Config {
         // guest's share.
         .async_stack_size(settings.max_wasm_stack + (1 << 20));
     if pooling {
-        let slots = settings.max_concurrent_instances;
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * 8)
-            .total_memories(slots * 2)
-            .total_tables(slots * 8)
-            .total_stacks(slots)
-            .max_memory_size(settings.max_memory as usize)
-            .max_core_instances_per_component(64)
-            .max_memories_per_component(8)
-            .max_tables_per_component(64)
-            .table_elements(50_000)
-            // Every slot may stay warm for the module it last ran: with
-            // fewer (64), once components with many memories (JavaScript,
-            // Python) had run, small modules' attempts landed on slots
-            // another module had left resident and paid for resetting them
-            // (6 µs -> 28 µs per trivial attempt in `bench sandbox`).
-            .max_unused_warm_slots(slots)
-            // Reset small memories, tables and stacks in place (only their
-            // dirty pages, found with PAGEMAP_SCAN where the kernel has it)
-            // instead of `madvise`: each `madvise` is a TLB shootdown across
-            // every core running the process, which dominated attempts once
-            // two threads were busy.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(64 << 10)
-            .async_stack_keep_resident(128 << 10)
-            .pagemap_scan(wasmtime::Enabled::Auto)
-            .decommit_batch_size(16);
+        let pool = pool(settings, settings.max_concurrent_instances);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
+}
+
+/// The pooling allocator's slots for `slots` instances at once, each within
+/// the engine's limits: memories, tables and stacks are reset in place and
+/// kept warm for the module that last used them.
+pub(crate) fn pool(settings: &EngineSettings, slots: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 8)
+        .total_memories(slots * 2)
+        .total_tables(slots * 8)
+        .total_stacks(slots)
+        .max_memory_size(settings.max_memory as usize)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(8)
+        .max_tables_per_component(64)
+        .table_elements(50_000)
+        // Every slot may stay warm for the module it last ran: with
+        // fewer (64), once components with many memories (JavaScript,
+        // Python) had run, small modules' attempts landed on slots
+        // another module had left resident and paid for resetting them
+        // (6 µs -> 28 µs per trivial attempt in `bench sandbox`).
+        .max_unused_warm_slots(slots)
+        // Reset small memories, tables and stacks in place (only their
+        // dirty pages, found with PAGEMAP_SCAN where the kernel has it)
+        // instead of `madvise`: each `madvise` is a TLB shootdown across
+        // every core running the process, which dominated attempts once
+        // two threads were busy.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(64 << 10)
+        .async_stack_keep_resident(128 << 10)
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .decommit_batch_size(16);
+    pool
 }

@@ -83,6 +83,7 @@ impl Sandbox {
             },
             load_time: started.elapsed(),
             from_cache,
+            overflow: std::sync::OnceLock::new(),
             pre,
         })
     }

@@ -83,6 +83,9 @@ pub struct Module {
     /// Whether the compiled code came from the on-disk cache.
     pub from_cache: bool,
     pre: Pre,
+    /// Workflow code ready for the on-demand engine, made the first time
+    /// an instance of it overflows the pool.
+    overflow: std::sync::OnceLock<Result<workflow::WorkflowPre<ComponentState>, String>>,
 }
 
 enum Pre {
@@ -112,6 +115,9 @@ pub struct Sandbox {
     workflow_engine: Engine,
     workflow_linker: wasmtime::component::Linker<ComponentState>,
     workflow_cache: Option<cache::ArtifactCache>,
+    /// Where workflow instances past the pool's slots start (none when the
+    /// workflow engine allocates on demand itself).
+    workflow_overflow: Option<workflow::Overflow>,
     settings: EngineSettings,
     _ticker: epoch::EpochTicker,
 }
@@ -139,8 +145,12 @@ impl Sandbox {
         wasmtime_wasi::p1::add_to_linker_async(&mut core_linker, |s: &mut CoreState| &mut s.wasi)
             .map_err(engine_err)?;
 
-        let workflow_engine = workflow::engine(&settings).map_err(engine_err)?;
+        let (workflow_engine, on_demand) = workflow::engines(&settings).map_err(engine_err)?;
         let workflow_linker = workflow::linker(&workflow_engine).map_err(engine_err)?;
+        let workflow_overflow = on_demand
+            .map(|engine| workflow::Overflow::new(engine, settings.max_pooled_workflows))
+            .transpose()
+            .map_err(engine_err)?;
         let cache_for = |engine: &Engine| match cache_dir {
             Some(dir) => cache::ArtifactCache::new(dir, engine)
                 .map(Some)
@@ -162,6 +172,7 @@ impl Sandbox {
             workflow_engine,
             workflow_linker,
             workflow_cache,
+            workflow_overflow,
             settings,
             _ticker: ticker,
         })

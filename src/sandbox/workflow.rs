@@ -44,8 +44,7 @@ const YIELD_FUEL: u64 = 1_000_000;
 /// goes into a trap's message).
 const CAPTURE_BYTES: u64 = 64 << 10;
 
-/// The engine for workflow code.
-pub(crate) fn engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
+fn config(settings: &EngineSettings) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
@@ -53,7 +52,29 @@ pub(crate) fn engine(settings: &EngineSettings) -> wasmtime::Result<Engine> {
         .cranelift_nan_canonicalization(true)
         .max_wasm_stack(settings.max_wasm_stack)
         .async_stack_size(settings.max_wasm_stack + (1 << 20));
-    Engine::new(&config)
+    config
+}
+
+/// The engines for workflow code: one whose instances take the pooling
+/// allocator's slots (`max_pooled_workflows` of them), and one allocating
+/// on demand for the instances past them, which runs the same compiled
+/// code. Without the pool (none asked for, or the host refused its
+/// reservation), the one engine allocates on demand.
+pub(crate) fn engines(settings: &EngineSettings) -> wasmtime::Result<(Engine, Option<Engine>)> {
+    let on_demand = Engine::new(&config(settings))?;
+    if settings.max_pooled_workflows == 0 {
+        return Ok((on_demand, None));
+    }
+    let mut pooled = config(settings);
+    let pool = super::engine::pool(settings, settings.max_pooled_workflows);
+    pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&pooled) {
+        Ok(engine) => Ok((engine, Some(on_demand))),
+        Err(err) => {
+            tracing::warn!(error = %err, "workflow instance pool unavailable, allocating on demand");
+            Ok((on_demand, None))
+        }
+    }
 }
 
 /// Links the workflow world and the deterministic WASI subset.
@@ -161,6 +182,24 @@ pub trait WorkflowHost: Send + 'static {
         &mut self,
         call: HostCall,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<HostAnswer, HostStop>> + Send + '_>>;
+    /// A step-like call and the await of its result (`step`, `child`,
+    /// `sleep`, `wait-for-event`): by default the two calls, one after the
+    /// other; a host may answer both at once.
+    fn submit_and_await(
+        &mut self,
+        call: HostCall,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<CallResult, HostStop>> + Send + '_>> {
+        Box::pin(async move {
+            let id = match self.call(call).await? {
+                HostAnswer::Submitted(id) => id,
+                other => return Err(unexpected_answer(other)),
+            };
+            match self.call(HostCall::AwaitAll(vec![id])).await? {
+                HostAnswer::All(mut results) if results.len() == 1 => Ok(results.remove(0)),
+                other => Err(unexpected_answer(other)),
+            }
+        })
+    }
     fn log(&mut self, level: Level, message: String) -> Result<(), HostStop>;
     fn info(&self) -> WorkflowInfo;
 }
@@ -269,18 +308,11 @@ impl Sandbox {
     ) -> WorkflowEnd {
         let began = Instant::now();
         let Pre::Workflow(pre) = &module.pre else {
-            return WorkflowEnd {
-                ended: Err(WorkflowFault::Failed {
-                    kind: "module_error".into(),
-                    message: format!(
-                        "module {} is a {}, not a workflow",
-                        module.info.digest, module.info.kind
-                    ),
-                }),
-                fuel_consumed: 0,
-                peak_memory: 0,
-                duration: began.elapsed(),
-            };
+            let kind = &module.info.kind;
+            return not_started(
+                format!("module {} is a {kind}, not a workflow", module.info.digest),
+                began,
+            );
         };
         let limits = Limits {
             fuel: start.fuel,
@@ -290,45 +322,60 @@ impl Sandbox {
         };
         let tripwire = Tripwire::default();
         let stdio = Stdio::step(&limits, &tripwire);
-        let mut builder = super::wasi::context(None, &[], &[], &stdio);
-        builder
-            .wall_clock(WallClock(start.clock.clone()))
-            .monotonic_clock(MonotonicClock {
-                clock: start.clock.clone(),
-                origin_ms: start.started_ms,
-            })
-            .secure_random(rand::rngs::StdRng::seed_from_u64(start.seed))
-            .insecure_random(rand::rngs::StdRng::seed_from_u64(start.seed ^ 0x5eed))
-            .insecure_random_seed(u128::from(start.seed));
-        let mut state = ComponentState::new(
-            builder.build(),
-            Meter::new(&limits, &tripwire),
-            None,
-            super::files::Files::default(),
-        );
-        state.workflow = Some(Box::new(WorkflowCtx {
-            host,
-            clock: start.clock.clone(),
-            stopped: None,
-        }));
-        let mut store = Store::new(&self.workflow_engine, state);
-        store.limiter(|s| &mut s.meter.limiter);
-        store.set_fuel(start.fuel).expect("fuel metering is enabled");
-        store
-            .fuel_async_yield_interval(Some(YIELD_FUEL))
-            .expect("fuel metering is enabled");
-        store.set_hostcall_fuel(usize::try_from(limits.memory).unwrap_or(usize::MAX));
-        let called = async {
-            let instance = pre
-                .instantiate_async(&mut store)
-                .await
-                .map_err(super::run::Stop::Instantiate)?;
-            instance
-                .call_run(&mut store, start.input)
-                .await
-                .map_err(super::run::Stop::Call)
+        let store_on = |engine: &Engine, host: Box<dyn WorkflowHost>| {
+            let mut store = Store::new(engine, workflow_state(&start, &limits, &tripwire, &stdio, host));
+            store.limiter(|s| &mut s.meter.limiter);
+            store.set_fuel(start.fuel).expect("fuel metering is enabled");
+            store
+                .fuel_async_yield_interval(Some(YIELD_FUEL))
+                .expect("fuel metering is enabled");
+            store.set_hostcall_fuel(usize::try_from(limits.memory).unwrap_or(usize::MAX));
+            store
+        };
+        // A pooled slot while one is free, else on demand; held until the
+        // store is dropped.
+        let slot = self
+            .workflow_overflow
+            .as_ref()
+            .map(|o| o.slots.clone().try_acquire_owned());
+        let mut store = match (&slot, &self.workflow_overflow) {
+            (Some(Err(_)), Some(overflow)) => match self.overflow_pre(module, pre, overflow) {
+                Ok(overflow_pre) => {
+                    let mut store = store_on(&overflow.engine, host);
+                    let called = call_workflow(&overflow_pre, &mut store, start.input).await;
+                    return self.workflow_end(store, called, &start, &limits, &tripwire, &stdio, began);
+                }
+                Err(message) => return not_started(message, began),
+            },
+            _ => store_on(&self.workflow_engine, host),
+        };
+        let mut called = call_workflow(pre, &mut store, start.input).await;
+        // The pool's memories, tables or core instances can run out before
+        // its slots do (components with many): such an instance starts on
+        // demand instead.
+        if let (Err(super::run::Stop::Instantiate(_)), Some(overflow)) = (&called, &self.workflow_overflow) {
+            if let Ok(overflow_pre) = self.overflow_pre(module, pre, overflow) {
+                let host = store.into_data().workflow.take().expect("set above").host;
+                drop(slot);
+                store = store_on(&overflow.engine, host);
+                called = call_workflow(&overflow_pre, &mut store, start.input).await;
+            }
         }
-        .await;
+        self.workflow_end(store, called, &start, &limits, &tripwire, &stdio, began)
+    }
+
+    /// How an instance ended, from its store.
+    #[allow(clippy::too_many_arguments)]
+    fn workflow_end(
+        &self,
+        mut store: Store<ComponentState>,
+        called: Result<Result<String, wit::Failure>, super::run::Stop>,
+        start: &WorkflowStart<'_>,
+        limits: &Limits,
+        tripwire: &Tripwire,
+        stdio: &Stdio,
+        began: Instant,
+    ) -> WorkflowEnd {
         let stderr = stdio.stderr.contents();
         let stopped = store.data_mut().workflow.as_mut().and_then(|w| w.stopped.take());
         let ended = match (stopped, called) {
@@ -339,7 +386,7 @@ impl Sandbox {
                 message: failure.message,
             })),
             (None, Err(stop)) => {
-                let failure = self.conclude(&tripwire, Ok(()), Err::<(), _>(stop), &stderr, &limits, |()| {
+                let failure = self.conclude(tripwire, Ok(()), Err::<(), _>(stop), &stderr, limits, |()| {
                     Ok(serde_json::Value::Null)
                 });
                 let failure = failure.expect_err("a stop is a failure");
@@ -362,6 +409,116 @@ impl Sandbox {
             duration: began.elapsed(),
         }
     }
+
+    /// The module's code ready for the on-demand engine: its compiled code
+    /// moved over once, the first time an instance of it overflows the pool.
+    fn overflow_pre(
+        &self,
+        module: &Module,
+        pre: &WorkflowPre<ComponentState>,
+        overflow: &Overflow,
+    ) -> Result<WorkflowPre<ComponentState>, String> {
+        module
+            .overflow
+            .get_or_init(|| {
+                let bytes = pre
+                    .instance_pre()
+                    .component()
+                    .serialize()
+                    .map_err(|e| format!("{e:#}"))?;
+                // SAFETY: this program's own artifact, compiled a moment ago
+                // by the pooled workflow engine, whose settings the
+                // on-demand one shares.
+                let component = unsafe { wasmtime::component::Component::deserialize(&overflow.engine, &bytes) }
+                    .map_err(|e| format!("{e:#}"))?;
+                let instance_pre = overflow
+                    .linker
+                    .instantiate_pre(&component)
+                    .map_err(|e| format!("{e:#}"))?;
+                WorkflowPre::new(instance_pre).map_err(|e| format!("{e:#}"))
+            })
+            .clone()
+    }
+}
+
+/// The on-demand engine for workflow instances past the pool's slots.
+pub(crate) struct Overflow {
+    pub(crate) engine: Engine,
+    pub(crate) linker: wasmtime::component::Linker<ComponentState>,
+    /// The pool's slots: a permit per pooled instance.
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Overflow {
+    pub(crate) fn new(engine: Engine, slots: u32) -> wasmtime::Result<Self> {
+        Ok(Overflow {
+            linker: linker(&engine)?,
+            engine,
+            slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
+        })
+    }
+}
+
+/// A workflow instance's store data: the deterministic WASI subset (the
+/// journal's clocks, seeded randomness, captured output) and its host.
+fn workflow_state(
+    start: &WorkflowStart<'_>,
+    limits: &Limits,
+    tripwire: &Tripwire,
+    stdio: &Stdio,
+    host: Box<dyn WorkflowHost>,
+) -> ComponentState {
+    let mut builder = super::wasi::context(None, &[], &[], stdio);
+    builder
+        .wall_clock(WallClock(start.clock.clone()))
+        .monotonic_clock(MonotonicClock {
+            clock: start.clock.clone(),
+            origin_ms: start.started_ms,
+        })
+        .secure_random(rand::rngs::StdRng::seed_from_u64(start.seed))
+        .insecure_random(rand::rngs::StdRng::seed_from_u64(start.seed ^ 0x5eed))
+        .insecure_random_seed(u128::from(start.seed));
+    let mut state = ComponentState::new(
+        builder.build(),
+        Meter::new(limits, tripwire),
+        None,
+        super::files::Files::default(),
+    );
+    state.workflow = Some(Box::new(WorkflowCtx {
+        host,
+        clock: start.clock.clone(),
+        stopped: None,
+    }));
+    state
+}
+
+/// Instantiates the code and calls its `run`.
+async fn call_workflow(
+    pre: &WorkflowPre<ComponentState>,
+    store: &mut Store<ComponentState>,
+    input: &str,
+) -> Result<Result<String, wit::Failure>, super::run::Stop> {
+    let instance = pre
+        .instantiate_async(&mut *store)
+        .await
+        .map_err(super::run::Stop::Instantiate)?;
+    instance
+        .call_run(&mut *store, input)
+        .await
+        .map_err(super::run::Stop::Call)
+}
+
+/// An instance that could not be started at all.
+fn not_started(message: String, began: Instant) -> WorkflowEnd {
+    WorkflowEnd {
+        ended: Err(WorkflowFault::Failed {
+            kind: "module_error".into(),
+            message,
+        }),
+        fuel_consumed: 0,
+        peak_memory: 0,
+        duration: began.elapsed(),
+    }
 }
 
 impl WorkflowCtx {
@@ -379,10 +536,13 @@ impl WorkflowCtx {
 
     /// Submits a call and waits for its result.
     async fn submit_and_await(&mut self, call: HostCall) -> wasmtime::Result<CallResult> {
-        let id = self.submit(call).await?;
-        match self.ask(HostCall::AwaitAll(vec![id])).await? {
-            HostAnswer::All(mut results) if results.len() == 1 => Ok(results.remove(0)),
-            other => Err(unexpected(other)),
+        match self.host.submit_and_await(call).await {
+            Ok(result) => Ok(result),
+            Err(stop) => {
+                let error = wasmtime::format_err!("{}: {}", stop.kind, stop.message);
+                self.stopped = Some(stop);
+                Err(error)
+            }
         }
     }
 
@@ -396,6 +556,13 @@ impl WorkflowCtx {
 
 fn unexpected(answer: HostAnswer) -> wasmtime::Error {
     wasmtime::format_err!("internal error: unexpected host answer {answer:?}")
+}
+
+fn unexpected_answer(answer: HostAnswer) -> HostStop {
+    HostStop {
+        kind: "internal".into(),
+        message: format!("unexpected host answer {answer:?}"),
+    }
 }
 
 fn to_wit(result: CallResult) -> Result<String, wit::Failure> {

@@ -24,10 +24,12 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// One compiled template string.
+/// One compiled template string (cheap to clone: the compiled parts are
+/// shared).
+#[derive(Clone)]
 pub struct Template {
     source: String,
-    parts: Vec<Part>,
+    parts: Arc<[Part]>,
 }
 
 enum Part {
@@ -83,7 +85,7 @@ impl Template {
         }
         Ok(Template {
             source: source.to_string(),
-            parts,
+            parts: parts.into(),
         })
     }
 
@@ -112,7 +114,7 @@ impl Template {
     /// Every variable path the template reads (`steps.fetch.output.email`).
     pub fn paths(&self) -> BTreeSet<Path> {
         let mut out = BTreeSet::new();
-        for part in &self.parts {
+        for part in self.parts.iter() {
             if let Part::Expr(expr) = part {
                 out.extend(expr.undeclared_variables(true));
             }
@@ -123,11 +125,11 @@ impl Template {
     /// Evaluates against `scope`: the typed value for a lone expression, the
     /// interpolated string otherwise.
     pub fn render(&self, scope: &Scope) -> Result<Value, String> {
-        if let [Part::Expr(expr)] = self.parts.as_slice() {
+        if let [Part::Expr(expr)] = &*self.parts {
             return self.eval(expr, scope);
         }
         let mut out = String::new();
-        for part in &self.parts {
+        for part in self.parts.iter() {
             match part {
                 Part::Text(text) => out.push_str(text),
                 Part::Expr(expr) => match self.eval(expr, scope)? {
@@ -202,6 +204,12 @@ impl Scope {
             item: None,
             value,
         }
+    }
+
+    /// A scope with no names, for steps that render nothing (shared).
+    pub fn empty() -> Scope {
+        static EMPTY: LazyLock<Scope> = LazyLock::new(|| Scope::new(Map::new()));
+        EMPTY.clone()
     }
 
     /// This scope plus `item` and `index` (one for_each item).
@@ -288,7 +296,7 @@ pub fn kind_of(value: &Value) -> &'static str {
 
 /// A JSON value whose strings may be templates (a step's `input`, the
 /// workflow's `output`), compiled once.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum TemplateValue {
     Literal(Value),
     Template(Template),
@@ -355,7 +363,12 @@ impl TemplateValue {
 
     /// Whether nothing inside is a template (rendering is a clone).
     pub fn is_literal(&self) -> bool {
-        matches!(self, TemplateValue::Literal(_))
+        match self {
+            TemplateValue::Literal(_) => true,
+            TemplateValue::Template(_) => false,
+            TemplateValue::Array(items) => items.iter().all(TemplateValue::is_literal),
+            TemplateValue::Object(fields) => fields.iter().all(|(_, v)| v.is_literal()),
+        }
     }
 
     pub fn render(&self, scope: &Scope) -> Result<Value, String> {

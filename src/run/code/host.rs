@@ -18,9 +18,12 @@ use crate::sandbox::{CallResult, HostAnswer, HostCall, HostStop, JournalClock, L
 /// What the code sends the driver.
 pub enum Live {
     /// A call past the journal's end (or an await of an outcome not known
-    /// when the instance started), answered on `reply`.
+    /// when the instance started), answered on `reply`; with `awaited`, a
+    /// step-like call answered with its result (`HostAnswer::All`) once it
+    /// ends, not with its position.
     Call {
         call: HostCall,
+        awaited: bool,
         reply: oneshot::Sender<Reply>,
     },
     /// A log line past the ones already recorded.
@@ -97,9 +100,13 @@ impl CodeHost {
     }
 
     async fn live(&self, call: HostCall) -> Result<HostAnswer, HostStop> {
+        self.send(call, false).await
+    }
+
+    async fn send(&self, call: HostCall, awaited: bool) -> Result<HostAnswer, HostStop> {
         let (reply, answer) = oneshot::channel();
         self.driver
-            .send(Live::Call { call, reply })
+            .send(Live::Call { call, awaited, reply })
             .map_err(|_| stop("stopped", "the run's driver is gone"))?;
         let reply = answer.await.map_err(|_| stop("stopped", "the run's driver is gone"))?;
         if let Some(at_ms) = reply.at_ms {
@@ -240,6 +247,12 @@ impl WorkflowHost for CodeHost {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<HostAnswer, HostStop>> + Send + '_>> {
         Box::pin(async move {
             match call {
+                // Past the journal, the driver checks and records the call:
+                // nothing to compare it with here.
+                HostCall::Step { ref name, .. } | HostCall::Child { ref name, .. } if !self.replaying() => {
+                    self.admit(Some(name))?;
+                    self.live(call).await
+                }
                 HostCall::Step {
                     ref name,
                     ref module,
@@ -324,6 +337,36 @@ impl WorkflowHost for CodeHost {
                 }
                 HostCall::AwaitNext(ids) => self.await_next(ids).await,
                 HostCall::AwaitAll(ids) => Ok(HostAnswer::All(self.outcomes(&ids).await?)),
+            }
+        })
+    }
+
+    fn submit_and_await(
+        &mut self,
+        call: HostCall,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<CallResult, HostStop>> + Send + '_>> {
+        Box::pin(async move {
+            let live = matches!(call, HostCall::Step { .. } | HostCall::Child { .. }) && !self.replaying();
+            if !live {
+                let id = match self.call(call).await? {
+                    HostAnswer::Submitted(id) => id,
+                    other => return Err(stop("internal", format!("unexpected answer {other:?}"))),
+                };
+                return Ok(self.outcomes(&[id]).await?.remove(0));
+            }
+            // Past the journal: one message makes the call and awaits it.
+            let name = match &call {
+                HostCall::Step { name, .. } | HostCall::Child { name, .. } => name.clone(),
+                _ => unreachable!("matched above"),
+            };
+            self.admit(Some(&name))?;
+            match self.send(call, true).await? {
+                HostAnswer::All(mut results) if results.len() == 1 => {
+                    let result = results.remove(0);
+                    self.journal.outcomes.insert(self.made, result.clone());
+                    Ok(result)
+                }
+                other => Err(stop("internal", format!("unexpected answer {other:?}"))),
             }
         })
     }

@@ -159,8 +159,13 @@ impl<'a> Driver<'a> {
     }
 
     /// The template scope of a step: the run, its inputs, secrets, and the
-    /// result of each step it depends on.
+    /// result of each step it depends on. A step that renders nothing
+    /// (every call of a code workflow) gets none: building one would cost
+    /// more than the rest of its start.
     pub(super) fn scope(&self, index: usize) -> Scope {
+        if self.workflow.steps[index].renders_literally() && self.spec.workflow.throttle.is_none() {
+            return Scope::empty();
+        }
         let steps = self.workflow.steps[index]
             .deps
             .iter()

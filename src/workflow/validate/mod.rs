@@ -121,7 +121,7 @@ impl Workflow {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Step {
     pub id: String,
     pub action: Action,
@@ -151,13 +151,31 @@ pub struct Step {
     pub idempotency_key: Option<String>,
 }
 
+impl Step {
+    /// Whether an attempt of the step renders nothing: its input, args,
+    /// env and throttle key hold no template, and it has no `when` or
+    /// `for_each` (a code workflow's calls, literal YAML steps).
+    pub fn renders_literally(&self) -> bool {
+        let args = match &self.action {
+            Action::Module { args, .. } => args.iter().all(TemplateValue::is_literal),
+            Action::Workflow { .. } => true,
+            Action::Sleep(_) | Action::Wait { .. } => return false,
+        };
+        args && self.when.is_none()
+            && self.for_each.is_none()
+            && self.throttle.is_none()
+            && self.input.is_literal()
+            && self.env.iter().all(|(_, value)| value.is_literal())
+    }
+}
+
 /// A step's validated `cache:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CachePolicy {
     pub ttl: Option<Duration>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Action {
     /// Run a module; `args` go to a command.
     Module {
@@ -178,7 +196,7 @@ pub enum Action {
     },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ForEach {
     Template(Template),
     Items(Vec<Value>),

@@ -14,7 +14,7 @@ pub const MAX_RATE_PER: Duration = Duration::from_secs(24 * 3600);
 pub const MAX_THROTTLE_LIMIT: u32 = 100_000;
 
 /// A validated `throttle:`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Throttle {
     /// Rendered per attempt (a step's: with its input's scope, `item`
     /// included; a workflow's: with the run's inputs).

@@ -15,7 +15,8 @@ use crate::run::code::{input_digest, CallRecord};
 use crate::run::event::{now_ms, ErrorKind, EventKind, Origin, StepError};
 use crate::run::executor::Driver;
 use crate::sandbox::{HostAnswer, HostCall, HostStop, Module, ModuleKind};
-use crate::workflow::{CallAction, Step};
+use crate::workflow::template::TemplateValue;
+use crate::workflow::{Action, CallAction, Step};
 use std::sync::Arc;
 
 fn refused(kind: &str, message: impl Into<String>) -> HostStop {
@@ -30,8 +31,8 @@ impl Driver<'_> {
     pub(in crate::run::executor) async fn code_event(&mut self, event: CodeEvent) {
         match event {
             CodeEvent::Live(Live::Log(level, message)) => self.emit(EventKind::WorkflowLog { level, message }),
-            CodeEvent::Live(Live::Call { call, reply }) => {
-                let answer = self.live_call(call, reply).await;
+            CodeEvent::Live(Live::Call { call, awaited, reply }) => {
+                let answer = self.live_call(call, awaited, reply).await;
                 if let Some((reply, answer)) = answer {
                     let at_ms = self.state.calls.last().map(|c| c.at_ms);
                     let _ = reply.send(Reply { answer, at_ms });
@@ -45,6 +46,7 @@ impl Driver<'_> {
     async fn live_call(
         &mut self,
         call: HostCall,
+        awaited: bool,
         reply: oneshot::Sender<Reply>,
     ) -> Option<(oneshot::Sender<Reply>, Result<HostAnswer, HostStop>)> {
         let answer = match call {
@@ -64,12 +66,18 @@ impl Driver<'_> {
                 self.code.as_mut()?.pending = Some(Pending {
                     ids,
                     next: false,
+                    at_ms: None,
                     reply,
                 });
                 return None;
             }
             HostCall::AwaitNext(ids) => {
-                self.code.as_mut()?.pending = Some(Pending { ids, next: true, reply });
+                self.code.as_mut()?.pending = Some(Pending {
+                    ids,
+                    next: true,
+                    at_ms: None,
+                    reply,
+                });
                 return None;
             }
             HostCall::Now => {
@@ -87,7 +95,19 @@ impl Driver<'_> {
                 Ok(HostAnswer::Bool(true))
             }
             HostCall::StartChild { name, workflow, input } => self.start_child_call(name, workflow, input).await,
-            other => Ok(self.submit_call(other).await),
+            other => match self.submit_call(other).await {
+                HostAnswer::Submitted(id) if awaited => {
+                    let at_ms = self.state.calls.last().map(|c| c.at_ms);
+                    self.code.as_mut()?.pending = Some(Pending {
+                        ids: vec![id],
+                        next: false,
+                        at_ms,
+                        reply,
+                    });
+                    return None;
+                }
+                answer => Ok(answer),
+            },
         };
         Some((reply, answer))
     }
@@ -105,21 +125,13 @@ impl Driver<'_> {
             } => {
                 let (input_value, options_value, parsed) = call_args(&input, &options);
                 let loaded = match parsed {
-                    Ok(()) => resolve(self.executor, &module)
-                        .await
-                        .map_err(|m| (ErrorKind::ModuleError, m)),
+                    Ok(()) => self.call_module(&module).await.map_err(|m| (ErrorKind::ModuleError, m)),
                     Err(e) => Err(e),
                 };
                 let digest = loaded.as_ref().map(|m| m.info.digest.clone()).unwrap_or_default();
+                let code = self.code.as_mut().expect("a code run");
                 let compiled = loaded.and_then(|loaded| {
-                    let step = code_def
-                        .compile_call(
-                            &name,
-                            CallAction::Module(digest.clone()),
-                            input_value.clone(),
-                            &options_value,
-                        )
-                        .map_err(refusal)?;
+                    let step = code.module_step(code_def, &name, &digest, input_value.clone(), &options_value)?;
                     Ok((step, Some(loaded)))
                 });
                 let record = CallRecord::Step {
@@ -201,6 +213,20 @@ impl Driver<'_> {
         HostAnswer::Submitted(position)
     }
 
+    /// The module a call names: resolved at the instance's first call
+    /// naming it, then reused (each call records the digest it ran).
+    async fn call_module(&mut self, reference: &str) -> Result<Arc<Module>, String> {
+        let code = self.code.as_ref().expect("a code run");
+        if let Some(module) = code.references.get(reference).and_then(|d| code.modules.get(d)) {
+            return Ok(module.clone());
+        }
+        let module = resolve(self.executor, reference).await?;
+        let code = self.code.as_mut().expect("a code run");
+        code.references
+            .insert(reference.to_string(), module.info.digest.clone());
+        Ok(module)
+    }
+
     /// `start-child`: a run of another workflow, not awaited (idempotent
     /// under the run and the call's name, so a replay finds the same run).
     async fn start_child_call(
@@ -251,6 +277,38 @@ impl Driver<'_> {
             Some(Err(message)) => Err(refused("child_failed", format!("start-child {name:?}: {message}"))),
             None => Err(refused("child_failed", format!("start-child {name:?}: not started"))),
         }
+    }
+}
+
+impl super::CodeRun {
+    /// The step of a module call: compiled from the definition's defaults
+    /// and the call's options once per shape of options, then copied.
+    pub(super) fn module_step(
+        &mut self,
+        code: &crate::workflow::Code,
+        name: &str,
+        digest: &str,
+        input: Value,
+        options: &Value,
+    ) -> Result<Step, (ErrorKind, String)> {
+        let shape = options.to_string();
+        let mut step = match self.shapes.get(&shape) {
+            Some(step) => step.clone(),
+            None => {
+                let action = CallAction::Module(digest.to_string());
+                let step = code.compile_call(name, action, Value::Null, options).map_err(refusal)?;
+                if self.shapes.len() < 256 {
+                    self.shapes.insert(shape, step.clone());
+                }
+                step
+            }
+        };
+        step.id = name.to_string();
+        step.input = TemplateValue::Literal(input);
+        if let Action::Module { reference, .. } = &mut step.action {
+            *reference = digest.to_string();
+        }
+        Ok(step)
     }
 }
 

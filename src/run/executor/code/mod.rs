@@ -49,6 +49,12 @@ pub(super) struct CodeRun {
     ends: u64,
     /// Modules of the run's calls, by digest.
     pub(super) modules: HashMap<String, Arc<Module>>,
+    /// The step of a module call, by its options' text: calls with the same
+    /// options differ only in name, module and input, so each shape is
+    /// compiled once per run.
+    shapes: HashMap<String, Step>,
+    /// The digest each module reference resolved to, by reference.
+    references: HashMap<String, String>,
     /// Recorded calls the instance replayed, and how many it had to.
     replayed: Arc<AtomicUsize>,
     journal_len: usize,
@@ -62,6 +68,9 @@ pub(super) struct CodeRun {
 struct Pending {
     ids: Vec<u32>,
     next: bool,
+    /// The time of the call this await came with (a step-like call and its
+    /// await in one message): the code's clocks read it, as when replaying.
+    at_ms: Option<u64>,
     reply: oneshot::Sender<Reply>,
 }
 
@@ -104,6 +113,8 @@ impl<'a> Driver<'a> {
             ended: HashMap::new(),
             ends: 0,
             modules: HashMap::new(),
+            shapes: HashMap::new(),
+            references: HashMap::new(),
             replayed: Arc::new(AtomicUsize::new(0)),
             journal_len: self.state.calls.len(),
             capped: false,
@@ -126,7 +137,15 @@ impl<'a> Driver<'a> {
                             Err(message) => failures.push((name.clone(), message)),
                         }
                     }
-                    (CallAction::Module(digest.clone()), input.clone(), options.clone())
+                    let step = run
+                        .module_step(code_def, &name, digest, input.clone(), options)
+                        .unwrap_or_else(|_| placeholder(code_def, &name));
+                    let index = self.push_step(step);
+                    run.steps.insert(recorded.position, index);
+                    if !self.state.steps[index].status.is_terminal() {
+                        run.open.push(recorded.position);
+                    }
+                    continue;
                 }
                 CallRecord::Child {
                     workflow,
@@ -350,7 +369,7 @@ impl<'a> Driver<'a> {
                 .collect();
             Reply {
                 answer: Ok(HostAnswer::All(results)),
-                at_ms: None,
+                at_ms: pending.at_ms,
             }
         };
         let _ = pending.reply.send(answer);
