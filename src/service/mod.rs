@@ -397,7 +397,7 @@ impl Service {
         )
         .await?;
         // Executed by another node: its end is read from the store.
-        self.follow(run_id);
+        self.follow(run_id, 0);
         let _ = tokio::time::timeout(wait, watch.ended()).await;
         Ok(())
     }
@@ -406,9 +406,14 @@ impl Service {
     /// after the watch began (404 for an unknown run).
     pub async fn watch(self: &Arc<Self>, run_id: &str) -> Result<(Watch, RunRow), RunError> {
         let watch = self.outlets.watchers.watch(run_id);
+        // What is stored now the caller reads itself (or, for a run that
+        // ended by now, needs not): the run is followed from there, not
+        // from its first event. Read before the row, so a run that ends in
+        // between has its final event after it.
+        let stored = self.store(self.db.last_seq(run_id).await)?;
         let row = self.run_row(run_id).await?;
         if !row.is_ended() {
-            self.follow(run_id);
+            self.follow(run_id, stored);
         }
         Ok((watch, row))
     }

@@ -118,7 +118,7 @@ impl Service {
 
     /// Follows a watched run this node does not execute (see the module
     /// documentation); nothing when it runs here or is followed already.
-    pub(super) fn follow(self: &Arc<Self>, run_id: &str) {
+    pub(super) fn follow(self: &Arc<Self>, run_id: &str, from: u64) {
         if self.live.lock().unwrap().contains_key(run_id) {
             return;
         }
@@ -134,7 +134,7 @@ impl Service {
         let run_id = run_id.to_string();
         let drain = self.drain.clone();
         tokio::spawn(async move {
-            let mut read = 0;
+            let mut read = from;
             loop {
                 let Some(service) = weak.upgrade() else { return };
                 if !service.outlets.watchers.watched(&run_id) {

@@ -273,6 +273,15 @@ impl Db {
             .collect()
     }
 
+    /// The sequence number of a run's latest event (0 for none).
+    pub async fn last_seq(&self, run_id: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM events WHERE run_id = $1")
+            .bind(run_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("seq")?.max(0) as u64)
+    }
+
     /// Counts of runs by status (for metrics).
     pub async fn run_counts(&self) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM runs GROUP BY status")
