@@ -84,17 +84,6 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<WorkflowReport> 
     for _ in 0..500 {
         sandbox.run(&echo, request).await;
     }
-    let attempts = STEPS_PER_ROUND;
-    let mut rounds = Vec::new();
-    for _ in 0..REPEAT {
-        let started = Instant::now();
-        for _ in 0..attempts {
-            sandbox.run(&echo, request).await;
-        }
-        rounds.push(started.elapsed());
-    }
-    rounds.sort();
-    let sandbox_attempt_us = rounds[rounds.len() / 2].as_secs_f64() * 1e6 / attempts as f64;
 
     let code_bytes = std::fs::read(code).with_context(|| format!("cannot read {}", code.display()))?;
     let flow = Arc::new(sandbox.load(&code_bytes)?);
@@ -120,33 +109,53 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<WorkflowReport> 
     let executor = Executor::new(sandbox.clone(), 64, caps.clone())
         .with_cache(Arc::new(crate::run::cache::MemoryCache::default()))
         .with_throttle(Arc::new(crate::run::throttle::MemoryThrottle::default()));
-    executor.set_modules(Arc::new(OneModule(echo)));
-    let mut out = Vec::new();
-    for (name, yaml, steps, sequential) in scenarios {
-        let workflow = Arc::new(
-            crate::workflow::load(&yaml, &caps, None)
-                .map_err(|e| anyhow::anyhow!("bench workflow is invalid: {e:?}"))?,
-        );
-        // A round runs the scenario until it has made about
-        // `STEPS_PER_ROUND` steps: one 40-step run lasts under a
-        // millisecond, too short to time alone on a shared machine.
-        let runs = (STEPS_PER_ROUND / steps).max(1);
-        let mut totals = Vec::new();
-        for round in 0..=REPEAT {
+    executor.set_modules(Arc::new(OneModule(echo.clone())));
+    let workflows = scenarios
+        .iter()
+        .map(|(_, yaml, ..)| {
+            crate::workflow::load(yaml, &caps, None)
+                .map(Arc::new)
+                .map_err(|e| anyhow::anyhow!("bench workflow is invalid: {e:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Each round times the sandbox alone, then every scenario, so that all
+    // figures (and their ratios) see the same moments of a shared machine.
+    // A scenario's round makes about `STEPS_PER_ROUND` steps: one 40-step
+    // run lasts under a millisecond, too short to time alone.
+    let mut attempt_rounds = Vec::new();
+    let mut totals = vec![Vec::new(); scenarios.len()];
+    for round in 0..=REPEAT {
+        let started = Instant::now();
+        for _ in 0..STEPS_PER_ROUND {
+            sandbox.run(&echo, request).await;
+        }
+        let attempt = started.elapsed() / STEPS_PER_ROUND as u32;
+        for (i, ((name, _, steps, _), workflow)) in scenarios.iter().zip(&workflows).enumerate() {
+            let runs = (STEPS_PER_ROUND / steps).max(1);
             let mut elapsed = Duration::ZERO;
             for _ in 0..runs {
-                elapsed += run_once(&executor, &workflow, &pinned, &secrets, steps, name).await?;
+                elapsed += run_once(&executor, workflow, &pinned, &secrets, *steps, name).await?;
             }
             if round > 0 {
-                totals.push(elapsed / runs as u32); // round 0 warms up
+                totals[i].push(elapsed / runs as u32); // round 0 warms up
             }
         }
-        totals.sort();
-        let median: Duration = totals[totals.len() / 2];
-        let per_step_us = median.as_secs_f64() * 1e6 / steps as f64;
+        if round > 0 {
+            attempt_rounds.push(attempt);
+        }
+    }
+    let median = |mut rounds: Vec<Duration>| {
+        rounds.sort();
+        rounds[rounds.len() / 2]
+    };
+    let sandbox_attempt_us = median(attempt_rounds).as_secs_f64() * 1e6;
+    let mut out = Vec::new();
+    for ((name, _, steps, sequential), totals) in scenarios.iter().zip(totals) {
+        let median = median(totals);
+        let per_step_us = median.as_secs_f64() * 1e6 / *steps as f64;
         out.push(Scenario {
             name: name.to_string(),
-            steps,
+            steps: *steps,
             total_ms: median.as_secs_f64() * 1e3,
             per_step_us,
             overhead_us: sequential.then_some(per_step_us - sandbox_attempt_us),
@@ -265,7 +274,7 @@ impl std::fmt::Display for WorkflowReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(
             f,
-            "workflow: in process, in-memory journal, trivial step echo; median of {REPEAT} runs"
+            "workflow: in process, in-memory journal, trivial step echo; median of {REPEAT} rounds, each of every scenario"
         )?;
         writeln!(f, "  sandbox attempt (baseline)  {:8.1} µs", self.sandbox_attempt_us)?;
         writeln!(
