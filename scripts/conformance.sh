@@ -22,6 +22,25 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 [ -n "$url" ] || { cat "$log"; echo "the server did not start" >&2; exit 1; }
+# Real runs for the stateful phase to find: one that completes, one that
+# pauses on a wait (5 s, so that a generated `?wait=300s` answers within
+# schemathesis's 10 s), one that fails (a running or failed run's `output`
+# is null, which the schema must allow).
+echo_wasm=target/guests/rust/echo.wasm
+[ -f "$echo_wasm" ] || guest-examples/build.sh rust
+call() {
+    local method=$1 path=$2 type=$3 body=$4 expect=$5 status
+    status=$(curl -s -o "$data/answer" -w '%{http_code}' -X "$method" -H "content-type: $type" --data-binary "$body" "$url$path")
+    [ "$status" = "$expect" ] || { cat "$data/answer"; echo "$method $path answered $status, not $expect" >&2; exit 1; }
+}
+call POST '/v1/modules?name=echo&tag=v1' application/wasm "@$echo_wasm" 201
+call PUT /v1/workflows/done application/yaml $'name: done\nsteps:\n  - { id: s, module: "echo:v1", input: { x: 1 } }\n' 201
+call PUT /v1/workflows/waiting application/yaml $'name: waiting\nsteps:\n  - { id: w, wait: { event: conformance.go, timeout: 5s } }\n' 201
+call PUT /v1/workflows/failing application/yaml $'name: failing\nsteps:\n  - { id: s, module: "echo:v1", input: { x: 1 }, limits: { fuel: 1 } }\n' 201
+call POST '/v1/workflows/done/runs?wait=10s' application/json '{"input": {}}' 201
+call POST /v1/workflows/waiting/runs application/json '{"input": {}}' 201
+call POST '/v1/workflows/failing/runs?wait=10s' application/json '{"input": {}}' 201
+grep -q '"status":"failed"' "$data/answer" || { cat "$data/answer"; echo "the failing run did not fail" >&2; exit 1; }
 # A module is raw wasm, which schemathesis cannot generate: uploads are
 # checked by the test suite. scripts/schemathesis.toml: per-route settings.
 "$venv/bin/schemathesis" --config-file scripts/schemathesis.toml run "$url/v1/openapi.json" \

@@ -74,6 +74,14 @@ async fn a_run_stops_exactly_where_its_fuel_budget_runs_out() {
         .post_json("/v1/workflows/items/runs", json!({ "budget": { "fuel": 0 } }))
         .await;
     assert_eq!((status, body["field"].as_str()), (422, Some("budget.fuel")), "{body}");
+    // Fuel is stored as a signed 64-bit number: 2^63 is refused, not wrapped.
+    let (status, body) = server
+        .post_json(
+            "/v1/workflows/items/runs",
+            json!({ "budget": { "fuel": 9_223_372_036_854_775_808u64 } }),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (422, Some("budget.fuel")), "{body}");
     let (status, body) = server
         .apply(
             "items",

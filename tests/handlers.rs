@@ -117,6 +117,14 @@ async fn every_route_answers_its_errors_as_problems() {
         ),
         (
             Method::POST,
+            "/v1/workflows/nope/runs?wait=0",
+            JSON,
+            "{}",
+            400,
+            "bad-request",
+        ),
+        (
+            Method::POST,
             "/v1/workflows/nope/runs/batch",
             JSON,
             r#"{"runs": [{}]}"#,

@@ -426,6 +426,17 @@ async fn health_metrics_and_openapi() {
             "{path} missing from the OpenAPI document"
         );
     }
+    // A run's output is null until it completes and may then be any JSON
+    // value; its error is null unless it failed: the schema must say so.
+    let row = &doc["components"]["schemas"]["RunRow"]["properties"];
+    assert_eq!(row["output"].get("type"), None, "RunRow.output: {}", row["output"]);
+    assert!(
+        row["error"]["type"]
+            .as_array()
+            .is_some_and(|t| t.contains(&json!("null"))),
+        "RunRow.error: {}",
+        row["error"]
+    );
     let (status, body) = server.get("/v1/nothing-here").await;
     assert_eq!((status, problem(&body)), (404, "not-found"));
     server.stop().await;

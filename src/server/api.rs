@@ -239,9 +239,9 @@ pub async fn get_workflow(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartRun {
-    /// The run's input (an object).
+    /// The run's input (an object; null or absent: none).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     input: Value,
     /// Starting twice with the same key answers the first run.
     #[schema(min_length = 1, max_length = 200)]
@@ -255,7 +255,8 @@ pub struct StartRun {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Budget {
-    /// A whole number (`1e9` and `1000000000.0` are whole too).
+    /// A whole number (`1e9` and `1000000000.0` are whole too), at most
+    /// 2^63 - 1.
     #[schema(minimum = 1)]
     #[serde(deserialize_with = "whole_number")]
     fuel: u64,
@@ -276,9 +277,9 @@ fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u
 /// The budget of a start request, refused when zero.
 fn budget_fuel(budget: Option<&Budget>, field: &str) -> Result<Option<u64>> {
     match budget {
-        Some(b) if b.fuel == 0 => Err(ApiError::unprocessable(
+        Some(b) if b.fuel == 0 || b.fuel > i64::MAX as u64 => Err(ApiError::unprocessable(
             "invalid-input",
-            format!("{field} must be at least 1"),
+            format!("{field} must be between 1 and {}", i64::MAX),
             Some(field),
         )),
         Some(b) => Ok(Some(b.fuel)),
@@ -390,6 +391,14 @@ pub async fn start_batch(
 
 pub(super) fn parse_wait(wait: Option<&str>) -> Result<Option<Duration>> {
     let Some(text) = wait else { return Ok(None) };
+    // What the schema's pattern says: a number of seconds or milliseconds.
+    let digits = text.strip_suffix("ms").or_else(|| text.strip_suffix('s'));
+    if !digits.is_some_and(|d| (1..=5).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit())) {
+        return Err(ApiError::bad_request(
+            format!("wait {text:?} is not a number of seconds or milliseconds (e.g. 30s, 250ms)"),
+            Some("wait"),
+        ));
+    }
     let duration = crate::units::parse_duration(text).map_err(|e| ApiError::bad_request(e, Some("wait")))?;
     if duration > Duration::from_secs(300) {
         return Err(ApiError::bad_request("wait is at most 300s", Some("wait")));

@@ -30,7 +30,8 @@ pub struct RunRow {
     pub idempotency_key: Option<String>,
     #[schema(value_type = Object)]
     pub input: serde_json::Value,
-    #[schema(value_type = Object)]
+    /// What the run returned: any JSON value (a code workflow may return a
+    /// number or a string); null until the run completes.
     pub output: Option<serde_json::Value>,
     pub error: Option<String>,
     pub created_ms: i64,
