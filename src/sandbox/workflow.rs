@@ -524,26 +524,23 @@ fn not_started(message: String, began: Instant) -> WorkflowEnd {
 impl WorkflowCtx {
     /// One call to the host; a stop is remembered and traps the code.
     async fn ask(&mut self, call: HostCall) -> wasmtime::Result<HostAnswer> {
-        match self.host.call(call).await {
-            Ok(answer) => Ok(answer),
-            Err(stop) => {
-                let error = wasmtime::format_err!("{}: {}", stop.kind, stop.message);
-                self.stopped = Some(stop);
-                Err(error)
-            }
-        }
+        let answer = self.host.call(call).await;
+        self.remember(answer)
     }
 
     /// Submits a call and waits for its result.
     async fn submit_and_await(&mut self, call: HostCall) -> wasmtime::Result<CallResult> {
-        match self.host.submit_and_await(call).await {
-            Ok(result) => Ok(result),
-            Err(stop) => {
-                let error = wasmtime::format_err!("{}: {}", stop.kind, stop.message);
-                self.stopped = Some(stop);
-                Err(error)
-            }
-        }
+        let result = self.host.submit_and_await(call).await;
+        self.remember(result)
+    }
+
+    /// The host's answer; a stop is remembered and traps the code.
+    fn remember<T>(&mut self, answer: Result<T, HostStop>) -> wasmtime::Result<T> {
+        answer.map_err(|stop| {
+            let error = wasmtime::format_err!("{}: {}", stop.kind, stop.message);
+            self.stopped = Some(stop);
+            error
+        })
     }
 
     async fn submit(&mut self, call: HostCall) -> wasmtime::Result<u32> {

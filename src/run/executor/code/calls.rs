@@ -49,6 +49,7 @@ impl Driver<'_> {
         awaited: bool,
         reply: oneshot::Sender<Reply>,
     ) -> Option<(oneshot::Sender<Reply>, Result<HostAnswer, HostStop>)> {
+        let next = matches!(call, HostCall::AwaitNext(_));
         let answer = match call {
             HostCall::AwaitAll(ids) | HostCall::AwaitNext(ids)
                 if ids
@@ -62,19 +63,10 @@ impl Driver<'_> {
                     ),
                 ))
             }
-            HostCall::AwaitAll(ids) => {
+            HostCall::AwaitAll(ids) | HostCall::AwaitNext(ids) => {
                 self.code.as_mut()?.pending = Some(Pending {
                     ids,
-                    next: false,
-                    at_ms: None,
-                    reply,
-                });
-                return None;
-            }
-            HostCall::AwaitNext(ids) => {
-                self.code.as_mut()?.pending = Some(Pending {
-                    ids,
-                    next: true,
+                    next,
                     at_ms: None,
                     reply,
                 });
