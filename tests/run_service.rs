@@ -138,7 +138,7 @@ async fn a_stale_owner_or_sequence_cannot_append() {
 const QUICK: &str = "name: quick\nsteps:\n  - { id: a, module: echo, input: { x: 1 } }\n";
 const SLOW: &str = "name: slow\nsteps:\n  - { id: nap, module: hostile, input: { mode: sleep, ms: 20000 } }\n";
 
-async fn metric(server: &TestServer, name: &str) -> f64 {
+pub async fn metric(server: &TestServer, name: &str) -> f64 {
     let text = server.metrics().await;
     text.lines()
         .find_map(|l| l.strip_prefix(&format!("{name} ")))

@@ -486,3 +486,48 @@ async fn the_approval_example_waits_for_its_approver() {
     );
     server.stop().await;
 }
+
+/// A paused run watched on the node that holds it is not read from the
+/// store every second while it waits: this node appends its next events
+/// and hands them to the stream when the event resumes it. On SQLite (one
+/// node) it is not followed at all; on PostgreSQL it is, slowly, in case
+/// another node takes it over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watched_paused_run_is_streamed_on_resume_without_being_followed() {
+    use futures_util::StreamExt;
+    let server = TestServer::with_workflow("approval", APPROVAL).await;
+    let id = start(&server, "approval", json!({ "text": "hi", "ticket": "T-9" })).await;
+    wait_status(&server, &id, "paused").await;
+    let mut stream = server
+        .request(reqwest::Method::GET, &format!("/v1/runs/{id}/events"))
+        .send()
+        .await
+        .unwrap()
+        .bytes_stream();
+    let first = stream.next().await.expect("the stored events").unwrap();
+    let mut text = String::from_utf8_lossy(&first).to_string();
+    let metric = crate::run_service::metric;
+    assert_eq!(metric(&server, "sandstep_watched_runs").await, 1.0);
+    let followed = if crate::support::store::postgres().is_some() {
+        1.0
+    } else {
+        0.0
+    };
+    assert_eq!(metric(&server, "sandstep_followed_runs").await, followed);
+
+    let (status, _) = send(&server, "approval.T-9", json!({ "by": "ana" }), None).await;
+    assert_eq!(status, 202);
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("the stream ends with the run");
+    for kind in ["run.paused", "run.resumed", "step.succeeded", "run.completed"] {
+        assert!(text.contains(&format!("event: {kind}")), "{kind} missing from {text}");
+    }
+    assert_eq!(metric(&server, "sandstep_watched_runs").await, 0.0);
+    server.stop().await;
+}

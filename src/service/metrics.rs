@@ -21,6 +21,7 @@ pub struct Metrics {
     instantiate_seconds: Histogram,
     queue_depth: Gauge,
     watched_runs: Gauge,
+    followed_runs: Gauge,
     store_errors: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
@@ -39,6 +40,7 @@ impl Default for Metrics {
         let instantiate_seconds = Histogram::new(exponential_buckets(0.000_001, 4.0, 12));
         let queue_depth = Gauge::default();
         let watched_runs = Gauge::default();
+        let followed_runs = Gauge::default();
         let store_errors = Counter::default();
         registry.register("sandstep_runs", "Runs by status", runs.clone());
         registry.register(
@@ -65,6 +67,11 @@ impl Default for Metrics {
             "sandstep_watched_runs",
             "Runs with a live listener (event stream or wait)",
             watched_runs.clone(),
+        );
+        registry.register(
+            "sandstep_followed_runs",
+            "Watched runs read from the store because another node executes them",
+            followed_runs.clone(),
         );
         registry.register(
             "sandstep_store_errors",
@@ -103,6 +110,7 @@ impl Default for Metrics {
             cache_seen: Default::default(),
             registry,
             watched_runs,
+            followed_runs,
             store_errors,
             runs,
             attempts,
@@ -155,14 +163,15 @@ impl Metrics {
         self.store_errors.inc();
     }
 
-    /// The text exposition, with run counts, queue depth, watched runs and
+    /// The text exposition, with run counts, queue depth, watched (and
+    /// followed) runs and
     /// the executor's cache hits and misses as of now.
     pub fn render(
         &self,
         run_counts: &[(String, i64)],
         runs_owned: i64,
         live_runs: usize,
-        watched_runs: usize,
+        (watched_runs, followed_runs): (usize, usize),
         cache: (u64, u64),
     ) -> String {
         {
@@ -181,6 +190,7 @@ impl Metrics {
         self.queue_depth.set(live_runs as i64);
         self.runs_owned.set(runs_owned);
         self.watched_runs.set(watched_runs as i64);
+        self.followed_runs.set(followed_runs as i64);
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

@@ -397,7 +397,7 @@ impl Service {
         )
         .await?;
         // Executed by another node: its end is read from the store.
-        self.follow(run_id, 0);
+        self.follow(run_id, 0, false);
         let _ = tokio::time::timeout(wait, watch.ended()).await;
         Ok(())
     }
@@ -411,9 +411,12 @@ impl Service {
         // from its first event. Read before the row, so a run that ends in
         // between has its final event after it.
         let stored = self.store(self.db.last_seq(run_id).await)?;
-        let row = self.run_row(run_id).await?;
+        let (row, lease) = self
+            .store(self.db.run_with_lease(run_id).await)?
+            .ok_or_else(|| RunError::NotFound(format!("run {run_id}")))?;
         if !row.is_ended() {
-            self.follow(run_id, stored);
+            let held = lease.is_some_and(|lease| lease.node == self.config.node);
+            self.follow(run_id, stored, held);
         }
         Ok((watch, row))
     }
@@ -440,7 +443,7 @@ impl Service {
             &counts,
             owned,
             self.live_runs(),
-            self.watched_runs(),
+            (self.watched_runs(), self.followed.lock().unwrap().len()),
             self.executor.cache_counts(),
         ))
     }

@@ -10,7 +10,9 @@
 //! A watched run (an event stream, `?wait`, a cancel) that this node does
 //! not execute is followed: its events are read from the store after the
 //! last one read, when told or every second, and handed to its watchers as
-//! if they were appended here, until nobody watches or it ends.
+//! if they were appended here, until nobody watches or it ends. A run this
+//! node holds while it is paused is not read every second: only this node
+//! appends to it (see [`Service::follow`]).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -21,6 +23,10 @@ use crate::store::Location;
 
 /// How often followed runs and inboxes are read without a notification.
 const POLL: Duration = Duration::from_secs(1);
+/// How often a followed run this node holds (paused here) is read without
+/// a notification: another node can only have taken it after this node's
+/// lease ran out, and that node's appends notify.
+const HELD_POLL: Duration = Duration::from_secs(30);
 
 /// Listens for other nodes' notifications on PostgreSQL (connecting again
 /// each second while it cannot), and polls the inboxes of this node's runs
@@ -118,10 +124,20 @@ impl Service {
 
     /// Follows a watched run this node does not execute (see the module
     /// documentation); nothing when it runs here or is followed already.
-    pub(super) fn follow(self: &Arc<Self>, run_id: &str, from: u64) {
+    /// A run this node holds (`held`: paused here) is appended to only by
+    /// this node once it starts again, and its watchers hear of that
+    /// directly: on SQLite, where no other node takes it, it is not
+    /// followed; on PostgreSQL it is read only when notified or every
+    /// [`HELD_POLL`] (thousands of paused runs watched here cost no reads).
+    pub(super) fn follow(self: &Arc<Self>, run_id: &str, from: u64, held: bool) {
         if self.live.lock().unwrap().contains_key(run_id) {
             return;
         }
+        let poll = match (held, self.db.location()) {
+            (false, _) => POLL,
+            (true, Location::Postgres(_)) => HELD_POLL,
+            (true, _) => return,
+        };
         let wake = Arc::new(tokio::sync::Notify::new());
         {
             let mut followed = self.followed.lock().unwrap();
@@ -162,7 +178,7 @@ impl Service {
                 drop(service);
                 tokio::select! {
                     _ = wake.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
+                    _ = tokio::time::sleep(poll) => {}
                     _ = drain.cancelled() => break,
                 }
             }

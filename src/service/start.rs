@@ -328,7 +328,7 @@ impl Service {
                     if owned {
                         self.spawn(run.spec, run.state, lease, Vec::new());
                     } else if watch.is_some() {
-                        self.follow(&row.id, 0);
+                        self.follow(&row.id, 0, false);
                     }
                     out.push(Launched {
                         started: Started {
