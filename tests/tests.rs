@@ -6,6 +6,7 @@ mod support;
 mod workflow_runs;
 mod workflow_validation;
 
+mod bench_floor;
 mod bounded_parsing;
 mod budgets;
 mod cache;

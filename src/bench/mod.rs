@@ -2,6 +2,7 @@
 //! baseline measured in the same process, so ratios hold across machines.
 
 pub mod cluster;
+pub mod floor;
 pub mod http;
 pub mod sandbox;
 pub mod server;

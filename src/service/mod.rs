@@ -435,6 +435,11 @@ impl Service {
         self.store(self.db.ping().await)
     }
 
+    /// What this node's writer has committed so far (benchmark floors).
+    pub fn committed(&self) -> crate::store::floor::Committed {
+        self.outlets.writer.committed()
+    }
+
     /// The Prometheus text exposition.
     pub async fn metrics(&self) -> Result<String, RunError> {
         let counts = self.store(self.db.run_counts().await)?;

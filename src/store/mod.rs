@@ -31,6 +31,7 @@ pub mod backend;
 pub mod cache;
 pub mod claims;
 pub mod events;
+pub mod floor;
 pub mod inbox;
 pub mod modules;
 pub mod nodes;

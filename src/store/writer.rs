@@ -7,6 +7,8 @@
 //! refused append (a stale owner or sequence) writes nothing and fails
 //! alone, the others commit.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::sync::{mpsc, oneshot};
 
 use super::events::{NewEvent, Posted};
@@ -74,6 +76,15 @@ impl Request {
 pub struct Writer {
     node: std::sync::Arc<str>,
     requests: mpsc::UnboundedSender<Request>,
+    committed: std::sync::Arc<Counts>,
+}
+
+/// What the writer committed so far (benchmarks set floors by it).
+#[derive(Default)]
+struct Counts {
+    commits: AtomicU64,
+    events: AtomicU64,
+    runs: AtomicU64,
 }
 
 impl Writer {
@@ -82,6 +93,8 @@ impl Writer {
         let (requests, mut incoming) = mpsc::unbounded_channel::<Request>();
         let owner: std::sync::Arc<str> = node.into();
         let task_owner = owner.clone();
+        let committed = std::sync::Arc::new(Counts::default());
+        let counts = committed.clone();
         tokio::spawn(async move {
             let mut connection = None;
             while let Some(first) = incoming.recv().await {
@@ -96,10 +109,23 @@ impl Writer {
                         Err(_) => break,
                     }
                 }
-                commit(&db, &mut connection, &task_owner, batch).await;
+                commit(&db, &mut connection, &task_owner, batch, &counts).await;
             }
         });
-        Writer { node: owner, requests }
+        Writer {
+            node: owner,
+            requests,
+            committed,
+        }
+    }
+
+    /// Transactions, event rows and run rows committed so far.
+    pub fn committed(&self) -> super::floor::Committed {
+        super::floor::Committed {
+            commits: self.committed.commits.load(Ordering::Relaxed),
+            events: self.committed.events.load(Ordering::Relaxed),
+            runs: self.committed.runs.load(Ordering::Relaxed),
+        }
     }
 
     /// The node this writer stores new runs for.
@@ -169,7 +195,13 @@ impl Writer {
     }
 }
 
-async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, node: &str, batch: Vec<Request>) {
+async fn commit(
+    db: &Db,
+    connection: &mut Option<super::backend::Dedicated>,
+    node: &str,
+    batch: Vec<Request>,
+    counts: &Counts,
+) {
     let mut starts = Vec::new();
     let mut appends = Vec::new();
     let mut posts = Vec::new();
@@ -203,6 +235,11 @@ async fn commit(db: &Db, connection: &mut Option<super::backend::Dedicated>, nod
     };
     match result {
         Ok((inserted, appended, posted, answered)) => {
+            let started: u64 = starts.iter().map(|(runs, _, _)| runs.len() as u64).sum();
+            let events: u64 = appends.iter().map(|(a, _)| a.events.len() as u64).sum();
+            counts.commits.fetch_add(1, Ordering::Relaxed);
+            counts.events.fetch_add(started + events, Ordering::Relaxed);
+            counts.runs.fetch_add(started + appends.len() as u64, Ordering::Relaxed);
             for ((_, done), answers) in throttles.into_iter().zip(answered) {
                 let _ = done.send(Ok(answers));
             }
