@@ -15,7 +15,7 @@ use crate::run::Event;
 
 /// Events buffered per run for slow watchers; a watcher that falls further
 /// behind is told it lagged and reads the store.
-const CAPACITY: usize = 256;
+const CAPACITY: usize = 32;
 
 #[derive(Default)]
 pub struct Watchers {
