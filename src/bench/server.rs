@@ -282,7 +282,8 @@ impl Bench {
             committed: Committed {
                 commits,
                 events: STARTS as u64,
-                runs: STARTS as u64,
+                started: STARTS as u64,
+                moved: 0,
             },
             requests: STARTS,
             clients: STARTERS,
@@ -334,7 +335,8 @@ impl Bench {
             committed: Committed {
                 commits: BATCHES as u64,
                 events: (BATCH_SIZE * BATCHES) as u64,
-                runs: (BATCH_SIZE * BATCHES) as u64,
+                started: (BATCH_SIZE * BATCHES) as u64,
+                moved: 0,
             },
             requests: BATCHES,
             clients: 1,

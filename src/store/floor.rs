@@ -9,12 +9,14 @@ use super::backend;
 use super::sql::Sql;
 use super::{Db, Kind, StoreError};
 
-/// What a writer committed: transactions, event rows, run rows written.
+/// What a writer committed: transactions, event rows, runs stored (new
+/// rows) and runs moved (rows updated by an append).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Committed {
     pub commits: u64,
     pub events: u64,
-    pub runs: u64,
+    pub started: u64,
+    pub moved: u64,
 }
 
 impl Committed {
@@ -23,7 +25,8 @@ impl Committed {
         Committed {
             commits: self.commits.saturating_sub(before.commits),
             events: self.events.saturating_sub(before.events),
-            runs: self.runs.saturating_sub(before.runs),
+            started: self.started.saturating_sub(before.started),
+            moved: self.moved.saturating_sub(before.moved),
         }
     }
 }
@@ -36,6 +39,8 @@ pub struct Scratch {
     runs: Vec<String>,
     /// The next event sequence number (unique across the scratch runs).
     seq: i64,
+    /// Runs stored so far by [`Scratch::commit`].
+    started: u64,
 }
 
 /// An event body of the size a trivial step's events have.
@@ -72,20 +77,51 @@ impl Scratch {
             connection,
             runs: ids,
             seq: 0,
+            started: 0,
         })
     }
 
-    /// Commits `committed.events` event rows and moves `committed.runs`
-    /// run rows in `committed.commits` transactions, as evenly spread as
-    /// the counts allow; how long it took.
+    /// Commits `committed.events` event rows, stores `committed.started`
+    /// new run rows and moves `committed.moved` existing ones, in
+    /// `committed.commits` transactions, as evenly spread as the counts
+    /// allow; how long it took.
     pub async fn commit(&mut self, committed: Committed) -> Result<Duration, StoreError> {
         let commits = committed.commits.max(1);
         let started = Instant::now();
         for n in 0..commits {
             let share = |total: u64| (total * (n + 1) / commits - total * n / commits) as usize;
-            let (events, runs) = (share(committed.events), share(committed.runs).min(self.runs.len()));
+            let (events, started) = (share(committed.events), share(committed.started));
+            let runs = share(committed.moved).min(self.runs.len());
             let kind = self.db.kind();
             let mut tx = backend::begin(&mut self.connection, kind).await?;
+            let ids: Vec<String> = (0..started as u64)
+                .map(|i| format!("floor-new-{}", self.started + i))
+                .collect();
+            self.started += started as u64;
+            for chunk in ids.chunks(ROWS_PER_STATEMENT / 14) {
+                let mut query = Sql::new(
+                    kind,
+                    "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, \
+                     updated_ms, last_seq, owner, fence, parent_run_id, token) ",
+                );
+                query.values(chunk, |row, id| {
+                    row.bind(id.as_str())
+                        .bind("floor")
+                        .bind(1_i64)
+                        .bind("queued")
+                        .bind(None::<&str>)
+                        .bind(r#"{"i":1}"#)
+                        .bind(r#"{"echo":"sha256:e199131ec47f03fdece744010dc2f5ae3940dcf776e9388cec460ef0c5ce84bf"}"#)
+                        .bind(0_i64)
+                        .bind(0_i64)
+                        .bind(1_i64)
+                        .bind("floor-node")
+                        .bind(1_i64)
+                        .bind(None::<&str>)
+                        .bind(None::<&str>);
+                });
+                query.build().execute(&mut *tx).await?;
+            }
             let mut remaining = events;
             while remaining > 0 {
                 let rows = remaining.min(ROWS_PER_STATEMENT * 2);

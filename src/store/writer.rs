@@ -84,7 +84,8 @@ pub struct Writer {
 struct Counts {
     commits: AtomicU64,
     events: AtomicU64,
-    runs: AtomicU64,
+    started: AtomicU64,
+    moved: AtomicU64,
 }
 
 impl Writer {
@@ -119,12 +120,13 @@ impl Writer {
         }
     }
 
-    /// Transactions, event rows and run rows committed so far.
+    /// Transactions, event rows, new and moved run rows committed so far.
     pub fn committed(&self) -> super::floor::Committed {
         super::floor::Committed {
             commits: self.committed.commits.load(Ordering::Relaxed),
             events: self.committed.events.load(Ordering::Relaxed),
-            runs: self.committed.runs.load(Ordering::Relaxed),
+            started: self.committed.started.load(Ordering::Relaxed),
+            moved: self.committed.moved.load(Ordering::Relaxed),
         }
     }
 
@@ -239,7 +241,8 @@ async fn commit(
             let events: u64 = appends.iter().map(|(a, _)| a.events.len() as u64).sum();
             counts.commits.fetch_add(1, Ordering::Relaxed);
             counts.events.fetch_add(started + events, Ordering::Relaxed);
-            counts.runs.fetch_add(started + appends.len() as u64, Ordering::Relaxed);
+            counts.started.fetch_add(started, Ordering::Relaxed);
+            counts.moved.fetch_add(appends.len() as u64, Ordering::Relaxed);
             for ((_, done), answers) in throttles.into_iter().zip(answered) {
                 let _ = done.send(Ok(answers));
             }
