@@ -30,6 +30,7 @@ mod properties;
 mod reruns;
 mod run_resource;
 mod run_service;
+mod seams;
 mod secrets;
 mod server_api;
 mod subworkflows;

@@ -50,17 +50,10 @@ pub struct Measured {
 }
 
 /// Commits and rows written in the database so far.
-async fn database_counts(database: &sqlx::PgPool) -> anyhow::Result<(i64, i64)> {
+async fn database_counts(database: &crate::store::stats::DatabaseStats) -> anyhow::Result<(i64, i64)> {
     // Backends report their counts about once a second.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    sqlx::query("SELECT pg_stat_clear_snapshot()").execute(database).await?;
-    let row: (i64, i64) = sqlx::query_as(
-        "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted FROM pg_stat_database \
-         WHERE datname = current_database()",
-    )
-    .fetch_one(database)
-    .await?;
-    Ok(row)
+    Ok(database.counts().await?)
 }
 
 pub async fn run(database: &str, nodes: usize, trivial: &Path) -> anyhow::Result<ClusterReport> {
@@ -91,7 +84,7 @@ async fn measure(database: &str, nodes: usize, module: &[u8]) -> anyhow::Result<
     super::push_and_apply(&http, first, module.to_vec(), &[("chain", super::chain_yaml(STEPS))]).await?;
     // Warm up every node (compiled code, connections).
     round(&http, &servers, 16).await?;
-    let stats = sqlx::PgPool::connect(database).await?;
+    let stats = crate::store::stats::DatabaseStats::connect(database).await?;
     let counts_before = database_counts(&stats).await?;
     let before: Vec<u64> = attempts(&http, &servers).await?;
     let (cpu_before, pg_before) = (cpu(servers.iter().map(|s| s.child.id())), postgres_cpu());

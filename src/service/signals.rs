@@ -18,7 +18,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::Service;
-use crate::store::notify::{Signal, CHANNEL};
+use crate::store::notify::{Listener, Received, Signal};
 use crate::store::Location;
 
 /// How often followed runs and inboxes are read without a notification.
@@ -42,7 +42,7 @@ pub(super) fn listen(service: &Arc<Service>) {
         let mut poll = tokio::time::interval(POLL);
         loop {
             if listener.is_none() {
-                match connect(&url).await {
+                match Listener::connect(&url).await {
                     Ok(connected) => listener = Some(connected),
                     Err(error) => {
                         tracing::warn!(%error, "cannot listen for other nodes; polling every second until it can")
@@ -54,7 +54,7 @@ pub(super) fn listen(service: &Arc<Service>) {
                 _ = poll.tick() => None,
                 received = async {
                     match listener.as_mut() {
-                        Some(listener) => listener.try_recv().await,
+                        Some(listener) => listener.next().await,
                         None => std::future::pending().await,
                     }
                 } => Some(received),
@@ -62,27 +62,18 @@ pub(super) fn listen(service: &Arc<Service>) {
             let Some(service) = weak.upgrade() else { return };
             match received {
                 None => service.poll_inboxes().await,
-                Some(Ok(Some(notification))) => {
-                    if let Some(signal) = Signal::parse(notification.payload()) {
-                        service.signaled(signal);
-                    }
-                }
-                // The connection dropped: sqlx reconnects at the next
+                Some(Ok(Some(signal))) => service.signaled(signal),
+                Some(Ok(None)) => {}
+                // The connection dropped: it reconnects at the next
                 // receive; what was sent meanwhile is found by polling.
-                Some(Ok(None)) => service.poll_inboxes().await,
-                Some(Err(error)) => {
+                Some(Err(Received::Dropped)) => service.poll_inboxes().await,
+                Some(Err(Received::Failed(error))) => {
                     tracing::warn!(%error, "lost the notification channel; polling until it is back");
                     tokio::time::sleep(POLL).await;
                 }
             }
         }
     });
-}
-
-async fn connect(url: &str) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
-    let mut listener = sqlx::postgres::PgListener::connect(url).await?;
-    listener.listen(CHANNEL).await?;
-    Ok(listener)
 }
 
 impl Service {

@@ -39,6 +39,7 @@ pub mod notify;
 pub mod runs;
 pub mod secrets;
 mod sql;
+pub mod stats;
 pub mod summary;
 pub mod throttle;
 pub mod triggers;

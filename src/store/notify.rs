@@ -62,3 +62,36 @@ pub(crate) async fn send(connection: &mut Connection, kind: Kind, signals: &[Sig
     }
     Ok(())
 }
+
+/// A PostgreSQL connection listening on [`CHANNEL`].
+pub struct Listener(sqlx::postgres::PgListener);
+
+impl Listener {
+    /// Connects to `url` and listens on [`CHANNEL`].
+    pub async fn connect(url: &str) -> Result<Listener, super::StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect(url).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Listener(listener))
+    }
+
+    /// The next notification's signal (`Ok(None)` for one no signal
+    /// parses from); `Err(Dropped)` when the connection dropped (the next
+    /// call connects again; what was sent meanwhile is lost), any other
+    /// error when the channel is gone.
+    pub async fn next(&mut self) -> Result<Option<Signal>, Received> {
+        match self.0.try_recv().await {
+            Ok(Some(notification)) => Ok(Signal::parse(notification.payload())),
+            Ok(None) => Err(Received::Dropped),
+            Err(error) => Err(Received::Failed(error.into())),
+        }
+    }
+}
+
+/// Why [`Listener::next`] has no signal.
+#[derive(Debug)]
+pub enum Received {
+    /// The connection dropped; the next call connects again.
+    Dropped,
+    /// The channel failed.
+    Failed(super::StoreError),
+}
