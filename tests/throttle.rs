@@ -105,9 +105,11 @@ async fn at_most_limit_attempts_of_one_key_run_at_once_while_other_keys_proceed(
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(waiting["steps"][0]["status"], "running");
+    assert_eq!(waiting["steps"][0]["throttle_key"], "A", "{waiting}");
     let run = server.wait_run(&id).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert!(run["steps"][0].get("throttled_items").is_none(), "{run}");
+    assert!(run["steps"][0].get("throttle_key").is_none(), "{run}");
 
     let spans = spans(&server, &id).await;
     assert_eq!(spans.len(), 8);
@@ -189,7 +191,7 @@ async fn a_busy_key_does_not_starve_another() {
 
 /// A workflow's throttle holds across its runs: one attempt per customer at
 /// a time, another customer unaffected; a plain step waiting is `pending`
-/// with `reason: throttled`.
+/// with `reason: throttled` and the key it waits under.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_throttle_holds_across_runs() {
     let yaml = r#"
@@ -218,9 +220,14 @@ steps:
         let mut reasons = Vec::new();
         for id in &ids[..3] {
             let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
-            reasons.push((run["steps"][0]["status"].clone(), run["steps"][0]["reason"].clone()));
+            let step = &run["steps"][0];
+            reasons.push((
+                step["status"].clone(),
+                step["reason"].clone(),
+                step["throttle_key"].clone(),
+            ));
         }
-        if reasons.contains(&(json!("pending"), json!("throttled"))) {
+        if reasons.contains(&(json!("pending"), json!("throttled"), json!("c1"))) {
             break;
         }
         assert!(

@@ -494,3 +494,46 @@ async fn a_code_runs_calls_show_in_call_order_side_by_side_and_live() {
     browser.close().await;
     server.stop().await;
 }
+
+/// A step held back by a `throttle:` key shows as pending, why, and under
+/// which key, so a slow run is told from a throttled one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_step_shows_its_reason_and_key() {
+    let yaml = "name: gate\nsteps:\n  - id: call\n    module: hostile\n    throttle: { key: shared, concurrency: 1 }\n    input: { mode: sleep, ms: 3000 }\n";
+    let server = TestServer::with_workflow("gate", yaml).await;
+    let first = server.start_run("gate").await;
+    wait_status(&server, &first, "running").await;
+    let second = server.start_run("gate").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, run) = server.get(&format!("/v1/runs/{second}")).await;
+        if run["steps"][0]["reason"] == "throttled" {
+            assert_eq!(run["steps"][0]["status"], "pending", "{run}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never throttled: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let browser = Browser::sized(1280, 1000).await;
+    browser.goto(&format!("{}/ui#/runs/{second}", server.url)).await;
+    browser
+        .click(&format!("{}[data-status=\"pending\"] button", node("call")))
+        .await;
+    browser
+        .wait_until("[...document.querySelectorAll('dl.facts dt')].some((dt) => dt.textContent === 'Throttle key')")
+        .await;
+    let facts = browser
+        .script(
+            "return Object.fromEntries([...document.querySelectorAll('dl.facts dt')].map((dt) => [dt.textContent, dt.nextElementSibling.textContent]));",
+        )
+        .await;
+    assert_eq!(facts["Reason"], "throttled", "{facts}");
+    assert_eq!(facts["Throttle key"], "shared", "{facts}");
+    browser.screenshot("throttled-step").await;
+    browser.close().await;
+    for id in [&first, &second] {
+        assert_eq!(server.wait_run(id).await["status"], "completed");
+    }
+    server.stop().await;
+}

@@ -12,6 +12,7 @@ export function stepPanel(panel, run, step, ui) {
   const progress = itemProgress(step);
   if (progress) facts.push(['Items', progress]);
   if (step.reason) facts.push(['Reason', step.reason]);
+  if (step.throttle_key) facts.push(['Throttle key', h('span', { class: 'mono' }, step.throttle_key)]);
   if (step.fuel_consumed) facts.push(['Fuel', number(step.fuel_consumed)]);
   if (step.cached) facts.push(['Cached from', h('a', { href: `#/runs/${step.cached_from}`, class: 'mono' }, step.cached_from)]);
   if (step.reused) facts.push(['Reused', `output of ${run.rerun_of}`]);

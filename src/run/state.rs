@@ -109,9 +109,10 @@ pub struct UnitState {
     /// A sub-workflow unit: its child run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child: Option<String>,
-    /// Waiting for a slot of its throttle key (until its attempt starts).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub throttled: bool,
+    /// Waiting for a slot of its throttle key (until its attempt starts):
+    /// the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttled: Option<String>,
 }
 
 impl UnitState {
@@ -322,10 +323,10 @@ impl RunState {
                 unit.started = unit.started.max(*attempt);
                 unit.running = Some(*attempt);
                 unit.retry_at_ms = None;
-                unit.throttled = false;
+                unit.throttled = None;
             }
-            EventKind::StepThrottled { step, item, .. } => {
-                self.step(step).unit(*item).throttled = true;
+            EventKind::StepThrottled { step, item, key } => {
+                self.step(step).unit(*item).throttled = Some(key.clone());
             }
             EventKind::StepLog { .. } => {}
             EventKind::StepCached {

@@ -129,6 +129,10 @@ pub struct StepView {
     /// (a plain step waiting for one is `pending` with `reason: throttled`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub throttled_items: Option<usize>,
+    /// The `throttle:` key a waiting unit waits under (with `reason:
+    /// throttled`; for a for_each, the first waiting item's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle_key: Option<String>,
     /// A sub-workflow step: its child runs (one per for_each item).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub child_run_ids: Vec<String>,
@@ -335,7 +339,11 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
             let s = &state.steps[step.id.as_str()];
             let throttled = match s.status.is_terminal() {
                 true => 0,
-                false => s.units.iter().filter(|u| u.throttled).count(),
+                false => s.units.iter().filter(|u| u.throttled.is_some()).count(),
+            };
+            let throttle_key = match throttled {
+                0 => None,
+                _ => s.units.iter().find_map(|u| u.throttled.clone()),
             };
             let reason = match s.status {
                 crate::run::StepStatus::Pending if throttled > 0 => Some("throttled".to_string()),
@@ -373,6 +381,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                     .map(|_| s.units.iter().filter(|u| u.cached_from.is_some()).count())
                     .filter(|n| *n > 0),
                 throttled_items: s.items.map(|_| throttled).filter(|n| *n > 0),
+                throttle_key,
                 child_run_ids: s.units.iter().filter_map(|u| u.child.clone()).collect(),
                 fuel_consumed: s.fuel_consumed(),
                 attempts: attempts

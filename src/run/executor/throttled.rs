@@ -244,7 +244,7 @@ impl<'a> Driver<'a> {
                             self.timers.push(Reverse((at, Timer::Throttle)));
                         }
                         let unit = self.state.steps[index].units.get(item.unwrap_or(0));
-                        if !unit.is_some_and(|u| u.throttled) {
+                        if unit.is_none_or(|u| u.throttled.is_none()) {
                             let step = self.workflow.steps[index].id.clone();
                             self.emit(EventKind::StepThrottled { step, item, key: shown });
                         }
