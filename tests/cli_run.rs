@@ -209,3 +209,63 @@ fn local_runs_say_what_needs_the_server() {
         text(&out.stderr)
     );
 }
+
+/// `--input` over 1 MiB is refused naming the flag that raises the bound;
+/// with `--max-input-size` the same input runs.
+#[test]
+fn a_large_input_needs_max_input_size_and_then_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let wf = dir.path().join("wf.yaml");
+    std::fs::write(
+        &wf,
+        "name: big\ninputs:\n  text: { type: string }\nsteps:\n  - id: s\n    module: echo\n    input: { n: \"{{ inputs.text | length }}\" }\noutput: \"{{ steps.s.output.n }}\"\n",
+    )
+    .unwrap();
+    let input = dir.path().join("big.json");
+    let long = "a".repeat(2 * 1024 * 1024);
+    std::fs::write(&input, json!({ "text": long }).to_string()).unwrap();
+    let echo = format!("echo={}", guests().example("echo").display());
+    let at = format!("@{}", input.display());
+    let args = [
+        "run",
+        wf.to_str().unwrap(),
+        "--module",
+        echo.as_str(),
+        "--input",
+        at.as_str(),
+    ];
+    let out = sandstep(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(2), "{}", text_of(&out));
+    assert!(
+        text(&out.stderr)
+            .contains("--input is 2097163 bytes, over the limit of 1048576 (1.0 MiB); raise it with --max-input-size"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut raised = args.to_vec();
+    raised.extend(["--max-input-size", "4MiB"]);
+    let out = sandstep(dir.path(), &raised);
+    assert!(out.status.success(), "{}", text_of(&out));
+    assert_eq!(text(&out.stdout).lines().last(), Some("2097152"));
+}
+
+/// A benchmark whose guest is not built says how to build it.
+#[test]
+fn a_bench_without_its_guests_says_how_to_build_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("echo.wasm");
+    let out = sandstep(
+        dir.path(),
+        &["bench", "sandbox", "--trivial", missing.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("build them with `guest-examples/build.sh rust`"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn text_of(out: &Output) -> String {
+    format!("{}\n{}", text(&out.stdout), text(&out.stderr))
+}

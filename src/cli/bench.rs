@@ -73,6 +73,21 @@ pub enum BenchCommand {
 }
 
 pub async fn run(home: &super::local::Home, command: BenchCommand) -> anyhow::Result<ExitCode> {
+    let guests: Vec<&std::path::Path> = match &command {
+        BenchCommand::Sandbox { trivial, .. } | BenchCommand::Cluster { trivial, .. } => vec![trivial],
+        BenchCommand::Server { trivial, code, .. }
+        | BenchCommand::Waits { trivial, code, .. }
+        | BenchCommand::Workflow { trivial, code, .. } => vec![trivial, code],
+    };
+    for guest in guests {
+        if !guest.exists() {
+            anyhow::bail!(
+                "cannot read {}: the benchmarks run guests built from source; build them with \
+                 `guest-examples/build.sh rust` (from the project root), or pass the path",
+                guest.display()
+            );
+        }
+    }
     match command {
         BenchCommand::Sandbox {
             iterations,

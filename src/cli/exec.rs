@@ -17,6 +17,9 @@ pub struct ExecArgs {
     /// Input JSON, or @FILE to read it from a file.
     #[arg(long, default_value = "{}")]
     pub input: String,
+    /// Largest --input, e.g. 16MiB.
+    #[arg(long, value_parser = parse_size, default_value = "1MiB")]
+    pub max_input_size: u64,
     /// Fuel limit (instructions, roughly).
     #[arg(long)]
     pub fuel: Option<u64>,
@@ -50,7 +53,7 @@ pub struct ExecArgs {
 }
 
 pub async fn run(home: &super::local::Home, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let input = super::local::read_input(&args.input)?;
+    let input = super::local::read_local_input(&args.input, args.max_input_size)?;
     let mut limits = Limits::default();
     if let Some(fuel) = args.fuel {
         limits.fuel = fuel;

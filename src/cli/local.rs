@@ -34,6 +34,39 @@ pub(crate) fn read_input(input: &str) -> anyhow::Result<String> {
     read_json_arg("--input", input)
 }
 
+/// `--input` of a local command (`run`, `exec`): JSON text or `@FILE`, at
+/// most `max` bytes (`--max-input-size`: a local run has no network body
+/// to protect, but the bound stays unless raised), nested within the
+/// depth limit.
+pub(crate) fn read_local_input(input: &str, max: u64) -> anyhow::Result<String> {
+    let text = match input.strip_prefix('@') {
+        Some(path) => {
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("cannot read --input file {path}"))?
+                .len();
+            check_input_size(size, max)?;
+            std::fs::read_to_string(path).with_context(|| format!("cannot read --input file {path}"))?
+        }
+        None => input.to_string(),
+    };
+    check_input_size(text.len() as u64, max)?;
+    crate::nesting::check_depth("--input", &text).map_err(anyhow::Error::msg)?;
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+        bail!("--input is not valid JSON: {e}");
+    }
+    Ok(text)
+}
+
+fn check_input_size(bytes: u64, max: u64) -> anyhow::Result<()> {
+    if bytes > max {
+        bail!(
+            "--input is {bytes} bytes, over the limit of {max} ({}); raise it with --max-input-size",
+            crate::units::format_size(max)
+        );
+    }
+    Ok(())
+}
+
 /// The JSON text of a command-line flag's value, or of the file it names
 /// as `@FILE`, checked like a request body.
 pub(crate) fn read_json_arg(flag: &str, value: &str) -> anyhow::Result<String> {

@@ -22,6 +22,9 @@ pub struct RunArgs {
     /// The run's input JSON, or @FILE.
     #[arg(long, default_value = "{}")]
     pub input: String,
+    /// Largest --input, e.g. 16MiB.
+    #[arg(long, value_parser = crate::units::parse_size, default_value = "1MiB")]
+    pub max_input_size: u64,
     /// A module file for a reference: NAME=PATH (repeatable); others come from the local store.
     #[arg(long = "module", value_name = "NAME=PATH")]
     pub modules: Vec<String>,
@@ -41,7 +44,8 @@ pub struct RunArgs {
 
 pub async fn run(home: &super::local::Home, args: RunArgs) -> anyhow::Result<ExitCode> {
     let source = super::local::read_definition(&args.file)?;
-    let input: serde_json::Value = serde_json::from_str(&super::local::read_input(&args.input)?)?;
+    let input: serde_json::Value =
+        serde_json::from_str(&super::local::read_local_input(&args.input, args.max_input_size)?)?;
     let modules = super::local::modules(home, &args.modules).await?;
     let caps = Caps {
         grants: args.allow.grants()?,
