@@ -537,3 +537,59 @@ async fn a_throttled_step_shows_its_reason_and_key() {
     }
     server.stop().await;
 }
+
+/// The runs list's status filter, chosen as a user chooses it: `canceled`
+/// shows the canceled runs and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runs_list_filtered_by_canceled_shows_only_canceled_runs() {
+    let server = TestServer::with_workflow(
+        "nap",
+        "name: nap\ninputs:\n  ms: { type: integer }\nsteps:\n  - id: nap\n    module: hostile\n    input: { mode: sleep, ms: \"{{ inputs.ms }}\" }\n",
+    )
+    .await;
+    let mut canceled = Vec::new();
+    for _ in 0..2 {
+        let (status, run) = server
+            .post_json("/v1/workflows/nap/runs", json!({ "input": { "ms": 20000 } }))
+            .await;
+        assert_eq!(status, 201, "{run}");
+        let id = run["id"].as_str().unwrap().to_string();
+        let (status, _) = server.post_json(&format!("/v1/runs/{id}/cancel"), json!({})).await;
+        assert_eq!(status, 202);
+        assert_eq!(server.wait_run(&id).await["status"], "canceled");
+        canceled.push(id);
+    }
+    for _ in 0..3 {
+        let (status, run) = server
+            .post_json("/v1/workflows/nap/runs?wait=20s", json!({ "input": { "ms": 1 } }))
+            .await;
+        assert_eq!((status, run["status"].as_str()), (201, Some("completed")), "{run}");
+    }
+
+    let browser = Browser::sized(1280, 1000).await;
+    browser.goto(&format!("{}/ui#/runs", server.url)).await;
+    browser
+        .wait_until("document.querySelectorAll('tr[data-run]').length === 5")
+        .await;
+    browser.click("#f-status").await;
+    browser.click("#f-status option[value=\"canceled\"]").await;
+    browser.click("form.filters button[type=\"submit\"]").await;
+    browser
+        .wait_until(
+            "location.hash.includes('status=canceled') && document.querySelectorAll('tr[data-run]').length === 2",
+        )
+        .await;
+    let shown = browser
+        .script(
+            "return [...document.querySelectorAll('tr[data-run]')].map((tr) => [tr.dataset.run, tr.dataset.status]);",
+        )
+        .await;
+    let mut shown: Vec<(String, String)> = serde_json::from_value(shown).unwrap();
+    shown.sort();
+    canceled.sort();
+    let expected: Vec<(String, String)> = canceled.iter().map(|id| (id.clone(), "canceled".into())).collect();
+    assert_eq!(shown, expected);
+    browser.screenshot("runs-canceled-filter").await;
+    browser.close().await;
+    server.stop().await;
+}
