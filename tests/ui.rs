@@ -593,3 +593,25 @@ async fn the_runs_list_filtered_by_canceled_shows_only_canceled_runs() {
     browser.close().await;
     server.stop().await;
 }
+
+/// A yearly schedule in a time zone shows its next fire on the workflow
+/// page: 9:00 on January 1st in Paris (+01:00 then), in the year to come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yearly_schedule_shows_its_next_fire_in_its_time_zone() {
+    let yaml = "name: yearly\ntriggers:\n  - schedule: \"0 9 1 1 *\"\n    timezone: Europe/Paris\nsteps:\n  - { id: one, module: echo, input: { n: 1 } }\n";
+    let server = TestServer::with_workflow("yearly", yaml).await;
+    use chrono::Datelike as _;
+    let now = chrono::Utc::now();
+    let this_year = chrono::DateTime::parse_from_rfc3339(&format!("{}-01-01T09:00:00+01:00", now.year())).unwrap();
+    let year = if now < this_year { now.year() } else { now.year() + 1 };
+    let expected = format!("{year}-01-01T09:00:00+01:00");
+
+    let browser = Browser::open().await;
+    browser.goto(&format!("{}/ui#/workflows", server.url)).await;
+    browser.click("a[href=\"#/workflows/yearly\"]").await;
+    let shown = browser.text("ul.triggers li").await;
+    assert_eq!(shown, format!("0 9 1 1 * (Europe/Paris) — next: {expected}"));
+    browser.screenshot("yearly-schedule").await;
+    browser.close().await;
+    server.stop().await;
+}
