@@ -223,38 +223,40 @@ impl Bench {
         format!("{}/v1/workflows/{workflow}/runs?wait=60s", self.base)
     }
 
-    /// One run of `workflow`, end to end, and its work (`attempts` steps).
-    async fn timed(&self, workflow: &str, body: Value, attempts: u32) -> anyhow::Result<(Duration, Work)> {
+    /// Times `load` and says what it did: `attempts` attempts, `requests`
+    /// requests from `clients` clients, and what the writer committed.
+    async fn measured(
+        &self,
+        load: impl std::future::Future<Output = anyhow::Result<()>>,
+        attempts: usize,
+        requests: usize,
+        clients: usize,
+    ) -> anyhow::Result<(Duration, Work)> {
         let before = self.service.committed();
         let started = Instant::now();
-        self.single(workflow, body).await?;
+        load.await?;
         let took = started.elapsed();
         let work = Work {
-            attempts,
+            attempts: attempts as u32,
             committed: self.service.committed().since(before),
-            requests: 1,
-            clients: 1,
+            requests,
+            clients,
         };
         Ok((took, work))
     }
 
+    /// One run of `workflow`, end to end, and its work (`attempts` steps).
+    async fn timed(&self, workflow: &str, body: Value, attempts: usize) -> anyhow::Result<(Duration, Work)> {
+        self.measured(self.single(workflow, body), attempts, 1, 1).await
+    }
+
     /// 1-step runs from `CLIENTS` concurrent clients, each waiting for its run.
     async fn one_step_runs(&self) -> anyhow::Result<(Duration, Work)> {
-        let before = self.service.committed();
-        let started = Instant::now();
         let url = self.url("one");
-        self.clients(CLIENTS, ONE_STEP_RUNS, move |http| {
+        let load = self.clients(CLIENTS, ONE_STEP_RUNS, move |http| {
             complete(http, url.clone(), json!({}))
-        })
-        .await?;
-        let took = started.elapsed();
-        let work = Work {
-            attempts: ONE_STEP_RUNS as u32,
-            committed: self.service.committed().since(before),
-            requests: ONE_STEP_RUNS,
-            clients: CLIENTS,
-        };
-        Ok((took, work))
+        });
+        self.measured(load, ONE_STEP_RUNS, ONE_STEP_RUNS, CLIENTS).await
     }
 
     /// 1-step runs started from `STARTERS` clients without waiting: each
@@ -294,21 +296,11 @@ impl Bench {
     /// Durable step completions: `CHAIN_RUNS` 40-step chains at once, each
     /// step committed before the next one starts.
     async fn durable(&self) -> anyhow::Result<(Duration, Work)> {
-        let before = self.service.committed();
-        let started = Instant::now();
         let url = self.url("chain");
-        self.clients(CHAIN_RUNS, CHAIN_RUNS, move |http| {
+        let load = self.clients(CHAIN_RUNS, CHAIN_RUNS, move |http| {
             complete(http, url.clone(), json!({}))
-        })
-        .await?;
-        let took = started.elapsed();
-        let work = Work {
-            attempts: (CHAIN_RUNS * 40) as u32,
-            committed: self.service.committed().since(before),
-            requests: CHAIN_RUNS,
-            clients: CHAIN_RUNS,
-        };
-        Ok((took, work))
+        });
+        self.measured(load, CHAIN_RUNS * 40, CHAIN_RUNS, CHAIN_RUNS).await
     }
 
     /// Batch starts: each batch timed from request to answer (every run

@@ -34,47 +34,46 @@ pub(crate) fn read_input(input: &str) -> anyhow::Result<String> {
     read_json_arg("--input", input)
 }
 
-/// `--input` of a local command (`run`, `exec`): JSON text or `@FILE`, at
+/// `--input` of a local command (`run`, `exec`): as [`read_json_arg`], at
 /// most `max` bytes (`--max-input-size`: a local run has no network body
-/// to protect, but the bound stays unless raised), nested within the
-/// depth limit.
+/// to protect, but the bound stays unless raised).
 pub(crate) fn read_local_input(input: &str, max: u64) -> anyhow::Result<String> {
-    let text = match input.strip_prefix('@') {
-        Some(path) => {
-            let size = std::fs::metadata(path)
-                .with_context(|| format!("cannot read --input file {path}"))?
-                .len();
-            check_input_size(size, max)?;
-            std::fs::read_to_string(path).with_context(|| format!("cannot read --input file {path}"))?
-        }
-        None => input.to_string(),
+    let too_big = |bytes: u64| {
+        (bytes > max).then(|| {
+            format!(
+                "--input is {bytes} bytes, over the limit of {max} ({}); raise it with --max-input-size",
+                crate::units::format_size(max)
+            )
+        })
     };
-    check_input_size(text.len() as u64, max)?;
-    crate::nesting::check_depth("--input", &text).map_err(anyhow::Error::msg)?;
-    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
-        bail!("--input is not valid JSON: {e}");
-    }
-    Ok(text)
-}
-
-fn check_input_size(bytes: u64, max: u64) -> anyhow::Result<()> {
-    if bytes > max {
-        bail!(
-            "--input is {bytes} bytes, over the limit of {max} ({}); raise it with --max-input-size",
-            crate::units::format_size(max)
-        );
-    }
-    Ok(())
+    read_bounded("--input", input, &too_big)
 }
 
 /// The JSON text of a command-line flag's value, or of the file it names
 /// as `@FILE`, checked like a request body.
 pub(crate) fn read_json_arg(flag: &str, value: &str) -> anyhow::Result<String> {
+    read_bounded(flag, value, &|bytes| crate::nesting::check_size(flag, bytes).err())
+}
+
+/// [`read_json_arg`] with the size check `too_big` (its error, if any),
+/// made on an `@FILE`'s size before it is read.
+fn read_bounded(flag: &str, value: &str, too_big: &dyn Fn(u64) -> Option<String>) -> anyhow::Result<String> {
     let text = match value.strip_prefix('@') {
-        Some(path) => std::fs::read_to_string(path).with_context(|| format!("cannot read {flag} file {path}"))?,
+        Some(path) => {
+            let size = std::fs::metadata(path)
+                .with_context(|| format!("cannot read {flag} file {path}"))?
+                .len();
+            if let Some(error) = too_big(size) {
+                bail!(error);
+            }
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {flag} file {path}"))?
+        }
         None => value.to_string(),
     };
-    crate::nesting::check_document(flag, &text).map_err(anyhow::Error::msg)?;
+    if let Some(error) = too_big(text.len() as u64) {
+        bail!(error);
+    }
+    crate::nesting::check_depth(flag, &text).map_err(anyhow::Error::msg)?;
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
         bail!("{flag} is not valid JSON: {e}");
     }
