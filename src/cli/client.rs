@@ -248,7 +248,7 @@ pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<ExitCode> {
     let name = crate::workflow::definition::peek_name(&source)
         .with_context(|| format!("{} has no top-level `name`", file.display()))?;
     let client = Client::new(&server);
-    let kind = if source.trim_start().starts_with('{') {
+    let kind = if crate::workflow::definition::is_json(&source) {
         "application/json"
     } else {
         "application/yaml"

@@ -193,6 +193,46 @@ impl StepState {
         }
         &mut self.units[index]
     }
+
+    fn succeeded(&mut self, record: Option<&AttemptRecord>, output: &Value, event: &Option<String>) {
+        if let Some(record) = record {
+            let unit = self.unit(None);
+            unit.attempts.push(record.clone());
+            unit.running = None;
+            unit.status = Some(StepStatus::Succeeded);
+            unit.output = Some(output.clone());
+        } else if let Some(unit) = self.units.first_mut().filter(|_| self.items.is_none()) {
+            // A plain step's child run ended.
+            unit.status = Some(StepStatus::Succeeded);
+            unit.output = Some(output.clone());
+        }
+        self.status = StepStatus::Succeeded;
+        self.output = Some(output.clone());
+        self.waiting_until_ms = None;
+        self.waiting_for = None;
+        self.event = event.clone();
+    }
+
+    fn failed(&mut self, item: Option<usize>, record: Option<&AttemptRecord>, error: &StepError) {
+        if record.is_some() || item.is_some() {
+            let unit = self.unit(item);
+            if let Some(record) = record {
+                unit.attempts.push(record.clone());
+            }
+            unit.running = None;
+            unit.status = Some(StepStatus::Failed);
+            unit.error = Some(error.clone());
+        } else if let Some(unit) = self.units.first_mut().filter(|u| self.items.is_none() && !u.is_done()) {
+            // A plain step failed before or without an attempt (its child run).
+            unit.running = None;
+            unit.status = Some(StepStatus::Failed);
+            unit.error = Some(error.clone());
+        }
+        self.status = StepStatus::Failed;
+        self.error = Some(error.clone());
+        self.waiting_until_ms = None;
+        self.waiting_for = None;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -281,32 +321,39 @@ impl RunState {
                 workflow,
                 input,
                 origin,
-            } => {
-                self.workflow = workflow.clone();
-                self.input = input.clone();
-                self.status = RunStatus::Queued;
-                self.queued_ms = event.at_ms;
-                // A code re-run's replayed calls come first, in call order.
-                for call in &origin.calls {
-                    if let (true, Some(name)) = (call.call.is_step(), &call.name) {
-                        self.step(name);
-                    }
-                    self.calls.push(call.clone());
-                }
-                for (id, output) in &origin.reused {
-                    let step = self.step(id);
-                    step.status = StepStatus::Succeeded;
-                    step.output = Some(output.clone());
-                    step.reused = true;
-                }
-                self.origin = origin.clone();
-            }
+            } => self.queued(workflow, input, origin, event.at_ms),
             EventKind::RunStarted => {
                 self.status = RunStatus::Running;
                 self.started_ms = Some(event.at_ms);
             }
             EventKind::RunPaused { .. } => self.status = RunStatus::Paused,
             EventKind::RunResumed => self.status = RunStatus::Running,
+            EventKind::WorkflowCalled { position, name, call } => self.called(*position, name, call, event.at_ms),
+            EventKind::WorkflowLog { .. } => self.workflow_logs += 1,
+            EventKind::WorkflowReturned {
+                fuel_consumed,
+                peak_memory,
+            } => {
+                self.workflow_fuel = *fuel_consumed;
+                self.workflow_memory = *peak_memory;
+            }
+            EventKind::RunCanceling { .. } => self.status = RunStatus::Canceling,
+            EventKind::RunCompleted { output } => {
+                self.status = RunStatus::Completed;
+                self.output = Some(output.clone());
+            }
+            EventKind::RunFailed { error } => {
+                self.status = RunStatus::Failed;
+                self.error = Some(error.clone());
+            }
+            EventKind::RunCanceled { .. } => self.status = RunStatus::Canceled,
+            step_event => self.apply_step(step_event),
+        }
+    }
+
+    /// An event about one step (or one item or attempt of it).
+    fn apply_step(&mut self, kind: &EventKind) {
+        match kind {
             EventKind::StepExpanded { step, items } => {
                 let step = self.step(step);
                 step.status = StepStatus::Running;
@@ -380,51 +427,13 @@ impl RunState {
                 record,
                 output,
                 event,
-            } => {
-                let step = self.step(step);
-                if let Some(record) = record {
-                    let unit = step.unit(None);
-                    unit.attempts.push(record.clone());
-                    unit.running = None;
-                    unit.status = Some(StepStatus::Succeeded);
-                    unit.output = Some(output.clone());
-                } else if let Some(unit) = step.units.first_mut().filter(|_| step.items.is_none()) {
-                    // A plain step's child run ended.
-                    unit.status = Some(StepStatus::Succeeded);
-                    unit.output = Some(output.clone());
-                }
-                step.status = StepStatus::Succeeded;
-                step.output = Some(output.clone());
-                step.waiting_until_ms = None;
-                step.waiting_for = None;
-                step.event = event.clone();
-            }
+            } => self.step(step).succeeded(record.as_ref(), output, event),
             EventKind::StepFailed {
                 step,
                 item,
                 record,
                 error,
-            } => {
-                let step = self.step(step);
-                if record.is_some() || item.is_some() {
-                    let unit = step.unit(*item);
-                    if let Some(record) = record {
-                        unit.attempts.push(record.clone());
-                    }
-                    unit.running = None;
-                    unit.status = Some(StepStatus::Failed);
-                    unit.error = Some(error.clone());
-                } else if let Some(unit) = step.units.first_mut().filter(|u| step.items.is_none() && !u.is_done()) {
-                    // A plain step failed before or without an attempt (its child run).
-                    unit.running = None;
-                    unit.status = Some(StepStatus::Failed);
-                    unit.error = Some(error.clone());
-                }
-                step.status = StepStatus::Failed;
-                step.error = Some(error.clone());
-                step.waiting_until_ms = None;
-                step.waiting_for = None;
-            }
+            } => self.step(step).failed(*item, record.as_ref(), error),
             EventKind::StepSkipped { step, reason } => {
                 let step = self.step(step);
                 step.status = StepStatus::Skipped;
@@ -441,42 +450,49 @@ impl RunState {
                     }
                 }
             }
-            EventKind::WorkflowCalled { position, name, call } => {
-                if let (Some(name), true) = (name, call.is_step()) {
-                    let before = self.calls.iter().rev().find(|c| c.call.is_step());
-                    let before = before.and_then(|c| self.steps.get(c.name.as_deref()?));
-                    let row = match before.map(|s| (s.row.unwrap_or(0), s.status.is_terminal())) {
-                        None => 0,
-                        Some((row, true)) => row + 1,
-                        Some((row, false)) => row,
-                    };
-                    self.step(name).row = Some(row);
-                }
-                self.calls.push(crate::run::code::RecordedCall {
-                    position: *position,
-                    name: name.clone(),
-                    call: call.clone(),
-                    at_ms: event.at_ms,
-                });
-            }
-            EventKind::WorkflowLog { .. } => self.workflow_logs += 1,
-            EventKind::WorkflowReturned {
-                fuel_consumed,
-                peak_memory,
-            } => {
-                self.workflow_fuel = *fuel_consumed;
-                self.workflow_memory = *peak_memory;
-            }
-            EventKind::RunCanceling { .. } => self.status = RunStatus::Canceling,
-            EventKind::RunCompleted { output } => {
-                self.status = RunStatus::Completed;
-                self.output = Some(output.clone());
-            }
-            EventKind::RunFailed { error } => {
-                self.status = RunStatus::Failed;
-                self.error = Some(error.clone());
-            }
-            EventKind::RunCanceled { .. } => self.status = RunStatus::Canceled,
+            _ => {}
         }
+    }
+
+    fn queued(&mut self, workflow: &str, input: &Value, origin: &crate::run::event::Origin, at_ms: u64) {
+        self.workflow = workflow.to_owned();
+        self.input = input.clone();
+        self.status = RunStatus::Queued;
+        self.queued_ms = at_ms;
+        // A code re-run's replayed calls come first, in call order.
+        for call in &origin.calls {
+            if let (true, Some(name)) = (call.call.is_step(), &call.name) {
+                self.step(name);
+            }
+            self.calls.push(call.clone());
+        }
+        for (id, output) in &origin.reused {
+            let step = self.step(id);
+            step.status = StepStatus::Succeeded;
+            step.output = Some(output.clone());
+            step.reused = true;
+        }
+        self.origin = origin.clone();
+    }
+
+    /// A call of a code run: a step-like call is a step of the run, shown
+    /// in the row after the last step-like call if that one had ended.
+    fn called(&mut self, position: u32, name: &Option<String>, call: &crate::run::code::CallRecord, at_ms: u64) {
+        if let (Some(name), true) = (name, call.is_step()) {
+            let before = self.calls.iter().rev().find(|c| c.call.is_step());
+            let before = before.and_then(|c| self.steps.get(c.name.as_deref()?));
+            let row = match before.map(|s| (s.row.unwrap_or(0), s.status.is_terminal())) {
+                None => 0,
+                Some((row, true)) => row + 1,
+                Some((row, false)) => row,
+            };
+            self.step(name).row = Some(row);
+        }
+        self.calls.push(crate::run::code::RecordedCall {
+            position: position,
+            name: name.clone(),
+            call: call.clone(),
+            at_ms: at_ms,
+        });
     }
 }

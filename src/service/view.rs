@@ -188,6 +188,43 @@ pub struct AttemptView {
 
 pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
     let state = RunState::from_events(&row.id, workflow, events);
+    let (attempts, code_logs) = attempt_views(&state, events);
+    let shapes = match &workflow.code {
+        Some(_) => call_shapes(&state),
+        None => graph_shapes(workflow),
+    };
+    let steps = shapes
+        .into_iter()
+        .filter_map(|shape| {
+            let s = state.steps.get(shape.id.as_str())?;
+            Some(step_view(shape, s, &attempts))
+        })
+        .collect();
+    let origin = &state.origin;
+    RunView {
+        fuel_consumed: state.fuel_consumed(),
+        budget_fuel: state.origin.budget_fuel,
+        row,
+        origin: OriginView {
+            rerun_of: origin.rerun_of.clone(),
+            trigger: origin.trigger.clone(),
+            parent_run_id: origin.parent_run_id.clone(),
+            parent_step_id: origin.parent_step_id.clone(),
+        },
+        steps,
+        code: workflow.code.as_ref().map(|code| CodeView {
+            module: code.module.clone(),
+            calls: state.calls.len(),
+            fuel_consumed: state.workflow_fuel,
+            peak_memory: state.workflow_memory,
+            logs: code_logs,
+        }),
+    }
+}
+
+/// Every attempt of the run in the order they started, with its step, and
+/// a code run's own log lines.
+fn attempt_views(state: &RunState, events: &[Event]) -> (Vec<(String, AttemptView)>, Vec<LogLine>) {
     // Attempts in the order they started, keyed by (step, item, attempt).
     let mut attempts: Vec<(String, AttemptView)> = Vec::new();
     let mut index: HashMap<(String, Option<usize>, u32), usize> = HashMap::new();
@@ -285,8 +322,12 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
             }
         }
     }
-    // A code run's steps are its step-like calls.
-    let calls: Vec<Shape> = state
+    (attempts, code_logs)
+}
+
+/// A code run's steps: its step-like calls, in call order.
+fn call_shapes(state: &RunState) -> Vec<Shape> {
+    state
         .calls
         .iter()
         .filter_map(|c| {
@@ -308,10 +349,12 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                 call: Some(c.position),
             })
         })
-        .collect();
-    let shapes: Vec<Shape> = match &workflow.code {
-        Some(_) => calls,
-        None => workflow
+        .collect()
+}
+
+/// A YAML run's steps: the definition's, with what they need.
+fn graph_shapes(workflow: &Workflow) -> Vec<Shape> {
+    workflow
             .steps
             .iter()
             .map(|step| {
@@ -330,87 +373,63 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
                     call: None,
                 }
             })
-            .collect(),
+            .collect()
+}
+
+/// One step of the run resource: its shape, its state and its attempts.
+fn step_view(step: Shape, s: &crate::run::StepState, attempts: &[(String, AttemptView)]) -> StepView {
+    let throttled = match s.status.is_terminal() {
+        true => 0,
+        false => s.units.iter().filter(|u| u.throttled.is_some()).count(),
     };
-    let steps = shapes
-        .into_iter()
-        .filter(|shape| state.steps.contains_key(shape.id.as_str()))
-        .map(|step| {
-            let s = &state.steps[step.id.as_str()];
-            let throttled = match s.status.is_terminal() {
-                true => 0,
-                false => s.units.iter().filter(|u| u.throttled.is_some()).count(),
-            };
-            let throttle_key = match throttled {
-                0 => None,
-                _ => s.units.iter().find_map(|u| u.throttled.clone()),
-            };
-            let reason = match s.status {
-                crate::run::StepStatus::Pending if throttled > 0 => Some("throttled".to_string()),
-                _ => s.reason.clone(),
-            };
-            let wait = match (step.kind, s.status, &s.waiting_for) {
-                ("wait", crate::run::StepStatus::Waiting, Some(topic)) => Some(WaitView {
-                    topic: topic.clone(),
-                    timeout_at: s.waiting_until_ms.map(rfc3339),
-                }),
-                _ => None,
-            };
-            StepView {
-                id: step.id.clone(),
-                kind: step.kind,
-                call: step.call,
-                row: step.call.and(s.row),
-                module: step.module,
-                workflow: step.child,
-                needs: step.needs,
-                status: s.status.as_str(),
-                output: s.output.clone(),
-                error: s.error.clone(),
-                reason,
-                items: s.items,
-                wait,
-                waiting_for: s.waiting_for.clone(),
-                waiting_until_ms: s.waiting_until_ms,
-                event: s.event.clone(),
-                reused: s.reused,
-                cached: !s.units.is_empty() && s.units.iter().all(|u| u.cached_from.is_some()),
-                cached_from: s.units.iter().find_map(|u| u.cached_from.clone()),
-                cached_items: s
-                    .items
-                    .map(|_| s.units.iter().filter(|u| u.cached_from.is_some()).count())
-                    .filter(|n| *n > 0),
-                throttled_items: s.items.map(|_| throttled).filter(|n| *n > 0),
-                throttle_key,
-                child_run_ids: s.units.iter().filter_map(|u| u.child.clone()).collect(),
-                fuel_consumed: s.fuel_consumed(),
-                attempts: attempts
-                    .iter()
-                    .filter(|(id, _)| *id == step.id)
-                    .map(|(_, a)| a.clone())
-                    .collect(),
-            }
-        })
-        .collect();
-    let origin = &state.origin;
-    RunView {
-        fuel_consumed: state.fuel_consumed(),
-        budget_fuel: state.origin.budget_fuel,
-        row,
-        origin: OriginView {
-            rerun_of: origin.rerun_of.clone(),
-            trigger: origin.trigger.clone(),
-            parent_run_id: origin.parent_run_id.clone(),
-            parent_step_id: origin.parent_step_id.clone(),
-        },
-        steps,
-        code: workflow.code.as_ref().map(|code| CodeView {
-            module: code.module.clone(),
-            calls: state.calls.len(),
-            fuel_consumed: state.workflow_fuel,
-            peak_memory: state.workflow_memory,
-            logs: code_logs,
+    let throttle_key = match throttled {
+        0 => None,
+        _ => s.units.iter().find_map(|u| u.throttled.clone()),
+    };
+    let reason = match s.status {
+        crate::run::StepStatus::Pending if throttled > 0 => Some("throttled".to_string()),
+        _ => s.reason.clone(),
+    };
+    let wait = match (step.kind, s.status, &s.waiting_for) {
+        ("wait", crate::run::StepStatus::Waiting, Some(topic)) => Some(WaitView {
+            topic: topic.clone(),
+            timeout_at: s.waiting_until_ms.map(rfc3339),
         }),
+        _ => None,
+    };
+    StepView {
+        id: step.id.clone(),
+        kind: step.kind,
+        call: step.call,
+        row: step.call.and(s.row),
+        module: step.module,
+        workflow: step.child,
+        needs: step.needs,
+        status: s.status.as_str(),
+        output: s.output.clone(),
+        error: s.error.clone(),
+        reason,
+        items: s.items,
+        wait,
+        waiting_for: s.waiting_for.clone(),
+        waiting_until_ms: s.waiting_until_ms,
+        event: s.event.clone(),
+        reused: s.reused,
+        cached: !s.units.is_empty() && s.units.iter().all(|u| u.cached_from.is_some()),
+        cached_from: s.units.iter().find_map(|u| u.cached_from.clone()),
+        cached_items: s
+            .items
+            .map(|_| s.units.iter().filter(|u| u.cached_from.is_some()).count())
+            .filter(|n| *n > 0),
+        throttled_items: s.items.map(|_| throttled).filter(|n| *n > 0),
+        throttle_key,
+        child_run_ids: s.units.iter().filter_map(|u| u.child.clone()).collect(),
+        fuel_consumed: s.fuel_consumed(),
+        attempts: attempts
+            .iter()
+            .filter(|(id, _)| *id == step.id)
+            .map(|(_, a)| a.clone())
+            .collect(),
     }
 }
 

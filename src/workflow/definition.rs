@@ -445,6 +445,11 @@ fn size_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     }
 }
 
+/// Whether a definition is written in JSON (an object) rather than YAML.
+pub fn is_json(source: &str) -> bool {
+    source.trim_start().starts_with('{')
+}
+
 /// The top-level `name` of a definition, without validating the rest (for
 /// clients that address the workflow by name).
 pub fn peek_name(source: &str) -> Option<String> {
@@ -452,7 +457,7 @@ pub fn peek_name(source: &str) -> Option<String> {
     struct Named {
         name: String,
     }
-    let named: Named = if source.trim_start().starts_with('{') {
+    let named: Named = if is_json(source) {
         serde_json::from_str(source).ok()?
     } else {
         serde_yaml_ng::from_str(source).ok()?

@@ -50,7 +50,7 @@ fn parse(source: &str) -> Result<Parsed, Vec<ValidationError>> {
         }]
     };
     crate::nesting::check_depth("the definition", source).map_err(|e| error("document", e))?;
-    let document: Value = if source.trim_start().starts_with('{') {
+    let document: Value = if definition::is_json(source) {
         serde_json::from_str(source).map_err(|e| error("document", format!("invalid JSON: {e}")))?
     } else {
         serde_yaml_ng::from_str(source).map_err(|e| error("document", format!("invalid YAML: {e}")))?

@@ -1,16 +1,19 @@
-//! Validation: a parsed [`WorkflowDef`] becomes a [`Workflow`] whose every
-//! reference resolves, or a list of every error with its location. The
-//! definition as a whole here; one step in `step`, templates and the paths
+//! Validation: a parsed [`WorkflowDef`](super::definition::WorkflowDef)
+//! becomes a [`Workflow`] whose every reference resolves, or a list of
+//! every error with its location. The compiled types here; the definition
+//! as a whole in `document`, one step in `step`, templates and the paths
 //! they read in `paths`, limits, retries and cycles in `checks`.
 
 mod checks;
 mod code;
+mod document;
 mod grants;
 mod paths;
 mod step;
 mod throttle;
 mod triggers;
 
+pub use document::validate;
 pub use code::{check_call_name, CallAction, CallRefused, Code};
 pub use step::{check_topic, MAX_TOPIC_CHARS};
 pub use throttle::{Rate, Throttle, MAX_RATE_PER, MAX_THROTTLE_LIMIT};
@@ -22,12 +25,10 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use serde_json::Value;
 
-use self::checks::{apply_limits, check_retry, find_cycles};
-use self::paths::{check_paths, compile_value, Known, Situational};
-use super::definition::{InputDef, LimitsDef, OnFailure, RetryDef, StepDef, Trigger, WorkflowDef};
+use super::definition::{InputDef, OnFailure, RetryDef, Trigger};
 use super::template::{Template, TemplateValue};
 use super::ValidationError;
-use crate::limits::{Caps, Limits};
+use crate::limits::Limits;
 
 /// A validated workflow: the per-workflow-version lifetime.
 #[derive(Debug)]
@@ -286,226 +287,4 @@ fn valid_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
         && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Validates a parsed definition against the engine's caps and, when given,
-/// a module catalog.
-pub fn validate(
-    def: WorkflowDef,
-    steps: Vec<(String, StepDef)>,
-    mut errors: Vec<ValidationError>,
-    caps: &Caps,
-    catalog: Option<&dyn ModuleCatalog>,
-) -> Result<Workflow, Vec<ValidationError>> {
-    let mut errors = Errors(std::mem::take(&mut errors));
-    if crate::modules::check_name(&def.name).is_err() {
-        errors.add(
-            "name",
-            format!(
-                "invalid workflow name {:?}: use a-z, 0-9, '.', '_', '-', starting with a letter or digit",
-                def.name
-            ),
-        );
-    }
-    for (name, input) in &def.inputs {
-        if !valid_id(name) {
-            errors.add(
-                format!("inputs.{name}"),
-                "invalid input name: use letters, digits and _",
-            );
-        }
-        if let Some(default) = &input.default {
-            if let Err(message) = super::inputs::check_type(name, input.ty, default) {
-                errors.add(format!("inputs.{name}.default"), message);
-            }
-        }
-    }
-    let concurrency = def
-        .concurrency
-        .as_ref()
-        .and_then(|c| c.count())
-        .unwrap_or(caps.concurrency);
-    if concurrency == 0 || concurrency > caps.concurrency {
-        errors.add(
-            "concurrency",
-            format!("must be between 1 and the cap of {}", caps.concurrency),
-        );
-    }
-    if def.budget.as_ref().is_some_and(|b| b.fuel == 0) {
-        errors.add("budget.fuel", "must be at least 1");
-    }
-    match (&def.code, def.steps.is_empty()) {
-        (None, true) => errors.add(
-            "steps",
-            "a workflow needs at least one step (or `code:`, a workflow module)",
-        ),
-        (Some(_), false) => errors.add("code", "a workflow has `steps` or `code`, not both"),
-        (Some(_), true) if def.output.is_some() => {
-            errors.add("output", "a code workflow's output is what its code returns")
-        }
-        (None, false) if def.workflow_limits.is_some() => {
-            errors.add("workflow_limits", "applies to code workflows (`code:`) only")
-        }
-        _ => {}
-    }
-    if let Some(reference) = &def.code {
-        if let Err(e) = crate::modules::Reference::parse(reference) {
-            errors.add("code", e.to_string());
-        } else if let Some(catalog) = catalog {
-            if let Err(message) = catalog.check_code(reference) {
-                errors.add("code", message);
-            }
-        }
-    }
-
-    // Ids first: every later check refers to steps by id.
-    let mut index: HashMap<String, usize> = HashMap::new();
-    for (position, (location, step)) in steps.iter().enumerate() {
-        if !valid_id(&step.id) {
-            errors.add(
-                location.as_str(),
-                format!(
-                    "invalid step id {:?}: use letters, digits and _ (it is read in templates as steps.<id>)",
-                    step.id
-                ),
-            );
-        } else if index.insert(step.id.clone(), position).is_some() {
-            errors.add(location.as_str(), format!("duplicate step id {:?}", step.id));
-        }
-    }
-
-    let default_limits = match &def.defaults.limits {
-        Some(limits) => apply_limits(
-            Limits::default(),
-            limits,
-            def.defaults.timeout,
-            "defaults",
-            caps,
-            &mut errors,
-        ),
-        None => apply_limits(
-            Limits::default(),
-            &LimitsDef::default(),
-            def.defaults.timeout,
-            "defaults",
-            caps,
-            &mut errors,
-        ),
-    };
-    let default_retry = match &def.defaults.retry {
-        Some(retry) => check_retry(RetryPolicy::DEFAULT.merged(retry), "defaults.retry", caps, &mut errors),
-        None => RetryPolicy::DEFAULT,
-    };
-    let retry_by_default = def.defaults.retry.is_some();
-    let default_grants = def
-        .defaults
-        .grants
-        .as_ref()
-        .map(|g| grants::compile_grants(g, "defaults.grants", caps, &mut errors))
-        .unwrap_or_default();
-    if let Some(listed) = &def.secrets {
-        for (i, name) in listed.iter().enumerate() {
-            if let Err(message) = crate::service::secrets::check_name(name) {
-                errors.add(format!("secrets[{i}]"), message);
-            }
-        }
-    }
-
-    let context = step::Context {
-        index: &index,
-        inputs: &def.inputs,
-        default_limits: &default_limits,
-        default_retry: &default_retry,
-        retry_by_default,
-        caps,
-        catalog,
-        secrets: def.secrets.as_deref(),
-        default_grants: &default_grants,
-    };
-    let code = def.code.clone().map(|module| {
-        code::compile_code(
-            code::CodeParts {
-                module,
-                limits: def.workflow_limits.as_ref(),
-                default_limits: &default_limits,
-                default_retry: &default_retry,
-                retry_by_default,
-                default_grants: &default_grants,
-                caps,
-                secrets: def.secrets.as_deref(),
-                inputs: &def.inputs,
-            },
-            &mut errors,
-        )
-    });
-    let mut compiled = Vec::new();
-    for (location, step) in steps {
-        compiled.push(step::compile_step(location, step, context, &mut errors));
-    }
-
-    let output = def.output.as_ref().and_then(|output| {
-        compile_value(output, "output", &mut errors).inspect(|value| {
-            for template in value.templates() {
-                let known = Known {
-                    index: &index,
-                    inputs: &def.inputs,
-                    secrets: def.secrets.as_deref(),
-                };
-                check_paths(template, "output", None, Situational::default(), &known, &mut errors);
-            }
-        })
-    });
-
-    let triggers = triggers::compile_triggers(&def.triggers, &def.inputs, &mut errors);
-    let keyed = def.concurrency.as_ref().and_then(|c| c.keyed());
-    let throttle = throttle::declared(def.throttle.as_ref(), keyed, def.rate.as_ref(), "", &mut errors).map(|(throttle, at)| {
-        let known = Known {
-            index: &index,
-            inputs: &def.inputs,
-            secrets: def.secrets.as_deref(),
-        };
-        let reads = check_paths(&throttle.key, &at, None, Situational::default(), &known, &mut errors);
-        if !reads.is_empty() {
-            errors.add(
-                at,
-                "a workflow's throttle key may read `inputs`, `run` and `workflow`, not steps (give the step its own `throttle`)",
-            );
-        }
-        throttle
-    });
-
-    if errors.0.is_empty() {
-        let deps: Vec<Vec<usize>> = compiled.iter().map(|s| s.deps.clone()).collect();
-        for cycle in find_cycles(&deps) {
-            let names: Vec<&str> = cycle.iter().map(|&i| compiled[i].id.as_str()).collect();
-            errors.add(
-                format!("steps.{}", names[0]),
-                format!("dependency cycle: {} -> {}", names.join(" -> "), names[0]),
-            );
-        }
-    }
-    if !errors.0.is_empty() {
-        // A broken `defaults.grants.env` template is found once per step.
-        let mut seen = std::collections::HashSet::new();
-        errors
-            .0
-            .retain(|e| seen.insert((e.location.clone(), e.message.clone())));
-        return Err(errors.0);
-    }
-    Ok(Workflow {
-        name: def.name,
-        description: def.description,
-        inputs: def.inputs,
-        concurrency,
-        timeout: def.timeout,
-        steps: compiled,
-        output,
-        triggers,
-        secrets: def.secrets,
-        budget_fuel: def.budget.map(|b| b.fuel),
-        throttle,
-        code,
-        version: 0,
-        index,
-    })
 }
