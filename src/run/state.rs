@@ -489,10 +489,10 @@ impl RunState {
             self.step(name).row = Some(row);
         }
         self.calls.push(crate::run::code::RecordedCall {
-            position: position,
+            position,
             name: name.clone(),
             call: call.clone(),
-            at_ms: at_ms,
+            at_ms,
         });
     }
 }

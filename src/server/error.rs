@@ -152,113 +152,74 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let retry_after = matches!(self, ApiError::BudgetExhausted(_)).then(seconds_to_utc_midnight);
-        let (status, kind, title, detail, field, errors) = match self {
-            ApiError::BadRequest { detail, field } => (
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                "Bad request",
-                detail,
-                field,
-                None,
-            ),
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Unauthorized",
-                "a valid bearer token is required (Authorization: Bearer <token>)".into(),
-                None,
-                None,
-            ),
-            ApiError::NotFound(detail) => (StatusCode::NOT_FOUND, "not-found", "Not found", detail, None, None),
+impl ApiError {
+    /// The status, problem type and title of each kind.
+    fn kind(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
-                "this route does not take that method".into(),
-                None,
-                None,
             ),
-            ApiError::Conflict(detail) => (StatusCode::CONFLICT, "conflict", "Conflict", detail, None, None),
-            ApiError::PayloadTooLarge(detail) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                "Payload too large",
-                detail,
-                None,
-                None,
-            ),
-            ApiError::UnsupportedMediaType(detail) => (
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
+            ApiError::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
                 "Unsupported media type",
-                detail,
-                None,
-                None,
             ),
+            ApiError::Invalid { kind, .. } if *kind == "invalid-workflow" => {
+                (StatusCode::UNPROCESSABLE_ENTITY, kind, "Invalid workflow definition")
+            }
+            ApiError::Invalid { kind, .. } | ApiError::Unprocessable { kind, .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, kind, "Unprocessable request")
+            }
+            ApiError::BudgetExhausted(_) => (StatusCode::TOO_MANY_REQUESTS, "budget-exhausted", "Budget exhausted"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Unavailable"),
+            ApiError::NotConfigured(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-configured", "Not configured"),
+        }
+    }
+
+    /// What the problem says of this error: its detail, the field at fault
+    /// and the located errors. An internal error is logged, not shown.
+    fn details(self) -> (String, Option<String>, Option<Vec<ValidationError>>) {
+        match self {
+            ApiError::BadRequest { detail, field } | ApiError::Unprocessable { detail, field, .. } => {
+                (detail, field, None)
+            }
             ApiError::Invalid {
-                kind,
-                detail,
-                field,
-                errors,
-            } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                kind,
-                if kind == "invalid-workflow" {
-                    "Invalid workflow definition"
-                } else {
-                    "Unprocessable request"
-                },
-                detail,
-                field,
-                Some(errors),
-            ),
-            ApiError::Unprocessable { kind, detail, field } => (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                kind,
-                "Unprocessable request",
-                detail,
-                field,
-                None,
-            ),
-            ApiError::BudgetExhausted(detail) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "budget-exhausted",
-                "Budget exhausted",
-                detail,
+                detail, field, errors, ..
+            } => (detail, field, Some(errors)),
+            ApiError::NotFound(detail)
+            | ApiError::Conflict(detail)
+            | ApiError::PayloadTooLarge(detail)
+            | ApiError::UnsupportedMediaType(detail)
+            | ApiError::BudgetExhausted(detail)
+            | ApiError::NotConfigured(detail) => (detail, None, None),
+            ApiError::Unauthorized => (
+                "a valid bearer token is required (Authorization: Bearer <token>)".into(),
                 None,
                 None,
             ),
+            ApiError::MethodNotAllowed => ("this route does not take that method".into(), None, None),
             ApiError::Internal(error) => {
                 tracing::error!(%error, "internal error");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "Internal error",
-                    "an internal error occurred".into(),
-                    None,
-                    None,
-                )
+                ("an internal error occurred".into(), None, None)
             }
-            ApiError::Unavailable => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Unavailable",
-                "the server is shutting down".into(),
-                None,
-                None,
-            ),
-            ApiError::NotConfigured(detail) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-configured",
-                "Not configured",
-                detail,
-                None,
-                None,
-            ),
-        };
+            ApiError::Unavailable => ("the server is shutting down".into(), None, None),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry_after = matches!(self, ApiError::BudgetExhausted(_)).then(seconds_to_utc_midnight);
+        let (status, kind, title) = self.kind();
+        let (detail, field, errors) = self.details();
         let body = Problem {
             kind: format!("{PROBLEM_BASE}{kind}"),
             title,

@@ -355,25 +355,25 @@ fn call_shapes(state: &RunState) -> Vec<Shape> {
 /// A YAML run's steps: the definition's, with what they need.
 fn graph_shapes(workflow: &Workflow) -> Vec<Shape> {
     workflow
-            .steps
-            .iter()
-            .map(|step| {
-                let (kind, module, child) = match &step.action {
-                    Action::Module { reference, .. } => ("module", Some(reference.clone()), None),
-                    Action::Sleep(_) => ("sleep", None, None),
-                    Action::Wait { .. } => ("wait", None, None),
-                    Action::Workflow { name, .. } => ("workflow", None, Some(name.clone())),
-                };
-                Shape {
-                    id: step.id.clone(),
-                    kind,
-                    module,
-                    child,
-                    needs: step.deps.iter().map(|&d| workflow.steps[d].id.clone()).collect(),
-                    call: None,
-                }
-            })
-            .collect()
+        .steps
+        .iter()
+        .map(|step| {
+            let (kind, module, child) = match &step.action {
+                Action::Module { reference, .. } => ("module", Some(reference.clone()), None),
+                Action::Sleep(_) => ("sleep", None, None),
+                Action::Wait { .. } => ("wait", None, None),
+                Action::Workflow { name, .. } => ("workflow", None, Some(name.clone())),
+            };
+            Shape {
+                id: step.id.clone(),
+                kind,
+                module,
+                child,
+                needs: step.deps.iter().map(|&d| workflow.steps[d].id.clone()).collect(),
+                call: None,
+            }
+        })
+        .collect()
 }
 
 /// One step of the run resource: its shape, its state and its attempts.

@@ -28,25 +28,7 @@ pub(crate) async fn insert_runs(
     node: Option<&str>,
     runs: &[NewRun],
 ) -> Result<Vec<Inserted>, StoreError> {
-    // Existing runs for the keys asked for, by (workflow, key).
-    let mut existing: HashMap<(String, String), RunRow> = HashMap::new();
-    let keyed: Vec<&NewRun> = runs.iter().filter(|r| r.idempotency_key.is_some()).collect();
-    for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
-        let mut query = Sql::new(Kind::of(tx), format!("SELECT {COLUMNS} FROM runs WHERE "));
-        for (i, run) in chunk.iter().enumerate() {
-            query
-                .push(if i == 0 { "(workflow = " } else { " OR (workflow = " })
-                .bind(&run.workflow)
-                .push(" AND idempotency_key = ")
-                .bind(run.idempotency_key.as_deref())
-                .push(")");
-        }
-        for row in query.build().fetch_all(&mut *tx).await? {
-            let row = run_row(&row)?;
-            let key = row.idempotency_key.clone().unwrap_or_default();
-            existing.insert((row.workflow.clone(), key), row);
-        }
-    }
+    let mut existing = existing_runs(tx, runs).await?;
     let mut out: Vec<Inserted> = Vec::with_capacity(runs.len());
     let mut fresh: Vec<(&NewRun, String)> = Vec::with_capacity(runs.len());
     for run in runs {
@@ -79,6 +61,51 @@ pub(crate) async fn insert_runs(
         fresh.push((run, row.input.to_string()));
         out.push(Inserted::New(row));
     }
+    let stored = store_rows(tx, node, &fresh).await?;
+    if stored.len() < fresh.len() {
+        // Another node stored the same key since the look-up.
+        answer_conflicts(tx, &fresh, &stored, &mut out).await?;
+    }
+    let queued: Vec<&Event> = fresh
+        .iter()
+        .filter(|(run, _)| stored.contains(&run.id))
+        .map(|(run, _)| &run.queued)
+        .collect();
+    insert_events(tx, &queued).await?;
+    Ok(out)
+}
+
+/// Runs already stored under the idempotency keys asked for, by
+/// (workflow, key).
+async fn existing_runs(tx: &mut Connection, runs: &[NewRun]) -> Result<HashMap<(String, String), RunRow>, StoreError> {
+    let mut existing: HashMap<(String, String), RunRow> = HashMap::new();
+    let keyed: Vec<&NewRun> = runs.iter().filter(|r| r.idempotency_key.is_some()).collect();
+    for chunk in keyed.chunks(ROWS_PER_STATEMENT) {
+        let mut query = Sql::new(Kind::of(tx), format!("SELECT {COLUMNS} FROM runs WHERE "));
+        for (i, run) in chunk.iter().enumerate() {
+            query
+                .push(if i == 0 { "(workflow = " } else { " OR (workflow = " })
+                .bind(&run.workflow)
+                .push(" AND idempotency_key = ")
+                .bind(run.idempotency_key.as_deref())
+                .push(")");
+        }
+        for row in query.build().fetch_all(&mut *tx).await? {
+            let row = run_row(&row)?;
+            let key = row.idempotency_key.clone().unwrap_or_default();
+            existing.insert((row.workflow.clone(), key), row);
+        }
+    }
+    Ok(existing)
+}
+
+/// Inserts the new runs' rows, a few per statement; answers those stored
+/// (a key another node stored meanwhile is skipped).
+async fn store_rows(
+    tx: &mut Connection,
+    node: Option<&str>,
+    fresh: &[(&NewRun, String)],
+) -> Result<HashSet<String>, StoreError> {
     let mut stored: HashSet<String> = HashSet::with_capacity(fresh.len());
     for chunk in fresh.chunks(ROWS_PER_STATEMENT / 14) {
         let mut query = Sql::new(
@@ -112,33 +139,35 @@ pub(crate) async fn insert_runs(
             stored.insert(row.try_get("id")?);
         }
     }
-    if stored.len() < fresh.len() {
-        for (run, _) in &fresh {
-            if stored.contains(&run.id) {
-                continue;
-            }
-            let row = sqlx::query(&format!(
-                "SELECT {COLUMNS} FROM runs WHERE workflow = $1 AND idempotency_key = $2"
-            ))
-            .bind(&run.workflow)
-            .bind(run.idempotency_key.as_deref())
-            .fetch_one(&mut *tx)
-            .await?;
-            let existing = run_row(&row)?;
-            for answer in out.iter_mut() {
-                if matches!(answer, Inserted::New(new) if new.id == run.id) {
-                    *answer = Inserted::Existing(existing.clone());
-                }
+    Ok(stored)
+}
+
+/// Answers a run whose key another node stored meanwhile with that run.
+async fn answer_conflicts(
+    tx: &mut Connection,
+    fresh: &[(&NewRun, String)],
+    stored: &HashSet<String>,
+    out: &mut [Inserted],
+) -> Result<(), StoreError> {
+    for (run, _) in fresh {
+        if stored.contains(&run.id) {
+            continue;
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM runs WHERE workflow = $1 AND idempotency_key = $2"
+        ))
+        .bind(&run.workflow)
+        .bind(run.idempotency_key.as_deref())
+        .fetch_one(&mut *tx)
+        .await?;
+        let existing = run_row(&row)?;
+        for answer in out.iter_mut() {
+            if matches!(answer, Inserted::New(new) if new.id == run.id) {
+                *answer = Inserted::Existing(existing.clone());
             }
         }
     }
-    let queued: Vec<&Event> = fresh
-        .iter()
-        .filter(|(run, _)| stored.contains(&run.id))
-        .map(|(run, _)| &run.queued)
-        .collect();
-    insert_events(tx, &queued).await?;
-    Ok(out)
+    Ok(())
 }
 
 /// Applies conditional appends; each is refused (writing nothing) unless
@@ -154,6 +183,46 @@ pub(crate) async fn append(
     signals: &mut Vec<Signal>,
 ) -> Result<Vec<Result<(), AppendRefused>>, StoreError> {
     let now = now_ms();
+    let moved = move_runs(tx, appends).await?;
+    let mut results = Vec::with_capacity(appends.len());
+    let mut accepted: Vec<&Event> = Vec::new();
+    let mut ended: Vec<&str> = Vec::new();
+    let mut throttled_ended: Vec<&str> = Vec::new();
+    let mut consumed: Vec<(i64, &str)> = Vec::new();
+    for append in appends {
+        if append.events.is_empty() {
+            // Only requests answered by no event (an event no wait took).
+            results.push(consume_only(tx, append, now).await?);
+            continue;
+        }
+        if !moved.contains(append.run_id.as_str()) {
+            results.push(Err(refusal(tx, append).await?));
+            continue;
+        }
+        if append.events.iter().any(|e| e.kind.is_final()) {
+            ended.push(&append.run_id);
+            if append.throttled {
+                throttled_ended.push(&append.run_id);
+            }
+        } else {
+            consumed.extend(append.consumed.iter().map(|id| (*id, append.run_id.as_str())));
+        }
+        accepted.extend(append.events.iter());
+        results.push(Ok(()));
+    }
+    tell_parents(tx, &ended, now, signals).await?;
+    // An ended run's throttle slots are given back with its end.
+    super::throttle::release_runs(tx, &throttled_ended).await?;
+    answer_requests(tx, &ended, &consumed, now).await?;
+    insert_events(tx, &accepted).await?;
+    super::events::follow_waits(tx, &accepted, now).await?;
+    Ok(results)
+}
+
+/// Moves every run whose owner, fence and last seq are still the ones its
+/// append expects: its last seq, status, output or error, wake time and
+/// fuel, a few rows per statement. Answers the runs moved.
+async fn move_runs(tx: &mut Connection, appends: &[&Append]) -> Result<HashSet<String>, StoreError> {
     struct Move<'a> {
         append: &'a Append,
         last_seq: i64,
@@ -206,39 +275,22 @@ pub(crate) async fn append(
             moved.insert(row.try_get("id")?);
         }
     }
-    let mut results = Vec::with_capacity(appends.len());
-    let mut accepted: Vec<&Event> = Vec::new();
-    let mut ended: Vec<&str> = Vec::new();
-    let mut throttled_ended: Vec<&str> = Vec::new();
-    let mut consumed: Vec<(i64, &str)> = Vec::new();
-    for append in appends {
-        if append.events.is_empty() {
-            // Only requests answered by no event (an event no wait took).
-            results.push(consume_only(tx, append, now).await?);
-            continue;
-        }
-        if !moved.contains(append.run_id.as_str()) {
-            results.push(Err(refusal(tx, append).await?));
-            continue;
-        }
-        if append.events.iter().any(|e| e.kind.is_final()) {
-            ended.push(&append.run_id);
-            if append.throttled {
-                throttled_ended.push(&append.run_id);
-            }
-        } else {
-            consumed.extend(append.consumed.iter().map(|id| (*id, append.run_id.as_str())));
-        }
-        accepted.extend(append.events.iter());
-        results.push(Ok(()));
-    }
-    // An ended child run tells its parent, through the parent's inbox.
+    Ok(moved)
+}
+
+/// The start of the insert that tells parents their children ended.
+const TELL_PARENTS: &str = "INSERT INTO inbox (run_id, kind, body, created_ms, child_id) \
+     SELECT parent_run_id, 'child_ended', '{\"kind\":\"child_ended\"}', ";
+
+/// An ended child run tells its parent, through the parent's inbox.
+async fn tell_parents(
+    tx: &mut Connection,
+    ended: &[&str],
+    now: i64,
+    signals: &mut Vec<Signal>,
+) -> Result<(), StoreError> {
     for chunk in ended.chunks(ROWS_PER_STATEMENT) {
-        let mut query = Sql::new(
-            Kind::of(tx),
-            "INSERT INTO inbox (run_id, kind, body, created_ms, child_id) \
-             SELECT parent_run_id, 'child_ended', '{\"kind\":\"child_ended\"}', ",
-        );
+        let mut query = Sql::new(Kind::of(tx), TELL_PARENTS);
         query
             .bind(now)
             .push(", id FROM runs WHERE parent_run_id IS NOT NULL AND id IN ")
@@ -248,9 +300,17 @@ pub(crate) async fn append(
             signals.push(Signal::Inbox(row.try_get("run_id")?));
         }
     }
-    // An ended run's throttle slots are given back with its end.
-    super::throttle::release_runs(tx, &throttled_ended).await?;
-    // An ended run's requests are answered by its end.
+    Ok(())
+}
+
+/// Marks requests answered: every open one of an ended run (its end
+/// answers them), and those a run's events consumed.
+async fn answer_requests(
+    tx: &mut Connection,
+    ended: &[&str],
+    consumed: &[(i64, &str)],
+    now: i64,
+) -> Result<(), StoreError> {
     for chunk in ended.chunks(ROWS_PER_STATEMENT) {
         let mut query = Sql::new(Kind::of(tx), "UPDATE inbox SET consumed_ms = ");
         query
@@ -267,9 +327,7 @@ pub(crate) async fn append(
             .execute(&mut *tx)
             .await?;
     }
-    insert_events(tx, &accepted).await?;
-    super::events::follow_waits(tx, &accepted, now).await?;
-    Ok(results)
+    Ok(())
 }
 
 /// Marks an append's inbox messages consumed when its writer still owns

@@ -10,8 +10,17 @@ use serde_json::Value;
 use super::{Done, Driver, Timer};
 use crate::run::event::{now_ms, AttemptRecord, ErrorKind, EventKind, StepError};
 use crate::run::state::{RunStatus, StepStatus};
-use crate::sandbox::{AttemptRequest, AttemptResult, StepContext, NO_ACCESS};
+use crate::sandbox::{Access, AttemptRequest, AttemptResult, Module, StepContext, NO_ACCESS};
+use crate::workflow::template::{Scope, TemplateValue};
 use crate::workflow::Action;
+
+/// A unit's templates, rendered in its scope.
+struct Rendered {
+    scope: Scope,
+    input: Value,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
 
 impl<'a> Driver<'a> {
     /// Starts queued units while the run's and each step's concurrency allow.
@@ -42,44 +51,19 @@ impl<'a> Driver<'a> {
             Action::Workflow { .. } => &[],
             Action::Sleep(_) | Action::Wait { .. } => return,
         };
-        let base = self.scopes[index].clone().unwrap_or_else(|| self.scope(index));
-        let scope = match (item, &self.items[index]) {
-            (Some(i), Some(items)) => base.with_item(&items[i], i),
-            _ => base,
-        };
-        let rendered = step.input.render(&scope).and_then(|input| {
-            let args = args
-                .iter()
-                .map(|a| a.render(&scope).map(arg_text))
-                .collect::<Result<Vec<_>, _>>()?;
-            let env = step
-                .env
-                .iter()
-                .map(|(name, value)| Ok((name.clone(), arg_text(value.render(&scope)?))))
-                .collect::<Result<Vec<_>, String>>()?;
-            Ok((input, args, env))
-        });
-        let (input, args, env) = match rendered {
-            Ok(rendered) => rendered,
-            Err(message) => {
-                self.fail_step(
-                    index,
-                    item,
-                    None,
-                    StepError::new(ErrorKind::TemplateError, format!("input: {message}"), false),
-                );
-                return;
-            }
+        let Some(Rendered {
+            scope,
+            input,
+            args,
+            env,
+        }) = self.render_unit(index, item, args)
+        else {
+            return;
         };
         let Action::Module { reference, .. } = &step.action else {
             return self.queue_child(index, item, input);
         };
-        let module = self
-            .spec
-            .modules
-            .get(reference)
-            .or_else(|| self.code.as_ref()?.modules.get(reference));
-        let Some(module) = module.cloned() else {
+        let Some(module) = self.loaded(reference) else {
             let error = StepError::new(
                 ErrorKind::ModuleError,
                 format!("module {reference} is not loaded"),
@@ -114,6 +98,68 @@ impl<'a> Driver<'a> {
                 return self.fail_step(index, item, None, error);
             }
         };
+        self.run_attempt(index, item, module, input, args, access);
+    }
+
+    /// A unit's input, arguments and environment, rendered in its scope (with
+    /// its item under `for_each`); a template that fails fails the step.
+    fn render_unit(&mut self, index: usize, item: Option<usize>, args: &[TemplateValue]) -> Option<Rendered> {
+        let step = &self.workflow.steps[index];
+        let base = self.scopes[index].clone().unwrap_or_else(|| self.scope(index));
+        let scope = match (item, &self.items[index]) {
+            (Some(i), Some(items)) => base.with_item(&items[i], i),
+            _ => base,
+        };
+        let rendered = step.input.render(&scope).and_then(|input| {
+            let args = args
+                .iter()
+                .map(|a| a.render(&scope).map(arg_text))
+                .collect::<Result<Vec<_>, _>>()?;
+            let env = step
+                .env
+                .iter()
+                .map(|(name, value)| Ok((name.clone(), arg_text(value.render(&scope)?))))
+                .collect::<Result<Vec<_>, String>>()?;
+            Ok((input, args, env))
+        });
+        match rendered {
+            Ok((input, args, env)) => Some(Rendered {
+                scope,
+                input,
+                args,
+                env,
+            }),
+            Err(message) => {
+                let error = StepError::new(ErrorKind::TemplateError, format!("input: {message}"), false);
+                self.fail_step(index, item, None, error);
+                None
+            }
+        }
+    }
+
+    /// The module a reference names, loaded for this run (or its code).
+    fn loaded(&self, reference: &str) -> Option<Arc<Module>> {
+        self.spec
+            .modules
+            .get(reference)
+            .or_else(|| self.code.as_ref()?.modules.get(reference))
+            .cloned()
+    }
+
+    /// Records the attempt's start and runs it: inline when nothing else
+    /// runs in this round, else as a task; its fuel reserved from the run's
+    /// budget.
+    fn run_attempt(
+        &mut self,
+        index: usize,
+        item: Option<usize>,
+        module: Arc<Module>,
+        input: Value,
+        args: Vec<String>,
+        access: Option<Arc<Access>>,
+    ) {
+        let workflow = self.workflow.clone();
+        let step = &workflow.steps[index];
         let unit = self.state.steps[index].units.get(item.unwrap_or(0));
         let attempt = unit.map_or(0, |u| u.started) + 1;
         let idempotency_key = match item {

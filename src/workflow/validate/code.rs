@@ -153,94 +153,8 @@ impl Code {
         input: Value,
         options: &Value,
     ) -> Result<Step, CallRefused> {
-        let invalid = |message: String| CallRefused {
-            kind: "invalid_call",
-            message,
-        };
-        let options = match options {
-            Value::Object(map) => map.clone(),
-            Value::Null => Map::new(),
-            other => {
-                return Err(invalid(format!(
-                    "options must be a JSON object, got {}",
-                    crate::workflow::template::kind_of(other)
-                )))
-            }
-        };
-        let allowed: &[&str] = match action {
-            CallAction::Module(_) => OPTION_FIELDS,
-            CallAction::Workflow(_) => &["version"],
-            _ => &[],
-        };
-        if let Some(unknown) = options.keys().find(|k| !allowed.contains(&k.as_str())) {
-            return Err(invalid(format!(
-                "options.{unknown}: unknown option (calls of this kind take: {})",
-                if allowed.is_empty() {
-                    "none".to_string()
-                } else {
-                    allowed.join(", ")
-                }
-            )));
-        }
-        let mut def = Map::new();
-        def.insert("id".into(), "call".into());
-        let mut idempotency_key = None;
-        match &action {
-            CallAction::Module(reference) => {
-                def.insert("module".into(), Value::String(reference.clone()));
-                for (key, value) in &options {
-                    match key.as_str() {
-                        "env" | "grants" => {}
-                        "idempotency_key" => match value.as_str() {
-                            Some(key) if !key.is_empty() && key.chars().count() <= 200 => {
-                                idempotency_key = Some(key.to_string())
-                            }
-                            _ => {
-                                return Err(invalid(
-                                    "options.idempotency_key: must be a string of 1 to 200 characters".into(),
-                                ))
-                            }
-                        },
-                        _ => {
-                            def.insert(key.clone(), value.clone());
-                        }
-                    }
-                }
-                if options.contains_key("grants") || options.contains_key("env") {
-                    let mut grants = match options.get("grants") {
-                        Some(Value::Object(grants)) => grants.clone(),
-                        Some(_) => return Err(invalid("options.grants: must be an object".into())),
-                        None => self.default_grants_json(),
-                    };
-                    if let Some(env) = options.get("env") {
-                        grants.insert("env".into(), env.clone());
-                    }
-                    def.insert("grants".into(), Value::Object(grants));
-                }
-            }
-            CallAction::Workflow(workflow) => {
-                def.insert("workflow".into(), Value::String(workflow.clone()));
-                if let Some(version) = options.get("version") {
-                    def.insert("version".into(), version.clone());
-                }
-            }
-            CallAction::Sleep(duration) => {
-                def.insert("sleep".into(), format!("{}ms", duration.as_millis()).into());
-            }
-            CallAction::Wait { topic, timeout } => {
-                check_topic(topic).map_err(|m| invalid(format!("topic: {m}")))?;
-                if *timeout == Some(Duration::ZERO) {
-                    return Err(invalid("timeout must be longer than zero".into()));
-                }
-                let mut wait = Map::new();
-                // The topic is set below as it is, never as a template.
-                wait.insert("event".into(), "topic".into());
-                if let Some(timeout) = timeout {
-                    wait.insert("timeout".into(), format!("{}ms", timeout.as_millis()).into());
-                }
-                def.insert("wait".into(), Value::Object(wait));
-            }
-        }
+        let options = call_options(&action, options)?;
+        let (def, idempotency_key) = self.call_definition(&action, options)?;
         let def: StepDef = serde_path_to_error::deserialize(Value::Object(def))
             .map_err(|e| invalid(format!("options.{}: {}", e.path(), e.inner())))?;
         let index: HashMap<String, usize> = [("call".to_string(), 0)].into();
@@ -279,6 +193,87 @@ impl Code {
         step.on_failure = OnFailure::Continue;
         step.idempotency_key = idempotency_key;
         Ok(step)
+    }
+
+    /// The YAML step a call stands for, as JSON, with its idempotency key
+    /// when the options give one.
+    fn call_definition(
+        &self,
+        action: &CallAction,
+        options: Map<String, Value>,
+    ) -> Result<(Map<String, Value>, Option<String>), CallRefused> {
+        let mut def = Map::new();
+        def.insert("id".into(), "call".into());
+        let mut idempotency_key = None;
+        match action {
+            CallAction::Module(reference) => {
+                def.insert("module".into(), Value::String(reference.clone()));
+                idempotency_key = self.module_options(&options, &mut def)?;
+            }
+            CallAction::Workflow(workflow) => {
+                def.insert("workflow".into(), Value::String(workflow.clone()));
+                if let Some(version) = options.get("version") {
+                    def.insert("version".into(), version.clone());
+                }
+            }
+            CallAction::Sleep(duration) => {
+                def.insert("sleep".into(), format!("{}ms", duration.as_millis()).into());
+            }
+            CallAction::Wait { topic, timeout } => {
+                check_topic(topic).map_err(|m| invalid(format!("topic: {m}")))?;
+                if *timeout == Some(Duration::ZERO) {
+                    return Err(invalid("timeout must be longer than zero".into()));
+                }
+                let mut wait = Map::new();
+                // The topic is set below as it is, never as a template.
+                wait.insert("event".into(), "topic".into());
+                if let Some(timeout) = timeout {
+                    wait.insert("timeout".into(), format!("{}ms", timeout.as_millis()).into());
+                }
+                def.insert("wait".into(), Value::Object(wait));
+            }
+        }
+        Ok((def, idempotency_key))
+    }
+
+    /// A module call's options as step fields: `grants` and `env` (within
+    /// the defaults) and the rest as they are; answers its idempotency key.
+    fn module_options(
+        &self,
+        options: &Map<String, Value>,
+        def: &mut Map<String, Value>,
+    ) -> Result<Option<String>, CallRefused> {
+        let mut idempotency_key = None;
+        for (key, value) in options {
+            match key.as_str() {
+                "env" | "grants" => {}
+                "idempotency_key" => match value.as_str() {
+                    Some(key) if !key.is_empty() && key.chars().count() <= 200 => {
+                        idempotency_key = Some(key.to_string())
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "options.idempotency_key: must be a string of 1 to 200 characters".into(),
+                        ))
+                    }
+                },
+                _ => {
+                    def.insert(key.clone(), value.clone());
+                }
+            }
+        }
+        if options.contains_key("grants") || options.contains_key("env") {
+            let mut grants = match options.get("grants") {
+                Some(Value::Object(grants)) => grants.clone(),
+                Some(_) => return Err(invalid("options.grants: must be an object".into())),
+                None => self.default_grants_json(),
+            };
+            if let Some(env) = options.get("env") {
+                grants.insert("env".into(), env.clone());
+            }
+            def.insert("grants".into(), Value::Object(grants));
+        }
+        Ok(idempotency_key)
     }
 
     fn default_grants_json(&self) -> Map<String, Value> {
@@ -342,4 +337,43 @@ fn located(errors: &[ValidationError]) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// A call refused as invalid, saying why.
+fn invalid(message: String) -> CallRefused {
+    CallRefused {
+        kind: "invalid_call",
+        message,
+    }
+}
+
+/// A call's options: a JSON object (or none) holding only the fields its
+/// kind takes.
+fn call_options(action: &CallAction, options: &Value) -> Result<Map<String, Value>, CallRefused> {
+    let options = match options {
+        Value::Object(map) => map.clone(),
+        Value::Null => Map::new(),
+        other => {
+            return Err(invalid(format!(
+                "options must be a JSON object, got {}",
+                crate::workflow::template::kind_of(other)
+            )))
+        }
+    };
+    let allowed: &[&str] = match action {
+        CallAction::Module(_) => OPTION_FIELDS,
+        CallAction::Workflow(_) => &["version"],
+        _ => &[],
+    };
+    if let Some(unknown) = options.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "options.{unknown}: unknown option (calls of this kind take: {})",
+            if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            }
+        )));
+    }
+    Ok(options)
 }

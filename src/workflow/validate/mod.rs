@@ -13,8 +13,8 @@ mod step;
 mod throttle;
 mod triggers;
 
-pub use document::validate;
 pub use code::{check_call_name, CallAction, CallRefused, Code};
+pub use document::validate;
 pub use step::{check_topic, MAX_TOPIC_CHARS};
 pub use throttle::{Rate, Throttle, MAX_RATE_PER, MAX_THROTTLE_LIMIT};
 pub use triggers::{RunTrigger, Schedule, MAX_CATCH_UP};

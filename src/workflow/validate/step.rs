@@ -157,7 +157,10 @@ fn compile_action(
             Action::Sleep(Duration::ZERO)
         }
         _ => {
-            errors.add(location, "a step has one of `module`, `sleep`, `wait` or `workflow`, not several");
+            errors.add(
+                location,
+                "a step has one of `module`, `sleep`, `wait` or `workflow`, not several",
+            );
             Action::Sleep(Duration::ZERO)
         }
     };

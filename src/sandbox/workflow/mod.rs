@@ -12,19 +12,19 @@
 //! the call for real once the journal ends. This module knows nothing of
 //! journals: it runs the code and names how it ended.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
 use wasmtime::component::HasData;
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Engine, Store};
 
 use super::outcome::{Failure, Level};
-use super::state::{ComponentState, Meter, Tripwire};
+use super::state::{ComponentState, Tripwire};
 use super::wasi::Stdio;
 use super::{Module, Pre, Sandbox};
-use crate::limits::{EngineSettings, Limits, WorkflowLimits};
+use crate::limits::{Limits, WorkflowLimits};
+
+mod ctx;
+mod engine;
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -37,63 +37,16 @@ mod bindings {
 
 use bindings::sandstep::workflow::types as wit;
 pub(crate) use bindings::WorkflowPre;
+use ctx::unexpected_answer;
+use engine::workflow_state;
+pub use engine::JournalClock;
+pub(crate) use engine::{engines, imports_ctx, linker, Overflow};
 
 /// Fuel between two yields of a running workflow to other tasks.
 const YIELD_FUEL: u64 = 1_000_000;
 /// Bytes of stdout and stderr kept from workflow code (the tail of stderr
 /// goes into a trap's message).
 const CAPTURE_BYTES: u64 = 64 << 10;
-
-fn config(settings: &EngineSettings) -> Config {
-    let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .consume_fuel(true)
-        .cranelift_nan_canonicalization(true)
-        .max_wasm_stack(settings.max_wasm_stack)
-        .async_stack_size(settings.max_wasm_stack + (1 << 20));
-    config
-}
-
-/// The engines for workflow code: one whose instances take the pooling
-/// allocator's slots (`max_pooled_workflows` of them), and one allocating
-/// on demand for the instances past them, which runs the same compiled
-/// code. Without the pool (none asked for, or the host refused its
-/// reservation), the one engine allocates on demand.
-pub(crate) fn engines(settings: &EngineSettings) -> wasmtime::Result<(Engine, Option<Engine>)> {
-    let on_demand = Engine::new(&config(settings))?;
-    if settings.max_pooled_workflows == 0 {
-        return Ok((on_demand, None));
-    }
-    let mut pooled = config(settings);
-    let pool = super::engine::pool(settings, settings.max_pooled_workflows);
-    pooled.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-    match Engine::new(&pooled) {
-        Ok(engine) => Ok((engine, Some(on_demand))),
-        Err(err) => {
-            tracing::warn!(error = %err, "workflow instance pool unavailable, allocating on demand");
-            Ok((on_demand, None))
-        }
-    }
-}
-
-/// Links the workflow world and the deterministic WASI subset.
-pub(crate) fn linker(engine: &Engine) -> wasmtime::Result<wasmtime::component::Linker<ComponentState>> {
-    let mut linker = wasmtime::component::Linker::new(engine);
-    super::wasi::add_to_linker(&mut linker)?;
-    bindings::Workflow::add_to_linker::<_, HasWorkflow>(&mut linker, |state| {
-        state
-            .workflow
-            .as_deref_mut()
-            .expect("workflow stores always carry their host")
-    })?;
-    Ok(linker)
-}
-
-/// Whether a component that imports `imports` is workflow code.
-pub(crate) fn imports_ctx(imports: &[String]) -> bool {
-    imports.iter().any(|i| i.starts_with("sandstep:workflow/ctx@"))
-}
 
 /// A call's failure as workflow code sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,52 +155,6 @@ pub trait WorkflowHost: Send + 'static {
     }
     fn log(&mut self, level: Level, message: String) -> Result<(), HostStop>;
     fn info(&self) -> WorkflowInfo;
-}
-
-/// What the code's clocks read: the time (ms) of its latest recorded call.
-#[derive(Clone, Default)]
-pub struct JournalClock(Arc<AtomicU64>);
-
-impl JournalClock {
-    pub fn new(ms: u64) -> Self {
-        JournalClock(Arc::new(AtomicU64::new(ms)))
-    }
-
-    pub fn set(&self, ms: u64) {
-        self.0.store(ms, Ordering::Relaxed);
-    }
-
-    fn ms(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-struct WallClock(JournalClock);
-
-impl wasmtime_wasi::HostWallClock for WallClock {
-    fn resolution(&self) -> Duration {
-        Duration::from_millis(1)
-    }
-
-    fn now(&self) -> Duration {
-        Duration::from_millis(self.0.ms())
-    }
-}
-
-/// Nanoseconds since the run started, by the same journal time.
-struct MonotonicClock {
-    clock: JournalClock,
-    origin_ms: u64,
-}
-
-impl wasmtime_wasi::HostMonotonicClock for MonotonicClock {
-    fn resolution(&self) -> u64 {
-        1_000_000
-    }
-
-    fn now(&self) -> u64 {
-        self.clock.ms().saturating_sub(self.origin_ms) * 1_000_000
-    }
 }
 
 /// How one instance of workflow code ended.
@@ -441,57 +348,6 @@ impl Sandbox {
     }
 }
 
-/// The on-demand engine for workflow instances past the pool's slots.
-pub(crate) struct Overflow {
-    pub(crate) engine: Engine,
-    pub(crate) linker: wasmtime::component::Linker<ComponentState>,
-    /// The pool's slots: a permit per pooled instance.
-    pub(crate) slots: Arc<tokio::sync::Semaphore>,
-}
-
-impl Overflow {
-    pub(crate) fn new(engine: Engine, slots: u32) -> wasmtime::Result<Self> {
-        Ok(Overflow {
-            linker: linker(&engine)?,
-            engine,
-            slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
-        })
-    }
-}
-
-/// A workflow instance's store data: the deterministic WASI subset (the
-/// journal's clocks, seeded randomness, captured output) and its host.
-fn workflow_state(
-    start: &WorkflowStart<'_>,
-    limits: &Limits,
-    tripwire: &Tripwire,
-    stdio: &Stdio,
-    host: Box<dyn WorkflowHost>,
-) -> ComponentState {
-    let mut builder = super::wasi::context(None, &[], &[], stdio);
-    builder
-        .wall_clock(WallClock(start.clock.clone()))
-        .monotonic_clock(MonotonicClock {
-            clock: start.clock.clone(),
-            origin_ms: start.started_ms,
-        })
-        .secure_random(rand::rngs::StdRng::seed_from_u64(start.seed))
-        .insecure_random(rand::rngs::StdRng::seed_from_u64(start.seed ^ 0x5eed))
-        .insecure_random_seed(u128::from(start.seed));
-    let mut state = ComponentState::new(
-        builder.build(),
-        Meter::new(limits, tripwire),
-        None,
-        super::files::Files::default(),
-    );
-    state.workflow = Some(Box::new(WorkflowCtx {
-        host,
-        clock: start.clock.clone(),
-        stopped: None,
-    }));
-    state
-}
-
 /// Instantiates the code and calls its `run`.
 async fn call_workflow(
     pre: &WorkflowPre<ComponentState>,
@@ -518,226 +374,5 @@ fn not_started(message: String, began: Instant) -> WorkflowEnd {
         fuel_consumed: 0,
         peak_memory: 0,
         duration: began.elapsed(),
-    }
-}
-
-impl WorkflowCtx {
-    /// One call to the host; a stop is remembered and traps the code.
-    async fn ask(&mut self, call: HostCall) -> wasmtime::Result<HostAnswer> {
-        let answer = self.host.call(call).await;
-        self.remember(answer)
-    }
-
-    /// Submits a call and waits for its result.
-    async fn submit_and_await(&mut self, call: HostCall) -> wasmtime::Result<CallResult> {
-        let result = self.host.submit_and_await(call).await;
-        self.remember(result)
-    }
-
-    /// The host's answer; a stop is remembered and traps the code.
-    fn remember<T>(&mut self, answer: Result<T, HostStop>) -> wasmtime::Result<T> {
-        answer.map_err(|stop| {
-            let error = wasmtime::format_err!("{}: {}", stop.kind, stop.message);
-            self.stopped = Some(stop);
-            error
-        })
-    }
-
-    async fn submit(&mut self, call: HostCall) -> wasmtime::Result<u32> {
-        match self.ask(call).await? {
-            HostAnswer::Submitted(id) => Ok(id),
-            other => Err(unexpected(other)),
-        }
-    }
-}
-
-fn unexpected(answer: HostAnswer) -> wasmtime::Error {
-    wasmtime::format_err!("internal error: unexpected host answer {answer:?}")
-}
-
-fn unexpected_answer(answer: HostAnswer) -> HostStop {
-    HostStop {
-        kind: "internal".into(),
-        message: format!("unexpected host answer {answer:?}"),
-    }
-}
-
-fn to_wit(result: CallResult) -> Result<String, wit::Failure> {
-    result.map_err(|f| wit::Failure {
-        kind: f.kind,
-        message: f.message,
-    })
-}
-
-impl wit::Host for WorkflowCtx {}
-
-impl bindings::sandstep::workflow::ctx::Host for WorkflowCtx {
-    async fn info(&mut self) -> wasmtime::Result<wit::RunInfo> {
-        let info = self.host.info();
-        Ok(wit::RunInfo {
-            run_id: info.run_id,
-            workflow: info.workflow,
-            version: info.version,
-            created_ms: info.created_ms,
-            started_ms: info.started_ms,
-            trigger: info.trigger,
-            token: info.token,
-            parent_run_id: info.parent_run_id,
-        })
-    }
-
-    async fn step(
-        &mut self,
-        name: String,
-        module: String,
-        input: String,
-        options: String,
-    ) -> wasmtime::Result<Result<String, wit::Failure>> {
-        let call = HostCall::Step {
-            name,
-            module,
-            input,
-            options,
-        };
-        self.submit_and_await(call).await.map(to_wit)
-    }
-
-    async fn submit_step(
-        &mut self,
-        name: String,
-        module: String,
-        input: String,
-        options: String,
-    ) -> wasmtime::Result<u32> {
-        self.submit(HostCall::Step {
-            name,
-            module,
-            input,
-            options,
-        })
-        .await
-    }
-
-    async fn submit_child(
-        &mut self,
-        name: String,
-        workflow: String,
-        input: String,
-        options: String,
-    ) -> wasmtime::Result<u32> {
-        self.submit(HostCall::Child {
-            name,
-            workflow,
-            input,
-            options,
-        })
-        .await
-    }
-
-    async fn await_next(&mut self, calls: Vec<u32>) -> wasmtime::Result<(u32, Result<String, wit::Failure>)> {
-        match self.ask(HostCall::AwaitNext(calls)).await? {
-            HostAnswer::Next(id, result) => Ok((id, to_wit(result))),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn await_all(&mut self, calls: Vec<u32>) -> wasmtime::Result<Vec<Result<String, wit::Failure>>> {
-        match self.ask(HostCall::AwaitAll(calls)).await? {
-            HostAnswer::All(results) => Ok(results.into_iter().map(to_wit).collect()),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn child(
-        &mut self,
-        name: String,
-        workflow: String,
-        input: String,
-        options: String,
-    ) -> wasmtime::Result<Result<String, wit::Failure>> {
-        let call = HostCall::Child {
-            name,
-            workflow,
-            input,
-            options,
-        };
-        self.submit_and_await(call).await.map(to_wit)
-    }
-
-    async fn start_child(&mut self, name: String, workflow: String, input: String) -> wasmtime::Result<String> {
-        match self.ask(HostCall::StartChild { name, workflow, input }).await? {
-            HostAnswer::Text(run_id) => Ok(run_id),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn sleep(&mut self, name: String, duration_ms: u64) -> wasmtime::Result<()> {
-        // A sleep ends, or the run stops (and this instance with it).
-        let _ = self.submit_and_await(HostCall::Sleep { name, duration_ms }).await?;
-        Ok(())
-    }
-
-    async fn wait_for_event(
-        &mut self,
-        name: String,
-        topic: String,
-        timeout_ms: Option<u64>,
-    ) -> wasmtime::Result<Result<wit::Event, wit::Failure>> {
-        let result = self
-            .submit_and_await(HostCall::Wait {
-                name,
-                topic: topic.clone(),
-                timeout_ms,
-            })
-            .await?;
-        Ok(to_wit(result).map(|text| {
-            // The host answers a wait with `{"id", "data"}`.
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            wit::Event {
-                id: value["id"].as_str().unwrap_or_default().to_string(),
-                topic,
-                data: value["data"].to_string(),
-            }
-        }))
-    }
-
-    async fn now(&mut self) -> wasmtime::Result<u64> {
-        match self.ask(HostCall::Now).await? {
-            HostAnswer::Number(ms) => {
-                self.clock.set(ms);
-                Ok(ms)
-            }
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn random(&mut self) -> wasmtime::Result<u64> {
-        match self.ask(HostCall::Random).await? {
-            HostAnswer::Number(n) => Ok(n),
-            other => Err(unexpected(other)),
-        }
-    }
-
-    async fn log(&mut self, level: wit::Level, message: String) -> wasmtime::Result<()> {
-        let level = match level {
-            wit::Level::Trace => Level::Trace,
-            wit::Level::Debug => Level::Debug,
-            wit::Level::Info => Level::Info,
-            wit::Level::Warn => Level::Warn,
-            wit::Level::Error => Level::Error,
-        };
-        if let Err(stop) = self.host.log(level, message) {
-            let error = wasmtime::format_err!("{}: {}", stop.kind, stop.message);
-            self.stopped = Some(stop);
-            return Err(error);
-        }
-        Ok(())
-    }
-
-    async fn patched(&mut self, id: String) -> wasmtime::Result<bool> {
-        match self.ask(HostCall::Patched(id)).await? {
-            HostAnswer::Bool(b) => Ok(b),
-            other => Err(unexpected(other)),
-        }
     }
 }
