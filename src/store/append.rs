@@ -8,7 +8,7 @@ use sqlx::Row as _;
 
 use super::backend::Connection;
 use super::notify::Signal;
-use super::runs::{run_row, status_change, Append, AppendRefused, Inserted, NewRun, RunRow, StatusChange, COLUMNS};
+use super::runs::{run_row, status_change, Append, AppendRefused, Inserted, NewRun, RunRow, COLUMNS};
 use super::sql::Sql;
 use super::Kind;
 use super::{now_ms, StoreError};
@@ -220,52 +220,65 @@ pub(crate) async fn append(
 }
 
 /// Moves every run whose owner, fence and last seq are still the ones its
-/// append expects: its last seq, status, output or error, wake time and
-/// fuel, a few rows per statement. Answers the runs moved.
+/// append expects, a few rows per statement; answers the runs moved. An
+/// append that changes the run's status also sets its status, output or
+/// error, update time, owner and wake time; most appends (a step's events)
+/// set only the last seq and the fuel used, and so rewrite no index of
+/// `runs`.
 async fn move_runs(tx: &mut Connection, appends: &[&Append]) -> Result<HashSet<String>, StoreError> {
-    struct Move<'a> {
-        append: &'a Append,
-        last_seq: i64,
-        change: Option<StatusChange<'a>>,
-        /// Fuel of the attempts the events record (the run's usage).
-        fuel: i64,
+    let mut moved: HashSet<String> = HashSet::with_capacity(appends.len());
+    let mut steps = Vec::with_capacity(appends.len());
+    let mut changes = Vec::new();
+    for append in appends {
+        let Some(last) = append.events.last() else { continue };
+        let fuel: i64 = append.events.iter().map(|e| e.kind.fuel_consumed() as i64).sum();
+        match status_change(&append.events) {
+            Some(change) => changes.push((*append, last.seq as i64, change, fuel)),
+            None => steps.push((*append, last.seq as i64, fuel)),
+        }
     }
-    let moves: Vec<Move> = appends
-        .iter()
-        .filter_map(|append| {
-            Some(Move {
-                last_seq: append.events.last()?.seq as i64,
-                change: status_change(&append.events),
-                fuel: append.events.iter().map(|e| e.kind.fuel_consumed() as i64).sum(),
-                append,
-            })
-        })
-        .collect();
-    let mut moved: HashSet<String> = HashSet::with_capacity(moves.len());
-    for chunk in moves.chunks(ROWS_PER_STATEMENT / 12) {
+    for chunk in steps.chunks(ROWS_PER_STATEMENT / 6) {
         let mut query = Sql::new(
             Kind::of(tx),
-            "UPDATE runs SET last_seq = v.column2, status = COALESCE(v.column3, runs.status), \
-             output = COALESCE(v.column4, runs.output), error = COALESCE(v.column5, runs.error), \
-             updated_ms = COALESCE(v.column6, runs.updated_ms), \
-             owner = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.owner END, \
-             wake_ms = CASE WHEN v.column3 IS NULL THEN runs.wake_ms ELSE v.column11 END, \
-             fuel = runs.fuel + v.column12 FROM (",
+            "UPDATE runs SET last_seq = v.column2, fuel = runs.fuel + v.column3 FROM (",
         );
-        query.values(chunk, |row, m| {
-            let change = m.change.as_ref();
-            row.bind(&m.append.run_id)
-                .bind(m.last_seq)
-                .bind(change.map(|c| c.status))
-                .bind(change.and_then(|c| c.output.map(|o| o.to_string())))
-                .bind(change.and_then(|c| c.error))
-                .bind(change.map(|c| c.at_ms))
-                .bind(i64::from(change.is_some_and(|c| c.ended)))
-                .bind(m.append.expected_seq as i64)
-                .bind(&m.append.lease.node)
-                .bind(m.append.lease.fence)
-                .bind(change.and_then(|c| c.wake_ms))
-                .bind(m.fuel);
+        query.values(chunk, |row, (append, last_seq, fuel)| {
+            row.bind(&append.run_id)
+                .bind(*last_seq)
+                .bind(*fuel)
+                .bind(append.expected_seq as i64)
+                .bind(&append.lease.node)
+                .bind(append.lease.fence);
+        });
+        query.push(
+            ") AS v WHERE runs.id = v.column1 AND runs.last_seq = v.column4 \
+             AND runs.owner = v.column5 AND runs.fence = v.column6 RETURNING id",
+        );
+        for row in query.build().fetch_all(&mut *tx).await? {
+            moved.insert(row.try_get("id")?);
+        }
+    }
+    for chunk in changes.chunks(ROWS_PER_STATEMENT / 12) {
+        let mut query = Sql::new(
+            Kind::of(tx),
+            "UPDATE runs SET last_seq = v.column2, status = v.column3, \
+             output = COALESCE(v.column4, runs.output), error = COALESCE(v.column5, runs.error), \
+             updated_ms = v.column6, owner = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.owner END, \
+             wake_ms = v.column11, fuel = runs.fuel + v.column12 FROM (",
+        );
+        query.values(chunk, |row, (append, last_seq, change, fuel)| {
+            row.bind(&append.run_id)
+                .bind(*last_seq)
+                .bind(change.status)
+                .bind(change.output.map(|o| o.to_string()))
+                .bind(change.error)
+                .bind(change.at_ms)
+                .bind(i64::from(change.ended))
+                .bind(append.expected_seq as i64)
+                .bind(&append.lease.node)
+                .bind(append.lease.fence)
+                .bind(change.wake_ms)
+                .bind(*fuel);
         });
         query.push(
             ") AS v WHERE runs.id = v.column1 AND runs.last_seq = v.column8 \

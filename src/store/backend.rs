@@ -117,6 +117,9 @@ async fn open_sqlite(path: &Path) -> Result<Pool, sqlx::Error> {
     let url = format!("sqlite://{}?mode=rwc", path.display());
     let pool = AnyPoolOptions::new()
         .max_connections(8)
+        // A connection to a local file cannot go stale as a socket can: it
+        // is not pinged (a round trip to its thread) before each use.
+        .test_before_acquire(false)
         // Reads map the file instead of copying pages through read(2); the
         // WAL is checkpointed every 16 MiB instead of 4 MiB, so hot pages
         // (the runs rows, index pages) are copied back once, not four times.
@@ -126,7 +129,7 @@ async fn open_sqlite(path: &Path) -> Result<Pool, sqlx::Error> {
                     .execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
                          PRAGMA busy_timeout = 10000; PRAGMA mmap_size = 268435456; PRAGMA cache_size = -16384; \
-                         PRAGMA wal_autocheckpoint = 4096;",
+                         PRAGMA wal_autocheckpoint = 4096; PRAGMA temp_store = MEMORY;",
                     )
                     .await?;
                 Ok(())
