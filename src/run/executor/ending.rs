@@ -10,10 +10,36 @@ use serde_json::Value;
 use super::schedule::step_entry;
 use super::{Driver, Timer};
 use crate::run::event::{now_ms, AttemptRecord, EventKind, StepError};
-use crate::run::state::StepStatus;
+use crate::run::journal::JournalError;
+use crate::run::state::{RunStatus, StepStatus};
 use crate::workflow::definition::OnFailure;
 
 impl<'a> Driver<'a> {
+    /// The run's deadline passed: running attempts stop and the run fails.
+    pub(super) async fn time_out(&mut self) {
+        let limit = self.workflow.timeout.unwrap_or_default();
+        self.abort_all().await;
+        self.stop(format!(
+            "the run timed out after {}",
+            crate::units::format_duration(limit)
+        ));
+    }
+
+    /// Cancels the run: `canceling` is committed (with the request that
+    /// asked for it), running attempts are stopped, then the run ends
+    /// `canceled`. A run already ending only consumes the request.
+    pub(super) async fn cancel(&mut self, reason: String, request: Option<i64>) -> Result<(), JournalError> {
+        self.consumed.extend(request);
+        if self.state.status.is_terminal() || self.state.status == RunStatus::Canceling {
+            return Ok(());
+        }
+        self.emit(EventKind::RunCanceling { reason });
+        self.commit().await?;
+        self.abort_all().await;
+        self.finish_canceled("the run was canceled".into());
+        Ok(())
+    }
+
     /// A step failed for good: its other items stop, then its `on_failure` applies.
     pub(super) fn fail_step(
         &mut self,

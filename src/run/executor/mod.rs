@@ -43,7 +43,7 @@ use waits::{instant_at, next_message, sleep_until};
 use super::cache::{CacheEntry, CacheStats, StepCache};
 use super::children::{ChildStart, Children};
 use super::event::{now_ms, Event, EventKind, Origin};
-use super::inbox::{Message, MessageKind};
+use super::inbox::Message;
 use super::journal::{Journal, JournalError};
 use super::secrets::Secrets;
 use super::state::{RunState, RunStatus};
@@ -467,52 +467,5 @@ impl<'a> Driver<'a> {
                 event = code::next_code_event(&mut self.code) => self.code_event(event).await,
             }
         }
-    }
-
-    /// The run's deadline passed: running attempts stop and the run fails.
-    async fn time_out(&mut self) {
-        let limit = self.workflow.timeout.unwrap_or_default();
-        self.abort_all().await;
-        self.stop(format!(
-            "the run timed out after {}",
-            crate::units::format_duration(limit)
-        ));
-    }
-
-    /// Answers one inbox message.
-    async fn receive(&mut self, message: Message) -> Result<(), JournalError> {
-        match message.kind {
-            MessageKind::Cancel { reason } => self.cancel(reason, Some(message.id)).await,
-            MessageKind::Event { event } => {
-                self.consumed.push(message.id);
-                self.receive_event(&event);
-                Ok(())
-            }
-            MessageKind::ChildEnded {
-                child,
-                status,
-                output,
-                error,
-            } => {
-                self.consumed.push(message.id);
-                self.child_ended(&child, &status, output, error);
-                Ok(())
-            }
-        }
-    }
-
-    /// Cancels the run: `canceling` is committed (with the request that
-    /// asked for it), running attempts are stopped, then the run ends
-    /// `canceled`. A run already ending only consumes the request.
-    async fn cancel(&mut self, reason: String, request: Option<i64>) -> Result<(), JournalError> {
-        self.consumed.extend(request);
-        if self.state.status.is_terminal() || self.state.status == RunStatus::Canceling {
-            return Ok(());
-        }
-        self.emit(EventKind::RunCanceling { reason });
-        self.commit().await?;
-        self.abort_all().await;
-        self.finish_canceled("the run was canceled".into());
-        Ok(())
     }
 }

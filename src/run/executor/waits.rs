@@ -10,12 +10,35 @@ use tokio::sync::mpsc;
 
 use super::{Driver, Timer};
 use crate::run::event::{now_ms, ErrorKind, EventKind, StepError};
-use crate::run::inbox::{Message, PostedEvent};
+use crate::run::inbox::{Message, MessageKind, PostedEvent};
+use crate::run::journal::JournalError;
 use crate::run::state::{RunStatus, StepStatus};
 use crate::workflow::template::{kind_of, Scope};
 use crate::workflow::{check_topic, Action};
 
 impl<'a> Driver<'a> {
+    /// Answers one inbox message.
+    pub(super) async fn receive(&mut self, message: Message) -> Result<(), JournalError> {
+        match message.kind {
+            MessageKind::Cancel { reason } => self.cancel(reason, Some(message.id)).await,
+            MessageKind::Event { event } => {
+                self.consumed.push(message.id);
+                self.receive_event(&event);
+                Ok(())
+            }
+            MessageKind::ChildEnded {
+                child,
+                status,
+                output,
+                error,
+            } => {
+                self.consumed.push(message.id);
+                self.child_ended(&child, &status, output, error);
+                Ok(())
+            }
+        }
+    }
+
     /// Starts a wait step: renders its topic and arms its timeout. The
     /// store hands the run, through its inbox, every event of that topic
     /// posted since the run was queued, and every one posted from now on.

@@ -27,6 +27,34 @@ fn refused(kind: &str, message: impl Into<String>) -> HostStop {
 }
 
 impl Driver<'_> {
+    /// Records a call: its `workflow.called` event (applied now, committed
+    /// with the round). Returns the time recorded.
+    pub(super) fn record(&mut self, name: Option<String>, call: CallRecord) -> u64 {
+        let position = self.state.calls.len() as u32 + 1;
+        self.emit(EventKind::WorkflowCalled { position, name, call });
+        self.state.calls.last().map_or_else(now_ms, |c| c.at_ms)
+    }
+
+    /// Adds a step to the run's workflow (its state entry exists already).
+    pub(super) fn push_step(&mut self, step: Step) -> usize {
+        let workflow = Arc::get_mut(&mut self.workflow).expect("a code run's workflow is its own");
+        let index = workflow.push_call(step);
+        debug_assert_eq!(
+            self.state.steps.get_index(index).map(|(name, _)| name.as_str()),
+            Some(self.workflow.steps[index].id.as_str()),
+            "calls' steps and states are in step"
+        );
+        self.remaining.push(0);
+        self.handles.push(Vec::new());
+        self.queued.push(Default::default());
+        self.running.push(0);
+        self.decided.push(false);
+        self.scopes.push(None);
+        self.items.push(None);
+        self.throttled.push_step();
+        index
+    }
+
     /// One message of the code.
     pub(in crate::run::executor) async fn code_event(&mut self, event: CodeEvent) {
         match event {
