@@ -193,9 +193,35 @@ async fn runs_start_wait_get_and_idempotency() {
         )
         .await;
     assert_eq!(
-        (status, again["id"].clone()),
-        (200, run["id"].clone()),
-        "the same key answers the same run"
+        (status, again["id"].clone(), again["status"].clone()),
+        (200, run["id"].clone(), json!("completed")),
+        "the same key answers the same run, as it stands"
+    );
+    // Without `?wait`, a new run is answered as stored: queued, its steps
+    // pending; it then runs to its end.
+    let (status, queued) = server
+        .post_json("/v1/workflows/greet/runs", json!({ "input": { "who": "Cy" } }))
+        .await;
+    assert_eq!(status, 201, "{queued}");
+    assert_eq!(
+        (
+            queued["status"].clone(),
+            queued["input"].clone(),
+            queued["steps"][0]["id"].clone(),
+            queued["steps"][0]["status"].clone()
+        ),
+        (
+            json!("queued"),
+            json!({ "who": "Cy" }),
+            json!("hello"),
+            json!("pending")
+        ),
+        "{queued}"
+    );
+    let ended = server.wait_run(queued["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (ended["status"].clone(), ended["output"].clone()),
+        (json!("completed"), json!("Hello, Cy!"))
     );
 
     let (status, body) = server

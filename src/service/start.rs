@@ -157,6 +157,8 @@ impl Service {
     /// before it starts, so its end cannot slip by unseen; when every one
     /// of its events was seen by the end, the run resource comes with the
     /// answer, built from those events without reading them back.
+    /// Without `wait`, a new run comes with its resource as stored
+    /// (queued); an existing run (the same idempotency key) without.
     pub async fn start(
         self: &Arc<Self>,
         name: &str,
@@ -176,7 +178,10 @@ impl Service {
         let (workflow, mut started) = self.start_runs(target, vec![request], false, wait.is_some()).await?;
         let Launched { started, watch, queued } = started.remove(0);
         let Some(wait) = wait else {
-            return Ok((started, None));
+            // A run just stored is answered as stored (queued), without
+            // reading it back; an existing run is read by the caller.
+            let view = queued.map(|queued| run_view(started.run.clone(), &workflow, &[queued]));
+            return Ok((started, view));
         };
         let (Some(mut watch), Some(queued)) = (watch, queued) else {
             self.wait_for_end(&started.run.id, wait).await?;
