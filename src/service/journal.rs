@@ -36,14 +36,14 @@ impl Journal for RunJournal {
     fn append_consuming<'a>(&'a self, events: &'a [Event], consumed: &'a [i64]) -> AppendFuture<'a> {
         Box::pin(async move {
             let expected_seq = events.first().map_or(0, |e| e.seq.saturating_sub(1));
-            let append = Append {
-                run_id: self.run_id.clone(),
-                lease: self.lease.clone(),
+            let append = Append::new(
+                self.run_id.clone(),
+                self.lease.clone(),
                 expected_seq,
-                events: events.to_vec(),
-                consumed: consumed.to_vec(),
-                throttled: self.throttled,
-            };
+                events.to_vec(),
+                consumed.to_vec(),
+                self.throttled,
+            );
             match self.outlets.writer.append(append).await {
                 Ok(()) => {}
                 Err(AppendError::Refused(refused)) => return Err(JournalError::Conflict(refused.reason)),

@@ -66,11 +66,12 @@ pub(crate) async fn insert_runs(
         // Another node stored the same key since the look-up.
         answer_conflicts(tx, &fresh, &stored, &mut out).await?;
     }
-    let queued: Vec<&Event> = fresh
+    let queued: Vec<(&Event, String)> = fresh
         .iter()
         .filter(|(run, _)| stored.contains(&run.id))
-        .map(|(run, _)| &run.queued)
+        .map(|(run, _)| (&run.queued, encode(&run.queued)))
         .collect();
+    let queued: Vec<(&Event, &str)> = queued.iter().map(|(event, body)| (*event, body.as_str())).collect();
     insert_events(tx, &queued).await?;
     Ok(out)
 }
@@ -185,7 +186,7 @@ pub(crate) async fn append(
     let now = now_ms();
     let moved = move_runs(tx, appends).await?;
     let mut results = Vec::with_capacity(appends.len());
-    let mut accepted: Vec<&Event> = Vec::new();
+    let mut accepted: Vec<(&Event, &str)> = Vec::new();
     let mut ended: Vec<&str> = Vec::new();
     let mut throttled_ended: Vec<&str> = Vec::new();
     let mut consumed: Vec<(i64, &str)> = Vec::new();
@@ -207,7 +208,7 @@ pub(crate) async fn append(
         } else {
             consumed.extend(append.consumed.iter().map(|id| (*id, append.run_id.as_str())));
         }
-        accepted.extend(append.events.iter());
+        accepted.extend(append.events.iter().zip(append.bodies.iter().map(String::as_str)));
         results.push(Ok(()));
     }
     tell_parents(tx, &ended, now, signals).await?;
@@ -215,6 +216,7 @@ pub(crate) async fn append(
     super::throttle::release_runs(tx, &throttled_ended).await?;
     answer_requests(tx, &ended, &consumed, now).await?;
     insert_events(tx, &accepted).await?;
+    let accepted: Vec<&Event> = accepted.into_iter().map(|(event, _)| event).collect();
     super::events::follow_waits(tx, &accepted, now).await?;
     Ok(results)
 }
@@ -400,18 +402,24 @@ async fn refusal(tx: &mut Connection, append: &Append) -> Result<AppendRefused, 
     })
 }
 
-/// Inserts events as they are (the caller checked they may be written).
-async fn insert_events(tx: &mut Connection, events: &[&Event]) -> Result<(), StoreError> {
+/// Inserts events with their stored bodies (the caller checked they may
+/// be written).
+async fn insert_events(tx: &mut Connection, events: &[(&Event, &str)]) -> Result<(), StoreError> {
     for chunk in events.chunks(ROWS_PER_STATEMENT * 2) {
         let mut query = Sql::new(Kind::of(tx), "INSERT INTO events (run_id, seq, at_ms, type, body) ");
-        query.values(chunk, |row, event| {
+        query.values(chunk, |row, (event, body)| {
             row.bind(&event.run_id)
                 .bind(event.seq as i64)
                 .bind(event.at_ms as i64)
                 .bind(event.kind.name())
-                .bind(serde_json::to_string(event).expect("an event serializes"));
+                .bind(*body);
         });
         query.build().execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// An event as its row stores it (JSON).
+pub(crate) fn encode(event: &Event) -> String {
+    serde_json::to_string(event).expect("an event serializes")
 }

@@ -207,10 +207,37 @@ pub struct Append {
     pub lease: Lease,
     pub expected_seq: u64,
     pub events: Vec<Event>,
+    /// Each event as its row stores it, encoded by the caller
+    /// ([`Append::new`]) so the writer's transaction does not.
+    pub bodies: Vec<String>,
     pub consumed: Vec<i64>,
     /// Whether the run's workflow throttles: its end then gives back its
     /// units' `throttle:` slots.
     pub throttled: bool,
+}
+
+impl Append {
+    /// An append of `events` after `expected_seq`, consuming the inbox
+    /// messages `consumed`, by the holder of `lease`.
+    pub fn new(
+        run_id: String,
+        lease: Lease,
+        expected_seq: u64,
+        events: Vec<Event>,
+        consumed: Vec<i64>,
+        throttled: bool,
+    ) -> Append {
+        let bodies = events.iter().map(super::append::encode).collect();
+        Append {
+            run_id,
+            lease,
+            expected_seq,
+            events,
+            bodies,
+            consumed,
+            throttled,
+        }
+    }
 }
 
 /// An append that wrote nothing: the run moved on without this writer.
