@@ -43,12 +43,16 @@ export function runPage(main, [id], signal) {
     }
     dag.update(run.steps, selected);
     const step = run.steps.find((s) => s.id === selected);
+    // Redrawing the panel replaces its heading: keep the keyboard user's
+    // focus on it when an event redraws the page under them.
+    const headed = document.activeElement !== null && document.activeElement === panel.querySelector('h2');
     if (step) stepPanel(panel, run, step, ui);
     else fill(panel, h('p', { class: 'hint' }, 'Select a step to see its input, output, logs and attempts.'));
     fill(io,
       h('details', null, h('summary', null, 'Run input'), json(run.input, 'Run input')),
       run.output !== null && run.output !== undefined
         ? h('details', { open: true }, h('summary', null, 'Run output'), json(run.output, 'Run output')) : null);
+    if (headed) panel.querySelector('h2')?.focus();
   }
 
   function renderHeader() {
