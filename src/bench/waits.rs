@@ -21,8 +21,12 @@ pub struct WaitsReport {
     pub runs: usize,
     /// Resident memory of the process before any run, MiB.
     pub rss_before_mib: f64,
-    /// Resident memory with every run of the round paused, MiB.
+    /// Resident memory with every run of the round paused, MiB, once it
+    /// settled (what the runs left behind was given back; see [`settled`]).
     pub rss_paused_mib: Spread,
+    /// Of which anonymous memory (the heap; the rest is the mapped binary
+    /// and database file pages, which the kernel may drop), MiB.
+    pub rss_paused_anon_mib: Spread,
     /// Events posted (32 clients) until every run they resume has ended.
     pub events_per_s: Spread,
     /// From an event's post to its run's final event, per round.
@@ -31,6 +35,7 @@ pub struct WaitsReport {
     /// The same with workflow code (wait, then one call): each revival
     /// instantiates the code and replays its journal.
     pub code_rss_paused_mib: Spread,
+    pub code_rss_paused_anon_mib: Spread,
     pub code_events_per_s: Spread,
     pub code_p50_ms: Spread,
     pub code_p99_ms: Spread,
@@ -53,11 +58,13 @@ impl std::fmt::Display for WaitsReport {
         )?;
         writeln!(f, "  RSS before any run         {:8.0} MiB", self.rss_before_mib)?;
         writeln!(f, "  RSS, all runs paused       {} MiB", self.rss_paused_mib)?;
+        writeln!(f, "    of which anonymous       {} MiB", self.rss_paused_anon_mib)?;
         writeln!(f, "  events delivered /s        {}", self.events_per_s)?;
         writeln!(f, "  post -> run ended p50 ms   {}", self.p50_ms)?;
         writeln!(f, "  post -> run ended p99 ms   {}", self.p99_ms)?;
         writeln!(f, "  workflow code, the same:")?;
         writeln!(f, "  RSS, all runs paused       {} MiB", self.code_rss_paused_mib)?;
+        writeln!(f, "    of which anonymous       {} MiB", self.code_rss_paused_anon_mib)?;
         writeln!(f, "  events delivered /s        {}", self.code_events_per_s)?;
         writeln!(f, "  post -> run ended p50 ms   {}", self.code_p50_ms)?;
         writeln!(f, "  post -> run ended p99 ms   {}", self.code_p99_ms)?;
@@ -92,6 +99,7 @@ const REPLAYS: usize = 10;
 /// One round of paused runs resumed by events.
 struct Resumed {
     rss_mib: f64,
+    rss_anon_mib: f64,
     events_per_s: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -107,7 +115,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<WaitsReport> {
     ];
     let server = super::BenchServer::start(trivial, code, &workflows).await?;
     let (http, base, service) = (server.http.clone(), server.base.clone(), server.service.clone());
-    let rss_before = rss_mib();
+    let rss_before = rss().0;
 
     let mut yaml = Vec::new();
     let mut code = Vec::new();
@@ -191,10 +199,12 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<WaitsReport> {
         runs: RUNS,
         rss_before_mib: rss_before,
         rss_paused_mib: spread(&yaml, |r| r.rss_mib),
+        rss_paused_anon_mib: spread(&yaml, |r| r.rss_anon_mib),
         events_per_s: spread(&yaml, |r| r.events_per_s),
         p50_ms: spread(&yaml, |r| r.p50_ms),
         p99_ms: spread(&yaml, |r| r.p99_ms),
         code_rss_paused_mib: spread(&code, |r| r.rss_mib),
+        code_rss_paused_anon_mib: spread(&code, |r| r.rss_anon_mib),
         code_events_per_s: spread(&code, |r| r.events_per_s),
         code_p50_ms: spread(&code, |r| r.p50_ms),
         code_p99_ms: spread(&code, |r| r.p99_ms),
@@ -222,7 +232,7 @@ async fn resume(
         ids.extend(start_batch(http, base, workflow, &json!({ "runs": runs })).await?);
     }
     wait_paused(http, base, RUNS).await?;
-    let rss = rss_mib();
+    let (rss, rss_anon) = settled().await;
 
     // Each run watched from before its event is posted.
     let mut watchers = Vec::with_capacity(RUNS);
@@ -267,6 +277,7 @@ async fn resume(
     latencies.sort_by(f64::total_cmp);
     Ok(Resumed {
         rss_mib: rss,
+        rss_anon_mib: rss_anon,
         events_per_s: RUNS as f64 / last.duration_since(started).as_secs_f64(),
         p50_ms: latencies[latencies.len() / 2],
         p99_ms: latencies[latencies.len() * 99 / 100],
@@ -325,15 +336,35 @@ async fn wait_paused(http: &reqwest::Client, base: &str, runs: usize) -> anyhow:
     }
 }
 
-/// This process's resident memory, MiB (Linux `/proc/self/status`).
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+/// This process's resident memory once it stops falling: sampled every
+/// 250 ms until two samples are within 1 MiB (at most 5 s). A paused run
+/// holds no task; the memory its driver used until it paused is given back
+/// to the system by the allocator within about a second (mimalloc's purge
+/// delay), and a figure taken before that would count runs that are gone.
+/// Answers (total, anonymous), MiB.
+async fn settled() -> (f64, f64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = rss();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = rss();
+        if (last.0 - now.0).abs() < 1.0 || Instant::now() >= deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// This process's resident memory and its anonymous part, MiB (Linux
+/// `/proc/self/status`).
+fn rss() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("RssAnon:"))
 }
