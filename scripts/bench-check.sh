@@ -2,7 +2,8 @@
 # Runs `sandstep bench server --json` and fails when a figure's ratio to
 # its floor is more than 1.5 times the ratio recorded in
 # docs/performance.md (a noisy machine does not fail it; a change that
-# doubles a step's cost does). Run it by hand, with no build running,
+# doubles a step's cost does), or when a capability declared and not used
+# slows the durable figure by more than 10%. Run it by hand, with no build running,
 # before submitting a change to the executor, the writer or the store.
 # Not run in CI.
 #
@@ -44,5 +45,13 @@ for key, ratio in sorted(recorded.items()):
     verdict = "ok" if now <= 1.5 * ratio else "SLOWER"
     failed |= verdict != "ok"
     print(f"{key:30} {now:6.2f}x its floor (recorded {ratio:.2f}x, limit {1.5 * ratio:.2f}x)  {verdict}")
+# A capability a workflow declares and does not use must cost nothing
+# measurable: its durable figure within 10% of the plain chain's (median
+# of the rounds, each against the plain chain of the same round).
+for line in report.get("unused_capabilities", []):
+    now = line["vs_plain"]["median"]
+    verdict = "ok" if now >= 0.9 else "COSTS"
+    failed |= verdict != "ok"
+    print(f"unused {line['capability']:23} {now:6.2f}x the plain chain (limit 0.90x)  {verdict}")
 sys.exit(1 if failed else 0)
 PY

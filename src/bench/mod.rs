@@ -6,6 +6,7 @@ pub mod floor;
 pub mod http;
 pub mod sandbox;
 pub mod server;
+pub mod unused;
 pub mod waits;
 pub mod workflow;
 
@@ -121,7 +122,11 @@ impl BenchServer {
     ) -> anyhow::Result<BenchServer> {
         use anyhow::Context as _;
         let dir = tempfile::tempdir()?;
-        let config = crate::server::ServerConfig::new(dir.path().to_path_buf());
+        let mut config = crate::server::ServerConfig::new(dir.path().to_path_buf());
+        config
+            .grants
+            .allow_http(unused::GRANTED_HOST)
+            .map_err(anyhow::Error::msg)?;
         let state = crate::server::start(&config).await?;
         let service = state.service.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

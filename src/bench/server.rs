@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::floor::{Floor, Work};
+use super::unused::{self, Unused};
 use super::Spread;
 use crate::store::floor::Committed;
 
@@ -62,6 +63,9 @@ pub struct ServerReport {
     pub code_chain_40_ms: Figure,
     /// Per round, the code chain over the YAML chain (target ≤ 1.5).
     pub code_over_yaml: Spread,
+    /// The durable figure of chains that declare a capability and do not
+    /// use it, against the plain chain's ([`unused`]).
+    pub unused_capabilities: Vec<Unused>,
 }
 
 const ROUNDS: usize = 5;
@@ -119,7 +123,7 @@ impl Rounds {
 pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
     let one = "name: one\nsteps:\n  - { id: s, module: echo, input: { x: 1 } }\n".to_string();
     let chain = super::chain_yaml(40);
-    let workflows = [
+    let mut workflows = vec![
         ("one", one),
         ("fan", super::fan_out_yaml(2000)),
         (
@@ -135,9 +139,12 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
                 .replace("name: chain", "name: kchain")
                 .replace("module: echo,", "module: echo, cache: true,"),
         ),
-        ("chain", chain),
+        ("chain", chain.clone()),
         ("cchain", super::code_yaml("cchain")),
     ];
+    workflows.extend(unused::workflows(&chain));
+    let variants = unused::variants();
+    let mut unused_measured = unused::Measured::default();
     let server = super::BenchServer::start(trivial, code, &workflows).await?;
     let mut floor = Floor::start(trivial).await?;
     let bench = Bench {
@@ -161,13 +168,21 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
     let (mut chain, mut throttled, mut cached) = (Rounds::default(), Rounds::default(), Rounds::default());
     let (mut fan_out, mut code_chain) = (Rounds::default(), Rounds::default());
     let (mut throttle_overhead, mut cache_overhead, mut code_over_yaml) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for round in 0..ROUNDS {
         let (took, work) = bench.one_step_runs().await?;
         one_step.rate(ONE_STEP_RUNS, took, floor.of(work).await?);
         let (took, work) = bench.single_starts().await?;
         starts.rate(STARTS, took, floor.of(work).await?);
         let (took, work) = bench.durable().await?;
         durable.rate(CHAIN_RUNS * 40, took, floor.of(work).await?);
+        // In an order that turns each round, so that no variant is always
+        // measured early or late in it (the machine drifts within a round).
+        let plain = durable.last();
+        for n in (0..variants.len()).map(|i| (i + round) % variants.len()) {
+            let variant = &variants[n];
+            let (took, _) = bench.durable_of(variant.workflow, variant.body.clone()).await?;
+            unused_measured.push(n, (CHAIN_RUNS * 40) as f64 / took.as_secs_f64(), plain);
+        }
         let (took, work) = bench.batches().await?;
         batched.rate(BATCH_SIZE * BATCHES, took, floor.of(work).await?);
 
@@ -203,6 +218,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
         fan_out_2000_ms: fan_out.figure(false),
         code_chain_40_ms: code_chain.figure(false),
         code_over_yaml: Spread::of(&code_over_yaml),
+        unused_capabilities: unused_measured.report(&variants),
     })
 }
 
@@ -296,9 +312,14 @@ impl Bench {
     /// Durable step completions: `CHAIN_RUNS` 40-step chains at once, each
     /// step committed before the next one starts.
     async fn durable(&self) -> anyhow::Result<(Duration, Work)> {
-        let url = self.url("chain");
+        self.durable_of("chain", json!({})).await
+    }
+
+    /// The same with `workflow`'s chains, each started with `body`.
+    async fn durable_of(&self, workflow: &str, body: Value) -> anyhow::Result<(Duration, Work)> {
+        let url = self.url(workflow);
         let load = self.clients(CHAIN_RUNS, CHAIN_RUNS, move |http| {
-            complete(http, url.clone(), json!({}))
+            complete(http, url.clone(), body.clone())
         });
         self.measured(load, CHAIN_RUNS * 40, CHAIN_RUNS, CHAIN_RUNS).await
     }
@@ -429,6 +450,6 @@ impl std::fmt::Display for ServerReport {
             "  code chain over YAML chain (target ≤ 1.5) {} x",
             self.code_over_yaml
         )?;
-        Ok(())
+        unused::display(f, &self.unused_capabilities)
     }
 }
