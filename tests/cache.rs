@@ -209,3 +209,29 @@ async fn the_cli_clears_the_local_cache() {
     let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(answer, json!({ "deleted": 2 }));
 }
+
+/// A server holds the entries it uses in memory: `sandstep cache clear` on
+/// its data directory without `SANDSTEP_URL` refuses, naming the server,
+/// and deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_refuses_to_clear_a_served_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path(), |_| {}).await;
+    assert_eq!(server.push("m", &guests().example("echo")).await.0, 201);
+    assert_eq!(server.apply("cached", ECHO).await.0, 201);
+    echo(&server, json!(1)).await;
+    let path = dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || crate::support::sandstep(&path, &["cache", "clear"]))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let listen = server.url.trim_start_matches("http://");
+    assert!(
+        stderr.contains("a server is serving this data directory") && stderr.contains(listen),
+        "{stderr}"
+    );
+    let hit = echo(&server, json!(1)).await;
+    assert_eq!(step(&hit, "e")["cached"], true, "{hit}");
+    server.stop().await;
+}

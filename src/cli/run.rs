@@ -113,7 +113,7 @@ pub async fn run(home: &super::local::Home, args: RunArgs) -> anyhow::Result<Exi
     // `cache:` steps use the data directory's cache when it has a store
     // (what `sandstep cache clear` clears), memory otherwise.
     executor = match crate::store::Db::open_existing(&home.store).await? {
-        Some(db) => executor.with_cache(Arc::new(crate::service::cache::StoreCache(db))),
+        Some(db) => executor.with_cache(Arc::new(crate::service::cache::StoreCache::new(db))),
         None => executor.with_cache(Arc::new(crate::run::cache::MemoryCache::default())),
     };
     // `throttle:` limits hold among this run's own attempts.

@@ -26,6 +26,8 @@ pub struct CacheHit {
     pub output: Value,
     /// The run whose attempt produced it.
     pub run_id: String,
+    /// When it expires (ms since the epoch), if it does.
+    pub expires_ms: Option<u64>,
 }
 
 /// An output to record.
@@ -49,6 +51,9 @@ pub trait StepCache: Send + Sync {
     fn get_many<'a>(&'a self, keys: &'a [String], now_ms: u64) -> BoxFuture<'a, Result<Vec<Option<CacheHit>>, String>>;
     /// Records entries (replacing any of the same key).
     fn put_many(&self, entries: Vec<CacheEntry>) -> BoxFuture<'_, Result<(), String>>;
+    /// Entries were removed from where they are kept (a clear): forget any
+    /// copy held in memory.
+    fn cleared(&self) {}
 }
 
 /// Hits and misses of one process, for `/metrics`.
@@ -180,6 +185,7 @@ impl StepCache for MemoryCache {
                     .map(|e| CacheHit {
                         output: e.output.clone(),
                         run_id: e.run_id.clone(),
+                        expires_ms: e.expires_ms,
                     })
             })
             .collect();

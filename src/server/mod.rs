@@ -120,7 +120,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
         grants: config.grants.clone(),
         ..Caps::default()
     };
-    let cache = Arc::new(crate::service::cache::StoreCache(db.clone()));
+    let cache = Arc::new(crate::service::cache::StoreCache::new(db.clone()));
     let node = owner::node_id(&config.data_dir)?;
     let writer = crate::store::writer::Writer::start(db.clone(), &node);
     let throttle = Arc::new(crate::service::throttle::StoreThrottle::new(writer.clone()));

@@ -15,7 +15,10 @@ impl Db {
     pub async fn cache_get(&self, keys: &[String], now_ms: u64) -> Result<Vec<Option<CacheHit>>, StoreError> {
         let mut found = std::collections::HashMap::new();
         for chunk in keys.chunks(CHUNK) {
-            let mut query = Sql::new(self.kind(), "SELECT key, output, run_id FROM step_cache WHERE key IN ");
+            let mut query = Sql::new(
+                self.kind(),
+                "SELECT key, output, run_id, expires_ms FROM step_cache WHERE key IN ",
+            );
             query.list(chunk).push(" AND (expires_ms IS NULL OR expires_ms > ");
             query.bind(now_ms as i64).push(")");
             for row in query.build().fetch_all(&self.pool).await? {
@@ -31,6 +34,7 @@ impl Db {
                     CacheHit {
                         output,
                         run_id: row.get("run_id"),
+                        expires_ms: row.get::<Option<i64>, _>("expires_ms").map(|at| at as u64),
                     },
                 );
             }

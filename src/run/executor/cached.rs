@@ -20,6 +20,11 @@ impl Executor {
         )
     }
 
+    /// Where `cache:` steps keep their outputs, when they do.
+    pub fn cache(&self) -> Option<&Arc<dyn StepCache>> {
+        self.cache.as_ref()
+    }
+
     /// Gives `cache:` steps a place to keep outputs.
     pub fn with_cache(mut self, cache: Arc<dyn StepCache>) -> Self {
         self.cache = Some(cache);
