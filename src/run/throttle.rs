@@ -170,11 +170,13 @@ impl MemoryBooks {
     }
 }
 
-impl Throttle for MemoryThrottle {
-    fn acquire(&self, asks: Vec<Ask>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Answer>, String>> {
+impl MemoryThrottle {
+    /// Answers `asks` now, and says what was granted (for a store that
+    /// records rate-limited starts).
+    pub fn decide_now(&self, asks: &[Ask], now_ms: u64) -> (Vec<Answer>, Granted) {
         let mut books = self.books.lock().expect("throttle books");
         // Starts older than every window asked about are forgotten.
-        for ask in &asks {
+        for ask in asks {
             for claim in &ask.claims {
                 if let (Some((_, per)), Some(book)) = (
                     claim.rate,
@@ -184,12 +186,33 @@ impl Throttle for MemoryThrottle {
                 }
             }
         }
-        let (answers, granted) = decide(&mut books.books, &asks, now_ms);
-        for (scope, key, holder, run_id) in granted.holds {
-            books.runs.entry(run_id).or_default().insert(holder.clone());
-            books.held.entry(holder).or_default().push((scope, key));
+        let (answers, granted) = decide(&mut books.books, asks, now_ms);
+        for (scope, key, holder, run_id) in &granted.holds {
+            books.runs.entry(run_id.clone()).or_default().insert(holder.clone());
+            books
+                .held
+                .entry(holder.clone())
+                .or_default()
+                .push((scope.clone(), key.clone()));
         }
-        Box::pin(std::future::ready(Ok(answers)))
+        (answers, granted)
+    }
+
+    /// Adds starts recorded elsewhere (before a restart) to a key's book.
+    pub fn seed(&self, scope: &str, key: &str, starts: &[u64]) {
+        if starts.is_empty() {
+            return;
+        }
+        let mut books = self.books.lock().expect("throttle books");
+        let book = books.books.entry((scope.to_string(), key.to_string())).or_default();
+        book.starts.extend_from_slice(starts);
+        book.starts.sort_unstable();
+    }
+}
+
+impl Throttle for MemoryThrottle {
+    fn acquire(&self, asks: Vec<Ask>, now_ms: u64) -> BoxFuture<'_, Result<Vec<Answer>, String>> {
+        Box::pin(std::future::ready(Ok(self.decide_now(&asks, now_ms).0)))
     }
 
     fn release(&self, holders: Vec<String>) -> BoxFuture<'_, Result<(), String>> {

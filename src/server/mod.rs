@@ -123,7 +123,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
     let cache = Arc::new(crate::service::cache::StoreCache::new(db.clone()));
     let node = owner::node_id(&config.data_dir)?;
     let writer = crate::store::writer::Writer::start(db.clone(), &node);
-    let throttle = Arc::new(crate::service::throttle::StoreThrottle::new(writer.clone()));
+    let throttle = Arc::new(crate::service::throttle::StoreThrottle::new(writer.clone(), db.clone()));
     let executor = Executor::new(sandbox, config.max_concurrent_attempts, caps)
         .with_cache(cache)
         .with_throttle(throttle)

@@ -14,6 +14,10 @@ use crate::run::throttle::{decide, Answer, Ask, Book};
 /// Rows per multi-row statement.
 const CHUNK: usize = 200;
 
+/// A rate-limited start granted outside the store: `(scope, key, at_ms,
+/// per_ms)`; recording it forgets the key's starts older than its window.
+pub type Start = (String, String, u64, u64);
+
 /// Answers `asks` in order and records the grants. On PostgreSQL, nodes
 /// asking about the same key at once take turns: each key's books are read
 /// under a transaction lock on the key, taken in key order.
@@ -110,4 +114,51 @@ pub(crate) async fn release_runs(tx: &mut Connection, runs: &[&str]) -> Result<(
         query.build().execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// Records starts granted outside the store, and forgets each key's starts
+/// that left its window.
+pub(crate) async fn record_starts(tx: &mut Connection, starts: &[Start]) -> Result<(), StoreError> {
+    if starts.is_empty() {
+        return Ok(());
+    }
+    let mut oldest: HashMap<(&str, &str), u64> = HashMap::new();
+    for (scope, key, at, per) in starts {
+        let since = at.saturating_sub(*per);
+        let entry = oldest.entry((scope.as_str(), key.as_str())).or_insert(since);
+        *entry = (*entry).min(since);
+    }
+    for ((scope, key), since) in oldest {
+        sqlx::query("DELETE FROM throttle_starts WHERE scope = $1 AND key = $2 AND at_ms <= $3")
+            .bind(scope)
+            .bind(key)
+            .bind(since as i64)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for chunk in starts.chunks(CHUNK) {
+        let mut query = Sql::new(Kind::of(tx), "INSERT INTO throttle_starts (scope, key, at_ms) ");
+        query.values(chunk, |row, (scope, key, at, _)| {
+            row.bind(scope).bind(key).bind(*at as i64);
+        });
+        query.build().execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+impl super::Db {
+    /// A key's recorded starts after `since_ms`, ascending.
+    pub async fn throttle_starts(&self, scope: &str, key: &str, since_ms: u64) -> Result<Vec<u64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms FROM throttle_starts WHERE scope = $1 AND key = $2 AND at_ms > $3 ORDER BY at_ms",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(since_ms as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<i64, _>("at_ms")? as u64))
+            .collect()
+    }
 }

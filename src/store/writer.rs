@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::events::{NewEvent, Posted};
 use super::notify::Signal;
 use super::runs::{Append, AppendRefused, Inserted, NewRun};
+use super::throttle::Start;
 use super::{Db, Kind, StoreError};
 use crate::run::throttle::{Answer, Ask};
 
@@ -51,10 +52,12 @@ enum Request {
         asks: Vec<Ask>,
         done: oneshot::Sender<Result<Vec<Answer>, String>>,
     },
-    /// `throttle:` slots given back: by holder, and every slot of runs.
+    /// `throttle:` slots given back: by holder, and every slot of runs;
+    /// and rate-limited starts granted in memory, to record.
     Release {
         holders: Vec<String>,
         runs: Vec<String>,
+        starts: Vec<Start>,
         done: oneshot::Sender<Result<(), String>>,
     },
 }
@@ -66,7 +69,9 @@ impl Request {
             Request::Append { append, .. } => append.events.len(),
             Request::Post { .. } => 1,
             Request::Throttle { asks, .. } => asks.len(),
-            Request::Release { holders, runs, .. } => holders.len() + runs.len(),
+            Request::Release {
+                holders, runs, starts, ..
+            } => holders.len() + runs.len() + starts.len(),
         }
     }
 }
@@ -179,9 +184,26 @@ impl Writer {
     /// without waiting: the release commits with whatever the writer takes
     /// next (an append, an ask), and every request sent later sees it.
     pub fn release_later(&self, holders: Vec<String>, runs: Vec<String>) -> Result<(), StoreError> {
+        self.later(holders, runs, Vec::new())
+    }
+
+    /// Records rate-limited starts granted outside the store (the books a
+    /// single SQLite node keeps in memory), without waiting: they commit
+    /// with whatever the writer takes next, at the latest with the append
+    /// of the attempt they let start.
+    pub fn record_starts_later(&self, starts: Vec<Start>) -> Result<(), StoreError> {
+        self.later(Vec::new(), Vec::new(), starts)
+    }
+
+    fn later(&self, holders: Vec<String>, runs: Vec<String>, starts: Vec<Start>) -> Result<(), StoreError> {
         let (done, _) = oneshot::channel();
         self.requests
-            .send(Request::Release { holders, runs, done })
+            .send(Request::Release {
+                holders,
+                runs,
+                starts,
+                done,
+            })
             .map_err(|_| StoreError::WriterStopped)
     }
 
@@ -215,7 +237,12 @@ async fn commit(
             Request::Append { append, done } => appends.push((append, done)),
             Request::Post { event, done } => posts.push((event, done)),
             Request::Throttle { asks, done } => throttles.push((asks, done)),
-            Request::Release { holders, runs, done } => releases.push((holders, runs, done)),
+            Request::Release {
+                holders,
+                runs,
+                starts,
+                done,
+            } => releases.push((holders, runs, starts, done)),
         }
     }
     // A deadlock or serialization failure (PostgreSQL, nodes writing the
@@ -246,7 +273,7 @@ async fn commit(
             for ((_, done), answers) in throttles.into_iter().zip(answered) {
                 let _ = done.send(Ok(answers));
             }
-            for (_, _, done) in releases {
+            for (_, _, _, done) in releases {
                 let _ = done.send(Ok(()));
             }
             for ((_, done), posted) in posts.into_iter().zip(posted) {
@@ -276,7 +303,7 @@ async fn commit(
             for (_, done) in throttles {
                 let _ = done.send(Err(message.clone()));
             }
-            for (_, _, done) in releases {
+            for (_, _, _, done) in releases {
                 let _ = done.send(Err(message.clone()));
             }
         }
@@ -287,7 +314,12 @@ type Starts = Vec<(Vec<NewRun>, bool, oneshot::Sender<Result<Vec<Inserted>, Stri
 type Appends = Vec<(Append, oneshot::Sender<Result<(), AppendError>>)>;
 type Posts = Vec<(NewEvent, oneshot::Sender<Result<Posted, String>>)>;
 type Throttles = Vec<(Vec<Ask>, oneshot::Sender<Result<Vec<Answer>, String>>)>;
-type Releases = Vec<(Vec<String>, Vec<String>, oneshot::Sender<Result<(), String>>)>;
+type Releases = Vec<(
+    Vec<String>,
+    Vec<String>,
+    Vec<Start>,
+    oneshot::Sender<Result<(), String>>,
+)>;
 type Outcome = (
     Vec<Vec<Inserted>>,
     Vec<Result<(), AppendRefused>>,
@@ -353,10 +385,11 @@ async fn transaction(
         signals.push(Signal::Throttle);
     }
     // Slots given back first, so asks in the same batch can have them.
-    for (holders, runs, _) in releases {
+    for (holders, runs, starts, _) in releases {
         super::throttle::release(&mut tx, holders).await?;
         let runs: Vec<&str> = runs.iter().map(String::as_str).collect();
         super::throttle::release_runs(&mut tx, &runs).await?;
+        super::throttle::record_starts(&mut tx, starts).await?;
     }
     let mut answered = Vec::with_capacity(throttles.len());
     for (asks, _) in throttles {
