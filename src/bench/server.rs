@@ -56,6 +56,10 @@ pub struct ServerReport {
     /// µs per step, the cached chain over its floor, per round: what a
     /// cache hit costs beyond committing its record.
     pub cache_hit_us: Spread,
+    /// µs per hit, per round: the cached chain minus a 1-step cached run,
+    /// over the 39 hits between them (what one more hit costs, without the
+    /// run's own start and end).
+    pub cache_hit_marginal_us: Spread,
     /// ms: a 2,000-item for_each over a previous step's output.
     pub fan_out_2000_ms: Figure,
     /// ms: workflow code making 40 `echo` calls one after the other; its
@@ -139,6 +143,12 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
                 .replace("name: chain", "name: kchain")
                 .replace("module: echo,", "module: echo, cache: true,"),
         ),
+        (
+            "kone",
+            super::chain_yaml(1)
+                .replace("name: chain", "name: kone")
+                .replace("module: echo,", "module: echo, cache: true,"),
+        ),
         ("chain", chain.clone()),
         ("cchain", super::code_yaml("cchain")),
     ];
@@ -157,6 +167,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
         bench.single("cchain", json!({ "input": { "n": 40 } })).await?;
     }
     bench.single("kchain", json!({})).await?;
+    bench.single("kone", json!({})).await?;
     for _ in 0..50 {
         bench.single("one", json!({})).await?;
     }
@@ -168,6 +179,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
     let (mut chain, mut throttled, mut cached) = (Rounds::default(), Rounds::default(), Rounds::default());
     let (mut fan_out, mut code_chain) = (Rounds::default(), Rounds::default());
     let (mut throttle_overhead, mut cache_overhead, mut code_over_yaml) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cache_marginal = Vec::new();
     for round in 0..ROUNDS {
         let (took, work) = bench.one_step_runs().await?;
         one_step.rate(ONE_STEP_RUNS, took, floor.of(work).await?);
@@ -197,6 +209,8 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
         let cached_floor = floor.of(work).await?;
         cached.ms(took, cached_floor);
         cache_overhead.push((took.as_secs_f64() - cached_floor.as_secs_f64()) * 1e6 / 40.0);
+        let (one, _) = bench.timed("kone", json!({}), 0).await?;
+        cache_marginal.push((took.as_secs_f64() - one.as_secs_f64()) * 1e6 / 39.0);
         let (took, work) = bench.timed("fan", json!({}), 2001).await?;
         fan_out.ms(took, floor.of(work).await?);
         let (took, _) = bench.timed("cchain", json!({ "input": { "n": 40 } }), 40).await?;
@@ -215,6 +229,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
         throttle_overhead_us: Spread::of(&throttle_overhead),
         cached_chain_40_ms: cached.figure(false),
         cache_hit_us: Spread::of(&cache_overhead),
+        cache_hit_marginal_us: Spread::of(&cache_marginal),
         fan_out_2000_ms: fan_out.figure(false),
         code_chain_40_ms: code_chain.figure(false),
         code_over_yaml: Spread::of(&code_over_yaml),
@@ -444,6 +459,11 @@ impl std::fmt::Display for ServerReport {
             f,
             "  cache hit per step over its floor         {} µs",
             self.cache_hit_us
+        )?;
+        writeln!(
+            f,
+            "  cache hit, marginal (40 hits vs 1)        {} µs",
+            self.cache_hit_marginal_us
         )?;
         writeln!(
             f,
