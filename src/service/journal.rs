@@ -54,8 +54,8 @@ impl Journal for RunJournal {
             }
             for event in events {
                 self.outlets.metrics.observe(event);
-                self.outlets.watchers.publish(event);
             }
+            self.outlets.watchers.publish(events);
             Ok(())
         })
     }

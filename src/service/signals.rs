@@ -152,10 +152,10 @@ impl Service {
                     match service.db.events(&run_id, read).await {
                         Ok(events) => {
                             let ended = events.iter().any(|e| e.kind.is_final());
-                            for event in &events {
-                                read = event.seq;
-                                service.outlets.watchers.publish(event);
+                            if let Some(last) = events.last() {
+                                read = last.seq;
                             }
+                            service.outlets.watchers.publish(&events);
                             if ended {
                                 break;
                             }
