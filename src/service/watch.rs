@@ -161,7 +161,12 @@ mod tests {
             })
             .collect();
         watchers.publish(&events[..10]);
-        events.push(event(100, EventKind::RunCompleted { output: serde_json::json!(1) }));
+        events.push(event(
+            100,
+            EventKind::RunCompleted {
+                output: serde_json::json!(1),
+            },
+        ));
         watchers.publish(&events[10..]);
         let mut seen = Vec::new();
         while let Some(event) = watch.next().await.expect("nothing missed") {
