@@ -10,7 +10,7 @@ use super::error::{ApiError, Query};
 use super::page;
 use super::AppState;
 use crate::run::RunStatus;
-use crate::service::view::RunSummary;
+use crate::service::summary::RunSummary;
 use crate::store::runs::RunFilter;
 
 #[derive(Deserialize, utoipa::IntoParams)]

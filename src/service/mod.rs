@@ -40,6 +40,7 @@ pub mod rerun;
 pub mod secrets;
 mod signals;
 pub mod start;
+pub mod summary;
 pub mod throttle;
 pub mod triggers;
 pub mod usage;
@@ -61,8 +62,9 @@ use journal::{Outlets, RunJournal};
 use metrics::Metrics;
 use modules::{Modules, Place};
 pub use start::RunRequest;
+use summary::{RunSummary, StepCounts};
 pub use usage::Caller;
-use view::{run_view, RunSummary, RunView, StepCounts};
+use view::{run_view, RunView};
 use watch::{Watch, Watchers};
 
 use crate::run::executor::Controls;
