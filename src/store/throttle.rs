@@ -56,13 +56,7 @@ pub(crate) async fn acquire(
             book.holders.insert(row.try_get("holder")?);
         }
         if let Some(per) = per {
-            let since = now_ms.saturating_sub(*per) as i64;
-            sqlx::query("DELETE FROM throttle_starts WHERE scope = $1 AND key = $2 AND at_ms <= $3")
-                .bind(scope)
-                .bind(key)
-                .bind(since)
-                .execute(&mut *tx)
-                .await?;
+            forget_starts(tx, scope, key, now_ms.saturating_sub(*per)).await?;
             let starts = sqlx::query("SELECT at_ms FROM throttle_starts WHERE scope = $1 AND key = $2 ORDER BY at_ms")
                 .bind(scope)
                 .bind(key)
@@ -86,14 +80,36 @@ pub(crate) async fn acquire(
         query.push(" ON CONFLICT (scope, key, holder) DO NOTHING");
         query.build().execute(&mut *tx).await?;
     }
-    for chunk in granted.starts.chunks(CHUNK) {
+    let starts: Vec<(&str, &str, u64)> = granted
+        .starts
+        .iter()
+        .map(|(scope, key, at)| (scope.as_str(), key.as_str(), *at))
+        .collect();
+    insert_starts(tx, &starts).await?;
+    Ok(answers)
+}
+
+/// Forgets a key's starts at or before `since_ms` (out of its window).
+async fn forget_starts(tx: &mut Connection, scope: &str, key: &str, since_ms: u64) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM throttle_starts WHERE scope = $1 AND key = $2 AND at_ms <= $3")
+        .bind(scope)
+        .bind(key)
+        .bind(since_ms as i64)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Records starts `(scope, key, at_ms)`.
+async fn insert_starts(tx: &mut Connection, starts: &[(&str, &str, u64)]) -> Result<(), StoreError> {
+    for chunk in starts.chunks(CHUNK) {
         let mut query = Sql::new(Kind::of(tx), "INSERT INTO throttle_starts (scope, key, at_ms) ");
         query.values(chunk, |row, (scope, key, at)| {
-            row.bind(scope).bind(key).bind(*at as i64);
+            row.bind(*scope).bind(*key).bind(*at as i64);
         });
         query.build().execute(&mut *tx).await?;
     }
-    Ok(answers)
+    Ok(())
 }
 
 /// Gives back every slot of these holders.
@@ -129,21 +145,13 @@ pub(crate) async fn record_starts(tx: &mut Connection, starts: &[Start]) -> Resu
         *entry = (*entry).min(since);
     }
     for ((scope, key), since) in oldest {
-        sqlx::query("DELETE FROM throttle_starts WHERE scope = $1 AND key = $2 AND at_ms <= $3")
-            .bind(scope)
-            .bind(key)
-            .bind(since as i64)
-            .execute(&mut *tx)
-            .await?;
+        forget_starts(tx, scope, key, since).await?;
     }
-    for chunk in starts.chunks(CHUNK) {
-        let mut query = Sql::new(Kind::of(tx), "INSERT INTO throttle_starts (scope, key, at_ms) ");
-        query.values(chunk, |row, (scope, key, at, _)| {
-            row.bind(scope).bind(key).bind(*at as i64);
-        });
-        query.build().execute(&mut *tx).await?;
-    }
-    Ok(())
+    let starts: Vec<(&str, &str, u64)> = starts
+        .iter()
+        .map(|(scope, key, at, _)| (scope.as_str(), key.as_str(), *at))
+        .collect();
+    insert_starts(tx, &starts).await
 }
 
 impl super::Db {
