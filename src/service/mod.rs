@@ -122,8 +122,9 @@ pub struct Service {
     /// Validated workflow versions.
     workflows: Mutex<HashMap<(String, i64), Arc<Workflow>>>,
     live: Mutex<HashMap<String, LiveRun>>,
-    /// Paused runs being started again.
-    reviving: Mutex<HashSet<String>>,
+    /// Runs being started from the store, each with whether it was asked
+    /// again meanwhile.
+    reviving: Mutex<HashMap<String, bool>>,
     /// Tells the alarm a run paused (its timer may be the next one).
     alarm: Arc<tokio::sync::Notify>,
     /// Tells the trigger loop an event was posted or triggers changed.
@@ -168,7 +169,7 @@ impl Service {
             config,
             workflows: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
-            reviving: Mutex::new(HashSet::new()),
+            reviving: Mutex::new(HashMap::new()),
             alarm: Arc::new(tokio::sync::Notify::new()),
             triggered: Arc::new(tokio::sync::Notify::new()),
             claimable: Arc::new(tokio::sync::Notify::new()),

@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 
 use super::{journal::RunJournal, RunError, Service};
 use crate::run::{Event, EventKind};
+use crate::store::runs::{Lease, RunRow};
 
 /// The file in the data directory that keeps this node's id across
 /// restarts, so a restarted node reclaims its own runs at once.
@@ -116,39 +117,53 @@ impl Service {
         let count = claimed.len();
         let now = crate::store::now_ms();
         for (row, lease) in claimed {
-            let pending = self.store(self.db.pending_messages(&row.id).await)?;
-            if row.status == "paused" && pending.is_empty() && row.wake_ms.is_none_or(|at| at > now) {
-                continue; // nothing to do until a message or its timer
+            // The alarm or a posted event may be starting it already.
+            if !self.begin_start(&row.id) {
+                continue;
             }
-            let events = self.store(self.db.events(&row.id, 0).await)?;
-            if let Err(error) = self.resume(&row, &events, lease.clone(), pending).await {
-                let reason = match error {
-                    RunError::NotFound(what) => format!("cannot resume: {what} no longer exists"),
-                    RunError::WorkflowMissing(what) => format!("cannot resume: workflow {what} no longer exists"),
-                    RunError::InvalidWorkflow(errors) => {
-                        format!("cannot resume: the workflow version is invalid: {}", errors[0])
-                    }
-                    other => format!("cannot resume: {other}"),
-                };
-                tracing::error!(run = %row.id, %reason, "failing a run that cannot be resumed");
-                let failed = Event {
-                    seq: events.last().map_or(1, |e| e.seq + 1),
-                    run_id: row.id.clone(),
-                    at_ms: crate::run::event::now_ms(),
-                    kind: EventKind::RunFailed { error: reason },
-                };
-                let journal = RunJournal {
-                    outlets: self.outlets.clone(),
-                    run_id: row.id.clone(),
-                    lease,
-                    // Its end gives back whatever throttle slots it held.
-                    throttled: true,
-                };
-                crate::run::Journal::append(&journal, std::slice::from_ref(&failed))
-                    .await
-                    .map_err(|e| RunError::Internal(e.to_string()))?;
-            }
+            let run_id = row.id.clone();
+            let result = self.take_up_one(row, lease, now).await;
+            self.end_start(&run_id).await;
+            result?;
         }
         Ok(count)
+    }
+
+    /// Resumes one claimed run unless it only waits for a message or a
+    /// timer not yet due; fails it when it cannot be resumed.
+    async fn take_up_one(self: &Arc<Self>, row: RunRow, lease: Lease, now: i64) -> Result<(), RunError> {
+        let pending = self.store(self.db.pending_messages(&row.id).await)?;
+        if row.status == "paused" && pending.is_empty() && row.wake_ms.is_none_or(|at| at > now) {
+            return Ok(()); // nothing to do until a message or its timer
+        }
+        let events = self.store(self.db.events(&row.id, 0).await)?;
+        if let Err(error) = self.resume(&row, &events, lease.clone(), pending).await {
+            let reason = match error {
+                RunError::NotFound(what) => format!("cannot resume: {what} no longer exists"),
+                RunError::WorkflowMissing(what) => format!("cannot resume: workflow {what} no longer exists"),
+                RunError::InvalidWorkflow(errors) => {
+                    format!("cannot resume: the workflow version is invalid: {}", errors[0])
+                }
+                other => format!("cannot resume: {other}"),
+            };
+            tracing::error!(run = %row.id, %reason, "failing a run that cannot be resumed");
+            let failed = Event {
+                seq: events.last().map_or(1, |e| e.seq + 1),
+                run_id: row.id.clone(),
+                at_ms: crate::run::event::now_ms(),
+                kind: EventKind::RunFailed { error: reason },
+            };
+            let journal = RunJournal {
+                outlets: self.outlets.clone(),
+                run_id: row.id.clone(),
+                lease,
+                // Its end gives back whatever throttle slots it held.
+                throttled: true,
+            };
+            crate::run::Journal::append(&journal, std::slice::from_ref(&failed))
+                .await
+                .map_err(|e| RunError::Internal(e.to_string()))?;
+        }
+        Ok(())
     }
 }

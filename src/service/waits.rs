@@ -20,18 +20,41 @@ const PURGE_EVERY: Duration = Duration::from_secs(600);
 impl Service {
     /// Starts a run that is not running in this process from its events and
     /// inbox, if no other node holds it. Does nothing while draining, for a
-    /// run already live or being started, or one that has ended.
+    /// run already live, or one that has ended; asked while the run is
+    /// being started, it has that start look at the inbox again when done.
     pub(super) async fn revive(self: &Arc<Self>, run_id: &str) {
-        if self.drain.is_cancelled() || self.live.lock().unwrap().contains_key(run_id) {
-            return;
-        }
-        if !self.reviving.lock().unwrap().insert(run_id.to_string()) {
+        if self.drain.is_cancelled() || !self.begin_start(run_id) {
             return;
         }
         let result = self.revive_claimed(run_id).await;
-        self.reviving.lock().unwrap().remove(run_id);
-        if let Err(error) = result {
+        if let Err(error) = &result {
             tracing::error!(run = %run_id, %error, "cannot start the paused run again; it is tried again at the next start");
+        }
+        self.end_start(run_id).await;
+    }
+
+    /// Marks a run as being started by this process: false when it is
+    /// live or another start is under way (which is then told to look at
+    /// the inbox again, since it may have read it before a new message).
+    pub(super) fn begin_start(&self, run_id: &str) -> bool {
+        let mut starting = self.reviving.lock().unwrap();
+        if let Some(again) = starting.get_mut(run_id) {
+            *again = true;
+            return false;
+        }
+        if self.live.lock().unwrap().contains_key(run_id) {
+            return false;
+        }
+        starting.insert(run_id.to_string(), false);
+        true
+    }
+
+    /// Ends [`Service::begin_start`]; a message that arrived meanwhile is
+    /// handed to the run now (its driver, or a new start).
+    pub(super) async fn end_start(self: &Arc<Self>, run_id: &str) {
+        let again = self.reviving.lock().unwrap().remove(run_id).unwrap_or(false);
+        if again && !self.drain.is_cancelled() {
+            Box::pin(self.wake(run_id)).await;
         }
     }
 
