@@ -37,4 +37,5 @@ mod subworkflows;
 mod throttle;
 mod triggers;
 mod ui;
+mod upgrades;
 mod waits;

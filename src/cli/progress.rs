@@ -119,6 +119,7 @@ fn describe(kind: &EventKind) -> Option<String> {
         EventKind::StepWaiting { step, .. } => format!("step {step} sleeping"),
         EventKind::RunPaused { .. } => "run paused".to_string(),
         EventKind::RunResumed => "run resumed".to_string(),
+        EventKind::RunUpgraded { from, to, .. } => format!("run upgraded from version {from} to {to}"),
         EventKind::StepRetrying {
             step, item: i, record, ..
         } => format!(

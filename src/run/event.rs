@@ -303,6 +303,15 @@ pub enum EventKind {
     /// A wait of a paused run ended: the run goes on.
     #[serde(rename = "run.resumed")]
     RunResumed,
+    /// The run moved from version `from` of its workflow to `to`, after a
+    /// check that its history fits `to`; `modules` are the module digests
+    /// it is pinned to from here on, by reference.
+    #[serde(rename = "run.upgraded")]
+    RunUpgraded {
+        from: i64,
+        to: i64,
+        modules: std::collections::BTreeMap<String, String>,
+    },
     /// A code workflow's code made a call (`position`: 1, 2, ... within
     /// the run; its id in `submit-*` and `await-*`). Step-like calls
     /// (`step`, `child`, `sleep`, `wait`) are steps named `name` from here on.
@@ -380,6 +389,7 @@ impl EventKind {
             EventKind::StepCanceled { .. } => "step.canceled",
             EventKind::RunPaused { .. } => "run.paused",
             EventKind::RunResumed => "run.resumed",
+            EventKind::RunUpgraded { .. } => "run.upgraded",
             EventKind::WorkflowCalled { .. } => "workflow.called",
             EventKind::WorkflowLog { .. } => "workflow.log",
             EventKind::WorkflowReturned { .. } => "workflow.returned",

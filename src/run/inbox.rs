@@ -29,6 +29,15 @@ pub enum MessageKind {
         output: Option<Value>,
         error: Option<String>,
     },
+    /// Move the run to version `version` of its workflow, pinned to
+    /// `modules`: checked against its events up to seq `after`, so taken
+    /// only when the run has not moved on since (otherwise consumed and
+    /// left, and the requester checks again).
+    Upgrade {
+        version: i64,
+        after: u64,
+        modules: std::collections::BTreeMap<String, String>,
+    },
 }
 
 /// An event posted to the engine (`POST /v1/events`).
@@ -47,6 +56,7 @@ impl MessageKind {
             MessageKind::Cancel { .. } => "cancel",
             MessageKind::Event { .. } => "event",
             MessageKind::ChildEnded { .. } => "child_ended",
+            MessageKind::Upgrade { .. } => "upgrade",
         }
     }
 }

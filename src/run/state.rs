@@ -267,6 +267,10 @@ pub struct RunState {
     pub workflow_fuel: u64,
     #[serde(default)]
     pub workflow_memory: u64,
+    /// The last `run.upgraded`: the version the run came from and the one
+    /// it went to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgraded: Option<(i64, i64)>,
 }
 
 impl RunState {
@@ -297,6 +301,7 @@ impl RunState {
             workflow_logs: 0,
             workflow_fuel: 0,
             workflow_memory: 0,
+            upgraded: None,
         }
     }
 
@@ -328,6 +333,7 @@ impl RunState {
             }
             EventKind::RunPaused { .. } => self.status = RunStatus::Paused,
             EventKind::RunResumed => self.status = RunStatus::Running,
+            EventKind::RunUpgraded { from, to, .. } => self.upgraded = Some((*from, *to)),
             EventKind::WorkflowCalled { position, name, call } => self.called(*position, name, call, event.at_ms),
             EventKind::WorkflowLog { .. } => self.workflow_logs += 1,
             EventKind::WorkflowReturned {

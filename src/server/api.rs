@@ -109,16 +109,12 @@ pub async fn delete_module(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Create a new version of a workflow from a YAML or JSON definition.
-#[utoipa::path(put, path = "/v1/workflows/{name}", request_body(content = String, content_type = "application/yaml"),
-    responses((status = 201, body = WorkflowApplied), (status = 200, body = WorkflowApplied), (status = 400), (status = 413), (status = 415), (status = 422)))]
-pub async fn put_workflow(
-    State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
+/// A workflow definition sent as YAML or JSON text.
+pub(super) fn definition_source(
+    headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
-) -> Result<Response> {
-    let kind = content_type(&headers);
+) -> Result<String> {
+    let kind = content_type(headers);
     let accepted = [
         "application/json",
         "application/yaml",
@@ -134,8 +130,19 @@ pub async fn put_workflow(
         )));
     }
     let bytes = body.map_err(bytes_rejection)?;
-    let source =
-        String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("the definition is not UTF-8", None))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| ApiError::bad_request("the definition is not UTF-8", None))
+}
+
+/// Create a new version of a workflow from a YAML or JSON definition.
+#[utoipa::path(put, path = "/v1/workflows/{name}", request_body(content = String, content_type = "application/yaml"),
+    responses((status = 201, body = WorkflowApplied), (status = 200, body = WorkflowApplied), (status = 400), (status = 413), (status = 415), (status = 422)))]
+pub async fn put_workflow(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: std::result::Result<Bytes, BytesRejection>,
+) -> Result<Response> {
+    let source = definition_source(&headers, body)?;
     let (version, created, steps) = state.service.put_workflow(&name, &source).await?;
     let body = serde_json::to_value(WorkflowApplied {
         name,

@@ -28,6 +28,9 @@ pub enum ApiError {
     /// 409: the request conflicts with the resource's state.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// 409 with its own problem type.
+    #[error("{kind}: {detail}")]
+    Refused { kind: &'static str, detail: String },
     /// 405: the route exists, the method does not.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -72,6 +75,7 @@ impl From<RunError> for ApiError {
             RunError::NotFound(what) => ApiError::NotFound(what),
             RunError::WorkflowMissing(name) => ApiError::NotFound(format!("workflow {name}")),
             RunError::Conflict(detail) => ApiError::Conflict(detail),
+            RunError::Refused { kind, message } => ApiError::Refused { kind, detail: message },
             RunError::InvalidInput { field, errors } => {
                 let kind = match field.as_str() {
                     "input" | "runs" => "invalid-input",
@@ -165,6 +169,7 @@ impl ApiError {
                 "Method not allowed",
             ),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            ApiError::Refused { kind, .. } => (StatusCode::CONFLICT, kind, "Conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large"),
             ApiError::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -196,6 +201,7 @@ impl ApiError {
             } => (detail, field, Some(errors)),
             ApiError::NotFound(detail)
             | ApiError::Conflict(detail)
+            | ApiError::Refused { detail, .. }
             | ApiError::PayloadTooLarge(detail)
             | ApiError::UnsupportedMediaType(detail)
             | ApiError::BudgetExhausted(detail)

@@ -18,6 +18,7 @@ pub mod rerun;
 pub mod runs;
 pub mod secrets;
 pub mod ui;
+pub mod upgrade;
 pub mod usage;
 
 use std::future::Future;
@@ -180,6 +181,8 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/runs/{id}/events", get(events::run_events))
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
         .route("/v1/runs/{id}/rerun", post(rerun::rerun_run))
+        .route("/v1/runs/{id}/upgrade", post(upgrade::upgrade_run))
+        .route("/v1/workflows/{name}/check", post(upgrade::check_workflow))
         .route("/v1/events", post(posted::post_event).get(posted::list_events))
         .route("/v1/schedules", get(posted::list_schedules))
         .route("/v1/cache", delete(cache::clear_cache))

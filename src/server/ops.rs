@@ -43,6 +43,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::api::get_run,
         super::api::cancel_run,
         super::rerun::rerun_run,
+        super::upgrade::upgrade_run,
+        super::upgrade::check_workflow,
         super::events::run_events,
         super::posted::post_event,
         super::posted::list_events,

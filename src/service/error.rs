@@ -12,6 +12,10 @@ pub enum RunError {
     /// The request conflicts with the resource's state (a run that ended).
     #[error("{0}")]
     Conflict(String),
+    /// A conflict with its own problem type (`run-ended`,
+    /// `upgrade-diverges`).
+    #[error("{message}")]
+    Refused { kind: &'static str, message: String },
     /// A value the caller sent is wrong: `field` is the request field at
     /// fault (`input`, `runs`), each error names its full path
     /// (`input.user_id`, `runs[3].input.user_id`).

@@ -43,6 +43,7 @@ pub mod start;
 pub mod summary;
 pub mod throttle;
 pub mod triggers;
+pub mod upgrade;
 pub mod usage;
 pub mod view;
 pub mod waits;
@@ -248,6 +249,9 @@ impl Service {
                     Ok(_) => (true, None),
                     Err(_) => (false, None),
                 };
+                // Moved to another version: it goes on under that one.
+                let moved = parked
+                    && matches!(&result, Ok(state) if state.upgraded.is_some_and(|(_, to)| to != spec.workflow.version));
                 let mut again = false;
                 match result {
                     Ok(_) => {}
@@ -270,7 +274,9 @@ impl Service {
                 if live + 1 >= service.config.max_runs {
                     service.claimable.notify_one();
                 }
-                if parked && !service.drain.is_cancelled() {
+                if moved && !service.drain.is_cancelled() {
+                    service.revive(&spec.run_id).await;
+                } else if parked && !service.drain.is_cancelled() {
                     service.parked(&spec.run_id).await;
                 }
                 if again {

@@ -24,6 +24,10 @@ pub struct RunView {
     /// The run's fuel budget (`budget.fuel`), when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_fuel: Option<u64>,
+    /// A run moved to its `version` by an upgrade: the version it came
+    /// from (the last upgrade's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgraded_from: Option<i64>,
     /// Every step of the run's pinned version, in definition order, started
     /// or not. A code workflow's: the calls its code made that are steps
     /// (`step`, `child`, `sleep`, `wait-for-event`), in call order.
@@ -204,6 +208,7 @@ pub fn run_view(row: RunRow, workflow: &Workflow, events: &[Event]) -> RunView {
     RunView {
         fuel_consumed: state.fuel_consumed(),
         budget_fuel: state.origin.budget_fuel,
+        upgraded_from: state.upgraded.map(|(from, _)| from),
         row,
         origin: OriginView {
             rerun_of: origin.rerun_of.clone(),

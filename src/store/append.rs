@@ -208,6 +208,7 @@ pub(crate) async fn append(
         } else {
             consumed.extend(append.consumed.iter().map(|id| (*id, append.run_id.as_str())));
         }
+        upgrade_run(tx, append).await?;
         accepted.extend(append.events.iter().zip(append.bodies.iter().map(String::as_str)));
         results.push(Ok(()));
     }
@@ -219,6 +220,22 @@ pub(crate) async fn append(
     let accepted: Vec<&Event> = accepted.into_iter().map(|(event, _)| event).collect();
     super::events::follow_waits(tx, &accepted, now).await?;
     Ok(results)
+}
+
+/// A run moved to another version of its workflow (`run.upgraded`) is
+/// loaded from there on at that version, with the modules it pins.
+async fn upgrade_run(tx: &mut Connection, append: &Append) -> Result<(), StoreError> {
+    for event in &append.events {
+        if let EventKind::RunUpgraded { to, modules, .. } = &event.kind {
+            sqlx::query("UPDATE runs SET version = $1, modules = $2 WHERE id = $3")
+                .bind(to)
+                .bind(serde_json::to_string(modules).expect("digests serialize"))
+                .bind(&append.run_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Moves every run whose owner, fence and last seq are still the ones its

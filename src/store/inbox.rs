@@ -60,6 +60,16 @@ impl Db {
         Ok(rows.iter().map(|r| r.get("run_id")).collect())
     }
 
+    /// Whether inbox message `id` was consumed (a missing one was: its run
+    /// is gone).
+    pub async fn message_consumed(&self, id: i64) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT consumed_ms FROM inbox WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_none_or(|r| r.get::<Option<i64>, _>("consumed_ms").is_some()))
+    }
+
     /// The messages of a run not consumed yet, oldest first.
     /// An event message carries the event it names.
     pub async fn pending_messages(&self, run_id: &str) -> Result<Vec<Message>, StoreError> {

@@ -257,6 +257,18 @@ impl Db {
         row.as_ref().map(run_row).transpose()
     }
 
+    /// The runs of `workflow` that have not ended and are not being
+    /// canceled, oldest first.
+    pub async fn unfinished_runs(&self, workflow: &str) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM runs WHERE workflow = $1 AND status IN ('queued', 'running', 'paused') ORDER BY id"
+        ))
+        .bind(workflow)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_row).collect()
+    }
+
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<RunRow>, StoreError> {
         let mut query = Sql::new(self.kind(), format!("SELECT {COLUMNS} FROM runs WHERE 1 = 1"));
         if let Some(workflow) = &filter.workflow {

@@ -288,6 +288,9 @@ struct Driver<'a> {
     fuel_reserved: u64,
     /// Units waiting for `throttle:` slots, and the slots held.
     throttled: throttled::Throttled,
+    /// The run moved to another version: the driver returns once the
+    /// attempts in flight are recorded, and the run goes on under it.
+    moving: bool,
 }
 
 impl<'a> Driver<'a> {
@@ -326,6 +329,7 @@ impl<'a> Driver<'a> {
             fuel_used: 0,
             fuel_reserved: 0,
             throttled: throttled::Throttled::new(n),
+            moving: false,
         }
     }
 
@@ -388,6 +392,7 @@ impl<'a> Driver<'a> {
             while let Some(message) = inbox.as_mut().and_then(|i| i.try_recv().ok()) {
                 self.receive(message).await?;
             }
+            draining |= self.moving;
             if self.code.is_some() && !draining {
                 self.run_code().await;
             }
@@ -464,7 +469,7 @@ impl<'a> Driver<'a> {
                 }
                 _ = sleep_until(next_timer), if next_timer.is_some() => self.fire_timers(),
                 _ = throttled::Throttled::wake(self.throttled.released()), if self.throttled.is_waiting() => self.throttled.unblock(),
-                event = code::next_code_event(&mut self.code) => self.code_event(event).await,
+                event = code::next_code_event(&mut self.code), if !self.moving => self.code_event(event).await,
             }
         }
     }

@@ -36,7 +36,40 @@ impl<'a> Driver<'a> {
                 self.child_ended(&child, &status, output, error);
                 Ok(())
             }
+            MessageKind::Upgrade {
+                version,
+                after,
+                modules,
+            } => {
+                self.consumed.push(message.id);
+                self.upgrade(version, after, modules);
+                Ok(())
+            }
         }
+    }
+
+    /// Moves the run to another version of its workflow when nothing
+    /// happened to it since the check the request was made after: the
+    /// event is recorded, no attempt starts, and once those in flight are
+    /// recorded the driver returns so the run goes on under the new
+    /// version. A run that moved on meanwhile is left as it is.
+    fn upgrade(&mut self, version: i64, after: u64, modules: std::collections::BTreeMap<String, String>) {
+        let open = matches!(
+            self.state.status,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Paused
+        );
+        if !open || self.moving || self.state.last_seq != after || version == self.spec.workflow.version {
+            tracing::info!(run = %self.state.run_id, version, after, last = self.state.last_seq, "upgrade left: the run moved on since it was checked");
+            return;
+        }
+        self.emit(EventKind::RunUpgraded {
+            from: self.spec.workflow.version,
+            to: version,
+            modules,
+        });
+        self.moving = true;
+        // The old code makes no call the check did not see.
+        self.drop_code();
     }
 
     /// Starts a wait step: renders its topic and arms its timeout. The

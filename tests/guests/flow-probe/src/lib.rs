@@ -47,6 +47,25 @@ fn run(ctx: &Ctx, input: Value) -> Result<Value, Failure> {
             let event = ctx.wait_for_event::<Value>("approval", input["topic"].as_str().unwrap_or("go"), None)?;
             Ok(json!({ "event": event.id, "data": event.data, "now": ctx.now() > 0, "random": ctx.random() > 0 }))
         }
+        // Code as it evolves across workflow versions (the version is the
+        // run's): from version 2 on an `audit` step follows `first`, kept
+        // off runs recorded before it by `patched` (mode `patch`) or not
+        // (mode `unguarded`, whose old runs diverge); `after` runs after
+        // the approval from version 2 on, behind `patched` too.
+        "patch" | "unguarded" => {
+            let new = ctx.info().version >= 2;
+            let _: Value = ctx.step("first", "hostile", &json!({ "mode": "ok" }), Options::new())?;
+            let audit = new && (mode == "unguarded" || ctx.patched("audit"));
+            if audit {
+                let _: Value = ctx.step("audit", "hostile", &json!({ "mode": "ok" }), Options::new())?;
+            }
+            let approval = ctx.wait_for_event::<Value>("approval", input["topic"].as_str().unwrap_or("go"), None)?;
+            let after = new && ctx.patched("after");
+            if after {
+                let _: Value = ctx.step("after", "hostile", &json!({ "mode": "ok" }), Options::new())?;
+            }
+            Ok(json!({ "audit": audit, "after": after, "approval": approval.data }))
+        }
         "twice" => {
             let _: Value = ctx.step("same", "hostile", &json!({ "mode": "ok" }), Options::new())?;
             let _: Value = ctx.step("same", "hostile", &json!({ "mode": "ok" }), Options::new())?;
