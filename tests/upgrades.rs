@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::support::server::*;
 use crate::support::*;
+
 use crate::waits::wait_status;
 
 /// Version 1: `a` runs, `approve` waits, `b` runs.
@@ -380,4 +381,103 @@ async fn upgrades_racing_events_and_cancels_lose_neither() {
             other => panic!("run {n}: the upgrade answered {other}: {body}"),
         }
     }
+}
+
+/// Two approvals around `b`: a run paused at the first has not run `b`, a
+/// run paused at the second has.
+const TWO_WAITS: &str = r#"
+name: two
+steps:
+  - id: a
+    module: echo
+    input: { n: 1 }
+  - id: first
+    needs: [a]
+    wait: { event: "first.{{ run.id }}" }
+  - id: b
+    needs: [first]
+    module: echo
+    input: { b: 1 }
+  - id: second
+    needs: [b]
+    wait: { event: "second.{{ run.id }}" }
+output: { b: "{{ steps.b.output }}" }
+"#;
+
+/// `workflow check` lists each unfinished run's verdict and exits 1 when
+/// one would not move; `workflow apply --upgrade-running` moves the ones
+/// that fit and lists the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_checks_and_applies_with_upgrade_running() {
+    let server = TestServer::with_workflow("two", TWO_WAITS).await;
+    let early = server.start_run("two").await;
+    let late = server.start_run("two").await;
+    wait_status(&server, &early, "paused").await;
+    wait_status(&server, &late, "paused").await;
+    post_event(&server, &format!("first.{late}"), json!({})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, run) = server.get(&format!("/v1/runs/{late}")).await;
+        if run["status"] == "paused" && run["steps"][2]["status"] == "succeeded" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Version 2 runs `b` with another module.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.yaml");
+    let v2 = TWO_WAITS.replace(
+        "    module: echo\n    input: { b: 1 }",
+        "    module: hello\n    input: { b: 1 }",
+    );
+    std::fs::write(&file, &v2).unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let url = server.url.clone();
+    let (checked, applied) = tokio::task::spawn_blocking(move || {
+        let run = |args: &[&str]| {
+            process::command()
+                .args(args)
+                .env("SANDSTEP_URL", &url)
+                .output()
+                .expect("the binary runs")
+        };
+        (
+            run(&["workflow", "check", &file]),
+            run(&["workflow", "apply", &file, "--upgrade-running"]),
+        )
+    })
+    .await
+    .unwrap();
+    let stdout = |out: &std::process::Output| -> Value {
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)))
+    };
+    assert_eq!(checked.status.code(), Some(1), "a run would not move");
+    let verdicts = stdout(&checked);
+    assert_eq!(verdicts["version"], 2, "{verdicts}");
+    assert_eq!(verdicts["runs"][0]["id"], early.as_str(), "{verdicts}");
+    assert_eq!(verdicts["runs"][0]["upgradable"], true, "{verdicts}");
+    assert_eq!(verdicts["runs"][1]["upgradable"], false, "{verdicts}");
+    let divergence = verdicts["runs"][1]["divergence"].as_str().unwrap();
+    assert!(
+        divergence.starts_with("step \"b\" has started: it runs module echo"),
+        "{divergence}"
+    );
+
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let applied = stdout(&applied);
+    assert_eq!(applied["version"], 2, "{applied}");
+    assert_eq!(applied["upgraded"], json!([early]), "{applied}");
+    assert_eq!(
+        applied["not_upgraded"],
+        json!([{ "id": late, "version": 1, "divergence": divergence }]),
+        "{applied}"
+    );
+    let (_, moved) = server.get(&format!("/v1/runs/{early}")).await;
+    assert_eq!(
+        (moved["version"].clone(), moved["upgraded_from"].clone()),
+        (json!(2), json!(1))
+    );
+    let (_, kept) = server.get(&format!("/v1/runs/{late}")).await;
+    assert_eq!(kept["version"], 1, "{kept}");
 }

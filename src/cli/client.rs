@@ -1,4 +1,4 @@
-//! Client commands against a server: `module push`, `workflow apply`,
+//! Client commands against a server: `module push`,
 //! `runs start [--batch FILE]|get|list|watch|cancel|rerun`, `event send|list`,
 //! `schedules list`.
 //! `--server` or SANDSTEP_URL; the token from SANDSTEP_TOKEN.
@@ -28,16 +28,6 @@ pub struct Page {
     /// `next_cursor` of the previous page.
     #[arg(long)]
     pub cursor: Option<String>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum WorkflowCommand {
-    /// Create a new version of the workflow in FILE on the server.
-    Apply {
-        file: PathBuf,
-        #[command(flatten)]
-        server: ServerArgs,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,26 +227,6 @@ pub async fn push(file: PathBuf, name: String, tag: String, server: ServerArgs) 
         .query(&[("name", name.as_str()), ("tag", tag.as_str())])
         .header("content-type", "application/wasm")
         .body(bytes);
-    print(&client.send(request).await?);
-    Ok(ExitCode::SUCCESS)
-}
-
-pub async fn workflow(command: WorkflowCommand) -> anyhow::Result<ExitCode> {
-    let WorkflowCommand::Apply { file, server } = command;
-    let source = super::local::read_definition(&file)?;
-    crate::nesting::check_depth(&file.display().to_string(), &source).map_err(anyhow::Error::msg)?;
-    let name = crate::workflow::definition::peek_name(&source)
-        .with_context(|| format!("{} has no top-level `name`", file.display()))?;
-    let client = Client::new(&server);
-    let kind = if crate::workflow::definition::is_json(&source) {
-        "application/json"
-    } else {
-        "application/yaml"
-    };
-    let request = client
-        .request(reqwest::Method::PUT, &format!("/v1/workflows/{name}"))
-        .header("content-type", kind)
-        .body(source);
     print(&client.send(request).await?);
     Ok(ExitCode::SUCCESS)
 }

@@ -12,6 +12,7 @@ mod run;
 mod secret;
 mod serve;
 mod validate;
+mod workflow;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,7 +51,7 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Workflows on a server.
     #[command(subcommand)]
-    Workflow(client::WorkflowCommand),
+    Workflow(workflow::WorkflowCommand),
     /// Runs on a server.
     #[command(subcommand)]
     Runs(client::RunsCommand),
@@ -108,7 +109,7 @@ pub fn main() -> ExitCode {
             Command::Module(command) => module::run(&home, command).await,
             Command::Exec(args) => exec::run(&home, args).await,
             Command::Serve(args) => serve::run(&home, args).await,
-            Command::Workflow(command) => client::workflow(command).await,
+            Command::Workflow(command) => workflow::workflow(command).await,
             Command::Runs(command) => client::runs(command).await,
             Command::Event(command) => client::event(command).await,
             Command::Schedules(command) => client::schedules(command).await,
