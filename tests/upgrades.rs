@@ -194,6 +194,12 @@ async fn a_paused_run_moves_to_a_version_that_fits_and_a_diverging_one_is_refuse
         .map(|s| s["id"].as_str().unwrap())
         .collect();
     assert_eq!(steps, ["a", "approve", "b", "c"], "{run}");
+    // The run page says where it came from.
+    let browser = crate::support::browser::Browser::open().await;
+    browser.goto(&format!("{}/ui#/runs/{id}", server.url)).await;
+    assert_eq!(browser.text("#upgraded-from").await, "v1");
+    assert!(browser.text(".run-header .facts").await.contains("flow v3"));
+    browser.close().await;
     // Asked again: already there.
     let (status, again) = upgrade(&server, &id, Some(json!({ "version": 3 }))).await;
     assert_eq!((status, again["version"].clone()), (200, json!(3)), "{again}");

@@ -64,6 +64,9 @@ export function runPage(main, [id], signal) {
       ['Duration', runDuration(run)],
       ['Fuel', number(run.fuel_consumed) + (run.budget_fuel ? ` of ${number(run.budget_fuel)}` : '')],
     ];
+    if (run.upgraded_from) {
+      facts.push(['Upgraded from', h('a', { id: 'upgraded-from', href: `#/workflows/${encodeURIComponent(run.workflow)}?version=${run.upgraded_from}` }, `v${run.upgraded_from}`)]);
+    }
     if (run.rerun_of) facts.push(['Re-run of', h('a', { href: `#/runs/${run.rerun_of}`, class: 'mono' }, run.rerun_of)]);
     if (run.parent_run_id) facts.push(['Parent run', h('a', { href: `#/runs/${run.parent_run_id}`, class: 'mono' }, run.parent_run_id)]);
     if (run.trigger) facts.push(['Trigger', JSON.stringify(run.trigger)]);
