@@ -222,6 +222,7 @@ impl Service {
         for message in pending {
             let _ = inbox.send(message);
         }
+        let own = inbox.clone();
         self.live
             .lock()
             .unwrap()
@@ -267,7 +268,10 @@ impl Service {
                 }
                 let live = {
                     let mut live = service.live.lock().unwrap();
-                    live.remove(&spec.run_id);
+                    // A driver started since under a newer claim keeps its entry.
+                    if live.get(&spec.run_id).is_some_and(|l| l.inbox.same_channel(&own)) {
+                        live.remove(&spec.run_id);
+                    }
                     live.len()
                 };
                 // A node at capacity has room again: runs may wait for it.

@@ -118,7 +118,7 @@ impl Service {
         let now = crate::store::now_ms();
         for (row, lease) in claimed {
             // The alarm or a posted event may be starting it already.
-            if !self.begin_start(&row.id) {
+            if !self.begin_start(&row.id, true) {
                 continue;
             }
             let run_id = row.id.clone();

@@ -23,7 +23,7 @@ impl Service {
     /// run already live, or one that has ended; asked while the run is
     /// being started, it has that start look at the inbox again when done.
     pub(super) async fn revive(self: &Arc<Self>, run_id: &str) {
-        if self.drain.is_cancelled() || !self.begin_start(run_id) {
+        if self.drain.is_cancelled() || !self.begin_start(run_id, false) {
             return;
         }
         let result = self.revive_claimed(run_id).await;
@@ -33,16 +33,18 @@ impl Service {
         self.end_start(run_id).await;
     }
 
-    /// Marks a run as being started by this process: false when it is
-    /// live or another start is under way (which is then told to look at
-    /// the inbox again, since it may have read it before a new message).
-    pub(super) fn begin_start(&self, run_id: &str) -> bool {
+    /// Marks a run as being started by this process: false when another
+    /// start is under way (which is then told to look at the inbox again,
+    /// since it may have read it before a new message), or when it is live
+    /// here, unless it was just `claimed` (under a new fence: a driver
+    /// still running it here is stale and stops at its next append).
+    pub(super) fn begin_start(&self, run_id: &str, claimed: bool) -> bool {
         let mut starting = self.reviving.lock().unwrap();
         if let Some(again) = starting.get_mut(run_id) {
             *again = true;
             return false;
         }
-        if self.live.lock().unwrap().contains_key(run_id) {
+        if !claimed && self.live.lock().unwrap().contains_key(run_id) {
             return false;
         }
         starting.insert(run_id.to_string(), false);
