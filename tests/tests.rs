@@ -9,6 +9,7 @@ mod workflow_validation;
 mod bench_floor;
 mod bounded_parsing;
 mod budgets;
+mod bundles;
 mod cache;
 mod cli_client;
 mod cli_exec;

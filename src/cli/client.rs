@@ -79,6 +79,16 @@ pub enum RunsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Save a run's bundle (its events, definition, child runs and every
+    /// module they used) as a zip.
+    Export {
+        id: String,
+        /// The zip to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Re-run an ended run from a step (or from every failed step),
     /// reusing the recorded outputs of the steps before it.
     Rerun {
@@ -298,6 +308,20 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
                     .send(client.request(reqwest::Method::POST, &format!("/v1/runs/{id}/cancel")))
                     .await?,
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        RunsCommand::Export { id, output, server } => {
+            let client = Client::new(&server);
+            let request = client.request(reqwest::Method::GET, &format!("/v1/runs/{id}/bundle"));
+            let response = request.send().await.context("cannot reach the server")?;
+            if !response.status().is_success() {
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                bail!("{status}: {}", body["detail"].as_str().unwrap_or("request failed"));
+            }
+            let bytes = response.bytes().await.context("the bundle did not arrive whole")?;
+            std::fs::write(&output, &bytes).with_context(|| format!("cannot write {}", output.display()))?;
+            eprintln!("wrote {} ({} bytes)", output.display(), bytes.len());
             Ok(ExitCode::SUCCESS)
         }
         RunsCommand::Watch { id, server } => watch(&Client::new(&server), &id).await,

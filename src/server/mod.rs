@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bundle;
 pub mod cache;
 pub mod error;
 pub mod events;
@@ -182,6 +183,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/runs/{id}/cancel", post(api::cancel_run))
         .route("/v1/runs/{id}/rerun", post(rerun::rerun_run))
         .route("/v1/runs/{id}/upgrade", post(upgrade::upgrade_run))
+        .route("/v1/runs/{id}/bundle", get(bundle::run_bundle))
         .route("/v1/workflows/{name}/check", post(upgrade::check_workflow))
         .route("/v1/events", post(posted::post_event).get(posted::list_events))
         .route("/v1/schedules", get(posted::list_schedules))

@@ -45,6 +45,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::rerun::rerun_run,
         super::upgrade::upgrade_run,
         super::upgrade::check_workflow,
+        super::bundle::run_bundle,
         super::events::run_events,
         super::posted::post_event,
         super::posted::list_events,

@@ -27,6 +27,7 @@
 //! every run waiting for its topic. A paused run's driver returns; the
 //! service starts it again when a message or its first timer is due.
 
+pub mod bundle;
 pub mod cache;
 mod children;
 pub mod definitions;
