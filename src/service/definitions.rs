@@ -53,16 +53,7 @@ impl Service {
     /// Validates `source` and stores it as the next version of `name`
     /// (unchanged: the latest version, `false`).
     pub async fn put_workflow(&self, name: &str, source: &str) -> Result<(WorkflowVersion, bool, usize), RunError> {
-        let mut catalog = self.modules.catalog().await?;
-        let stored = self.store(self.db.list_workflows().await)?;
-        catalog.workflows = Some(stored.iter().map(|w| (w.name.clone(), w.version)).collect());
-        let workflow = crate::workflow::load(source, self.caps(), Some(&catalog)).map_err(RunError::InvalidWorkflow)?;
-        if workflow.name != name {
-            return Err(RunError::NameMismatch(format!(
-                "the definition is named {:?} but was sent to /v1/workflows/{name}",
-                workflow.name
-            )));
-        }
+        let workflow = self.candidate(name, source).await?;
         let (version, created) = self.store(self.db.put_workflow(name, source).await)?;
         if created {
             self.put_triggers(name, version.version, &workflow).await?;
