@@ -230,6 +230,14 @@ async fn a_paused_run_moves_to_a_version_that_fits_and_a_diverging_one_is_refuse
     let other = server.start_run("flow").await;
     let (status, body) = upgrade(&server, &other, Some(json!({ "version": 99 }))).await;
     assert_eq!((status, problem(&body)), (404, "not-found"), "{body}");
+    let (status, body) = upgrade(&server, &other, Some(json!({ "version": 99.0 }))).await;
+    assert_eq!(
+        (status, problem(&body)),
+        (404, "not-found"),
+        "a whole float is a version: {body}"
+    );
+    let (status, body) = upgrade(&server, &other, Some(json!({ "version": 1.5 }))).await;
+    assert_eq!(status, 400, "{body}");
     let (status, body) = upgrade(&server, &other, Some(json!({ "version": 0 }))).await;
     assert_eq!((status, body["field"].clone()), (422, json!("version")), "{body}");
     let (status, body) = upgrade(&server, &other, Some(json!({ "to": 2 }))).await;

@@ -22,9 +22,26 @@ type Result<T> = std::result::Result<T, ApiError>;
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpgradeRun {
-    /// The version to move to (default: the workflow's latest).
+    /// The version to move to (default: the workflow's latest); a whole
+    /// number (`2.0` is whole too).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole_version")]
     version: Option<i64>,
+}
+
+/// A whole JSON number: an integer, or a float without a fraction.
+fn whole_version<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= i64::MAX as f64)
+                .map(|f| f as i64)
+        })
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a whole version number, got {n}")))
 }
 
 /// Move an unfinished run to another version of its workflow. A code run's
