@@ -14,6 +14,7 @@ pub mod inbox;
 pub mod journal;
 pub mod secrets;
 pub mod state;
+pub mod status;
 pub mod throttle;
 
 pub use event::{AttemptRecord, ErrorKind, Event, EventKind, StepError};

@@ -269,16 +269,20 @@ pub struct Budget {
     fuel: u64,
 }
 
+/// A JSON number that is whole and not negative: an integer, or a float
+/// without a fraction (`1e9`, `2.0`).
+pub(super) fn whole(n: &serde_json::Number) -> Option<u64> {
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
+            .map(|f| f as u64)
+    })
+}
+
 /// A whole JSON number: an integer, or a float without a fraction.
 fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
     let n = serde_json::Number::deserialize(d)?;
-    n.as_u64()
-        .or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= u64::MAX as f64)
-                .map(|f| f as u64)
-        })
-        .ok_or_else(|| serde::de::Error::custom(format!("expected a whole number of fuel units, got {n}")))
+    whole(&n).ok_or_else(|| serde::de::Error::custom(format!("expected a whole number of fuel units, got {n}")))
 }
 
 /// The budget of a start request, refused when zero.

@@ -29,17 +29,13 @@ pub struct UpgradeRun {
     version: Option<i64>,
 }
 
-/// A whole JSON number: an integer, or a float without a fraction.
+/// A whole JSON number (`2.0` is whole too), as a version.
 fn whole_version<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<i64>, D::Error> {
     let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
         return Ok(None);
     };
     n.as_i64()
-        .or_else(|| {
-            n.as_f64()
-                .filter(|f| f.fract() == 0.0 && f.abs() <= i64::MAX as f64)
-                .map(|f| f as i64)
-        })
+        .or_else(|| super::api::whole(&n).and_then(|v| i64::try_from(v).ok()))
         .map(Some)
         .ok_or_else(|| serde::de::Error::custom(format!("expected a whole version number, got {n}")))
 }
