@@ -61,6 +61,9 @@
 //!   `cache`, `usage`, `nodes`; `page` cuts list pages), problem+json errors
 //!   (`error`), tokens (`auth`), health, metrics and OpenAPI (`ops`), and
 //!   the web UI's embedded files from `ui/` (`ui`).
+//! - [`replay`]: offline replay of a run bundle (`bundle` reads the zip,
+//!   `recorded` what its events say of each attempt, `code` the code's
+//!   replay against its journal), each attempt with a verdict.
 //! - [`units`]: durations (`10ms`, `5m`) and sizes (`64MiB`).
 //! - [`cli`]: the `sandstep` command line (`exec`, `module`, `validate`,
 //!   `run` with its `progress` display, `serve`, the server `client`
@@ -80,6 +83,7 @@ pub mod grants;
 pub mod limits;
 pub mod modules;
 pub mod nesting;
+pub mod replay;
 pub mod run;
 pub mod sandbox;
 pub mod server;

@@ -591,7 +591,7 @@ async fn a_stored_journal_replays_against_its_module_and_diverges_against_anothe
     let flow = |language: &str| module(&flows.iter().find(|(l, _)| *l == language).unwrap().1);
     let sandbox = sandbox();
     let own = replay(sandbox, flow("rust"), &workflow, &run_id, &events, &limits).await;
-    assert_eq!(own, Replayed::Ended);
+    assert!(matches!(own, Replayed::Ended { result: Ok(_), .. }), "{own:?}");
 
     // The TypeScript order submits its charge and awaits it: the journal's
     // second call is a `step`, the code's an `await-next`.

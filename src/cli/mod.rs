@@ -8,6 +8,7 @@ mod exec;
 mod local;
 mod module;
 mod progress;
+mod replay;
 mod run;
 mod secret;
 mod serve;
@@ -71,6 +72,8 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Run a workflow in this process, with live progress; prints its output JSON last.
     Run(run::RunArgs),
+    /// Replay a run bundle here: every recorded attempt again, each compared with its record.
+    Replay(replay::ReplayArgs),
     /// Measure the engine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -118,6 +121,7 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => validate::run(&home, args).await,
             Command::Run(args) => run::run(&home, args).await,
             Command::Bench(command) => bench::run(&home, command).await,
+            Command::Replay(args) => replay::run(args).await,
         }
     });
     match result {

@@ -202,6 +202,18 @@ pub enum EventKind {
         /// in events recorded before it was kept).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         input: Option<Value>,
+        /// The rendered arguments of a command module's attempt (absent
+        /// when the step has none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        args: Option<Vec<String>>,
+        /// The rendered environment, secrets redacted (absent when the
+        /// step sets none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        env: Option<indexmap::IndexMap<String, String>>,
+        /// The fuel limit when the run's budget lowered it below the
+        /// step's (absent otherwise: the step's limit applies).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fuel: Option<u64>,
     },
     /// A cached step (or item) reused the output recorded by `cached_from`'s
     /// attempt; no wasm ran. `step.succeeded` (or `step.item_succeeded`) follows.

@@ -18,7 +18,7 @@ use crate::run::code::CallRecord;
 use crate::run::state::RunState;
 use crate::run::Event;
 
-/// The bundle layout's version, in every manifest.
+/// The bundle layout's version, in every manifest (replay reads this one).
 pub const BUNDLE_FORMAT: u32 = 1;
 
 /// Child runs are followed this deep at most (the nesting cap is lower).

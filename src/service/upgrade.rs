@@ -170,7 +170,7 @@ impl Service {
                 let module = &pinned.modules[&code.module];
                 let replayed = replay(self.executor.sandbox(), module, to, &row.id, events, &code.limits).await;
                 match replayed {
-                    Replayed::Live { .. } | Replayed::Ended => Ok(()),
+                    Replayed::Live { .. } | Replayed::Ended { .. } => Ok(()),
                     Replayed::Diverged(message) => Err(message),
                     Replayed::Failed { kind, message } => Err(format!(
                         "the code of version {} stops replaying the journal: {kind}: {message}",

@@ -247,6 +247,7 @@ fn attempt_views(state: &RunState, events: &[Event]) -> (Vec<(String, AttemptVie
                 idempotency_key,
                 node,
                 input,
+                ..
             } => {
                 index.insert((step.clone(), *item, *attempt), attempts.len());
                 attempts.push((

@@ -14,7 +14,7 @@ use super::outcome;
 use crate::limits::WorkflowLimits;
 use crate::run::event::{now_ms, Event};
 use crate::run::state::RunState;
-use crate::sandbox::{JournalClock, Module, Sandbox, WorkflowFault, WorkflowInfo, WorkflowStart};
+use crate::sandbox::{CallResult, JournalClock, Module, Sandbox, WorkflowFault, WorkflowInfo, WorkflowStart};
 use crate::workflow::Workflow;
 
 /// Where a replay stopped.
@@ -24,8 +24,8 @@ pub enum Replayed {
     /// position) would be made live.
     Live { position: u32 },
     /// Every recorded call matched and the code returned (or failed on its
-    /// own) without another call.
-    Ended,
+    /// own) without another call: what it returned and the fuel it took.
+    Ended { result: CallResult, fuel_consumed: u64 },
     /// A call differed from the recorded one: the `nondeterminism` message.
     Diverged(String),
     /// The code stopped before the journal's end for another reason
@@ -93,7 +93,7 @@ pub async fn replay(
                     Ok(_) if replayed < recorded => Replayed::Diverged(format!(
                         "the code returned after replaying {replayed} of the {recorded} recorded calls"
                     )),
-                    Ok(_) => Replayed::Ended,
+                    Ok(result) => Replayed::Ended { result, fuel_consumed: end.fuel_consumed },
                     Err(WorkflowFault::Stopped(stop)) => Replayed::Failed { kind: stop.kind, message: stop.message },
                     Err(WorkflowFault::Failed { kind, message }) => Replayed::Failed { kind, message },
                 };

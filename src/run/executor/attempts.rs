@@ -166,22 +166,6 @@ impl<'a> Driver<'a> {
             Some(i) => format!("{}/{}/{i}", self.state.run_id, step.id),
             None => format!("{}/{}", self.state.run_id, step.id),
         };
-        self.emit(EventKind::StepStarted {
-            step: step.id.clone(),
-            item,
-            attempt,
-            idempotency_key: idempotency_key.clone(),
-            node: self.executor.node.clone(),
-            input: Some(input.clone()),
-        });
-        self.running[index] += 1;
-        let context = StepContext {
-            run_id: self.state.run_id.clone(),
-            step_id: step.id.clone(),
-            attempt,
-            idempotency_key,
-        };
-        let input = input.to_string();
         let mut limits = step.limits.clone();
         let (reserved, capped) = match self.state.origin.budget_fuel {
             None => (0, false),
@@ -193,6 +177,31 @@ impl<'a> Driver<'a> {
                 (limits.fuel, capped)
             }
         };
+        // What an offline replay needs beyond the definition: the rendered
+        // input, and the arguments, environment and lowered fuel when any.
+        let env = access
+            .as_ref()
+            .filter(|a| !a.env.is_empty())
+            .map(|a| a.env.iter().cloned().collect());
+        self.emit(EventKind::StepStarted {
+            step: step.id.clone(),
+            item,
+            attempt,
+            idempotency_key: idempotency_key.clone(),
+            node: self.executor.node.clone(),
+            input: Some(input.clone()),
+            args: (!args.is_empty()).then(|| args.clone()),
+            env,
+            fuel: capped.then_some(limits.fuel),
+        });
+        self.running[index] += 1;
+        let context = StepContext {
+            run_id: self.state.run_id.clone(),
+            step_id: step.id.clone(),
+            attempt,
+            idempotency_key,
+        };
+        let input = input.to_string();
         let sandbox = self.executor.sandbox.clone();
         let slots = self.executor.slots.clone();
         let attempt_future = async move {

@@ -6,7 +6,14 @@ use crate::run::secrets::Secrets;
 
 pub(super) fn redact(secrets: &Secrets, kind: &mut EventKind) {
     match kind {
-        EventKind::StepStarted { input: Some(input), .. } => secrets.redact_value(input),
+        EventKind::StepStarted { input, env, .. } => {
+            if let Some(input) = input {
+                secrets.redact_value(input);
+            }
+            for value in env.iter_mut().flat_map(|env| env.values_mut()) {
+                *value = secrets.redact(value);
+            }
+        }
         EventKind::StepLog { message, .. } => *message = secrets.redact(message),
         EventKind::StepRetrying { record, .. } => redact_record(secrets, record),
         EventKind::ItemSucceeded { record, output, .. } => {
