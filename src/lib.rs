@@ -88,6 +88,7 @@ pub mod run;
 pub mod sandbox;
 pub mod server;
 pub mod service;
+pub mod signing;
 pub mod store;
 pub mod units;
 pub mod workflow;

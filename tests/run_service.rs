@@ -67,15 +67,11 @@ async fn a_stale_owner_or_sequence_cannot_append() {
         )
         .await
         .unwrap();
-    let journal_a = RunJournal {
-        outlets: a.clone(),
-        run_id: "r1".into(),
-        lease: Lease {
-            node: "node-a".into(),
-            fence: 1,
-        },
-        throttled: false,
+    let lease_a = Lease {
+        node: "node-a".into(),
+        fence: 1,
     };
+    let journal_a = RunJournal::new(a.clone(), "r1".into(), lease_a, false, None);
     journal_a.append(&[event(2, EventKind::RunStarted)]).await.unwrap();
 
     // node-b takes the run over: the fence moves on.
@@ -89,12 +85,13 @@ async fn a_stale_owner_or_sequence_cannot_append() {
             fence: 2
         }
     );
-    let journal_b = RunJournal {
-        outlets: b.clone(),
-        run_id: "r1".into(),
-        lease: claimed[0].1.clone(),
-        throttled: false,
-    };
+    let journal_b = RunJournal::new(
+        b.clone(),
+        "r1".into(),
+        claimed[0].1.clone(),
+        false,
+        claimed[0].0.head.as_deref(),
+    );
 
     let stale = journal_a
         .append(&[event(

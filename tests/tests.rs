@@ -28,6 +28,7 @@ mod module_store;
 mod nodes;
 mod outcomes;
 mod properties;
+mod receipts;
 mod replay;
 mod reruns;
 mod run_resource;

@@ -1,5 +1,6 @@
 //! Client commands against a server: `module push`,
-//! `runs start [--batch FILE]|get|list|watch|cancel|rerun`, `event send|list`,
+//! `runs start [--batch FILE]|get|list|watch|cancel|rerun|export`
+//! (`receipt` and `verify` in `receipt`), `event send|list`,
 //! `schedules list`.
 //! `--server` or SANDSTEP_URL; the token from SANDSTEP_TOKEN.
 
@@ -86,6 +87,21 @@ pub enum RunsCommand {
         /// The zip to write.
         #[arg(short, long)]
         output: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Save an ended run's signed receipt (a DSSE envelope of an in-toto statement).
+    Receipt {
+        id: String,
+        /// The file to write.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Recompute a run's hash chain on the server; names the first broken link.
+    Verify {
+        id: String,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -310,6 +326,8 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        RunsCommand::Receipt { id, output, server } => super::receipt::save(&server, &id, &output).await,
+        RunsCommand::Verify { id, server } => super::receipt::verify_stored(&server, &id).await,
         RunsCommand::Export { id, output, server } => {
             let client = Client::new(&server);
             let request = client.request(reqwest::Method::GET, &format!("/v1/runs/{id}/bundle"));

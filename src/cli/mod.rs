@@ -8,6 +8,7 @@ mod exec;
 mod local;
 mod module;
 mod progress;
+mod receipt;
 mod replay;
 mod run;
 mod secret;
@@ -74,6 +75,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Replay a run bundle here: every recorded attempt again, each compared with its record.
     Replay(replay::ReplayArgs),
+    /// Check a run receipt's signature and, with its bundle, its chain and digests.
+    Verify(receipt::VerifyArgs),
     /// Measure the engine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -122,6 +125,7 @@ pub fn main() -> ExitCode {
             Command::Run(args) => run::run(&home, args).await,
             Command::Bench(command) => bench::run(&home, command).await,
             Command::Replay(args) => replay::run(args).await,
+            Command::Verify(args) => receipt::verify(args).await,
         }
     });
     match result {

@@ -44,6 +44,11 @@ pub struct ServeArgs {
     /// What workflows may grant their steps.
     #[command(flatten)]
     pub allow: super::local::Allow,
+    /// The Ed25519 key (PKCS#8 PEM) this node signs run receipts with;
+    /// default: signing-key.pem in the data directory, generated (mode
+    /// 0600) at first start.
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
 }
 
 /// A lease of 1s to 1h.
@@ -73,6 +78,7 @@ pub async fn run(home: &super::local::Home, args: ServeArgs) -> anyhow::Result<E
     config.lease = args.lease;
     config.max_runs = args.max_runs as usize;
     config.grants = args.allow.grants()?;
+    config.signing_key = args.signing_key.clone();
     config.secrets_key = crate::service::secrets::SecretsKey::from_env().map_err(anyhow::Error::msg)?;
     let state = server::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

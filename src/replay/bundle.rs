@@ -24,7 +24,13 @@ pub struct Bundle {
 /// One run of a bundle.
 pub struct BundledRun {
     pub manifest: Manifest,
+    /// The manifest as written, every field.
+    pub raw_manifest: Value,
     pub events: Vec<Event>,
+    /// Each event's line of `events.jsonl`: its stored JSON, byte for byte.
+    pub lines: Vec<String>,
+    /// Each event's chain hash from `hashes.txt` (none: recorded before chains).
+    pub hashes: Vec<Option<String>>,
 }
 
 /// What `manifest.json` says of a run (the fields replay reads).
@@ -79,7 +85,8 @@ impl Bundle {
                     bail!("{name}: its bytes have digest {actual}, not the digest it is named by");
                 }
                 modules.insert(digest.to_string(), bytes);
-            } else if name == "manifest.json" || name.ends_with("/manifest.json") || name.ends_with("events.jsonl") {
+            } else if name.ends_with("manifest.json") || name.ends_with("events.jsonl") || name.ends_with("hashes.txt")
+            {
                 let text = String::from_utf8(bytes).with_context(|| format!("{name} is not UTF-8"))?;
                 texts.insert(name, text);
             }
@@ -94,7 +101,9 @@ impl Bundle {
         }
         for prefix in prefixes {
             let manifest_name = format!("{prefix}manifest.json");
-            let manifest: Manifest = serde_json::from_str(&texts[&manifest_name])
+            let raw_manifest: Value =
+                serde_json::from_str(&texts[&manifest_name]).with_context(|| format!("{manifest_name} is not JSON"))?;
+            let manifest: Manifest = serde_json::from_value(raw_manifest.clone())
                 .with_context(|| format!("{manifest_name} is not a run manifest"))?;
             if manifest.format != BUNDLE_FORMAT {
                 bail!(
@@ -106,14 +115,27 @@ impl Bundle {
             let text = texts
                 .get(&events_name)
                 .with_context(|| format!("the bundle has {manifest_name} but no {events_name}"))?;
-            let events = text
-                .lines()
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            let events = lines
+                .iter()
                 .enumerate()
                 .map(|(i, line)| {
                     serde_json::from_str(line).with_context(|| format!("{events_name} line {}: not an event", i + 1))
                 })
                 .collect::<anyhow::Result<Vec<Event>>>()?;
-            let run = BundledRun { manifest, events };
+            // Bundles written before chains have no hashes.txt.
+            let mut hashes: Vec<Option<String>> = texts
+                .get(&format!("{prefix}hashes.txt"))
+                .map(|text| text.lines().map(|h| (!h.is_empty()).then(|| h.to_string())).collect())
+                .unwrap_or_default();
+            hashes.resize(lines.len(), None);
+            let run = BundledRun {
+                manifest,
+                raw_manifest,
+                events,
+                lines,
+                hashes,
+            };
             if prefix.is_empty() {
                 runs.insert(0, run);
             } else {

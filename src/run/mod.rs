@@ -6,6 +6,7 @@
 //! durable journal is provided by [`crate::service`].
 
 pub mod cache;
+pub mod chain;
 pub mod children;
 pub mod code;
 pub mod event;

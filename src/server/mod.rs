@@ -15,6 +15,7 @@ pub mod nodes;
 pub mod ops;
 mod page;
 pub mod posted;
+pub mod receipt;
 pub mod rerun;
 pub mod runs;
 pub mod secrets;
@@ -39,6 +40,9 @@ use crate::run::{Executor, Secrets};
 use crate::sandbox::Sandbox;
 use crate::service::{owner, Service, ServiceConfig};
 use crate::store::Db;
+
+/// The receipt key generated into the data directory (mode 0600).
+pub const SIGNING_KEY_FILE: &str = "signing-key.pem";
 
 /// What `sandstep serve` is configured with.
 #[derive(Debug, Clone)]
@@ -70,6 +74,10 @@ pub struct ServerConfig {
     pub secrets_key: Option<crate::service::secrets::SecretsKey>,
     /// What workflows may grant (`--allow-http`, `--allow-read`).
     pub grants: crate::grants::ServerGrants,
+    /// This node's receipt key (`--signing-key`, a PKCS#8 PEM file);
+    /// without it, `signing-key.pem` in the data directory, generated at
+    /// first start.
+    pub signing_key: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -89,6 +97,7 @@ impl ServerConfig {
             event_retention: Duration::from_secs(7 * 24 * 3600),
             secrets_key: None,
             grants: Default::default(),
+            signing_key: None,
         }
     }
 }
@@ -124,6 +133,12 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
     };
     let cache = Arc::new(crate::service::cache::StoreCache::new(db.clone()));
     let node = owner::node_id(&config.data_dir)?;
+    let signing = match &config.signing_key {
+        Some(path) => crate::signing::SigningKey::load(path)?,
+        None => crate::signing::SigningKey::load_or_generate(&config.data_dir.join(SIGNING_KEY_FILE))?,
+    };
+    db.put_node_key(&node, &signing.keyid, &hex::encode(signing.public))
+        .await?;
     let writer = crate::store::writer::Writer::start(db.clone(), &node);
     let throttle = Arc::new(crate::service::throttle::StoreThrottle::new(writer.clone(), db.clone()));
     let executor = Executor::new(sandbox, config.max_concurrent_attempts, caps)
@@ -142,6 +157,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
             event_retention: config.event_retention,
             secrets_key: config.secrets_key.clone(),
             max_runs: config.max_runs,
+            signing: Arc::new(signing),
         },
     );
     let opened = service
@@ -184,6 +200,9 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/runs/{id}/rerun", post(rerun::rerun_run))
         .route("/v1/runs/{id}/upgrade", post(upgrade::upgrade_run))
         .route("/v1/runs/{id}/bundle", get(bundle::run_bundle))
+        .route("/v1/runs/{id}/receipt", get(receipt::run_receipt))
+        .route("/v1/runs/{id}/verify", get(receipt::verify_run))
+        .route("/v1/keys", get(receipt::list_keys))
         .route("/v1/workflows/{name}/check", post(upgrade::check_workflow))
         .route("/v1/events", post(posted::post_event).get(posted::list_events))
         .route("/v1/schedules", get(posted::list_schedules))

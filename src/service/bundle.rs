@@ -4,8 +4,8 @@
 //! module used and the names of the secrets the workflow may use; never a
 //! value), `modules/<digest>.wasm` holds each module the run and its child
 //! runs used (steps and workflow code), `events.jsonl` the run's events as
-//! stored (already redacted), and each child run has the same under
-//! `children/<run id>/`.
+//! stored, byte for byte (already redacted), `hashes.txt` their chain
+//! hashes, and each child run has the same under `children/<run id>/`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
@@ -16,7 +16,7 @@ use zip::write::SimpleFileOptions;
 use super::{RunError, Service};
 use crate::run::code::CallRecord;
 use crate::run::state::RunState;
-use crate::run::Event;
+use crate::store::chain::StoredEvent;
 
 /// The bundle layout's version, in every manifest (replay reads this one).
 pub const BUNDLE_FORMAT: u32 = 1;
@@ -34,12 +34,18 @@ impl Service {
             let (manifest, events, children, used) = self.bundled_run(&id).await?;
             digests.extend(used);
             put(&mut writer, &format!("{prefix}manifest.json"), &pretty(&manifest))?;
+            // Each event's stored JSON byte for byte, and its chain hash
+            // (an empty line for an event recorded before chains).
             let mut lines = String::new();
+            let mut hashes = String::new();
             for event in &events {
-                lines.push_str(&serde_json::to_string(event).expect("events serialize"));
+                lines.push_str(&event.body);
                 lines.push('\n');
+                hashes.push_str(event.hash.as_deref().unwrap_or_default());
+                hashes.push('\n');
             }
             put(&mut writer, &format!("{prefix}events.jsonl"), lines.as_bytes())?;
+            put(&mut writer, &format!("{prefix}hashes.txt"), hashes.as_bytes())?;
             if depth < MAX_DEPTH {
                 for child in children {
                     pending.push((format!("{prefix}children/{child}/"), child, depth + 1));
@@ -68,23 +74,25 @@ impl Service {
 
     /// One run's manifest and events, its child runs, and the digests of
     /// the modules it used.
-    async fn bundled_run(&self, run_id: &str) -> Result<(Value, Vec<Event>, Vec<String>, BTreeSet<String>), RunError> {
+    async fn bundled_run(
+        &self,
+        run_id: &str,
+    ) -> Result<(Value, Vec<StoredEvent>, Vec<String>, BTreeSet<String>), RunError> {
         let row = self.run_row(run_id).await?;
         let (_, workflow) = self.workflow(&row.workflow, Some(row.version)).await?;
         let (source, _) = self.workflow_source(&row.workflow, Some(row.version)).await?;
+        let stored = self.store(self.db.stored_events(run_id).await)?;
         let events = self.events(run_id, 0).await?;
         let state = RunState::from_events(run_id, &workflow, &events);
-        let mut used: BTreeSet<String> = row.modules.values().cloned().collect();
-        let mut children = Vec::new();
-        for call in &state.calls {
-            match &call.call {
-                CallRecord::Step { digest, .. } if !digest.is_empty() => {
-                    used.insert(digest.clone());
-                }
-                CallRecord::StartChild { run_id, .. } => children.push(run_id.clone()),
-                _ => {}
-            }
-        }
+        let used = modules_used(&row, &state);
+        let mut children: Vec<String> = state
+            .calls
+            .iter()
+            .filter_map(|call| match &call.call {
+                CallRecord::StartChild { run_id, .. } => Some(run_id.clone()),
+                _ => None,
+            })
+            .collect();
         for step in state.steps.values() {
             children.extend(step.units.iter().filter_map(|u| u.child.clone()));
         }
@@ -111,10 +119,25 @@ impl Service {
             "module_digests": used,
             "secrets": workflow.secrets.clone().unwrap_or_default(),
             "events": events.len(),
+            "chain_head": row.head,
             "children": children,
         });
-        Ok((manifest, events, children, used))
+        Ok((manifest, stored, children, used))
     }
+}
+
+/// Every module digest a run used: those it is pinned to and each its
+/// code's calls ran.
+pub(super) fn modules_used(row: &crate::store::runs::RunRow, state: &RunState) -> BTreeSet<String> {
+    let mut used: BTreeSet<String> = row.modules.values().cloned().collect();
+    for call in &state.calls {
+        if let CallRecord::Step { digest, .. } = &call.call {
+            if !digest.is_empty() {
+                used.insert(digest.clone());
+            }
+        }
+    }
+    used
 }
 
 fn pretty(value: &Value) -> Vec<u8> {

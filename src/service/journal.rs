@@ -3,10 +3,11 @@
 //! holds the run with, after the run's last known event. Committed events
 //! then reach the run's watchers and the metrics.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::metrics::Metrics;
 use super::watch::Watchers;
+use crate::run::chain::Hash;
 use crate::run::journal::AppendFuture;
 use crate::run::{Event, Journal, JournalError};
 use crate::store::runs::{Append, Lease};
@@ -26,6 +27,23 @@ pub struct RunJournal {
     pub lease: Lease,
     /// Whether the run's workflow throttles (`throttle:`).
     pub throttled: bool,
+    /// The run's chain head: its last stored event's hash (none for a run
+    /// recorded before chains, whose events stay unchained).
+    pub head: Mutex<Option<Hash>>,
+}
+
+impl RunJournal {
+    /// The journal of `run_id` held under `lease`, whose chain head is
+    /// `head` as stored (hex).
+    pub fn new(outlets: Arc<Outlets>, run_id: String, lease: Lease, throttled: bool, head: Option<&str>) -> Self {
+        RunJournal {
+            outlets,
+            run_id,
+            lease,
+            throttled,
+            head: Mutex::new(head.and_then(crate::run::chain::parse)),
+        }
+    }
 }
 
 impl Journal for RunJournal {
@@ -36,6 +54,7 @@ impl Journal for RunJournal {
     fn append_consuming<'a>(&'a self, events: &'a [Event], consumed: &'a [i64]) -> AppendFuture<'a> {
         Box::pin(async move {
             let expected_seq = events.first().map_or(0, |e| e.seq.saturating_sub(1));
+            let head = *self.head.lock().unwrap();
             let append = Append::new(
                 self.run_id.clone(),
                 self.lease.clone(),
@@ -43,9 +62,11 @@ impl Journal for RunJournal {
                 events.to_vec(),
                 consumed.to_vec(),
                 self.throttled,
+                head.as_ref(),
             );
+            let new_head = append.head().and_then(crate::run::chain::parse);
             match self.outlets.writer.append(append).await {
-                Ok(()) => {}
+                Ok(()) => *self.head.lock().unwrap() = new_head,
                 Err(AppendError::Refused(refused)) => return Err(JournalError::Conflict(refused.reason)),
                 Err(AppendError::Store(message)) => {
                     self.outlets.metrics.store_error();

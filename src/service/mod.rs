@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod modules;
 pub mod nodes;
 pub mod owner;
+pub mod receipt;
 pub mod rerun;
 pub mod secrets;
 mod signals;
@@ -96,6 +97,8 @@ pub struct ServiceConfig {
     /// Runs this node executes at once at most (`--max-runs`): beyond it,
     /// new runs are left for any node to claim. Default 10,000.
     pub max_runs: usize,
+    /// Signs this node's run receipts.
+    pub signing: Arc<crate::signing::SigningKey>,
 }
 
 /// A run as a start answers it.
@@ -217,7 +220,14 @@ impl Service {
 
     /// Drives a run on its own task until it ends, pauses, this process
     /// drains, or another owner takes it.
-    pub(super) fn spawn(self: &Arc<Self>, spec: RunSpec, state: RunState, lease: Lease, pending: Vec<Message>) {
+    pub(super) fn spawn(
+        self: &Arc<Self>,
+        spec: RunSpec,
+        state: RunState,
+        lease: Lease,
+        head: Option<&str>,
+        pending: Vec<Message>,
+    ) {
         let (inbox, receiver) = mpsc::unbounded_channel();
         let forwarded = pending.iter().map(|m| m.id).collect();
         for message in pending {
@@ -229,15 +239,18 @@ impl Service {
             .unwrap()
             .insert(spec.run_id.clone(), LiveRun { inbox, forwarded });
         let service = self.clone();
+        let head = head.map(str::to_string);
         let span = tracing::info_span!("run", run = %spec.run_id, workflow = %spec.workflow.name);
         self.tasks.spawn(
             async move {
-                let journal = RunJournal {
-                    outlets: service.outlets.clone(),
-                    run_id: spec.run_id.clone(),
+                let throttled = spec.workflow.throttles() || spec.workflow.code.is_some();
+                let journal = RunJournal::new(
+                    service.outlets.clone(),
+                    spec.run_id.clone(),
                     lease,
-                    throttled: spec.workflow.throttles() || spec.workflow.code.is_some(),
-                };
+                    throttled,
+                    head.as_deref(),
+                );
                 let controls = Controls {
                     inbox: Some(receiver),
                     drain: service.drain.clone(),
@@ -317,7 +330,7 @@ impl Service {
             secrets: self.vault.current(),
         };
         tracing::info!(run = %row.id, status = %row.status, events = events.len(), inbox = pending.len(), "resuming run");
-        self.spawn(spec, state, lease, pending);
+        self.spawn(spec, state, lease, row.head.as_deref(), pending);
         Ok(())
     }
 

@@ -153,13 +153,8 @@ impl Service {
                 at_ms: crate::run::event::now_ms(),
                 kind: EventKind::RunFailed { error: reason },
             };
-            let journal = RunJournal {
-                outlets: self.outlets.clone(),
-                run_id: row.id.clone(),
-                lease,
-                // Its end gives back whatever throttle slots it held.
-                throttled: true,
-            };
+            // Its end gives back whatever throttle slots it held.
+            let journal = RunJournal::new(self.outlets.clone(), row.id.clone(), lease, true, row.head.as_deref());
             crate::run::Journal::append(&journal, std::slice::from_ref(&failed))
                 .await
                 .map_err(|e| RunError::Internal(e.to_string()))?;

@@ -30,7 +30,7 @@ pub(crate) async fn insert_runs(
 ) -> Result<Vec<Inserted>, StoreError> {
     let mut existing = existing_runs(tx, runs).await?;
     let mut out: Vec<Inserted> = Vec::with_capacity(runs.len());
-    let mut fresh: Vec<(&NewRun, String)> = Vec::with_capacity(runs.len());
+    let mut fresh: Vec<Fresh<'_>> = Vec::with_capacity(runs.len());
     for run in runs {
         let key = run.idempotency_key.as_ref().map(|k| (run.workflow.clone(), k.clone()));
         if let Some(found) = key.as_ref().and_then(|k| existing.get(k)) {
@@ -41,6 +41,8 @@ pub(crate) async fn insert_runs(
             EventKind::RunQueued { input, .. } => input.clone(),
             _ => serde_json::Value::Null,
         };
+        let body = encode(&run.queued);
+        let hash = crate::run::chain::hex(&crate::run::chain::link(&run.id, None, &body));
         let row = RunRow {
             id: run.id.clone(),
             workflow: run.workflow.clone(),
@@ -54,11 +56,12 @@ pub(crate) async fn insert_runs(
             modules: run.modules.clone(),
             input,
             wake_ms: None,
+            head: Some(hash.clone()),
         };
         if let Some(key) = key {
             existing.insert(key, row.clone());
         }
-        fresh.push((run, row.input.to_string()));
+        fresh.push((run, row.input.to_string(), body, hash));
         out.push(Inserted::New(row));
     }
     let stored = store_rows(tx, node, &fresh).await?;
@@ -66,12 +69,11 @@ pub(crate) async fn insert_runs(
         // Another node stored the same key since the look-up.
         answer_conflicts(tx, &fresh, &stored, &mut out).await?;
     }
-    let queued: Vec<(&Event, String)> = fresh
+    let queued: Vec<Row<'_>> = fresh
         .iter()
-        .filter(|(run, _)| stored.contains(&run.id))
-        .map(|(run, _)| (&run.queued, encode(&run.queued)))
+        .filter(|(run, ..)| stored.contains(&run.id))
+        .map(|(run, _, body, hash)| (&run.queued, body.as_str(), Some(hash.as_str())))
         .collect();
-    let queued: Vec<(&Event, &str)> = queued.iter().map(|(event, body)| (*event, body.as_str())).collect();
     insert_events(tx, &queued).await?;
     Ok(out)
 }
@@ -105,16 +107,16 @@ async fn existing_runs(tx: &mut Connection, runs: &[NewRun]) -> Result<HashMap<(
 async fn store_rows(
     tx: &mut Connection,
     node: Option<&str>,
-    fresh: &[(&NewRun, String)],
+    fresh: &[Fresh<'_>],
 ) -> Result<HashSet<String>, StoreError> {
     let mut stored: HashSet<String> = HashSet::with_capacity(fresh.len());
-    for chunk in fresh.chunks(ROWS_PER_STATEMENT / 14) {
+    for chunk in fresh.chunks(ROWS_PER_STATEMENT / 15) {
         let mut query = Sql::new(
             Kind::of(tx),
             "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, updated_ms, \
-             last_seq, owner, fence, parent_run_id, token) ",
+             last_seq, owner, fence, parent_run_id, token, head) ",
         );
-        query.values(chunk, |row, (run, input)| {
+        query.values(chunk, |row, (run, input, _, head)| {
             let (parent, token) = match &run.queued.kind {
                 EventKind::RunQueued { origin, .. } => (origin.parent_run_id.as_deref(), origin.token.as_deref()),
                 _ => (None, None),
@@ -132,7 +134,8 @@ async fn store_rows(
                 .bind(node)
                 .bind(i64::from(node.is_some()))
                 .bind(parent)
-                .bind(token);
+                .bind(token)
+                .bind(head.as_str());
         });
         // Another node may have stored the same key since the look-up.
         query.push(" ON CONFLICT (workflow, idempotency_key) DO NOTHING RETURNING id");
@@ -146,11 +149,11 @@ async fn store_rows(
 /// Answers a run whose key another node stored meanwhile with that run.
 async fn answer_conflicts(
     tx: &mut Connection,
-    fresh: &[(&NewRun, String)],
+    fresh: &[Fresh<'_>],
     stored: &HashSet<String>,
     out: &mut [Inserted],
 ) -> Result<(), StoreError> {
-    for (run, _) in fresh {
+    for (run, ..) in fresh {
         if stored.contains(&run.id) {
             continue;
         }
@@ -186,7 +189,7 @@ pub(crate) async fn append(
     let now = now_ms();
     let moved = move_runs(tx, appends).await?;
     let mut results = Vec::with_capacity(appends.len());
-    let mut accepted: Vec<(&Event, &str)> = Vec::new();
+    let mut accepted: Vec<Row<'_>> = Vec::new();
     let mut ended: Vec<&str> = Vec::new();
     let mut throttled_ended: Vec<&str> = Vec::new();
     let mut consumed: Vec<(i64, &str)> = Vec::new();
@@ -209,7 +212,9 @@ pub(crate) async fn append(
             consumed.extend(append.consumed.iter().map(|id| (*id, append.run_id.as_str())));
         }
         upgrade_run(tx, append).await?;
-        accepted.extend(append.events.iter().zip(append.bodies.iter().map(String::as_str)));
+        for (i, (event, body)) in append.events.iter().zip(&append.bodies).enumerate() {
+            accepted.push((event, body.as_str(), append.hashes.get(i).map(String::as_str)));
+        }
         results.push(Ok(()));
     }
     tell_parents(tx, &ended, now, signals).await?;
@@ -217,7 +222,7 @@ pub(crate) async fn append(
     super::throttle::release_runs(tx, &throttled_ended).await?;
     answer_requests(tx, &ended, &consumed, now).await?;
     insert_events(tx, &accepted).await?;
-    let accepted: Vec<&Event> = accepted.into_iter().map(|(event, _)| event).collect();
+    let accepted: Vec<&Event> = accepted.into_iter().map(|(event, ..)| event).collect();
     super::events::follow_waits(tx, &accepted, now).await?;
     Ok(results)
 }
@@ -256,10 +261,10 @@ async fn move_runs(tx: &mut Connection, appends: &[&Append]) -> Result<HashSet<S
             None => steps.push((*append, last.seq as i64, fuel)),
         }
     }
-    for chunk in steps.chunks(ROWS_PER_STATEMENT / 6) {
+    for chunk in steps.chunks(ROWS_PER_STATEMENT / 7) {
         let mut query = Sql::new(
             Kind::of(tx),
-            "UPDATE runs SET last_seq = v.column2, fuel = runs.fuel + v.column3 FROM (",
+            "UPDATE runs SET last_seq = v.column2, fuel = runs.fuel + v.column3, head = v.column7 FROM (",
         );
         query.values(chunk, |row, (append, last_seq, fuel)| {
             row.bind(&append.run_id)
@@ -267,7 +272,8 @@ async fn move_runs(tx: &mut Connection, appends: &[&Append]) -> Result<HashSet<S
                 .bind(*fuel)
                 .bind(append.expected_seq as i64)
                 .bind(&append.lease.node)
-                .bind(append.lease.fence);
+                .bind(append.lease.fence)
+                .bind(append.head());
         });
         query.push(
             ") AS v WHERE runs.id = v.column1 AND runs.last_seq = v.column4 \
@@ -277,13 +283,13 @@ async fn move_runs(tx: &mut Connection, appends: &[&Append]) -> Result<HashSet<S
             moved.insert(row.try_get("id")?);
         }
     }
-    for chunk in changes.chunks(ROWS_PER_STATEMENT / 12) {
+    for chunk in changes.chunks(ROWS_PER_STATEMENT / 13) {
         let mut query = Sql::new(
             Kind::of(tx),
             "UPDATE runs SET last_seq = v.column2, status = v.column3, \
              output = COALESCE(v.column4, runs.output), error = COALESCE(v.column5, runs.error), \
              updated_ms = v.column6, owner = CASE WHEN v.column7 = 1 THEN NULL ELSE runs.owner END, \
-             wake_ms = v.column11, fuel = runs.fuel + v.column12 FROM (",
+             wake_ms = v.column11, fuel = runs.fuel + v.column12, head = v.column13 FROM (",
         );
         query.values(chunk, |row, (append, last_seq, change, fuel)| {
             row.bind(&append.run_id)
@@ -297,7 +303,8 @@ async fn move_runs(tx: &mut Connection, appends: &[&Append]) -> Result<HashSet<S
                 .bind(&append.lease.node)
                 .bind(append.lease.fence)
                 .bind(change.wake_ms)
-                .bind(*fuel);
+                .bind(*fuel)
+                .bind(append.head());
         });
         query.push(
             ") AS v WHERE runs.id = v.column1 AND runs.last_seq = v.column8 \
@@ -419,17 +426,28 @@ async fn refusal(tx: &mut Connection, append: &Append) -> Result<AppendRefused, 
     })
 }
 
-/// Inserts events with their stored bodies (the caller checked they may
-/// be written).
-async fn insert_events(tx: &mut Connection, events: &[(&Event, &str)]) -> Result<(), StoreError> {
+/// A new run as it is stored: its input, its `run.queued` event's body
+/// and that event's hash.
+type Fresh<'a> = (&'a NewRun, String, String, String);
+
+/// An event row: the event, its stored body, its chain hash (if any).
+type Row<'a> = (&'a Event, &'a str, Option<&'a str>);
+
+/// Inserts events with their stored bodies and hashes (the caller checked
+/// they may be written).
+async fn insert_events(tx: &mut Connection, events: &[Row<'_>]) -> Result<(), StoreError> {
     for chunk in events.chunks(ROWS_PER_STATEMENT * 2) {
-        let mut query = Sql::new(Kind::of(tx), "INSERT INTO events (run_id, seq, at_ms, type, body) ");
-        query.values(chunk, |row, (event, body)| {
+        let mut query = Sql::new(
+            Kind::of(tx),
+            "INSERT INTO events (run_id, seq, at_ms, type, body, hash) ",
+        );
+        query.values(chunk, |row, (event, body, hash)| {
             row.bind(&event.run_id)
                 .bind(event.seq as i64)
                 .bind(event.at_ms as i64)
                 .bind(event.kind.name())
-                .bind(*body);
+                .bind(*body)
+                .bind(*hash);
         });
         query.build().execute(&mut *tx).await?;
     }

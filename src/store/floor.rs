@@ -45,6 +45,8 @@ pub struct Scratch {
 
 /// An event body of the size a trivial step's events have.
 const BODY: &str = r#"{"seq":4,"run_id":"01a24e6f-2dc9-72a7-9c27-1faa81494daf","at_ms":1796612238799,"type":"step.succeeded","step":"s0","record":{"attempt":1,"duration_us":73,"instantiate_us":51,"fuel_consumed":1882,"peak_memory":1114112},"output":{"n":0}}"#;
+/// A chain hash as every event and run row now stores one.
+const HASH: &str = "5f2e1c9a0b7d4e3f8a6c2b1d0e9f8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f";
 
 /// Rows per multi-row statement, as the writer's.
 const ROWS_PER_STATEMENT: usize = 500;
@@ -98,11 +100,11 @@ impl Scratch {
                 .map(|i| format!("floor-new-{}", self.started + i))
                 .collect();
             self.started += started as u64;
-            for chunk in ids.chunks(ROWS_PER_STATEMENT / 14) {
+            for chunk in ids.chunks(ROWS_PER_STATEMENT / 15) {
                 let mut query = Sql::new(
                     kind,
                     "INSERT INTO runs (id, workflow, version, status, idempotency_key, input, modules, created_ms, \
-                     updated_ms, last_seq, owner, fence, parent_run_id, token) ",
+                     updated_ms, last_seq, owner, fence, parent_run_id, token, head) ",
                 );
                 query.values(chunk, |row, id| {
                     row.bind(id.as_str())
@@ -118,7 +120,8 @@ impl Scratch {
                         .bind("floor-node")
                         .bind(1_i64)
                         .bind(None::<&str>)
-                        .bind(None::<&str>);
+                        .bind(None::<&str>)
+                        .bind(HASH);
                 });
                 query.build().execute(&mut *tx).await?;
             }
@@ -126,7 +129,7 @@ impl Scratch {
             while remaining > 0 {
                 let rows = remaining.min(ROWS_PER_STATEMENT * 2);
                 remaining -= rows;
-                let mut query = Sql::new(kind, "INSERT INTO events (run_id, seq, at_ms, type, body) ");
+                let mut query = Sql::new(kind, "INSERT INTO events (run_id, seq, at_ms, type, body, hash) ");
                 let seqs: Vec<i64> = (0..rows as i64).map(|i| self.seq + i).collect();
                 self.seq += rows as i64;
                 let run = &self.runs[n as usize % self.runs.len()];
@@ -135,15 +138,21 @@ impl Scratch {
                         .bind(*seq)
                         .bind(0_i64)
                         .bind("step.succeeded")
-                        .bind(BODY);
+                        .bind(BODY)
+                        .bind(HASH);
                 });
                 query.build().execute(&mut *tx).await?;
             }
             if runs > 0 {
                 let first = (n as usize * runs) % self.runs.len();
                 let moved = (0..runs).map(|i| self.runs[(first + i) % self.runs.len()].as_str());
-                let mut query = Sql::new(kind, "UPDATE runs SET last_seq = last_seq + 1, updated_ms = ");
-                query.bind(n as i64).push(" WHERE id IN ").list(moved);
+                let mut query = Sql::new(kind, "UPDATE runs SET last_seq = last_seq + 1, head = ");
+                query
+                    .bind(HASH)
+                    .push(", updated_ms = ")
+                    .bind(n as i64)
+                    .push(" WHERE id IN ")
+                    .list(moved);
                 query.build().execute(&mut *tx).await?;
             }
             tx.commit().await?;

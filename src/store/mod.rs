@@ -29,6 +29,7 @@
 pub mod append;
 pub mod backend;
 pub mod cache;
+pub mod chain;
 pub mod claims;
 pub mod events;
 pub mod floor;

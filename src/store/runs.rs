@@ -41,6 +41,10 @@ pub struct RunRow {
     /// A paused run: when its first timer is due (ms).
     #[serde(skip)]
     pub wake_ms: Option<i64>,
+    /// Its last event's hash, the head of its chain (none for a run
+    /// recorded before chains).
+    #[serde(skip)]
+    pub head: Option<String>,
 }
 
 impl RunRow {
@@ -106,7 +110,7 @@ pub(super) fn status_change(events: &[Event]) -> Option<StatusChange<'_>> {
 }
 
 pub(super) const COLUMNS: &str =
-    "id, workflow, version, status, idempotency_key, input, output, error, modules, created_ms, updated_ms, wake_ms";
+    "id, workflow, version, status, idempotency_key, input, output, error, modules, created_ms, updated_ms, wake_ms, head";
 
 pub(super) const UNFINISHED: &str = "status NOT IN ('completed', 'failed', 'canceled')";
 
@@ -142,6 +146,7 @@ pub(super) fn run_row(row: &Row) -> Result<RunRow, StoreError> {
         created_ms: row.try_get("created_ms")?,
         updated_ms: row.try_get("updated_ms")?,
         wake_ms: row.try_get("wake_ms")?,
+        head: row.try_get("head")?,
         id,
     })
 }
@@ -210,6 +215,9 @@ pub struct Append {
     /// Each event as its row stores it, encoded by the caller
     /// ([`Append::new`]) so the writer's transaction does not.
     pub bodies: Vec<String>,
+    /// Each event's chain hash (hex), after the run's head; empty for a
+    /// run recorded before chains.
+    pub hashes: Vec<String>,
     pub consumed: Vec<i64>,
     /// Whether the run's workflow throttles: its end then gives back its
     /// units' `throttle:` slots.
@@ -218,7 +226,8 @@ pub struct Append {
 
 impl Append {
     /// An append of `events` after `expected_seq`, consuming the inbox
-    /// messages `consumed`, by the holder of `lease`.
+    /// messages `consumed`, by the holder of `lease`; the events chain on
+    /// from `head`, the run's last hash (none: the run has no chain).
     pub fn new(
         run_id: String,
         lease: Lease,
@@ -226,17 +235,33 @@ impl Append {
         events: Vec<Event>,
         consumed: Vec<i64>,
         throttled: bool,
+        head: Option<&crate::run::chain::Hash>,
     ) -> Append {
-        let bodies = events.iter().map(super::append::encode).collect();
+        let bodies: Vec<String> = events.iter().map(super::append::encode).collect();
+        let mut hashes = Vec::new();
+        if let Some(head) = head {
+            let mut prev = *head;
+            hashes.reserve(bodies.len());
+            for body in &bodies {
+                prev = crate::run::chain::link(&run_id, Some(&prev), body);
+                hashes.push(crate::run::chain::hex(&prev));
+            }
+        }
         Append {
             run_id,
             lease,
             expected_seq,
             events,
             bodies,
+            hashes,
             consumed,
             throttled,
         }
+    }
+
+    /// The run's head once this append is stored.
+    pub fn head(&self) -> Option<&str> {
+        self.hashes.last().map(String::as_str)
     }
 }
 
