@@ -184,6 +184,36 @@ async fn a_receipt_is_signed_checks_with_securesystemslib_and_a_tampered_event_i
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("no signature by key"), "{out}");
 
+    // The run page offers both downloads; the receipt link saves the same envelope.
+    let browser = crate::support::browser::Browser::open().await;
+    browser.goto(&format!("{}/ui#/runs/{id}", server.url)).await;
+    assert_eq!(browser.text("#download-bundle").await, "Download bundle");
+    // What the link saves: the blob it hands the browser, and its file name.
+    browser
+        .script(
+            "window.saved = []; const create = URL.createObjectURL;\n\
+             URL.createObjectURL = (blob) => { blob.text().then((t) => window.saved.push(t)); return create(blob); };\n\
+             const click = HTMLAnchorElement.prototype.click;\n\
+             HTMLAnchorElement.prototype.click = function () {\n\
+               if (!this.download) return click.call(this);\n\
+               window.saved.push(this.download);\n\
+             };",
+        )
+        .await;
+    browser.click("#download-receipt").await;
+    browser.wait_until("window.saved.length === 2").await;
+    let saved = browser.script("return window.saved;").await;
+    let names: Vec<&str> = saved.as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let name = format!("receipt-{id}.json");
+    let text = names.iter().find(|s| **s != name).unwrap();
+    assert!(names.contains(&name.as_str()), "{saved}");
+    let downloaded: Value = serde_json::from_str(text).unwrap();
+    let downloaded: sandstep::signing::Envelope = serde_json::from_value(downloaded).unwrap();
+    let raw = sandstep::signing::parse_public(public).unwrap();
+    let payload: Value = serde_json::from_slice(&downloaded.verify(&raw).unwrap()).unwrap();
+    assert_eq!(payload["predicate"]["run"]["id"], id.as_str());
+    browser.close().await;
+
     // A running run has no receipt yet.
     let (status, body) = server
         .apply("slow", "name: slow\nsteps:\n  - id: w\n    wait: { event: never }\n")

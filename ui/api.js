@@ -45,6 +45,26 @@ export async function api(method, path, body, signal) {
 }
 
 export const get = (path, signal) => api('GET', path, undefined, signal);
+
+/** Saves what GET `path` answers as `filename` (with the tab's token, which a plain link would not send). */
+export async function download(path, filename) {
+  const response = await fetch(path, { headers: headers({ Accept: '*/*' }) });
+  if (response.status === 401) window.dispatchEvent(new CustomEvent('sandstep:unauthorized'));
+  if (!response.ok) {
+    const text = await response.text();
+    let problem = null;
+    try { problem = JSON.parse(text); } catch { problem = { detail: text }; }
+    throw new ApiError(response.status, problem);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
 export const post = (path, body) => api('POST', path, body);
 
 /**

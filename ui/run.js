@@ -1,7 +1,7 @@
 // One run: its header and actions, its DAG and the selected step, kept
 // current from the run's event stream.
 
-import { follow, get, post } from './api.js';
+import { download, follow, get, post } from './api.js';
 import { Dag, shapeKey } from './dag.js';
 import { badge, fill, h, json, number, problemText, RUN_ENDED, runDuration, time } from './dom.js';
 import { stepPanel } from './step.js';
@@ -77,11 +77,23 @@ export function runPage(main, [id], signal) {
     if (run.status === 'failed') {
       actions.append(h('button', { type: 'button', id: 'rerun-failed', onclick: () => rerun({ failed: true }) }, 'Re-run failed steps'));
     }
+    actions.append(h('a', { id: 'download-bundle', href: `/v1/runs/${id}/bundle`, onclick: save(`/v1/runs/${id}/bundle`, `run-${id}.zip`) }, 'Download bundle'));
+    if (ended) {
+      actions.append(h('a', { id: 'download-receipt', href: `/v1/runs/${id}/receipt`, onclick: save(`/v1/runs/${id}/receipt`, `receipt-${id}.json`) }, 'Receipt'));
+    }
     fill(header,
       h('h1', { id: 'run-title' }, 'Run ', h('span', { class: 'mono' }, run.id)),
       h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', null, k), h('dd', null, v)])),
       run.error ? h('p', { class: 'run-error' }, h('strong', null, 'Error: '), run.error) : null,
       actions);
+  }
+
+  // A link's click, as a download with the tab's token.
+  function save(path, filename) {
+    return (event) => {
+      event.preventDefault();
+      download(path, filename).then(() => fill(notice), (error) => fill(notice, problemText(error)));
+    };
   }
 
   async function cancel() {
