@@ -410,6 +410,41 @@ async fn a_run_on_one_node_is_streamed_resumed_and_canceled_through_another() {
     );
     assert_eq!(run["steps"][1]["attempts"][0]["node"], ids[0], "{run}");
 
+    // Each node signs with its own key, and either lists both: a receipt
+    // from the node that did not execute the run checks with its key.
+    let (status, keys) = call(&nodes[0].url, reqwest::Method::GET, "/v1/keys", None).await;
+    assert_eq!(status, 200, "{keys}");
+    let mut listed: Vec<&str> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["node"].as_str().unwrap())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "{keys}");
+    let (status, receipt) = call(
+        &nodes[1].url,
+        reqwest::Method::GET,
+        &format!("/v1/runs/{id}/receipt"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{receipt}");
+    let receipt: sandstep::signing::Envelope = serde_json::from_value(receipt).unwrap();
+    let signer = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["node"] == ids[1])
+        .unwrap();
+    assert_eq!(receipt.signatures[0].keyid, signer["keyid"].as_str().unwrap());
+    let public = sandstep::signing::parse_public(signer["public_key"].as_str().unwrap()).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&receipt.verify(&public).unwrap()).unwrap();
+    assert_eq!(statement["predicate"]["node"], ids[1]);
+    assert_eq!(statement["predicate"]["run"]["id"], id.as_str());
+
     // A cancel through the other node, answered once the run is canceled.
     let (_, nap) = call(
         &nodes[0].url,

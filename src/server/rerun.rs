@@ -28,9 +28,15 @@ impl utoipa::PartialSchema for RerunRun {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, OneOfBuilder, Type};
         let input = || {
-            ObjectBuilder::new().schema_type(Type::Object).description(Some(
-                "A new input (default: the run's); steps reading `inputs` run again.",
-            ))
+            // null, like leaving it out, keeps the run's input.
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    Type::Object,
+                    Type::Null,
+                ]))
+                .description(Some(
+                    "A new input (default, or null: the run's); steps reading `inputs` run again.",
+                ))
         };
         let from = ObjectBuilder::new()
             .schema_type(Type::Object)

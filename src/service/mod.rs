@@ -313,27 +313,6 @@ impl Service {
         );
     }
 
-    pub(super) async fn resume(
-        self: &Arc<Self>,
-        row: &RunRow,
-        events: &[Event],
-        lease: Lease,
-        pending: Vec<Message>,
-    ) -> Result<(), RunError> {
-        let (_, workflow) = self.workflow(&row.workflow, Some(row.version)).await?;
-        let state = RunState::from_events(&row.id, &workflow, events);
-        let pinned = self.modules.load_pinned(&row.modules).await?;
-        let spec = RunSpec {
-            run_id: row.id.clone(),
-            workflow,
-            modules: pinned.modules,
-            secrets: self.vault.current(),
-        };
-        tracing::info!(run = %row.id, status = %row.status, events = events.len(), inbox = pending.len(), "resuming run");
-        self.spawn(spec, state, lease, row.head.as_deref(), pending);
-        Ok(())
-    }
-
     /// A run's row.
     pub async fn run_row(&self, run_id: &str) -> Result<RunRow, RunError> {
         self.store(self.db.run(run_id).await)?

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::{Arc, Weak};
 
 use super::{journal::RunJournal, RunError, Service};
-use crate::run::{Event, EventKind};
+use crate::run::inbox::Message;
+use crate::run::{Event, EventKind, RunSpec, RunState};
 use crate::store::runs::{Lease, RunRow};
 
 /// The file in the data directory that keeps this node's id across
@@ -84,6 +85,29 @@ pub(super) fn claimer(service: &Arc<Service>) {
 }
 
 impl Service {
+    /// Drives a stored run again from its events, under `lease`, with the
+    /// inbox messages it has not consumed.
+    pub(super) async fn resume(
+        self: &Arc<Self>,
+        row: &RunRow,
+        events: &[Event],
+        lease: Lease,
+        pending: Vec<Message>,
+    ) -> Result<(), RunError> {
+        let (_, workflow) = self.workflow(&row.workflow, Some(row.version)).await?;
+        let state = RunState::from_events(&row.id, &workflow, events);
+        let pinned = self.modules.load_pinned(&row.modules).await?;
+        let spec = RunSpec {
+            run_id: row.id.clone(),
+            workflow,
+            modules: pinned.modules,
+            secrets: self.vault.current(),
+        };
+        tracing::info!(run = %row.id, status = %row.status, events = events.len(), inbox = pending.len(), "resuming run");
+        self.spawn(spec, state, lease, row.head.as_deref(), pending);
+        Ok(())
+    }
+
     /// Claims again the runs this node owned before a restart, then as
     /// many runs nobody holds as it has room for, and resumes them (at
     /// start-up; [`owner::claimer`] goes on claiming).
