@@ -157,23 +157,37 @@ async fn a_receipt_is_signed_checks_with_securesystemslib_and_a_tampered_event_i
     // sandstep verify: with the key, or the server's key list; with the bundle.
     let bundle = export(&server, &id, dir.path()).await;
     let receipt_arg = receipt.to_str().unwrap();
-    let (code, out) = cli(
-        &server,
-        &[
-            "verify",
-            receipt_arg,
-            "--key",
-            public,
-            "--bundle",
-            bundle.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let with_bundle = |bundle: &std::path::Path| {
+        let bundle = bundle.to_str().unwrap().to_string();
+        let args = ["verify", receipt_arg, "--key", public, "--bundle"].map(str::to_string);
+        args.into_iter().chain([bundle]).collect::<Vec<String>>()
+    };
+    let args = with_bundle(&bundle);
+    let (code, out) = cli(&server, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("signature: good"), "{out}");
     assert!(out.contains("every digest matches"), "{out}");
     let (code, out) = cli(&server, &["verify", receipt_arg]).await;
     assert_eq!(code, 0, "the key from GET /v1/keys: {out}");
+    // A bundle missing a module the receipt names.
+    let stripped = dir.path().join("stripped.zip");
+    let script = "import sys, zipfile\n\
+        src, dst = zipfile.ZipFile(sys.argv[1]), zipfile.ZipFile(sys.argv[2], 'w')\n\
+        gone = sorted(n for n in src.namelist() if n.endswith('.wasm'))[0]\n\
+        [dst.writestr(n, src.read(n)) for n in src.namelist() if n != gone]\n\
+        dst.close()\n\
+        print(gone[len('modules/'):-len('.wasm')])\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .args([&bundle, &stripped])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let gone = text(&out.stdout).trim().to_string();
+    let args = with_bundle(&stripped);
+    let (code, out) = cli(&server, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("module {gone} not in bundle")), "{out}");
     let other = tempfile::tempdir().unwrap();
     let stranger = sandstep::signing::SigningKey::load_or_generate(&other.path().join("k.pem")).unwrap();
     let (code, out) = cli(
@@ -250,18 +264,8 @@ async fn a_receipt_is_signed_checks_with_securesystemslib_and_a_tampered_event_i
     let forged = dir.path().join("forged");
     std::fs::create_dir(&forged).unwrap();
     let forged = export(&server, &id, &forged).await;
-    let (code, out) = cli(
-        &server,
-        &[
-            "verify",
-            receipt_arg,
-            "--key",
-            public,
-            "--bundle",
-            forged.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let args = with_bundle(&forged);
+    let (code, out) = cli(&server, &args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("event 3: hash does not chain"), "{out}");
     server.stop().await;

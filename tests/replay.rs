@@ -211,14 +211,6 @@ async fn an_exported_run_replays_offline_in_another_process_with_a_verdict_per_a
     assert!(stderr.contains("cannot open"), "{stderr}");
 }
 
-const PROBE: &str = "
-name: probe
-code: flow-probe
-defaults:
-  grants: {}
-workflow_limits: { fuel: 200000000, memory: 32MiB }
-";
-
 /// A code run: its code replays against its journal to the same output
 /// after the same fuel, and its steps' attempts reproduce.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,7 +219,7 @@ async fn a_code_run_replays_its_code_against_its_journal_and_its_attempts() {
     server.push_test_modules().await;
     let (status, body) = server.push("flow-probe", &guests().flow_probe).await;
     assert_eq!(status, 201, "{body}");
-    let (status, body) = server.apply("probe", PROBE).await;
+    let (status, body) = server.apply("probe", crate::upgrades::PROBE).await;
     assert_eq!(status, 201, "{body}");
     let (status, run) = server
         .post_json(

@@ -248,7 +248,7 @@ async fn a_paused_run_moves_to_a_version_that_fits_and_a_diverging_one_is_refuse
     );
 }
 
-const PROBE: &str = "
+pub const PROBE: &str = "
 name: probe
 code: flow-probe
 defaults:
