@@ -62,6 +62,9 @@ pub struct ServerReport {
     pub cache_hit_marginal_us: Spread,
     /// ms: a 2,000-item for_each over a previous step's output.
     pub fan_out_2000_ms: Figure,
+    /// ms per round to write that run's bundle (4,005 events and the
+    /// module; target under 1 s for 1,000 steps).
+    pub bundle_2000_ms: Spread,
     /// ms: workflow code making 40 `echo` calls one after the other; its
     /// floor is the YAML chain's.
     pub code_chain_40_ms: Figure,
@@ -179,7 +182,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
     let (mut chain, mut throttled, mut cached) = (Rounds::default(), Rounds::default(), Rounds::default());
     let (mut fan_out, mut code_chain) = (Rounds::default(), Rounds::default());
     let (mut throttle_overhead, mut cache_overhead, mut code_over_yaml) = (Vec::new(), Vec::new(), Vec::new());
-    let mut cache_marginal = Vec::new();
+    let (mut cache_marginal, mut bundles) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (took, work) = bench.one_step_runs().await?;
         one_step.rate(ONE_STEP_RUNS, took, floor.of(work).await?);
@@ -213,6 +216,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
         cache_marginal.push((took.as_secs_f64() - one.as_secs_f64()) * 1e6 / 39.0);
         let (took, work) = bench.timed("fan", json!({}), 2001).await?;
         fan_out.ms(took, floor.of(work).await?);
+        bundles.push(bench.bundle_latest("fan").await?);
         let (took, _) = bench.timed("cchain", json!({ "input": { "n": 40 } }), 40).await?;
         code_chain.ms(took, chain_floor);
         code_over_yaml.push(code_chain.last() / chain.last());
@@ -231,6 +235,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
         cache_hit_us: Spread::of(&cache_overhead),
         cache_hit_marginal_us: Spread::of(&cache_marginal),
         fan_out_2000_ms: fan_out.figure(false),
+        bundle_2000_ms: Spread::of(&bundles),
         code_chain_40_ms: code_chain.figure(false),
         code_over_yaml: Spread::of(&code_over_yaml),
         unused_capabilities: unused_measured.report(&variants),
@@ -279,6 +284,24 @@ impl Bench {
     /// One run of `workflow`, end to end, and its work (`attempts` steps).
     async fn timed(&self, workflow: &str, body: Value, attempts: usize) -> anyhow::Result<(Duration, Work)> {
         self.measured(self.single(workflow, body), attempts, 1, 1).await
+    }
+
+    /// ms to write the bundle of `workflow`'s latest run.
+    async fn bundle_latest(&self, workflow: &str) -> anyhow::Result<f64> {
+        let filter = crate::store::runs::RunFilter {
+            workflow: Some(workflow.into()),
+            limit: 1,
+            ..Default::default()
+        };
+        let runs = self.service.list(&filter).await?;
+        let id = &anyhow::Context::context(runs.first(), "the run to bundle is not listed")?
+            .row
+            .id;
+        let started = Instant::now();
+        let zip = self.service.bundle(id).await?;
+        let took = started.elapsed();
+        ensure!(zip.len() > 1000, "a bundle of {} bytes", zip.len());
+        Ok(took.as_secs_f64() * 1e3)
     }
 
     /// 1-step runs from `CLIENTS` concurrent clients, each waiting for its run.
@@ -469,6 +492,11 @@ impl std::fmt::Display for ServerReport {
             f,
             "  code chain over YAML chain (target ≤ 1.5) {} x",
             self.code_over_yaml
+        )?;
+        writeln!(
+            f,
+            "  bundle of the 2,000-item run              {} ms",
+            self.bundle_2000_ms
         )?;
         unused::display(f, &self.unused_capabilities)
     }
