@@ -6,7 +6,6 @@
 use serde_json::{json, Value};
 
 use crate::support::server::*;
-use crate::support::*;
 
 const CHILD: &str = r#"
 name: child
@@ -126,23 +125,7 @@ async fn a_bundle_holds_the_run_its_children_and_every_module_by_digest() {
     assert_eq!(index["missing_modules"], json!([]));
 
     // The CLI writes the same bundle.
-    let out = dir.path().join("cli.zip");
-    let (url, run_id, file) = (server.url.clone(), id.clone(), out.clone());
-    let exported = tokio::task::spawn_blocking(move || {
-        process::command()
-            .args(["runs", "export", &run_id, "-o"])
-            .arg(&file)
-            .env("SANDSTEP_URL", &url)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        exported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
+    let out = crate::replay::export(&server, &id, dir.path()).await;
     assert_eq!(unzip(&out), files);
 
     let (status, body) = server.get("/v1/runs/0192ffff-0000-7000-8000-000000000000/bundle").await;

@@ -46,6 +46,26 @@ pub async fn replay(bundle: &std::path::Path, args: &[&str]) -> (i32, String, St
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }
 
+/// Starts a run of `workflow` with `input`, waits for it to complete, and
+/// exports it into `dir`; the run id and the bundle's path.
+async fn completed_bundle(
+    server: &TestServer,
+    workflow: &str,
+    input: Value,
+    dir: &std::path::Path,
+) -> (String, std::path::PathBuf) {
+    let (status, run) = server
+        .post_json(
+            &format!("/v1/workflows/{workflow}/runs?wait=30s"),
+            json!({ "input": input }),
+        )
+        .await;
+    assert_eq!((status, run["status"].clone()), (201, json!("completed")), "{run}");
+    let id = run["id"].as_str().unwrap().to_string();
+    let bundle = export(server, &id, dir).await;
+    (id, bundle)
+}
+
 pub fn verdicts(report: &Value) -> Vec<(String, Value, u64, String)> {
     report["attempts"]
         .as_array()
@@ -103,13 +123,9 @@ async fn an_exported_run_replays_offline_in_another_process_with_a_verdict_per_a
     server.push_test_modules().await;
     let (status, body) = server.apply("repro", REPRO).await;
     assert_eq!(status, 201, "{body}");
-    let (status, run) = server
-        .post_json("/v1/workflows/repro/runs?wait=30s", json!({ "input": {} }))
-        .await;
-    assert_eq!((status, run["status"].clone()), (201, json!("completed")), "{run}");
-    let id = run["id"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let bundle = export(&server, id, dir.path()).await;
+    let (id, bundle) = completed_bundle(&server, "repro", json!({}), dir.path()).await;
+    let id = id.as_str();
     server.stop().await;
 
     let (code, stdout, stderr) = replay(&bundle, &["--json"]).await;
@@ -221,16 +237,9 @@ async fn a_code_run_replays_its_code_against_its_journal_and_its_attempts() {
     assert_eq!(status, 201, "{body}");
     let (status, body) = server.apply("probe", crate::upgrades::PROBE).await;
     assert_eq!(status, 201, "{body}");
-    let (status, run) = server
-        .post_json(
-            "/v1/workflows/probe/runs?wait=30s",
-            json!({ "input": { "mode": "chain", "n": 2, "spin": 5000 } }),
-        )
-        .await;
-    assert_eq!((status, run["status"].clone()), (201, json!("completed")), "{run}");
-    let id = run["id"].as_str().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let bundle = export(&server, id, dir.path()).await;
+    let input = json!({ "mode": "chain", "n": 2, "spin": 5000 });
+    let (_, bundle) = completed_bundle(&server, "probe", input, dir.path()).await;
     server.stop().await;
 
     let (code, stdout, stderr) = replay(&bundle, &["--json"]).await;

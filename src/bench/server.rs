@@ -473,31 +473,20 @@ impl std::fmt::Display for ServerReport {
                 figure.value, figure.floor.median, figure.vs_floor.median, figure.vs_floor.min, figure.vs_floor.max
             )?;
         }
-        writeln!(
-            f,
-            "  throttle per attempt over the plain chain {} µs",
-            self.throttle_overhead_us
-        )?;
-        writeln!(
-            f,
-            "  cache hit per step over its floor         {} µs",
-            self.cache_hit_us
-        )?;
-        writeln!(
-            f,
-            "  cache hit, marginal (40 hits vs 1)        {} µs",
-            self.cache_hit_marginal_us
-        )?;
-        writeln!(
-            f,
-            "  code chain over YAML chain (target ≤ 1.5) {} x",
-            self.code_over_yaml
-        )?;
-        writeln!(
-            f,
-            "  bundle of the 2,000-item run              {} ms",
-            self.bundle_2000_ms
-        )?;
+        let spreads: [(&str, &Spread, &str); 5] = [
+            (
+                "throttle per attempt over the plain chain",
+                &self.throttle_overhead_us,
+                "µs",
+            ),
+            ("cache hit per step over its floor", &self.cache_hit_us, "µs"),
+            ("cache hit, marginal (40 hits vs 1)", &self.cache_hit_marginal_us, "µs"),
+            ("code chain over YAML chain (target ≤ 1.5)", &self.code_over_yaml, "x"),
+            ("bundle of the 2,000-item run", &self.bundle_2000_ms, "ms"),
+        ];
+        for (name, spread, unit) in spreads {
+            writeln!(f, "  {name:<41} {spread} {unit}")?;
+        }
         unused::display(f, &self.unused_capabilities)
     }
 }

@@ -34,7 +34,7 @@ pub fn parse(text: &str) -> Option<Hash> {
 }
 
 /// What checking a run's stored chain found.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Checked {
     /// Events read.
     pub events: usize,

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::error::{ApiError, Path};
 use super::AppState;
+use crate::run::chain::Checked;
 use crate::signing::Envelope;
 use crate::store::chain::NodeKey;
 
@@ -36,14 +37,8 @@ pub struct ChainCheck {
     pub run: String,
     /// Every event carries a hash and each chains to the one before.
     pub ok: bool,
-    pub events: usize,
-    /// Events with a hash (0 for a run recorded before chains).
-    pub chained: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub head: Option<String>,
-    /// The first broken link: `event 12: hash does not chain`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub broken: Option<String>,
+    #[serde(flatten)]
+    pub checked: Checked,
 }
 
 /// Recompute a run's hash chain from its stored events and name the
@@ -58,10 +53,7 @@ pub async fn verify_run(
     Ok(Json(ChainCheck {
         ok: checked.ok(),
         run: id,
-        events: checked.events,
-        chained: checked.chained,
-        head: checked.head,
-        broken: checked.broken,
+        checked,
     }))
 }
 

@@ -27,9 +27,14 @@ impl Service {
     /// Recomputes run `run_id`'s chain from its stored events.
     pub async fn verify_chain(&self, run_id: &str) -> Result<Checked, RunError> {
         let row = self.run_row(run_id).await?;
-        let events = self.store(self.db.stored_events(run_id).await)?;
+        self.check_chain(&row).await
+    }
+
+    /// The stored chain of the run whose row is `row`, against its head.
+    async fn check_chain(&self, row: &crate::store::runs::RunRow) -> Result<Checked, RunError> {
+        let events = self.store(self.db.stored_events(&row.id).await)?;
         let mut checked = chain::check(
-            run_id,
+            &row.id,
             events.iter().map(|e| (e.seq, e.body.as_str(), e.hash.as_deref())),
         );
         if checked.broken.is_none() && checked.head.is_some() && checked.head != row.head {
@@ -55,7 +60,7 @@ impl Service {
         let (source, _) = self.workflow_source(&row.workflow, Some(row.version)).await?;
         let events = self.events(run_id, 0).await?;
         let state = RunState::from_events(run_id, &workflow, &events);
-        let checked = self.verify_chain(run_id).await?;
+        let checked = self.check_chain(&row).await?;
         if let Some(broken) = &checked.broken {
             return Err(RunError::Refused {
                 kind: "chain-broken",
