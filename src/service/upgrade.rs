@@ -89,10 +89,11 @@ impl Service {
         )))
     }
 
-    /// Waits until the run's owner consumed inbox message `id`.
+    /// Waits until the run's owner consumed inbox message `id`, or the run
+    /// ended before it did (a cancel delivered just before the upgrade).
     async fn taken(&self, run_id: &str, id: i64) -> Result<(), RunError> {
         let deadline = Instant::now() + TAKE_WITHIN;
-        while !self.store(self.db.message_consumed(id).await)? {
+        while !self.store(self.db.message_settled(id).await)? {
             if Instant::now() >= deadline {
                 return Err(RunError::Refused {
                     kind: "upgrade-pending",

@@ -60,14 +60,19 @@ impl Db {
         Ok(rows.iter().map(|r| r.get("run_id")).collect())
     }
 
-    /// Whether inbox message `id` was consumed (a missing one was: its run
-    /// is gone).
-    pub async fn message_consumed(&self, id: i64) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT consumed_ms FROM inbox WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_none_or(|r| r.get::<Option<i64>, _>("consumed_ms").is_some()))
+    /// Whether inbox message `id` no longer waits for its run's owner: it
+    /// was consumed, or its run ended (an ended run reads no more
+    /// messages) or is gone.
+    pub async fn message_settled(&self, id: i64) -> Result<bool, StoreError> {
+        let row =
+            sqlx::query("SELECT i.consumed_ms, r.status FROM inbox i JOIN runs r ON r.id = i.run_id WHERE i.id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_none_or(|r| {
+            r.get::<Option<i64>, _>("consumed_ms").is_some()
+                || !matches!(r.get::<&str, _>("status"), "queued" | "running" | "paused")
+        }))
     }
 
     /// The messages of a run not consumed yet, oldest first.
