@@ -168,6 +168,17 @@ for language in "${languages[@]}"; do
     *) say "unknown language '$language' (known: ${all[*]})"; exit 2 ;;
   esac
   mkdir -p "$out/$language"
+  # Cargo rebuilds Rust only when needed; the others are skipped when
+  # nothing they are built from changed since the last build.
+  stamp="$out/$language/.inputs"
+  inputs=("guest-examples/$language" wit guest-examples/tools guest-examples/build.sh guest-examples/python-venv.sh
+    guest-examples/stamp.sh)
+  if [ "$language" != rust ] && "$here/stamp.sh" fresh "$stamp" "${inputs[@]}"; then
+    say "$language guests in ${out#"$root"/}/$language/ are up to date"
+    continue
+  fi
+  rm -f "$stamp"
   "build_$language"
+  [ "$language" = rust ] || "$here/stamp.sh" write "$stamp" "${inputs[@]}"
   say "built $language guests into ${out#"$root"/}/$language/"
 done

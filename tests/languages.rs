@@ -266,37 +266,10 @@ async fn steps_in_seven_languages_chain_and_fail_over_http() {
 /// step fails `capability_denied` unless granted hosts.
 #[tokio::test(flavor = "multi_thread")]
 async fn default_builds_importing_sockets_are_refused_and_http_needs_a_grant() {
-    language_guests(); // installs the toolchains
-    let root = crate::support::root();
-    let dir = tempfile::tempdir().unwrap();
-    let js = dir.path().join("default-js.wasm");
-    let py = dir.path().join("default-py.wasm");
-    let examples = root.join("guest-examples");
-    let built = std::process::Command::new(examples.join("javascript/node_modules/.bin/componentize-js"))
-        .current_dir(examples.join("javascript"))
-        .args([
-            "filter-orders.js",
-            "--wit",
-            "../../wit/step.wit",
-            "--world-name",
-            "step",
-            "--out",
-        ])
-        .arg(&js)
-        .status()
-        .unwrap();
-    assert!(built.success());
-    let built = std::process::Command::new(root.join("target/toolchains/python/bin/componentize-py"))
-        .current_dir(examples.join("python"))
-        .args(["-d", "../../wit/step.wit", "-w", "step", "componentize", "stats", "-o"])
-        .arg(&py)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(built.success());
+    let (js, py) = crate::support::default_builds();
 
     let server = TestServer::start().await;
-    let (status, body) = server.push("default-js", &js).await;
+    let (status, body) = server.push("default-js", js).await;
     assert_eq!(status, 201, "{body}");
     let yaml = "name: js-default\nsteps:\n  - id: f\n    module: default-js\n    input: { orders: [] }\n";
     assert_eq!(server.apply("js-default", yaml).await.0, 201);
@@ -308,7 +281,7 @@ async fn default_builds_importing_sockets_are_refused_and_http_needs_a_grant() {
     assert!(error["message"].as_str().unwrap().contains("wasi:http/"), "{error}");
     for (name, path, imports, hint) in [(
         "default-py",
-        &py,
+        py,
         &["wasi:sockets/tcp@", "wasi:sockets/ip-name-lookup@"][..],
         "componentize-py: `--stub-wasi`",
     )] {

@@ -42,9 +42,20 @@ build_typescript() {
   mv "$here/typescript/order-flow.wasm" "$out/order-flow-typescript.wasm"
 }
 
+stamp="$root/guest-examples/stamp.sh"
 for language in "${languages[@]}"; do
   case "$language" in
-    rust | python | typescript) "build_$language" ;;
+    rust) build_rust ;; # cargo rebuilds only what changed
+    python | typescript)
+      # Skipped when nothing it is built from changed since the last build.
+      inputs=("examples/order/$language" sdk wit examples/order/build.sh guest-examples/python
+        guest-examples/python-venv.sh guest-examples/stamp.sh)
+      if ! "$stamp" fresh "$out/.inputs-$language" "${inputs[@]}"; then
+        rm -f "$out/.inputs-$language"
+        "build_$language"
+        "$stamp" write "$out/.inputs-$language" "${inputs[@]}"
+      fi
+      ;;
     *) die "unknown language '$language' (known: rust python typescript)" ;;
   esac
 done

@@ -51,6 +51,23 @@ fn run(command: &mut Command) {
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
+/// Points a server's compile cache (`data_dir/cache`) at one directory
+/// shared by every test server, so each guest is compiled once rather
+/// than once per test. Artifacts there are keyed by module digest and
+/// engine settings and loaded only when their SHA-256 matches, as in any
+/// data directory. A directory that already has a cache keeps its own
+/// (a restart, or a test that compiled into it first).
+pub fn share_compiled(data_dir: &Path) {
+    let link = data_dir.join("cache");
+    if link.symlink_metadata().is_ok() {
+        return;
+    }
+    let shared = root().join("target/test-compiled");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::create_dir_all(data_dir).unwrap();
+    std::os::unix::fs::symlink(&shared, &link).unwrap();
+}
+
 /// Runs the `sandstep` binary on `data_dir` with `args`.
 pub fn sandstep(data_dir: &Path, args: &[&str]) -> std::process::Output {
     store::on(&mut process::command(), data_dir)
@@ -163,6 +180,61 @@ pub fn language_guests() -> &'static [(&'static str, PathBuf)] {
         .map(|(name, file)| (name, out.join(file)))
         .collect()
     })
+}
+
+/// The JavaScript and Python examples built with their toolchains'
+/// defaults (which import wasi:http and wasi:sockets), as (JavaScript,
+/// Python), into target/guests/defaults/; rebuilt only when what they are
+/// built from changed (guest-examples/stamp.sh).
+pub fn default_builds() -> (&'static Path, &'static Path) {
+    static BUILT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    let (js, py) = BUILT.get_or_init(|| {
+        language_guests(); // installs the toolchains
+        let root = root();
+        let out = root.join("target/guests/defaults");
+        std::fs::create_dir_all(&out).unwrap();
+        let (js, py) = (out.join("default-js.wasm"), out.join("default-py.wasm"));
+        let stamp = out.join(".inputs");
+        let stamped = |op: &str| {
+            Command::new(root.join("guest-examples/stamp.sh"))
+                .arg(op)
+                .arg(&stamp)
+                .args([
+                    "guest-examples/javascript",
+                    "guest-examples/python",
+                    "wit",
+                    "guest-examples/stamp.sh",
+                ])
+                .status()
+                .unwrap()
+                .success()
+        };
+        if js.exists() && py.exists() && stamped("fresh") {
+            return (js, py);
+        }
+        let examples = root.join("guest-examples");
+        run(
+            Command::new(examples.join("javascript/node_modules/.bin/componentize-js"))
+                .current_dir(examples.join("javascript"))
+                .args([
+                    "filter-orders.js",
+                    "--wit",
+                    "../../wit/step.wit",
+                    "--world-name",
+                    "step",
+                    "--out",
+                ])
+                .arg(&js),
+        );
+        run(Command::new(root.join("target/toolchains/python/bin/componentize-py"))
+            .current_dir(examples.join("python"))
+            .args(["-d", "../../wit/step.wit", "-w", "step", "componentize", "stats", "-o"])
+            .arg(&py)
+            .stdout(std::process::Stdio::null()));
+        assert!(stamped("write"));
+        (js, py)
+    });
+    (js, py)
 }
 
 /// One sandbox for the whole test process, as in a real server.

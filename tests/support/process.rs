@@ -38,6 +38,7 @@ impl Served {
     /// Starts `sandstep serve` on `data_dir` with `extra` arguments and
     /// waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Served {
+        super::share_compiled(data_dir);
         let mut command = command();
         super::store::on(&mut command, data_dir)
             .args(["serve", "--listen", "127.0.0.1:0"])

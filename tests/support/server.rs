@@ -31,6 +31,7 @@ impl TestServer {
 
     /// A server on an existing data directory (to restart on the same one).
     pub async fn start_in(data_dir: &std::path::Path, configure: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        super::share_compiled(data_dir);
         let mut config = ServerConfig::new(data_dir.to_path_buf());
         config.store = super::store::location(data_dir);
         configure(&mut config);
