@@ -169,6 +169,8 @@ pub struct ServerGrants {
     pub http: Vec<HostPattern>,
     /// `--allow-read NAME=DIR`: each directory opened once, as a capability.
     pub read: BTreeMap<String, ReadDir>,
+    /// `--allow-unsigned-webhooks`: webhooks with `signature: none`.
+    pub unsigned_webhooks: bool,
     /// Accept any grant when validating: for versions already stored, whose
     /// grants were checked when they were applied. Attempts still get only
     /// what is allowed now (`capability_denied` otherwise).

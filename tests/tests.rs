@@ -42,3 +42,4 @@ mod triggers;
 mod ui;
 mod upgrades;
 mod waits;
+mod webhooks;

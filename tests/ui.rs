@@ -595,10 +595,11 @@ async fn the_runs_list_filtered_by_canceled_shows_only_canceled_runs() {
 }
 
 /// A yearly schedule in a time zone shows its next fire on the workflow
-/// page: 9:00 on January 1st in Paris (+01:00 then), in the year to come.
+/// page: 9:00 on January 1st in Paris (+01:00 then), in the year to come;
+/// a webhook shows its route, its signature and what it does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_yearly_schedule_shows_its_next_fire_in_its_time_zone() {
-    let yaml = "name: yearly\ntriggers:\n  - schedule: \"0 9 1 1 *\"\n    timezone: Europe/Paris\nsteps:\n  - { id: one, module: echo, input: { n: 1 } }\n";
+    let yaml = "name: yearly\ntriggers:\n  - schedule: \"0 9 1 1 *\"\n    timezone: Europe/Paris\n  - webhook: yearly-hook\n    secret: HOOK\n    signature: stripe\n    event: year.turned\nsteps:\n  - { id: one, module: echo, input: { n: 1 } }\n";
     let server = TestServer::with_workflow("yearly", yaml).await;
     use chrono::Datelike as _;
     let now = chrono::Utc::now();
@@ -611,6 +612,11 @@ async fn a_yearly_schedule_shows_its_next_fire_in_its_time_zone() {
     browser.click("a[href=\"#/workflows/yearly\"]").await;
     let shown = browser.text("ul.triggers li").await;
     assert_eq!(shown, format!("0 9 1 1 * (Europe/Paris) — next: {expected}"));
+    let hook = browser.text("ul.triggers li.hook").await;
+    assert_eq!(
+        hook,
+        "Webhook POST /hooks/yearly-hook (signature: stripe) — posts event year.turned"
+    );
     browser.screenshot("yearly-schedule").await;
     browser.close().await;
     server.stop().await;

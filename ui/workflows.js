@@ -53,10 +53,17 @@ export async function workflowPage(main, [name, query], signal) {
 
 function triggers(list, live) {
   if (!list.length) return h('p', { class: 'hint' }, 'None: runs start through the API or the CLI.');
-  return h('ul', { class: 'triggers' }, list.map((t) => t.schedule
-    ? h('li', null, h('span', { class: 'mono' }, t.schedule), ` (${t.timezone}) — next: `,
-      t.next_fire || (live ? 'none' : 'not active (an older version)'))
-    : h('li', null, 'Event ', h('span', { class: 'mono' }, t.on_event))));
+  return h('ul', { class: 'triggers' }, list.map((t) => {
+    if (t.schedule) {
+      return h('li', null, h('span', { class: 'mono' }, t.schedule), ` (${t.timezone}) — next: `,
+        t.next_fire || (live ? 'none' : 'not active (an older version)'));
+    }
+    if (t.webhook) {
+      return h('li', { class: 'hook' }, 'Webhook ', h('span', { class: 'mono' }, `POST /hooks/${t.webhook}`),
+        ` (signature: ${t.signature})`, t.event ? [' — posts event ', h('span', { class: 'mono' }, t.event)] : ' — starts a run');
+    }
+    return h('li', null, 'Event ', h('span', { class: 'mono' }, t.on_event));
+  }));
 }
 
 /** One field per declared input; the API's errors appear beside them. */

@@ -160,6 +160,15 @@ pub enum SchedulesCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    /// List every webhook with its workflow, signature scheme and last delivery.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
 pub(super) struct Client {
     http: reqwest::Client,
     base: String,
@@ -395,18 +404,11 @@ pub async fn event(command: EventCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-pub async fn schedules(command: SchedulesCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        SchedulesCommand::List { server } => {
-            let client = Client::new(&server);
-            print(
-                &client
-                    .send(client.request(reqwest::Method::GET, "/v1/schedules"))
-                    .await?,
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+/// Prints what `GET path` answers (`schedules list`, `hooks list`).
+pub async fn list(path: &str, server: ServerArgs) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&server);
+    print(&client.send(client.request(reqwest::Method::GET, path)).await?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The runs of a batch file: JSON lines, each `{"input", "idempotency_key"}`

@@ -63,6 +63,9 @@ pub enum Command {
     /// Schedule triggers on a server.
     #[command(subcommand)]
     Schedules(client::SchedulesCommand),
+    /// Webhooks on a server (`POST /hooks/NAME`).
+    #[command(subcommand)]
+    Hooks(client::HooksCommand),
     /// The step result cache: clear it (on the server with SANDSTEP_URL, else locally).
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -118,7 +121,10 @@ pub fn main() -> ExitCode {
             Command::Workflow(command) => workflow::workflow(command).await,
             Command::Runs(command) => client::runs(command).await,
             Command::Event(command) => client::event(command).await,
-            Command::Schedules(command) => client::schedules(command).await,
+            Command::Schedules(client::SchedulesCommand::List { server }) => {
+                client::list("/v1/schedules", server).await
+            }
+            Command::Hooks(client::HooksCommand::List { server }) => client::list("/v1/hooks", server).await,
             Command::Secret(command) => secret::run(command).await,
             Command::Cache(command) => cache::run(&home, command).await,
             Command::Validate(args) => validate::run(&home, args).await,

@@ -49,6 +49,10 @@ pub struct ServeArgs {
     /// 0600) at first start.
     #[arg(long, value_name = "FILE")]
     pub signing_key: Option<PathBuf>,
+    /// Accept webhooks with `signature: none`: anyone who can reach the
+    /// server can then start their runs. Refused by default.
+    #[arg(long)]
+    pub allow_unsigned_webhooks: bool,
 }
 
 /// A lease of 1s to 1h.
@@ -78,6 +82,7 @@ pub async fn run(home: &super::local::Home, args: ServeArgs) -> anyhow::Result<E
     config.lease = args.lease;
     config.max_runs = args.max_runs as usize;
     config.grants = args.allow.grants()?;
+    config.grants.unsigned_webhooks = args.allow_unsigned_webhooks;
     config.signing_key = args.signing_key.clone();
     config.secrets_key = crate::service::secrets::SecretsKey::from_env().map_err(anyhow::Error::msg)?;
     let state = server::start(&config).await?;

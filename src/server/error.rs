@@ -22,6 +22,9 @@ pub enum ApiError {
     /// 401: a token is required and was missing or wrong.
     #[error("unauthorized")]
     Unauthorized,
+    /// 401: a webhook request's signature is missing or wrong.
+    #[error("bad signature: {0}")]
+    BadSignature(String),
     /// 404
     #[error("{0} not found")]
     NotFound(String),
@@ -75,6 +78,8 @@ impl From<RunError> for ApiError {
             RunError::NotFound(what) => ApiError::NotFound(what),
             RunError::WorkflowMissing(name) => ApiError::NotFound(format!("workflow {name}")),
             RunError::Conflict(detail) => ApiError::Conflict(detail),
+            RunError::BadSignature(detail) => ApiError::BadSignature(detail),
+            RunError::UnsupportedMedia(detail) => ApiError::UnsupportedMediaType(detail),
             RunError::Refused { kind, message } => ApiError::Refused { kind, detail: message },
             RunError::InvalidInput { field, errors } => {
                 let kind = match field.as_str() {
@@ -162,6 +167,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            ApiError::BadSignature(_) => (StatusCode::UNAUTHORIZED, "bad-signature", "Unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             ApiError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -205,6 +211,7 @@ impl ApiError {
             | ApiError::PayloadTooLarge(detail)
             | ApiError::UnsupportedMediaType(detail)
             | ApiError::BudgetExhausted(detail)
+            | ApiError::BadSignature(detail)
             | ApiError::NotConfigured(detail) => (detail, None, None),
             ApiError::Unauthorized => (
                 "a valid bearer token is required (Authorization: Bearer <token>)".into(),

@@ -2,7 +2,8 @@
 //! for SSE), problem+json errors (`error`), bearer tokens (`auth`),
 //! `/healthz`, `/metrics` and the OpenAPI document (`ops`), secrets
 //! (`secrets`), the step result cache (`cache`), usage per token (`usage`),
-//! the runs list (`runs`), and the web UI at `/ui` (`ui`).
+//! the runs list (`runs`), webhooks at `/hooks` (`hooks`), and the web UI
+//! at `/ui` (`ui`).
 //! Handlers only parse and translate: the run lifecycle is [`crate::service`].
 
 pub mod api;
@@ -11,6 +12,7 @@ pub mod bundle;
 pub mod cache;
 pub mod error;
 pub mod events;
+pub mod hooks;
 pub mod nodes;
 pub mod ops;
 mod page;
@@ -206,6 +208,7 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/v1/workflows/{name}/check", post(upgrade::check_workflow))
         .route("/v1/events", post(posted::post_event).get(posted::list_events))
         .route("/v1/schedules", get(posted::list_schedules))
+        .route("/v1/hooks", get(hooks::list_hooks))
         .route("/v1/cache", delete(cache::clear_cache))
         .route("/v1/usage", get(usage::get_usage))
         .route("/v1/nodes", get(nodes::list_nodes))
@@ -226,6 +229,11 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/ui", get(ui::index))
         .route("/ui/", get(ui::index))
         .route("/ui/{file}", get(ui::asset))
+        // The signature is a hook's authentication, not a bearer token.
+        .route(
+            "/hooks/{name}",
+            post(hooks::deliver).layer(DefaultBodyLimit::max(config.max_body_bytes)),
+        )
         .merge(v1)
         .fallback(|| async { error::ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { error::ApiError::MethodNotAllowed })

@@ -53,6 +53,8 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Result<impl IntoResp
         super::posted::post_event,
         super::posted::list_events,
         super::posted::list_schedules,
+        super::hooks::deliver,
+        super::hooks::list_hooks,
         super::secrets::put_secret,
         super::secrets::list_secrets,
         super::secrets::delete_secret,

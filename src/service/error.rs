@@ -42,6 +42,13 @@ pub enum RunError {
     /// The caller's token consumed its daily fuel budget.
     #[error("{0}")]
     BudgetExhausted(String),
+    /// A webhook request whose signature is missing or wrong (or an
+    /// unsigned one the server refuses).
+    #[error("{0}")]
+    BadSignature(String),
+    /// A body of a media type the route does not take.
+    #[error("{0}")]
+    UnsupportedMedia(String),
     /// The process is draining for shutdown.
     #[error("the server is shutting down")]
     Unavailable,

@@ -1,6 +1,7 @@
 //! Prometheus metrics: runs by status, attempts by outcome, step duration,
 //! instantiate time, queue depth, watched runs, store errors, cache hits
-//! and misses, runs this node owns and leases it took over.
+//! and misses, runs this node owns, leases it took over and refused
+//! webhook requests.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -27,6 +28,7 @@ pub struct Metrics {
     cache_misses: Counter,
     runs_owned: Gauge,
     lease_takeovers: Counter,
+    webhook_rejected: Family<Labels, Counter>,
     /// The executor's hits and misses already counted.
     cache_seen: std::sync::Mutex<(u64, u64)>,
 }
@@ -102,7 +104,14 @@ impl Default for Metrics {
             "Runs this node took over from another node whose lease had ended",
             lease_takeovers.clone(),
         );
+        let webhook_rejected = Family::<Labels, Counter>::default();
+        registry.register(
+            "sandstep_webhook_rejected",
+            "Webhook requests refused, by hook and reason (nothing of them stored)",
+            webhook_rejected.clone(),
+        );
         Metrics {
+            webhook_rejected,
             runs_owned,
             lease_takeovers,
             cache_hits,
@@ -156,6 +165,16 @@ impl Metrics {
     /// Counts runs taken over from expired leases (`sandstep_lease_takeovers_total`).
     pub fn lease_takeovers(&self, count: u64) {
         self.lease_takeovers.inc_by(count);
+    }
+
+    /// Counts a refused webhook request (`sandstep_webhook_rejected_total`).
+    pub fn webhook_rejected(&self, hook: &str, reason: &str) {
+        self.webhook_rejected
+            .get_or_create(&vec![
+                ("hook".to_string(), hook.to_string()),
+                ("reason".to_string(), reason.to_string()),
+            ])
+            .inc();
     }
 
     /// Counts one store failure (`sandstep_store_errors_total`).

@@ -16,6 +16,8 @@
 //! - [`secrets`]: secrets set through the API, sealed at rest.
 //! - [`cache`]: the step result cache on the store, and clearing it.
 //! - [`triggers`]: schedules and posted events that start runs.
+//! - [`hooks`]: webhooks, signed by their senders, that start runs or post
+//!   events.
 //! - [`view`]: the run resource folded from events; [`metrics`].
 //!
 //! A run's path: [`Service::start`] validates and pins it, the store's
@@ -32,6 +34,7 @@ pub mod cache;
 mod children;
 pub mod definitions;
 pub mod error;
+pub mod hooks;
 pub mod journal;
 pub mod metrics;
 pub mod modules;

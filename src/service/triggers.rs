@@ -39,7 +39,7 @@ pub struct ScheduleView {
 }
 
 /// One trigger of a workflow version, as the workflow resource shows it.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct TriggerView {
     /// A cron schedule (`0 9 * * 1-5`), with its time zone and, while the
     /// version is the latest, its next tick (RFC 3339 in that zone).
@@ -52,6 +52,15 @@ pub struct TriggerView {
     /// Every event posted with this topic starts a run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub on_event: Option<String>,
+    /// A hook: `POST /hooks/{webhook}`, signed as `signature` says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
+    /// `github`, `stripe`, `hmac-sha256` or `none`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+    /// The topic the hook posts events to (instead of starting runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
 }
 
 impl Service {
@@ -78,13 +87,17 @@ impl Service {
                     timezone: Some(schedule.timezone.name().to_string()),
                     next_fire: live(idx)
                         .and_then(|row| schedule.next_after(row.last_tick_ms).map(|t| schedule.format(t))),
-                    on_event: None,
+                    ..TriggerView::default()
                 },
                 RunTrigger::OnEvent { topic, .. } => TriggerView {
-                    schedule: None,
-                    timezone: None,
-                    next_fire: None,
                     on_event: Some(topic.clone()),
+                    ..TriggerView::default()
+                },
+                RunTrigger::Webhook(hook) => TriggerView {
+                    webhook: Some(hook.name.clone()),
+                    signature: Some(hook.signature.name().to_string()),
+                    event: hook.event.clone(),
+                    ..TriggerView::default()
                 },
             })
             .collect())
@@ -101,6 +114,9 @@ impl Service {
                     timezone: schedule.timezone.name().to_string(),
                 },
                 RunTrigger::OnEvent { topic, .. } => TriggerRow::Event { topic: topic.clone() },
+                RunTrigger::Webhook(hook) => TriggerRow::Webhook {
+                    hook: hook.name.clone(),
+                },
             })
             .collect();
         self.store(self.db.replace_triggers(name, version, &rows).await)?;
@@ -130,7 +146,7 @@ impl Service {
 
     /// Starts the run of one trigger firing, or finds the one started
     /// before under the same key.
-    async fn start_triggered(
+    pub(super) async fn start_triggered(
         self: &Arc<Self>,
         workflow: &str,
         version: i64,

@@ -146,6 +146,7 @@ impl Service {
                 workflow.name
             )));
         }
+        self.check_hooks(name, &workflow.triggers).await?;
         // The version it would be: the latest when it is the latest's text.
         let latest = self.store(self.db.workflow(name, None).await)?;
         workflow.version = match latest {

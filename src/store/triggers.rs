@@ -1,6 +1,6 @@
 //! The triggers of each workflow's latest version: schedules with the last
-//! tick they started a run for, and event topics; and which posted events
-//! still have triggers to start runs for.
+//! tick they started a run for, event topics, and webhooks with their last
+//! delivery; and which posted events still have triggers to start runs for.
 
 use sqlx::Row as _;
 
@@ -11,6 +11,37 @@ use super::{now_ms, Db, StoreError};
 pub enum TriggerRow {
     Schedule { schedule: String, timezone: String },
     Event { topic: String },
+    Webhook { hook: String },
+}
+
+/// One row of `triggers` as written.
+#[derive(Default)]
+struct Stored {
+    kind: &'static str,
+    topic: Option<String>,
+    schedule: Option<String>,
+    timezone: Option<String>,
+    last_tick_ms: Option<i64>,
+    last_run_id: Option<String>,
+    hook: Option<String>,
+    delivered_ms: Option<i64>,
+    delivery: Option<String>,
+    delivered_to: Option<String>,
+}
+
+/// A webhook and its last delivery.
+#[derive(Debug, Clone)]
+pub struct HookRow {
+    pub hook: String,
+    pub workflow: String,
+    pub idx: i64,
+    pub version: i64,
+    /// When the last accepted delivery was stored (ms since the epoch).
+    pub delivered_ms: Option<i64>,
+    /// Its delivery id (or the body's digest).
+    pub delivery: Option<String>,
+    /// The run it started or the event it posted.
+    pub delivered_to: Option<String>,
 }
 
 /// A schedule and how far it has fired.
@@ -37,7 +68,9 @@ pub struct Undispatched {
 impl Db {
     /// Makes `triggers` the triggers of `workflow` (its version `version`):
     /// the others stop. A schedule whose expression and time zone are
-    /// unchanged keeps how far it fired; a new one starts from now.
+    /// unchanged keeps how far it fired (a new one starts from now); a
+    /// hook keeps its last delivery (a hook name is unique across workflows:
+    /// see [`Db::hook_owner`]).
     pub async fn replace_triggers(
         &self,
         workflow: &str,
@@ -45,14 +78,18 @@ impl Db {
         triggers: &[TriggerRow],
     ) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
-        let old = sqlx::query("SELECT schedule, timezone, last_tick_ms, last_run_id FROM triggers WHERE workflow = $1 AND kind = 'schedule'")
-            .bind(workflow)
-            .fetch_all(&mut *tx)
-            .await?;
+        let old = sqlx::query(
+            "SELECT kind, schedule, timezone, last_tick_ms, last_run_id, hook, delivered_ms, delivery, delivered_to \
+             FROM triggers WHERE workflow = $1",
+        )
+        .bind(workflow)
+        .fetch_all(&mut *tx)
+        .await?;
         let fired = |schedule: &str, timezone: &str| {
             old.iter()
                 .find(|r| {
-                    r.get::<Option<&str>, _>("schedule") == Some(schedule)
+                    r.get::<&str, _>("kind") == "schedule"
+                        && r.get::<Option<&str>, _>("schedule") == Some(schedule)
                         && r.get::<Option<&str>, _>("timezone") == Some(timezone)
                 })
                 .map(|r| {
@@ -62,42 +99,59 @@ impl Db {
                     )
                 })
         };
-        let mut rows = Vec::new();
-        for (idx, trigger) in triggers.iter().enumerate() {
-            rows.push(match trigger {
-                TriggerRow::Schedule { schedule, timezone } => {
-                    let (tick, run) = fired(schedule, timezone).unwrap_or((Some(now_ms()), None));
+        let delivered = |hook: &str| {
+            old.iter()
+                .find(|r| r.get::<Option<&str>, _>("hook") == Some(hook))
+                .map(|r| {
                     (
-                        idx as i64,
-                        "schedule",
-                        None,
-                        Some(schedule.clone()),
-                        Some(timezone.clone()),
-                        tick,
-                        run,
+                        r.get::<Option<i64>, _>("delivered_ms"),
+                        r.get::<Option<String>, _>("delivery"),
+                        r.get::<Option<String>, _>("delivered_to"),
                     )
-                }
-                TriggerRow::Event { topic } => (idx as i64, "event", Some(topic.clone()), None, None, None, None),
-            });
-        }
+                })
+        };
         sqlx::query("DELETE FROM triggers WHERE workflow = $1")
             .bind(workflow)
             .execute(&mut *tx)
             .await?;
-        for (idx, kind, topic, schedule, timezone, tick, run) in rows {
+        for (idx, trigger) in triggers.iter().enumerate() {
+            let mut row = Stored::default();
+            match trigger {
+                TriggerRow::Schedule { schedule, timezone } => {
+                    let (tick, run) = fired(schedule, timezone).unwrap_or((Some(now_ms()), None));
+                    row.kind = "schedule";
+                    row.schedule = Some(schedule.clone());
+                    row.timezone = Some(timezone.clone());
+                    (row.last_tick_ms, row.last_run_id) = (tick, run);
+                }
+                TriggerRow::Event { topic } => {
+                    row.kind = "event";
+                    row.topic = Some(topic.clone());
+                }
+                TriggerRow::Webhook { hook } => {
+                    row.kind = "webhook";
+                    row.hook = Some(hook.clone());
+                    (row.delivered_ms, row.delivery, row.delivered_to) = delivered(hook).unwrap_or_default();
+                }
+            }
             sqlx::query(
-                "INSERT INTO triggers (workflow, idx, version, kind, topic, schedule, timezone, last_tick_ms, last_run_id) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "INSERT INTO triggers (workflow, idx, version, kind, topic, schedule, timezone, last_tick_ms, \
+                 last_run_id, hook, delivered_ms, delivery, delivered_to) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(workflow)
-            .bind(idx)
+            .bind(idx as i64)
             .bind(version)
-            .bind(kind)
-            .bind(topic)
-            .bind(schedule)
-            .bind(timezone)
-            .bind(tick)
-            .bind(run)
+            .bind(row.kind)
+            .bind(row.topic)
+            .bind(row.schedule)
+            .bind(row.timezone)
+            .bind(row.last_tick_ms)
+            .bind(row.last_run_id)
+            .bind(row.hook)
+            .bind(row.delivered_ms)
+            .bind(row.delivery)
+            .bind(row.delivered_to)
             .execute(&mut *tx)
             .await?;
         }
@@ -150,6 +204,54 @@ impl Db {
         .bind(tick_ms)
         .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every webhook, or the one named `hook`.
+    pub async fn hooks(&self, hook: Option<&str>) -> Result<Vec<HookRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT hook, workflow, idx, version, delivered_ms, delivery, delivered_to FROM triggers \
+             WHERE kind = 'webhook' AND ($1 IS NULL OR hook = $1) ORDER BY hook",
+        )
+        .bind(hook)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(HookRow {
+                    hook: r.try_get("hook")?,
+                    workflow: r.try_get("workflow")?,
+                    idx: r.try_get("idx")?,
+                    version: r.try_get("version")?,
+                    delivered_ms: r.try_get("delivered_ms")?,
+                    delivery: r.try_get("delivery")?,
+                    delivered_to: r.try_get("delivered_to")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The workflow other than `except` that has hook `hook`.
+    pub async fn hook_owner(&self, hook: &str, except: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT workflow FROM triggers WHERE hook = $1 AND workflow <> $2")
+            .bind(hook)
+            .bind(except)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get("workflow")))
+    }
+
+    /// Records a hook's accepted delivery (the latest one wins).
+    pub async fn hook_delivered(&self, hook: &str, delivery: &str, to: &str) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE triggers SET delivered_ms = $1, delivery = $2, delivered_to = $3 WHERE hook = $4")
+            .bind(now_ms())
+            .bind(delivery)
+            .bind(to)
+            .bind(hook)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }

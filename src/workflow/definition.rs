@@ -183,8 +183,9 @@ pub struct FilesDef {
     pub read: Vec<String>,
 }
 
-/// One entry of `triggers:`: `schedule:` (with `timezone`, `catch_up`) or
-/// `on_event:`, each with an optional `input`.
+/// One entry of `triggers:`: `schedule:` (with `timezone`, `catch_up`),
+/// `on_event:`, or `webhook:` (with `secret`, `signature`, `header`,
+/// `tolerance`, `headers`, `event`), each with an optional `input`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TriggerDef {
@@ -202,9 +203,33 @@ pub struct TriggerDef {
     #[serde(default)]
     pub on_event: Option<String>,
     /// The run's input: for a schedule, JSON; for `on_event`, a template
-    /// over `event` (default: the event's data).
+    /// over `event` (default: the event's data); for a webhook, a template
+    /// over `request.body` and `request.headers` (default: the body).
     #[serde(default)]
     pub input: Option<Value>,
+    /// A hook name: `POST /hooks/NAME` starts a run (or posts `event`).
+    #[serde(default)]
+    pub webhook: Option<String>,
+    /// The secret (from the secrets store) a webhook's signature is
+    /// computed with.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// `github`, `stripe`, `hmac-sha256` or `none`.
+    #[serde(default)]
+    pub signature: Option<String>,
+    /// `hmac-sha256`: the header carrying the signature (hex or base64).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// `stripe`: how old a signed timestamp may be (default 5m).
+    #[serde(default, deserialize_with = "duration_opt")]
+    pub tolerance: Option<Duration>,
+    /// The request headers a webhook's `input` may read.
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// A topic: the webhook posts its body as an event of this topic
+    /// instead of starting a run.
+    #[serde(default)]
+    pub event: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]

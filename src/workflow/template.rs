@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 /// The names a template may use.
 pub const ROOTS: &[&str] = &[
-    "inputs", "steps", "item", "index", "event", "secrets", "run", "workflow",
+    "inputs", "steps", "item", "index", "event", "secrets", "run", "workflow", "request",
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {

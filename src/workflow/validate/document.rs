@@ -65,7 +65,7 @@ pub fn validate(
         .map(|(location, step)| step::compile_step(location, step, context, &mut errors))
         .collect();
     let output = compile_output(def.output.as_ref(), &known, &mut errors);
-    let triggers = triggers::compile_triggers(&def.triggers, &def.inputs, &mut errors);
+    let triggers = triggers::compile_triggers(&def.triggers, &def.inputs, caps, &mut errors);
     let throttle = compile_throttle(&def, &known, &mut errors);
 
     if errors.0.is_empty() {

@@ -8,6 +8,7 @@ mod checks;
 mod code;
 mod document;
 mod grants;
+mod hooks;
 mod paths;
 mod step;
 mod throttle;
@@ -15,6 +16,7 @@ mod triggers;
 
 pub use code::{check_call_name, CallAction, CallRefused, Code};
 pub use document::validate;
+pub use hooks::{check_hook_name, Hook, Signature};
 pub use step::{check_topic, MAX_TOPIC_CHARS};
 pub use throttle::{Rate, Throttle, MAX_RATE_PER, MAX_THROTTLE_LIMIT};
 pub use triggers::{RunTrigger, Schedule, MAX_CATCH_UP};

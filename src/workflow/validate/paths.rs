@@ -32,9 +32,11 @@ pub(super) fn compile_value(value: &Value, location: &str, errors: &mut Errors) 
 /// Names that exist only in some templates: `item` and `index` in a
 /// for_each step's input and args, `event` in a wait's `match`.
 #[derive(Clone, Copy, Default)]
-pub(super) struct Situational {
+pub(super) struct Situational<'a> {
     pub item: bool,
     pub event: bool,
+    /// A webhook trigger's input: `request`, with the headers it lists.
+    pub request: Option<&'a [String]>,
 }
 
 /// The names a definition declares, which templates are checked against.
@@ -96,6 +98,27 @@ pub(super) fn check_paths(
                 location,
                 format!("{source:?}: `event` exists only in the `match` of a wait"),
             ),
+            "request" => match (situational.request, segments.get(1), segments.get(2)) {
+                (None, _, _) => errors.add(
+                    location,
+                    format!("{source:?}: `request` exists only in the input of a webhook trigger"),
+                ),
+                (Some(_), Some(field), _) if !["body", "headers"].contains(field) => {
+                    errors.add(location, format!("{source:?}: request has only `body` and `headers`"))
+                }
+                (Some(listed), Some(&"headers"), Some(name)) if !listed.iter().any(|h| h == name) => errors.add(
+                    location,
+                    format!(
+                        "{source:?} reads header {name:?}, which `headers:` does not list (listed: {})",
+                        if listed.is_empty() {
+                            "none".to_string()
+                        } else {
+                            listed.join(", ")
+                        }
+                    ),
+                ),
+                _ => {}
+            },
             "event" if segments.get(1).is_some_and(|f| !["topic", "data", "id"].contains(f)) => {
                 errors.add(location, format!("{source:?}: event has only `id`, `topic` and `data`"))
             }

@@ -257,8 +257,8 @@ fn compile_wait(wait: &WaitDef, at: &dyn Fn(&str) -> String, errors: &mut Errors
 fn action_templates<'a>(
     action: &'a Action,
     at: &dyn Fn(&str) -> String,
-    per_item: Situational,
-) -> Vec<(&'a Template, String, Situational)> {
+    per_item: Situational<'static>,
+) -> Vec<(&'a Template, String, Situational<'static>)> {
     let mut templated = Vec::new();
     match action {
         Action::Wait { topic, matches, .. } => {

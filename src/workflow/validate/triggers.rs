@@ -1,5 +1,5 @@
-//! Triggers: cron schedules (in a time zone, with a catch-up policy) and
-//! posted events that start runs of the workflow.
+//! Triggers: cron schedules (in a time zone, with a catch-up policy),
+//! posted events and webhooks (`hooks`) that start runs of the workflow.
 
 use std::str::FromStr as _;
 
@@ -7,9 +7,11 @@ use chrono::{DateTime, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
+use super::hooks::{compile_hook, Hook};
 use super::paths::{check_paths, compile_value, Known, Situational};
 use super::step::check_topic;
 use super::Errors;
+use crate::limits::Caps;
 use crate::workflow::definition::{CatchUp, InputDef, TriggerDef};
 use crate::workflow::template::TemplateValue;
 
@@ -26,6 +28,9 @@ pub enum RunTrigger {
         topic: String,
         input: Option<TemplateValue>,
     },
+    /// `POST /hooks/NAME`, signed as the hook says, starts a run or posts
+    /// an event.
+    Webhook(Box<Hook>),
 }
 
 #[derive(Debug)]
@@ -83,6 +88,7 @@ impl Schedule {
 pub(super) fn compile_triggers(
     defs: &[TriggerDef],
     inputs: &indexmap::IndexMap<String, InputDef>,
+    caps: &Caps,
     errors: &mut Errors,
 ) -> Vec<RunTrigger> {
     let mut triggers = Vec::new();
@@ -94,6 +100,35 @@ pub(super) fn compile_triggers(
     };
     for (i, def) in defs.iter().enumerate() {
         let at = |field: &str| format!("triggers[{i}].{field}");
+        if let Some(name) = &def.webhook {
+            if def.schedule.is_some() || def.on_event.is_some() {
+                errors.add(
+                    format!("triggers[{i}]"),
+                    "a trigger has one of `schedule`, `on_event` or `webhook`",
+                );
+            } else if let Some(hook) = compile_hook(name, def, &at, &known, caps, errors) {
+                if triggers
+                    .iter()
+                    .any(|t| matches!(t, RunTrigger::Webhook(other) if other.name == hook.name))
+                {
+                    errors.add(at("webhook"), format!("hook {name:?} is named twice in `triggers:`"));
+                }
+                triggers.push(RunTrigger::Webhook(Box::new(hook)));
+            }
+            continue;
+        }
+        for (field, present) in [
+            ("secret", def.secret.is_some()),
+            ("signature", def.signature.is_some()),
+            ("header", def.header.is_some()),
+            ("tolerance", def.tolerance.is_some()),
+            ("headers", !def.headers.is_empty()),
+            ("event", def.event.is_some()),
+        ] {
+            if present {
+                errors.add(at(field), format!("`{field}` applies to `webhook` triggers only"));
+            }
+        }
         match (&def.schedule, &def.on_event) {
             (Some(expression), None) => {
                 let timezone = match def.timezone.as_deref() {
@@ -160,11 +195,11 @@ pub(super) fn compile_triggers(
             }
             (Some(_), Some(_)) => errors.add(
                 format!("triggers[{i}]"),
-                "a trigger has either `schedule` or `on_event`, not both",
+                "a trigger has one of `schedule`, `on_event` or `webhook`",
             ),
             (None, None) => errors.add(
                 format!("triggers[{i}]"),
-                "a trigger needs `schedule` (a cron expression) or `on_event` (a topic)",
+                "a trigger needs `schedule` (a cron expression), `on_event` (a topic) or `webhook` (a hook name)",
             ),
         }
     }
