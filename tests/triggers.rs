@@ -248,7 +248,7 @@ async fn malformed_triggers_are_refused_with_their_location() {
             "triggers[0].input",
             "event has only",
         ),
-        ("on_event: a\n    schedule: \"0 9 * * *\"", "triggers[0]", "not both"),
+        ("on_event: a\n    schedule: \"0 9 * * *\"", "triggers[0]", "not several"),
         ("timezone: UTC", "triggers[0]", "needs `schedule`"),
     ] {
         let yaml = format!("name: t\ntriggers:\n  - {trigger}\nsteps:\n  - id: s\n    module: echo\n");

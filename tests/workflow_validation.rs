@@ -53,7 +53,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("  - { id: a }\n", &["steps.a: a step needs `module` (a module to run), `sleep` (a duration), `wait` (an event) or `workflow` (a child run)"]),
     ("  - { id: a, module: echo, for_each: 3 }\n", &["steps.a.for_each: expected an array or a template such as \"{{ steps.x.output.items }}\", got a number"]),
     ("  - { id: a, module: echo, retry: { max_attempts: 0, backoff: 0.5 } }\n", &["steps.a.retry.max_attempts: must be between 1 and 100", "steps.a.retry.backoff: must be at least 1.0"]),
-    ("  - { id: a, module: echo, input: { x: \"{{ nothing.here }}\" } }\n", &["steps.a.input: \"{{ nothing.here }}\" reads unknown name \"nothing\" (known: inputs, steps, item, index, event, secrets, run, workflow)"]),
+    ("  - { id: a, module: echo, input: { x: \"{{ nothing.here }}\" } }\n", &["steps.a.input: \"{{ nothing.here }}\" reads unknown name \"nothing\" (known: inputs, steps, item, index, event, secrets, run, workflow, request)"]),
     ("  - { id: a, module: echo, on_failure: explode }\n", &["steps.a.on_failure: unknown variant `explode`, expected one of `stop`, `continue`, `retry`"]),
 ];
 

@@ -104,7 +104,7 @@ pub(super) fn compile_triggers(
             if def.schedule.is_some() || def.on_event.is_some() {
                 errors.add(
                     format!("triggers[{i}]"),
-                    "a trigger has one of `schedule`, `on_event` or `webhook`",
+                    "a trigger has one of `schedule`, `on_event` or `webhook`, not several",
                 );
             } else if let Some(hook) = compile_hook(name, def, &at, &known, caps, errors) {
                 if triggers
@@ -195,7 +195,7 @@ pub(super) fn compile_triggers(
             }
             (Some(_), Some(_)) => errors.add(
                 format!("triggers[{i}]"),
-                "a trigger has one of `schedule`, `on_event` or `webhook`",
+                "a trigger has one of `schedule`, `on_event` or `webhook`, not several",
             ),
             (None, None) => errors.add(
                 format!("triggers[{i}]"),
