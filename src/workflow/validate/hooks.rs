@@ -84,14 +84,7 @@ pub(super) fn compile_hook(
     if let Err(message) = check_hook_name(name) {
         errors.add(at("webhook"), message);
     }
-    for (field, present) in [
-        ("timezone", def.timezone.is_some()),
-        ("catch_up", def.catch_up.is_some()),
-    ] {
-        if present {
-            errors.add(at(field), format!("`{field}` applies to `schedule` triggers only"));
-        }
-    }
+    super::triggers::schedule_fields_only_for_schedules(def, at, errors);
     let signature = match def.signature.as_deref() {
         None => {
             errors.add(

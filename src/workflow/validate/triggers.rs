@@ -167,14 +167,7 @@ pub(super) fn compile_triggers(
                 if let Err(message) = check_topic(topic) {
                     errors.add(at("on_event"), message);
                 }
-                for (field, present) in [
-                    ("timezone", def.timezone.is_some()),
-                    ("catch_up", def.catch_up.is_some()),
-                ] {
-                    if present {
-                        errors.add(at(field), format!("`{field}` applies to `schedule` triggers only"));
-                    }
-                }
+                schedule_fields_only_for_schedules(def, &at, errors);
                 let input = def
                     .input
                     .as_ref()
@@ -204,6 +197,18 @@ pub(super) fn compile_triggers(
         }
     }
     triggers
+}
+
+/// Refuses `timezone` and `catch_up` on a trigger that is not a schedule.
+pub(super) fn schedule_fields_only_for_schedules(def: &TriggerDef, at: &dyn Fn(&str) -> String, errors: &mut Errors) {
+    for (field, present) in [
+        ("timezone", def.timezone.is_some()),
+        ("catch_up", def.catch_up.is_some()),
+    ] {
+        if present {
+            errors.add(at(field), format!("`{field}` applies to `schedule` triggers only"));
+        }
+    }
 }
 
 /// A cron expression of 5 fields, or 6 with seconds first.
