@@ -19,10 +19,15 @@ const GITHUB_SECRET: &str = "It's a Secret to Everybody";
 const GITHUB_SIGNATURE: &str = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 const STRIPE_SECRET: &str = "whsec_test_5VQ0dmPp2a";
 
-async fn server_with(secrets: &[(&str, &str)], unsigned: bool) -> TestServer {
+/// A server with a secrets key and `secrets` set; `max_body` is its
+/// `--max-body-size` (default 1 MiB).
+async fn server_with(secrets: &[(&str, &str)], unsigned: bool, max_body: Option<usize>) -> TestServer {
     let server = TestServer::start_with(|config| {
         config.secrets_key = Some(sandstep::service::secrets::SecretsKey::from_hex(KEY).unwrap());
         config.grants.unsigned_webhooks = unsigned;
+        if let Some(max) = max_body {
+            config.max_body_bytes = max;
+        }
     })
     .await;
     server.push_test_modules().await;
@@ -128,7 +133,7 @@ output: "{{ steps.e.output }}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_deliveries_start_one_run_each_and_bad_signatures_store_nothing() {
-    let server = server_with(&[("GH_HOOK", GITHUB_SECRET)], false).await;
+    let server = server_with(&[("GH_HOOK", GITHUB_SECRET)], false, Some(16 << 20)).await;
     assert_eq!(server.apply("on-push", GITHUB).await.0, 201);
     let signed = |delivery: &'static str| {
         [
@@ -187,8 +192,11 @@ async fn github_deliveries_start_one_run_each_and_bad_signatures_store_nothing()
     xml[0].1 = "application/xml";
     let (status, body) = deliver(&server, "github-push", "Hello, World!", &xml).await;
     assert_eq!((status, problem(&body)), (415, "unsupported-media-type"), "{body}");
-    let (status, body) = deliver(&server, "github-push", vec![b'x'; 10 << 20], &signed("d-5")).await;
-    assert_eq!((status, problem(&body)), (413, "payload-too-large"), "{body}");
+    // A 10 MB body under `--max-body-size 16MiB`: its signature is checked
+    // over all of it (and does not match), nothing is stored.
+    let (status, body) = deliver(&server, "github-push", vec![b'x'; 10_000_000], &signed("d-5")).await;
+    assert_eq!((status, problem(&body)), (401, "bad-signature"), "{body}");
+    assert_eq!(rejected(&server.metrics().await, "github-push", "bad_signature"), 3);
     assert_eq!(runs_of(&server, "on-push").await.len(), 1);
 
     // The hooks list, over HTTP and from the CLI; never the secret.
@@ -245,7 +253,7 @@ output: "{{ steps.e.output }}"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripe_signatures_made_by_the_stripe_package_are_checked_within_their_tolerance() {
-    let server = server_with(&[("STRIPE_HOOK", STRIPE_SECRET)], false).await;
+    let server = server_with(&[("STRIPE_HOOK", STRIPE_SECRET)], false, None).await;
     assert_eq!(server.apply("payments", STRIPE).await.0, 201);
     let event = |id: &str| {
         json!({ "id": id, "type": "payment_intent.succeeded", "data": { "object": { "amount": 2000 } } }).to_string()
@@ -296,6 +304,13 @@ async fn stripe_signatures_made_by_the_stripe_package_are_checked_within_their_t
     let (status, _) = post("stripe", body.replace("2000", "1"), header).await;
     assert_eq!(status, 401);
 
+    // Just over the default 1 MiB: refused before the signature is read
+    // (a much larger body would still be in the client's send buffer when
+    // the server answers and closes: a broken pipe instead of the 413).
+    let big = json!({ "id": "evt_big", "pad": "x".repeat(1 << 20) }).to_string();
+    let (status, refused) = post("stripe", big.clone(), stripe_header(&big, STRIPE_SECRET, now_s())).await;
+    assert_eq!((status, problem(&refused)), (413, "payload-too-large"), "{refused}");
+
     let metrics = server.metrics().await;
     assert_eq!(rejected(&metrics, "stripe", "stale_timestamp"), 1, "{metrics}");
     assert_eq!(rejected(&metrics, "stripe", "bad_signature"), 2, "{metrics}");
@@ -319,7 +334,7 @@ output: "{{ steps.wait.output }}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_hmac_signed_form_posts_the_event_that_resumes_a_waiting_run() {
     let secret = "chat-secret-7Qx";
-    let server = server_with(&[("CHAT_HOOK", secret)], false).await;
+    let server = server_with(&[("CHAT_HOOK", secret)], false, None).await;
     assert_eq!(server.apply("approval", APPROVAL).await.0, 201);
     let run_id = server.start_run("approval").await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -371,7 +386,7 @@ const UNSIGNED: &str = "name: open\ntriggers:\n  - webhook: open-hook\n    signa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsigned_hooks_need_the_server_flag_when_applied_and_when_delivered() {
-    let refusing = server_with(&[], false).await;
+    let refusing = server_with(&[], false, None).await;
     let (status, body) = refusing.apply("open", UNSIGNED).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["location"], "triggers[0].signature", "{body}");
@@ -416,7 +431,7 @@ async fn unsigned_hooks_need_the_server_flag_when_applied_and_when_delivered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hook_name_belongs_to_one_workflow_and_bad_hooks_are_located() {
-    let server = server_with(&[("S", "s3cret")], false).await;
+    let server = server_with(&[("S", "s3cret")], false, None).await;
     let hooked = |name: &str, extra: &str| {
         format!(
             "name: {name}\ntriggers:\n  - webhook: shared\n    secret: S\n    signature: github\n{extra}steps:\n  - id: e\n    module: echo\n    input: {{}}\n"
