@@ -189,7 +189,7 @@ fn check_signature(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(), Refusal> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| header(headers, name);
     if hook.signature == Signature::None {
         return match unsigned_allowed {
             true => Ok(()),
@@ -274,9 +274,7 @@ fn check_signature(
 /// The body as JSON: JSON as sent, a form as an object (a repeated field
 /// as an array), text as a string.
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, RunError> {
-    let media = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
+    let media = header(headers, http::header::CONTENT_TYPE.as_str())
         .map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
     match media.as_deref() {
         None | Some("application/json") => parse_json(body),
@@ -312,13 +310,7 @@ fn parse_json(body: &[u8]) -> Result<Value, RunError> {
 /// `id`, `Idempotency-Key`), else the body's digest with the UTC day it
 /// came on (the same body sent again that day is the same delivery).
 fn delivery_id(hook: &Hook, headers: &HeaderMap, body: &Value, raw: &[u8]) -> (String, Option<i64>) {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
+    let header = |name: &str| header(headers, name).filter(|v| !v.is_empty());
     let sender = match hook.signature {
         Signature::Github => header("x-github-delivery").map(str::to_string),
         Signature::Stripe { .. } => body.get("id").and_then(Value::as_str).map(str::to_string),
@@ -352,16 +344,18 @@ fn idempotency_key(hook: &str, delivery: &str, day: Option<i64>) -> String {
     }
 }
 
+/// A request header as text, trimmed (none when absent or not text).
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
 /// `request.body` and the headers the hook lists, as `request.headers`.
 fn request_scope(hook: &Hook, headers: &HeaderMap, body: Value) -> Scope {
     let listed: Map<String, Value> = hook
         .headers
         .iter()
         .map(|name| {
-            let value = headers
-                .get(name.as_str())
-                .and_then(|v| v.to_str().ok())
-                .map_or(Value::Null, |v| Value::String(v.to_string()));
+            let value = header(headers, name).map_or(Value::Null, |v| Value::String(v.to_string()));
             (name.clone(), value)
         })
         .collect();

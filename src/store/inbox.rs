@@ -71,7 +71,7 @@ impl Db {
                 .await?;
         Ok(row.is_none_or(|r| {
             r.get::<Option<i64>, _>("consumed_ms").is_some()
-                || !matches!(r.get::<&str, _>("status"), "queued" | "running" | "paused")
+                || crate::run::RunStatus::parse(r.get("status")).is_some_and(crate::run::RunStatus::is_terminal)
         }))
     }
 
