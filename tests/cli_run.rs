@@ -266,6 +266,53 @@ fn a_bench_without_its_guests_says_how_to_build_them() {
     );
 }
 
+/// On a fresh checkout the first `bench` builds its guests with
+/// `guest-examples/build.sh rust` and prints figures. Here the checkout is a
+/// folder whose build script records its argument and puts the built trivial
+/// step where the real script would.
+#[test]
+fn a_first_bench_in_a_checkout_builds_its_guests_and_prints_figures() {
+    let checkout = tempfile::tempdir().unwrap();
+    let script = checkout.path().join("guest-examples/build.sh");
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    let echo = guests().examples.join("echo.wasm");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$@\" > built-for\nmkdir -p target/guests/rust\ncp '{}' target/guests/rust/echo.wasm\n",
+            echo.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = process::command()
+        .current_dir(checkout.path())
+        .env("SANDSTEP_DATA_DIR", checkout.path().join("data"))
+        .args([
+            "bench",
+            "sandbox",
+            "--iterations",
+            "20",
+            "--guests",
+            "target/guests",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text_of(&out));
+    assert!(
+        text(&out.stderr).contains("building the benchmark's guests from source: guest-examples/build.sh rust"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(checkout.path().join("built-for")).unwrap(),
+        "rust\n"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report.to_string().contains("echo"), "{report}");
+}
+
 fn text_of(out: &Output) -> String {
     format!("{}\n{}", text(&out.stdout), text(&out.stderr))
 }

@@ -40,12 +40,7 @@ async fn cli(server: &TestServer, args: &[&str]) -> (i32, String) {
 /// securesystemslib's own DSSE and Ed25519 code checks the envelope with
 /// the key `GET /v1/keys` lists; prints the payload it accepted.
 fn securesystemslib_verify(receipt: &std::path::Path, keyid: &str, public_hex: &str) -> Value {
-    let bin = std::process::Command::new(root().join("guest-examples/python-venv.sh"))
-        .arg(root().join("tests/receipts/requirements.txt"))
-        .output()
-        .expect("python-venv.sh runs");
-    assert!(bin.status.success(), "{}", text(&bin.stderr));
-    let python = std::path::PathBuf::from(text(&bin.stdout).trim()).join("python");
+    let python = crate::support::python("tests/receipts/requirements.txt");
     let script = "import json, sys\n\
         from securesystemslib.dsse import Envelope\n\
         from securesystemslib.signer import SSlibKey\n\

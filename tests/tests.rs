@@ -24,6 +24,7 @@ mod handlers;
 mod isolation;
 mod languages;
 mod limits;
+mod mcp;
 mod module_store;
 mod nodes;
 mod outcomes;

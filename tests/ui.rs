@@ -596,10 +596,11 @@ async fn the_runs_list_filtered_by_canceled_shows_only_canceled_runs() {
 
 /// A yearly schedule in a time zone shows its next fire on the workflow
 /// page: 9:00 on January 1st in Paris (+01:00 then), in the year to come;
-/// a webhook shows its route, its signature and what it does.
+/// a webhook shows its route, its signature and what it does; an MCP tool
+/// says so, with its description.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_yearly_schedule_shows_its_next_fire_in_its_time_zone() {
-    let yaml = "name: yearly\ntriggers:\n  - schedule: \"0 9 1 1 *\"\n    timezone: Europe/Paris\n  - webhook: yearly-hook\n    secret: HOOK\n    signature: stripe\n    event: year.turned\nsteps:\n  - { id: one, module: echo, input: { n: 1 } }\n";
+    let yaml = "name: yearly\ntriggers:\n  - schedule: \"0 9 1 1 *\"\n    timezone: Europe/Paris\n  - webhook: yearly-hook\n    secret: HOOK\n    signature: stripe\n    event: year.turned\nmcp: { description: Marks the year. }\nsteps:\n  - { id: one, module: echo, input: { n: 1 } }\n";
     let server = TestServer::with_workflow("yearly", yaml).await;
     use chrono::Datelike as _;
     let now = chrono::Utc::now();
@@ -616,6 +617,10 @@ async fn a_yearly_schedule_shows_its_next_fire_in_its_time_zone() {
     assert_eq!(
         hook,
         "Webhook POST /hooks/yearly-hook (signature: stripe) — posts event year.turned"
+    );
+    assert_eq!(
+        browser.text("p.mcp").await,
+        "An MCP tool: agents call yearly at POST /mcp — Marks the year."
     );
     browser.screenshot("yearly-schedule").await;
     browser.close().await;

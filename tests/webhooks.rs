@@ -68,12 +68,7 @@ fn now_s() -> i64 {
 }
 
 fn python() -> std::path::PathBuf {
-    let bin = Command::new(root().join("guest-examples/python-venv.sh"))
-        .arg(root().join("tests/webhooks/requirements.txt"))
-        .output()
-        .expect("python-venv.sh runs");
-    assert!(bin.status.success(), "{}", text(&bin.stderr));
-    std::path::PathBuf::from(text(&bin.stdout).trim()).join("python")
+    crate::support::python("tests/webhooks/requirements.txt")
 }
 
 /// A `Stripe-Signature` header for `body` at `timestamp`, made (and

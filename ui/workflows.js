@@ -45,6 +45,11 @@ export async function workflowPage(main, [name, query], signal) {
       h('a', { href: `#/runs?workflow=${encodeURIComponent(name)}` }, 'Its runs')),
     h('h2', null, 'Triggers'),
     triggers(w.triggers, w.version === latest),
+    h('h2', null, 'Agents (MCP)'),
+    w.mcp
+      ? h('p', { class: 'mcp' }, 'An MCP tool: agents call ', h('span', { class: 'mono' }, w.mcp.tool),
+        ' at ', h('span', { class: 'mono' }, 'POST /mcp'), w.mcp.description ? ` — ${w.mcp.description}` : null)
+      : h('p', { class: 'hint' }, 'Not an MCP tool (mcp: true in the definition offers it to agents).'),
     h('h2', null, 'Start a run'),
     w.version === latest ? startForm(w) : h('p', { class: 'hint' }, `Runs start on the latest version (v${latest}).`),
     h('h2', null, 'Source'),

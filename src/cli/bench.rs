@@ -79,15 +79,7 @@ pub async fn run(home: &super::local::Home, command: BenchCommand) -> anyhow::Re
         | BenchCommand::Waits { trivial, code, .. }
         | BenchCommand::Workflow { trivial, code, .. } => vec![trivial, code],
     };
-    for guest in guests {
-        if !guest.exists() {
-            anyhow::bail!(
-                "cannot read {}: the benchmarks run guests built from source; build them with \
-                 `guest-examples/build.sh rust` (from the project root), or pass the path",
-                guest.display()
-            );
-        }
-    }
+    build_missing(&guests)?;
     match command {
         BenchCommand::Sandbox {
             iterations,
@@ -121,4 +113,38 @@ fn print_report<R: serde::Serialize + std::fmt::Display>(report: &R, json: bool)
         print!("{report}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The script that builds the Rust guests the benchmarks run.
+const BUILD: &str = "guest-examples/build.sh";
+
+/// Builds the benchmarks' guests when one is missing under the project's
+/// `target/guests/rust/` (a fresh checkout): `guest-examples/build.sh rust`,
+/// run from the project root, which installs the wasm target if needed. A
+/// guest passed by path elsewhere, or missing outside a checkout, is an error
+/// that names the command.
+fn build_missing(guests: &[&std::path::Path]) -> anyhow::Result<()> {
+    let missing = guests.iter().filter(|guest| !guest.exists()).collect::<Vec<_>>();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let buildable =
+        std::path::Path::new(BUILD).is_file() && missing.iter().all(|guest| guest.starts_with("target/guests/rust"));
+    if buildable {
+        eprintln!("bench: building the benchmark's guests from source: {BUILD} rust");
+        let status = std::process::Command::new(BUILD).arg("rust").status();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => anyhow::bail!("{BUILD} rust failed ({status}); the benchmarks need its guests"),
+            Err(error) => anyhow::bail!("cannot run {BUILD}: {error}"),
+        }
+    }
+    if let Some(guest) = missing.iter().find(|guest| !guest.exists()) {
+        anyhow::bail!(
+            "cannot read {}: the benchmarks run guests built from source; build them with \
+             `{BUILD} rust` (from the project root), or pass the path",
+            guest.display()
+        );
+    }
+    Ok(())
 }

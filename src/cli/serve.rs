@@ -53,6 +53,19 @@ pub struct ServeArgs {
     /// server can then start their runs. Refused by default.
     #[arg(long)]
     pub allow_unsigned_webhooks: bool,
+    /// How long an MCP tool call (POST /mcp) waits for its run before it
+    /// answers the run id (the run goes on; sandstep_get_run follows it).
+    #[arg(long, value_parser = parse_mcp_wait, default_value = "60s")]
+    pub mcp_wait: std::time::Duration,
+}
+
+/// An MCP wait of 0s to 1h.
+fn parse_mcp_wait(text: &str) -> Result<std::time::Duration, String> {
+    let wait = parse_duration(text)?;
+    if wait > std::time::Duration::from_secs(3600) {
+        return Err(format!("--mcp-wait is at most 1h, not {text}"));
+    }
+    Ok(wait)
 }
 
 /// A lease of 1s to 1h.
@@ -84,6 +97,7 @@ pub async fn run(home: &super::local::Home, args: ServeArgs) -> anyhow::Result<E
     config.grants = args.allow.grants()?;
     config.grants.unsigned_webhooks = args.allow_unsigned_webhooks;
     config.signing_key = args.signing_key.clone();
+    config.mcp_wait = args.mcp_wait;
     config.secrets_key = crate::service::secrets::SecretsKey::from_env().map_err(anyhow::Error::msg)?;
     let state = server::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

@@ -214,6 +214,19 @@ pub struct WorkflowDetail {
     #[schema(value_type = std::collections::BTreeMap<String, crate::workflow::definition::InputDef>)]
     inputs: indexmap::IndexMap<String, crate::workflow::definition::InputDef>,
     triggers: Vec<crate::service::triggers::TriggerView>,
+    /// Present when the definition says `mcp:`: the workflow is an MCP tool at `/mcp`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mcp: Option<McpToolView>,
+}
+
+/// A workflow offered to AI agents as an MCP tool.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct McpToolView {
+    /// The tool name (the workflow's).
+    tool: String,
+    /// The tool's description (`mcp.description`, else the workflow's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -240,6 +253,10 @@ pub async fn get_workflow(
         description: workflow.description.clone(),
         inputs: workflow.inputs.clone(),
         triggers,
+        mcp: workflow.mcp.as_ref().map(|tool| McpToolView {
+            tool: workflow.name.clone(),
+            description: tool.description.clone(),
+        }),
     }))
 }
 

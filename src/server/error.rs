@@ -228,19 +228,35 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let retry_after = matches!(self, ApiError::BudgetExhausted(_)).then(seconds_to_utc_midnight);
+impl ApiError {
+    /// The problem details this error answers (an MCP tool's error carries
+    /// them too).
+    pub fn problem(self) -> Problem {
         let (status, kind, title) = self.kind();
         let (detail, field, errors) = self.details();
-        let body = Problem {
+        Problem {
             kind: format!("{PROBLEM_BASE}{kind}"),
             title,
             status: status.as_u16(),
             detail,
             field,
             errors,
-        };
+        }
+    }
+}
+
+impl Problem {
+    /// What is wrong, for people.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let retry_after = matches!(self, ApiError::BudgetExhausted(_)).then(seconds_to_utc_midnight);
+        let status = self.kind().0;
+        let body = self.problem();
         let mut response = (status, axum::Json(body)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod error;
 pub mod events;
 pub mod hooks;
+pub mod mcp;
 pub mod nodes;
 pub mod ops;
 mod page;
@@ -80,6 +81,8 @@ pub struct ServerConfig {
     /// without it, `signing-key.pem` in the data directory, generated at
     /// first start.
     pub signing_key: Option<PathBuf>,
+    /// How long an MCP tool call waits for its run (`--mcp-wait`). Default 60 s.
+    pub mcp_wait: Duration,
 }
 
 impl ServerConfig {
@@ -100,6 +103,7 @@ impl ServerConfig {
             secrets_key: None,
             grants: Default::default(),
             signing_key: None,
+            mcp_wait: Duration::from_secs(60),
         }
     }
 }
@@ -221,6 +225,16 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .merge(modules)
         .merge(batches)
+        .nest_service(
+            "/mcp",
+            mcp::service(
+                state.service.clone(),
+                config.mcp_wait,
+                config.max_body_bytes,
+                !state.tokens.is_empty(),
+                state.shutdown.clone(),
+            ),
+        )
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(ops::healthz))

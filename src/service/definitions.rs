@@ -57,8 +57,19 @@ impl Service {
         let (version, created) = self.store(self.db.put_workflow(name, source).await)?;
         if created {
             self.put_triggers(name, version.version, &workflow).await?;
+            self.workflows_changed();
         }
         Ok((version, created, workflow.steps.len()))
+    }
+
+    /// Tells those following [`Service::workflow_changes`] that a version was stored.
+    pub(super) fn workflows_changed(&self) {
+        self.workflow_changes.send_modify(|stored| *stored += 1);
+    }
+
+    /// Changes each time a workflow version is stored, on any node.
+    pub fn workflow_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.workflow_changes.subscribe()
     }
 
     pub async fn list_workflows(&self) -> Result<Vec<WorkflowVersion>, RunError> {

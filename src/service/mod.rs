@@ -144,6 +144,9 @@ pub struct Service {
     followed: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     tasks: TaskTracker,
     drain: CancellationToken,
+    /// Counts the workflow versions stored (here, or on another node): what
+    /// MCP clients follow for `notifications/tools/list_changed`.
+    workflow_changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl Service {
@@ -184,6 +187,7 @@ impl Service {
             followed: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
             drain: CancellationToken::new(),
+            workflow_changes: tokio::sync::watch::Sender::new(0),
         });
         owner::heartbeat(&service);
         owner::claimer(&service);

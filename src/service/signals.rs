@@ -94,6 +94,7 @@ impl Service {
                     throttle.released_elsewhere();
                 }
             }
+            Signal::Workflows => self.workflows_changed(),
         }
     }
 

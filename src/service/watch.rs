@@ -129,6 +129,70 @@ impl Drop for Watch {
     }
 }
 
+/// A run's events in order after a given seq: the stored ones first, then
+/// live ones as they are appended, ending after the run's final event.
+/// What a slow reader missed is read back from the store.
+pub struct Following {
+    service: Arc<super::Service>,
+    run_id: String,
+    live: Watch,
+    last: u64,
+    buffer: std::collections::VecDeque<Event>,
+    done: bool,
+}
+
+impl super::Service {
+    /// Follows `run_id`'s events after seq `after` (0: from its first).
+    pub async fn follow_events(self: &Arc<Self>, run_id: &str, after: u64) -> Result<Following, super::RunError> {
+        // Watch before reading what is stored, so nothing falls in between.
+        let (live, row) = self.watch(run_id).await?;
+        let stored = self.events(run_id, after).await?;
+        Ok(Following {
+            service: self.clone(),
+            run_id: run_id.to_string(),
+            live,
+            last: after,
+            done: row.is_ended() && stored.is_empty(),
+            buffer: stored.into(),
+        })
+    }
+}
+
+impl Following {
+    /// The next event, or `None` once the final one was given (or the store
+    /// cannot be read).
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                if event.seq <= self.last {
+                    continue;
+                }
+                self.last = event.seq;
+                self.done |= event.kind.is_final();
+                return Some(event);
+            }
+            if self.done {
+                return None;
+            }
+            match self.live.next().await {
+                Ok(Some(event)) => self.buffer.push_back(event),
+                // Fell behind: what was missed is stored.
+                Err(_) => self
+                    .buffer
+                    .extend(self.service.events(&self.run_id, self.last).await.ok()?),
+                // The run ended: anything not yet given is stored.
+                Ok(None) => {
+                    let rest = self.service.events(&self.run_id, self.last).await.ok()?;
+                    if rest.is_empty() {
+                        return None;
+                    }
+                    self.buffer.extend(rest);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,8 @@ pub enum Signal {
     Runs,
     /// `throttle:` slots were given back.
     Throttle,
+    /// A workflow version was stored (MCP clients are told their tools changed).
+    Workflows,
 }
 
 impl Signal {
@@ -31,6 +33,7 @@ impl Signal {
             Signal::Inbox(run) => format!("i {run}"),
             Signal::Runs => "r".into(),
             Signal::Throttle => "t".into(),
+            Signal::Workflows => "w".into(),
         }
     }
 
@@ -40,6 +43,7 @@ impl Signal {
             Some(("i", run)) => Some(Signal::Inbox(run.to_string())),
             None if payload == "r" => Some(Signal::Runs),
             None if payload == "t" => Some(Signal::Throttle),
+            None if payload == "w" => Some(Signal::Workflows),
             _ => None,
         }
     }

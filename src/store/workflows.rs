@@ -47,6 +47,7 @@ impl Db {
             .bind(created)
             .execute(&mut *tx)
             .await?;
+        super::notify::send(&mut tx, self.kind(), &[super::notify::Signal::Workflows]).await?;
         tx.commit().await?;
         Ok((
             WorkflowVersion {

@@ -53,6 +53,45 @@ pub struct WorkflowDef {
     /// across its runs.
     #[serde(default)]
     pub throttle: Option<ThrottleDef>,
+    /// `mcp: true` or `mcp: { description }`: offered to AI agents as a
+    /// tool at `/mcp`.
+    #[serde(default)]
+    pub mcp: Option<McpDef>,
+}
+
+/// `mcp:`: whether the workflow is an MCP tool, and the tool's own
+/// description (else the workflow's).
+#[derive(Debug, Clone, Default)]
+pub struct McpDef {
+    pub offered: bool,
+    pub description: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for McpDef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Tool {
+            #[serde(default)]
+            description: Option<String>,
+        }
+        match Value::deserialize(d)? {
+            Value::Bool(offered) => Ok(McpDef {
+                offered,
+                description: None,
+            }),
+            Value::Object(map) => serde_json::from_value::<Tool>(Value::Object(map))
+                .map(|tool| McpDef {
+                    offered: true,
+                    description: tool.description,
+                })
+                .map_err(serde::de::Error::custom),
+            other => Err(serde::de::Error::custom(format!(
+                "expected true, false or {{ description }}, got {}",
+                crate::workflow::template::kind_of(&other)
+            ))),
+        }
+    }
 }
 
 /// `workflow_limits: { fuel, memory, calls }` of a code workflow.

@@ -9,8 +9,8 @@ pub mod template;
 pub mod validate;
 
 pub use validate::{
-    check_call_name, check_topic, Action, CachePolicy, CallAction, CallRefused, Code, ForEach, ModuleCatalog, Rate,
-    RetryPolicy, Step, Throttle, Workflow,
+    check_call_name, check_topic, Action, CachePolicy, CallAction, CallRefused, Code, ForEach, McpTool, ModuleCatalog,
+    Rate, RetryPolicy, Step, Throttle, Workflow,
 };
 
 use serde_json::Value;

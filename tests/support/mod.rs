@@ -84,6 +84,17 @@ pub fn module_add(data_dir: &Path, file: &Path, name: &str, tag: &str) -> std::p
     )
 }
 
+/// The Python of the project's virtualenv with the pinned packages of
+/// `requirements` (a path from the project root) installed.
+pub fn python(requirements: &str) -> PathBuf {
+    let bin = Command::new(root().join("guest-examples/python-venv.sh"))
+        .arg(root().join(requirements))
+        .output()
+        .expect("python-venv.sh runs");
+    assert!(bin.status.success(), "{}", text(&bin.stderr));
+    PathBuf::from(text(&bin.stdout).trim()).join("python")
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

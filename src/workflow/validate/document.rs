@@ -67,6 +67,7 @@ pub fn validate(
     let output = compile_output(def.output.as_ref(), &known, &mut errors);
     let triggers = triggers::compile_triggers(&def.triggers, &def.inputs, caps, &mut errors);
     let throttle = compile_throttle(&def, &known, &mut errors);
+    let mcp = compile_mcp(&def, &mut errors);
 
     if errors.0.is_empty() {
         check_cycles(&compiled, &mut errors);
@@ -93,7 +94,34 @@ pub fn validate(
         throttle,
         code,
         version: 0,
+        mcp,
         index,
+    })
+}
+
+/// `mcp:`: the tool's description, and a name no built-in tool takes.
+fn compile_mcp(def: &WorkflowDef, errors: &mut Errors) -> Option<super::McpTool> {
+    let mcp = def.mcp.as_ref().filter(|mcp| mcp.offered)?;
+    if def.name.starts_with(super::MCP_BUILTIN_PREFIX) {
+        errors.add(
+            "mcp",
+            format!(
+                "the tool name {:?} starts with {:?}, which is kept for Sandstep's built-in tools: rename the workflow",
+                def.name,
+                super::MCP_BUILTIN_PREFIX
+            ),
+        );
+    }
+    if let Some(description) = &mcp.description {
+        if description.trim().is_empty() || description.chars().count() > super::MAX_MCP_DESCRIPTION {
+            errors.add(
+                "mcp.description",
+                format!("must be 1 to {} characters", super::MAX_MCP_DESCRIPTION),
+            );
+        }
+    }
+    Some(super::McpTool {
+        description: mcp.description.clone().or_else(|| def.description.clone()),
     })
 }
 

@@ -56,8 +56,23 @@ pub struct Workflow {
     pub code: Option<Code>,
     /// The stored version (0 for a definition not stored: `sandstep run`).
     pub version: i64,
+    /// `mcp:`: offered to AI agents as a tool at `/mcp`.
+    pub mcp: Option<McpTool>,
     index: HashMap<String, usize>,
 }
+
+/// A workflow offered as an MCP tool (named as the workflow).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct McpTool {
+    /// `mcp.description`, else the workflow's description.
+    pub description: Option<String>,
+}
+
+/// The prefix of Sandstep's own MCP tools, which no workflow tool may take.
+pub const MCP_BUILTIN_PREFIX: &str = "sandstep_";
+
+/// Longest `mcp.description`, in characters.
+pub const MAX_MCP_DESCRIPTION: usize = 4096;
 
 impl Workflow {
     /// The position of a step by id.
@@ -83,6 +98,7 @@ impl Workflow {
             throttle: None,
             code: None,
             version: self.version,
+            mcp: None,
             index: HashMap::new(),
         }
     }
