@@ -92,7 +92,7 @@ output: "{{ steps.q.output }}"
 
 #[test]
 fn top_level_errors_are_located() {
-    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `rate`, `timeout`, `steps`, `code`, `workflow_limits`, `output`, `triggers`, `secrets`, `budget`, `throttle`"]);
+    assert_eq!(errors("name: wf\nstpes: []\n"), ["stpes: unknown field `stpes`, expected one of `name`, `description`, `inputs`, `defaults`, `concurrency`, `rate`, `timeout`, `steps`, `code`, `workflow_limits`, `output`, `triggers`, `secrets`, `budget`, `throttle`, `mcp`"]);
     assert_eq!(
         errors("name: wf\nsteps: []\n"),
         ["steps: a workflow needs at least one step (or `code:`, a workflow module)"]
@@ -114,6 +114,40 @@ fn top_level_errors_are_located() {
         errors("name: wf\ndefaults:\n  limits: { fuel: 1000000000000 }\nsteps:\n  - { id: a, module: echo }\n"),
         ["defaults.limits.fuel: fuel 1000000000000 is above the cap of 100000000000"]
     );
+}
+
+/// `mcp:` is `true`, `false` or `{ description }`; the tool name may not
+/// take the built-in tools' prefix.
+#[test]
+fn mcp_is_checked_and_located() {
+    let step = "steps:\n  - { id: a, module: echo }\n";
+    assert_eq!(
+        errors(&format!("name: wf\nmcp: yes\n{step}")),
+        ["mcp: expected true, false or { description }, got a string"]
+    );
+    assert_eq!(
+        errors(&format!("name: wf\nmcp: {{ descripton: x }}\n{step}")),
+        ["mcp: unknown field `descripton`, expected `description`"]
+    );
+    assert_eq!(
+        errors(&format!("name: wf\nmcp: {{ description: \"\" }}\n{step}")),
+        ["mcp.description: must be 1 to 4096 characters"]
+    );
+    assert_eq!(
+        errors(&format!("name: sandstep_run\nmcp: true\n{step}")),
+        ["mcp: the tool name \"sandstep_run\" starts with \"sandstep_\", which is kept for Sandstep's built-in tools: rename the workflow"]
+    );
+    let described = load(&format!("name: wf\ndescription: Does it.\nmcp: true\n{step}")).unwrap();
+    assert_eq!(described.mcp.unwrap().description.as_deref(), Some("Does it."));
+    let own = load(&format!(
+        "name: wf\ndescription: Does it.\nmcp: {{ description: For agents. }}\n{step}"
+    ))
+    .unwrap();
+    assert_eq!(own.mcp.unwrap().description.as_deref(), Some("For agents."));
+    assert!(load(&format!("name: sandstep_run\nmcp: false\n{step}"))
+        .unwrap()
+        .mcp
+        .is_none());
 }
 
 /// Grants are checked for form and against what the server allows, each

@@ -30,7 +30,7 @@ impl Tools {
         name: &str,
         arguments: JsonObject,
         context: &RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> Result<Called, ErrorData> {
         let offered = match self.service.workflow(name, None).await {
             Ok((_, workflow)) => workflow.mcp.is_some(),
             Err(RunError::WorkflowMissing(_)) => false,
@@ -50,10 +50,13 @@ impl Tools {
         };
         let run_id = match self.service.start(name, request, None).await {
             Ok((started, _)) => started.run.id,
-            Err(error) => return refused(error),
+            Err(error) => return refused(error).map(Called::Now),
         };
+        if context.client_capabilities().is_some_and(|caps| caps.supports_tasks()) {
+            return self.created_task(&run_id).await.map(Called::Task);
+        }
         self.follow(&run_id, self.wait, context).await;
-        self.answer(&run_id, context).await
+        self.answer(&run_id, context).await.map(Called::Now)
     }
 
     /// `sandstep_get_run {run_id, wait_seconds}`.
@@ -190,52 +193,63 @@ impl Tools {
             Ok(view) => view,
             Err(error) => return refused(error),
         };
-        let page = ui_link(context, run_id);
-        let status = view.row.status.clone();
-        let mut result = match RunStatus::parse(&status) {
-            Some(RunStatus::Completed) => {
-                let output = view.row.output.clone().unwrap_or(Value::Null);
-                let mut result = success(serde_json::to_string_pretty(&output).unwrap_or_default(), output);
-                result
-                    .content
-                    .push(ContentBlock::text(format!("Run {run_id} completed.")));
-                result
-            }
-            Some(RunStatus::Failed | RunStatus::Canceled) => {
-                let error = run_error(&view);
-                let text = format!(
-                    "Run {run_id} {status}: {}: {}",
-                    error["kind"].as_str().unwrap_or("error"),
-                    error["message"].as_str().unwrap_or_default()
-                );
-                let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
-                result.structured_content =
-                    Some(json!({ "run_id": run_id, "status": status, "error": error, "ui": page }));
-                result
-            }
-            _ => {
-                let waiting = waiting_topics(&view);
-                let mut text = format!(
+        Ok(answer(&view, &ui_link(context, run_id)))
+    }
+}
+
+/// What a workflow tool's call answers: the run's result, or (for a
+/// client that declared the tasks extension) a task to poll.
+pub(super) enum Called {
+    Now(CallToolResult),
+    Task(rmcp::model::CreateTaskResult),
+}
+
+/// A run as a tool result (see [`Tools::answer`]); `page` is its UI link.
+pub(super) fn answer(view: &RunView, page: &str) -> CallToolResult {
+    let run_id = view.row.id.as_str();
+    let status = view.row.status.clone();
+    let mut result = match RunStatus::parse(&status) {
+        Some(RunStatus::Completed) => {
+            let output = view.row.output.clone().unwrap_or(Value::Null);
+            let mut result = success(serde_json::to_string_pretty(&output).unwrap_or_default(), output);
+            result
+                .content
+                .push(ContentBlock::text(format!("Run {run_id} completed.")));
+            result
+        }
+        Some(RunStatus::Failed | RunStatus::Canceled) => {
+            let error = run_error(view);
+            let text = format!(
+                "Run {run_id} {status}: {}: {}",
+                error["kind"].as_str().unwrap_or("error"),
+                error["message"].as_str().unwrap_or_default()
+            );
+            let mut result = CallToolResult::error(vec![ContentBlock::text(text)]);
+            result.structured_content = Some(json!({ "run_id": run_id, "status": status, "error": error, "ui": page }));
+            result
+        }
+        _ => {
+            let waiting = waiting_topics(view);
+            let mut text = format!(
                     "Run {run_id} is {status} (it goes on). Follow it with {} {{\"run_id\": \"{run_id}\"}}; its page: {page}",
                     tools::GET_RUN
                 );
-                if !waiting.is_empty() {
-                    text.push_str(&format!(
-                        ". It waits for an event of topic {}: post one with {}.",
-                        waiting.join(", "),
-                        tools::SEND_EVENT
-                    ));
-                }
-                let structured = json!({ "run_id": run_id, "status": status, "ui": page, "waiting_for": waiting });
-                success(text, structured)
+            if !waiting.is_empty() {
+                text.push_str(&format!(
+                    ". It waits for an event of topic {}: post one with {}.",
+                    waiting.join(", "),
+                    tools::SEND_EVENT
+                ));
             }
-        };
-        let mut meta = MetaObject::new();
-        meta.0.insert("sandstep.dev/run_id".into(), run_id.into());
-        meta.0.insert("sandstep.dev/status".into(), status.into());
-        result.meta = Some(meta);
-        Ok(result)
-    }
+            let structured = json!({ "run_id": run_id, "status": status, "ui": page, "waiting_for": waiting });
+            success(text, structured)
+        }
+    };
+    let mut meta = MetaObject::new();
+    meta.0.insert("sandstep.dev/run_id".into(), run_id.into());
+    meta.0.insert("sandstep.dev/status".into(), status.into());
+    result.meta = Some(meta);
+    result
 }
 
 /// A step's start or end, as a progress message (other events are not progress).
@@ -278,7 +292,7 @@ fn waiting_topics(view: &RunView) -> Vec<String> {
 }
 
 /// The run's page in the web UI, on the host the client called.
-fn ui_link(context: &RequestContext<RoleServer>, run_id: &str) -> String {
+pub(super) fn ui_link(context: &RequestContext<RoleServer>, run_id: &str) -> String {
     let parts = context.extensions.get::<http::request::Parts>();
     let header = |name: &str| {
         parts

@@ -5,20 +5,23 @@
 //!
 //! A call waits for its run up to `--mcp-wait`; a run still going is
 //! answered with its id, and the run goes on (it is durable: the agent
-//! follows it with `sandstep_get_run`, across restarts). Clients that
+//! follows it with `sandstep_get_run`, across restarts). A client that
+//! declares the tasks extension gets a task at once instead, whose id is
+//! the run's: `tasks/get` reads the run, on any node, after any restart. Clients that
 //! subscribe (`subscriptions/listen`, or a session's stream on older
 //! protocol versions) are told `notifications/tools/list_changed` each time
 //! a workflow version is stored.
 
 mod calls;
+mod tasks;
 mod tools;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult, PaginatedRequestParams,
-    ServerCapabilities, ServerConfig, SubscriptionFilter,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter, UpdateTaskParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -66,6 +69,7 @@ impl ServerHandler for Tools {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new("sandstep", env!("CARGO_PKG_VERSION")))
@@ -95,9 +99,41 @@ impl ServerHandler for Tools {
             tools::GET_RUN => self.get_run(arguments, &context).await?,
             tools::SEND_EVENT => self.send_event(arguments).await?,
             tools::LIST_RUNS => self.list_runs(arguments).await?,
-            name => self.call_workflow(name, arguments, &context).await?,
+            name => match self.call_workflow(name, arguments, &context).await? {
+                calls::Called::Now(result) => result,
+                calls::Called::Task(task) => return Ok(CallToolResponse::Task(task)),
+            },
         };
         Ok(result.into())
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        self.task(&request.task_id, &context).await.map(GetTaskResult::new)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.cancel(&request.task_id).await
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let message = format!(
+            "task {} asks for no input: a run waiting for an event resumes through {}",
+            request.task_id,
+            tools::SEND_EVENT
+        );
+        Err(ErrorData::invalid_params(message, None))
     }
 
     fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
