@@ -323,9 +323,39 @@ async fn a_listening_agent_hears_that_the_tools_changed() {
     let server = server_in(dir.path()).await;
     server.push_test_modules().await;
     assert_eq!(server.apply("greet", GREET).await.0, 201);
+    hears_the_change(&server, &server).await;
+    server.stop().await;
+}
+
+/// On PostgreSQL, a client listening on one node hears of a workflow
+/// applied through another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_applied_on_another_node_changes_the_tools() {
+    if crate::support::store::postgres().is_none() {
+        eprintln!("skipped: several nodes share a store on PostgreSQL only (SANDSTEP_TEST_POSTGRES)");
+        return;
+    }
+    let (first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = server_in(first_dir.path()).await;
+    first.push_test_modules().await;
+    let shared = crate::support::store::location(first_dir.path());
+    let second = TestServer::start_in(second_dir.path(), |config| {
+        config.tokens = vec![sandstep::server::auth::ApiToken::new(TOKEN)];
+        config.store = shared;
+    })
+    .await;
+    hears_the_change(&first, &second).await;
+    second.stop().await;
+    first.stop().await;
+}
+
+/// A Python SDK client listens on `listening`'s `/mcp` while `approval` is
+/// applied through `applying`: it hears `tools/list_changed` and lists the
+/// new tool.
+async fn hears_the_change(listening: &TestServer, applying: &TestServer) {
     let mut child = std::process::Command::new(mcp_python())
         .arg(root().join("tests/mcp/client.py"))
-        .args([&format!("{}/mcp", server.url), TOKEN, r#"[{"op": "listen"}]"#])
+        .args([&format!("{}/mcp", listening.url), TOKEN, r#"[{"op": "listen"}]"#])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -338,7 +368,7 @@ async fn a_listening_agent_hears_that_the_tools_changed() {
         }
     });
     assert_eq!(next(&mut lines).await, json!({ "listening": true }));
-    assert_eq!(server.apply("approval", APPROVAL).await.0, 201);
+    assert_eq!(applying.apply("approval", APPROVAL).await.0, 201);
     let changed = next(&mut lines).await;
     assert_eq!(changed["changed"], true);
     assert!(
@@ -349,7 +379,6 @@ async fn a_listening_agent_hears_that_the_tools_changed() {
         .await
         .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
-    server.stop().await;
 }
 
 /// The next line the client printed, as JSON.
