@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use crate::support::server::TestServer;
 use crate::support::{python, root, text};
 
-const TOKEN: &str = "mcp-test-token-0123456789";
+pub(crate) const TOKEN: &str = "mcp-test-token-0123456789";
 /// A token whose runs may consume 1 fuel a day: its first run spends it.
 const TINY: &str = "tiny-budget-token-0123456789";
 
@@ -32,7 +32,7 @@ steps:
 output: "{{ steps.say.output }}"
 "#;
 
-const BROKEN: &str = r#"
+pub(crate) const BROKEN: &str = r#"
 name: broken
 mcp: { description: Always fails. }
 steps:
@@ -41,7 +41,7 @@ steps:
     input: { mode: error, retryable: false }
 "#;
 
-const SLOW: &str = r#"
+pub(crate) const SLOW: &str = r#"
 name: slow
 mcp: true
 steps:
@@ -71,7 +71,7 @@ steps:
   - { id: e, module: echo, input: { secret: true } }
 "#;
 
-async fn server_in(dir: &std::path::Path) -> TestServer {
+pub(crate) async fn server_in(dir: &std::path::Path) -> TestServer {
     TestServer::start_in(dir, |config| {
         config.tokens = vec![
             sandstep::server::auth::ApiToken::new(TOKEN),
@@ -152,112 +152,8 @@ async fn an_agent_lists_calls_follows_and_resumes_workflows_across_a_restart() {
         ]),
     )
     .await;
-
-    // The current protocol; tools/list: the four workflows that say mcp:,
-    // then the built-ins.
-    assert_eq!(answers[0]["protocol"], "2026-07-28");
-    let tools = answers[0]["tools"].as_array().unwrap();
-    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(
-        names,
-        [
-            "approval",
-            "broken",
-            "greet",
-            "slow",
-            "sandstep_get_run",
-            "sandstep_send_event",
-            "sandstep_list_runs"
-        ],
-        "{}",
-        answers[0]
-    );
-    let greet = &tools[2];
-    assert_eq!(greet["description"], "Greets someone by name.");
-    assert_eq!(
-        greet["inputSchema"],
-        json!({
-            "type": "object",
-            "properties": {
-                "name": { "type": "string", "description": "Who to greet" },
-                "excited": { "type": "boolean", "default": false }
-            },
-            "required": ["name"],
-            "additionalProperties": false
-        })
-    );
-    assert_eq!(tools[1]["description"], "Always fails.");
-    assert_eq!(tools[3]["inputSchema"], json!({ "type": "object", "properties": {} }));
-
-    // A run that completes: its output, structured and as text; each step's
-    // start and end was a progress notification.
-    let completed = &answers[1];
-    assert_eq!(completed["isError"], false, "{completed}");
-    assert_eq!(
-        completed["structuredContent"],
-        json!({ "greeting": "hello Ada", "excited": false })
-    );
-    let output: Value = serde_json::from_str(completed["text"][0].as_str().unwrap()).unwrap();
-    assert_eq!(output, completed["structuredContent"]);
-    assert_eq!(completed["meta"]["sandstep.dev/status"], "completed");
-    assert_eq!(
-        completed["progress"],
-        json!(["step say started (attempt 1)", "step say succeeded"]),
-        "{completed}"
-    );
-    let greet_run = completed["meta"]["sandstep.dev/run_id"].as_str().unwrap().to_string();
-    let (status, run) = server.get(&format!("/v1/runs/{greet_run}")).await;
-    assert_eq!(status, 200);
-    assert_eq!(run["trigger"], json!({ "mcp": "greet" }), "{run}");
-
-    // A run that fails: isError with the step's error kind and message.
-    let failed = &answers[2];
-    assert_eq!(failed["isError"], true, "{failed}");
-    assert_eq!(failed["structuredContent"]["status"], "failed");
-    assert_eq!(failed["structuredContent"]["error"]["kind"], "guest_error");
-    assert_eq!(failed["structuredContent"]["error"]["step"], "no");
-    assert!(
-        failed["text"][0].as_str().unwrap().contains("the guest says no"),
-        "{failed}"
-    );
-
-    // A run that outlasts --mcp-wait (1s here): its id, status and page.
-    let slow = &answers[3];
-    assert_eq!(slow["isError"], false, "{slow}");
-    assert_eq!(slow["structuredContent"]["status"], "paused", "{slow}");
-    let slow_run = run_id(slow);
-    assert_eq!(
-        slow["structuredContent"]["ui"],
-        format!("{}/ui/#/runs/{slow_run}", server.url)
-    );
-    assert!(slow["text"][0].as_str().unwrap().contains("sandstep_get_run"), "{slow}");
-
-    // A run that waits for an event says which topic.
-    let waiting = &answers[4];
-    assert_eq!(waiting["structuredContent"]["status"], "paused", "{waiting}");
-    assert_eq!(waiting["structuredContent"]["waiting_for"], json!(["approval.T-9"]));
-    let approval_run = run_id(waiting);
-
-    // Input the workflow does not declare: a tool error the model can act on.
-    let refused = &answers[5];
-    assert_eq!(refused["isError"], true, "{refused}");
-    assert_eq!(
-        refused["structuredContent"]["error"]["type"],
-        "https://sandstep.dev/problems/invalid-input"
-    );
-    assert!(
-        refused["text"][0].as_str().unwrap().contains("unknown input nom"),
-        "{refused}"
-    );
-
-    // A workflow without mcp: cannot be called.
-    assert_eq!(answers[6]["error"]["code"], -32602, "{}", answers[6]);
-    assert!(answers[6]["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("unknown tool: hidden"));
-    let (_, hidden_runs) = server.get("/v1/runs?workflow=hidden").await;
-    assert_eq!(hidden_runs["runs"], json!([]));
+    assert_tools(&answers[0]);
+    let (greet_run, slow_run, approval_run) = assert_calls(&server, &answers[1..]).await;
 
     // The server restarts; the runs go on, and the agent follows them (a
     // client of an older protocol version, with a session, this time).
@@ -315,6 +211,119 @@ async fn an_agent_lists_calls_follows_and_resumes_workflows_across_a_restart() {
     );
     assert_eq!(answers[6]["error"]["code"], -32602, "{}", answers[6]);
     server.stop().await;
+}
+
+/// The current protocol; tools/list: the four workflows that say mcp:,
+/// then the built-ins, with their schemas and descriptions.
+fn assert_tools(list: &Value) {
+    assert_eq!(list["protocol"], "2026-07-28");
+    let tools = list["tools"].as_array().unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "approval",
+            "broken",
+            "greet",
+            "slow",
+            "sandstep_get_run",
+            "sandstep_send_event",
+            "sandstep_list_runs"
+        ],
+        "{list}"
+    );
+    let greet = &tools[2];
+    assert_eq!(greet["description"], "Greets someone by name.");
+    assert_eq!(
+        greet["inputSchema"],
+        json!({
+            "type": "object",
+            "properties": {
+                "name": { "type": "string", "description": "Who to greet" },
+                "excited": { "type": "boolean", "default": false }
+            },
+            "required": ["name"],
+            "additionalProperties": false
+        })
+    );
+    assert_eq!(tools[1]["description"], "Always fails.");
+    assert_eq!(tools[3]["inputSchema"], json!({ "type": "object", "properties": {} }));
+}
+
+/// The first session's calls: completed, failed, outlasting the wait,
+/// waiting for an event, refused input, a workflow that is not a tool.
+/// Answers the ids of the greet, slow and approval runs.
+async fn assert_calls(server: &TestServer, answers: &[Value]) -> (String, String, String) {
+    // A run that completes: its output, structured and as text; each step's
+    // start and end was a progress notification.
+    let completed = &answers[0];
+    assert_eq!(completed["isError"], false, "{completed}");
+    assert_eq!(
+        completed["structuredContent"],
+        json!({ "greeting": "hello Ada", "excited": false })
+    );
+    let output: Value = serde_json::from_str(completed["text"][0].as_str().unwrap()).unwrap();
+    assert_eq!(output, completed["structuredContent"]);
+    assert_eq!(completed["meta"]["sandstep.dev/status"], "completed");
+    assert_eq!(
+        completed["progress"],
+        json!(["step say started (attempt 1)", "step say succeeded"]),
+        "{completed}"
+    );
+    let greet_run = completed["meta"]["sandstep.dev/run_id"].as_str().unwrap().to_string();
+    let (status, run) = server.get(&format!("/v1/runs/{greet_run}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(run["trigger"], json!({ "mcp": "greet" }), "{run}");
+
+    // A run that fails: isError with the step's error kind and message.
+    let failed = &answers[1];
+    assert_eq!(failed["isError"], true, "{failed}");
+    assert_eq!(failed["structuredContent"]["status"], "failed");
+    assert_eq!(failed["structuredContent"]["error"]["kind"], "guest_error");
+    assert_eq!(failed["structuredContent"]["error"]["step"], "no");
+    assert!(
+        failed["text"][0].as_str().unwrap().contains("the guest says no"),
+        "{failed}"
+    );
+
+    // A run that outlasts --mcp-wait (1s here): its id, status and page.
+    let slow = &answers[2];
+    assert_eq!(slow["isError"], false, "{slow}");
+    assert_eq!(slow["structuredContent"]["status"], "paused", "{slow}");
+    let slow_run = run_id(slow);
+    assert_eq!(
+        slow["structuredContent"]["ui"],
+        format!("{}/ui/#/runs/{slow_run}", server.url)
+    );
+    assert!(slow["text"][0].as_str().unwrap().contains("sandstep_get_run"), "{slow}");
+
+    // A run that waits for an event says which topic.
+    let waiting = &answers[3];
+    assert_eq!(waiting["structuredContent"]["status"], "paused", "{waiting}");
+    assert_eq!(waiting["structuredContent"]["waiting_for"], json!(["approval.T-9"]));
+    let approval_run = run_id(waiting);
+
+    // Input the workflow does not declare: a tool error the model can act on.
+    let refused = &answers[4];
+    assert_eq!(refused["isError"], true, "{refused}");
+    assert_eq!(
+        refused["structuredContent"]["error"]["type"],
+        "https://sandstep.dev/problems/invalid-input"
+    );
+    assert!(
+        refused["text"][0].as_str().unwrap().contains("unknown input nom"),
+        "{refused}"
+    );
+
+    // A workflow without mcp: cannot be called.
+    assert_eq!(answers[5]["error"]["code"], -32602, "{}", answers[5]);
+    assert!(answers[5]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown tool: hidden"));
+    let (_, hidden_runs) = server.get("/v1/runs?workflow=hidden").await;
+    assert_eq!(hidden_runs["runs"], json!([]));
+    (greet_run, slow_run, approval_run)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -479,120 +488,5 @@ async fn without_tokens_mcp_takes_loopback_hosts_only() {
     assert_eq!(post(None).await.unwrap().status(), 200);
     assert_eq!(post(Some("localhost:8080")).await.unwrap().status(), 200);
     assert_eq!(post(Some("rebound.example:8080")).await.unwrap().status(), 403);
-    server.stop().await;
-}
-
-/// A client of the MCP SDK for Rust (`rmcp`) that declares the tasks
-/// extension, with the bearer token.
-async fn tasks_client(
-    server: &TestServer,
-) -> rmcp::service::RunningService<rmcp::RoleClient, rmcp::model::ClientConfig> {
-    use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::ServiceExt as _;
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(format!("{}/mcp", server.url)).auth_header(TOKEN),
-    );
-    ClientConfig::new(
-        ClientCapabilities::builder().enable_tasks().build(),
-        Implementation::new("sandstep-tests", "1"),
-    )
-    .serve(transport)
-    .await
-    .expect("the client connects")
-}
-
-/// Calls `tool` and answers the task it created.
-async fn task_of(
-    client: &rmcp::service::RunningService<rmcp::RoleClient, rmcp::model::ClientConfig>,
-    tool: &str,
-) -> rmcp::model::Task {
-    use rmcp::model::{CallToolRequestParams, CallToolResponse};
-    match client
-        .call_tool_once(CallToolRequestParams::new(tool.to_string()))
-        .await
-        .unwrap()
-    {
-        CallToolResponse::Task(created) => created.task,
-        other => panic!("expected a task, got {other:?}"),
-    }
-}
-
-/// Polls `tasks/get` until the task has ended.
-async fn ended(
-    client: &rmcp::service::RunningService<rmcp::RoleClient, rmcp::model::ClientConfig>,
-    id: &str,
-) -> rmcp::model::DetailedTask {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let task = client
-            .get_task(rmcp::model::GetTaskParams::new(id.to_string()))
-            .await
-            .unwrap()
-            .task;
-        if task.status().is_terminal() {
-            return task;
-        }
-        assert!(std::time::Instant::now() < deadline, "task {id} did not end: {task:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A client that supports MCP tasks gets a task at once, whose id is the
-/// run's: it is polled across a restart of the server, ends with the tool
-/// result a call would answer, and can be cancelled.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_is_the_durable_run_and_outlives_a_restart() {
-    use rmcp::model::{CancelTaskParams, GetTaskParams, TaskPayload, TaskStatus};
-    let dir = tempfile::tempdir().unwrap();
-    let server = server_in(dir.path()).await;
-    server.push_test_modules().await;
-    for (name, yaml) in [("slow", SLOW), ("broken", BROKEN)] {
-        assert_eq!(server.apply(name, yaml).await.0, 201);
-    }
-    let client = tasks_client(&server).await;
-    let slow = task_of(&client, "slow").await;
-    assert_eq!(slow.status, TaskStatus::Working);
-    assert_eq!(slow.poll_interval_ms, Some(1000));
-    let (status, run) = server.get(&format!("/v1/runs/{}", slow.task_id)).await;
-    assert_eq!(status, 200, "the task id is the run id: {run}");
-    assert_eq!(run["trigger"], json!({ "mcp": "slow" }));
-    let _ = client.cancel().await;
-
-    server.stop().await;
-    let server = server_in(dir.path()).await;
-    let client = tasks_client(&server).await;
-    let done = ended(&client, &slow.task_id).await;
-    let TaskPayload::Completed { result } = &done.payload else {
-        panic!("expected a completed task: {done:?}");
-    };
-    assert_eq!(result["structuredContent"], json!({ "slept": true }), "{result:?}");
-    assert_eq!(result["isError"], false);
-
-    let broken = task_of(&client, "broken").await;
-    let done = ended(&client, &broken.task_id).await;
-    let TaskPayload::Completed { result } = &done.payload else {
-        panic!("a failed run is a completed task with an error result: {done:?}");
-    };
-    assert_eq!(result["isError"], true, "{result:?}");
-    assert_eq!(result["structuredContent"]["error"]["kind"], "guest_error");
-
-    let canceled = task_of(&client, "slow").await;
-    client
-        .cancel_task(CancelTaskParams::new(canceled.task_id.clone()))
-        .await
-        .unwrap();
-    assert_eq!(ended(&client, &canceled.task_id).await.status(), TaskStatus::Cancelled);
-    assert_eq!(server.wait_run(&canceled.task_id).await["status"], "canceled");
-
-    let unknown = client
-        .get_task(GetTaskParams::new("0190aaaa-0000-7000-8000-000000000000".to_string()))
-        .await;
-    assert!(
-        format!("{unknown:?}").contains("unknown task: 0190aaaa-0000-7000-8000-000000000000"),
-        "{unknown:?}"
-    );
-    let _ = client.cancel().await;
     server.stop().await;
 }

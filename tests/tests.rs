@@ -25,6 +25,7 @@ mod isolation;
 mod languages;
 mod limits;
 mod mcp;
+mod mcp_tasks;
 mod module_store;
 mod nodes;
 mod outcomes;
