@@ -46,7 +46,7 @@ name: slow
 mcp: true
 steps:
   - id: nap
-    sleep: 3s
+    sleep: 4s
   - id: done
     needs: [nap]
     module: echo
@@ -77,7 +77,7 @@ pub(crate) async fn server_in(dir: &std::path::Path) -> TestServer {
             sandstep::server::auth::ApiToken::new(TOKEN),
             sandstep::server::auth::ApiToken::parse(&format!("tiny:{TINY}:1")).unwrap(),
         ];
-        config.mcp_wait = Duration::from_secs(1);
+        config.mcp_wait = Duration::from_secs(2);
     })
     .await
 }
@@ -286,10 +286,12 @@ async fn assert_calls(server: &TestServer, answers: &[Value]) -> (String, String
         "{failed}"
     );
 
-    // A run that outlasts --mcp-wait (1s here): its id, status and page.
+    // A run that outlasts --mcp-wait (2s here; it sleeps 4s): its id,
+    // status and page.
     let slow = &answers[2];
     assert_eq!(slow["isError"], false, "{slow}");
-    assert_eq!(slow["structuredContent"]["status"], "paused", "{slow}");
+    let status = slow["structuredContent"]["status"].as_str().unwrap();
+    assert!(["queued", "running", "paused"].contains(&status), "{slow}");
     let slow_run = run_id(slow);
     assert_eq!(
         slow["structuredContent"]["ui"],
@@ -297,10 +299,15 @@ async fn assert_calls(server: &TestServer, answers: &[Value]) -> (String, String
     );
     assert!(slow["text"][0].as_str().unwrap().contains("sandstep_get_run"), "{slow}");
 
-    // A run that waits for an event says which topic.
+    // A run that waits for an event is answered once it pauses (the event
+    // may be the agent's to send), saying which topic.
     let waiting = &answers[3];
     assert_eq!(waiting["structuredContent"]["status"], "paused", "{waiting}");
     assert_eq!(waiting["structuredContent"]["waiting_for"], json!(["approval.T-9"]));
+    assert_eq!(
+        waiting["progress"],
+        json!(["step approve waiting for event approval.T-9"])
+    );
     let approval_run = run_id(waiting);
 
     // Input the workflow does not declare: a tool error the model can act on.

@@ -32,7 +32,7 @@ pub async fn run_events(
             ))
         }
     };
-    let following = state.service.follow_events(&id, last).await?;
+    let following = state.service.follow_events(&id, Some(last)).await?;
     let shutdown = state.shutdown.clone();
     let stream = futures_util::stream::unfold(following, move |mut following| {
         let shutdown = shutdown.clone();

@@ -142,10 +142,19 @@ pub struct Following {
 }
 
 impl super::Service {
-    /// Follows `run_id`'s events after seq `after` (0: from its first).
-    pub async fn follow_events(self: &Arc<Self>, run_id: &str, after: u64) -> Result<Following, super::RunError> {
+    /// Follows `run_id`'s events after seq `after` (0: from its first;
+    /// `None`: from now, those stored after the watch began).
+    pub async fn follow_events(
+        self: &Arc<Self>,
+        run_id: &str,
+        after: Option<u64>,
+    ) -> Result<Following, super::RunError> {
         // Watch before reading what is stored, so nothing falls in between.
         let (live, row) = self.watch(run_id).await?;
+        let after = match after {
+            Some(after) => after,
+            None => self.store(self.db.last_seq(run_id).await)?,
+        };
         let stored = self.events(run_id, after).await?;
         Ok(Following {
             service: self.clone(),

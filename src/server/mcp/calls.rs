@@ -55,7 +55,7 @@ impl Tools {
         if context.client_capabilities().is_some_and(|caps| caps.supports_tasks()) {
             return self.created_task(&run_id).await.map(Called::Task);
         }
-        self.follow(&run_id, self.wait, context).await;
+        self.follow(&run_id, Some(0), self.wait, context).await;
         self.answer(&run_id, context).await.map(Called::Now)
     }
 
@@ -80,7 +80,7 @@ impl Tools {
         };
         if let Some(wait) = wait.filter(|wait| !wait.is_zero()) {
             match self.service.run_row(&run_id).await {
-                Ok(_) => self.follow(&run_id, wait, context).await,
+                Ok(_) => self.follow(&run_id, None, wait, context).await,
                 Err(error) => return refused(error),
             }
         }
@@ -157,16 +157,25 @@ impl Tools {
         Ok(success(text, json!({ "runs": listed })))
     }
 
-    /// Follows the run until it ends or `wait` is over (or the client
-    /// cancels the call: the run goes on). Each step's start and end is a
-    /// progress notification when the call carries a `progressToken`.
-    async fn follow(&self, run_id: &str, wait: std::time::Duration, context: &RequestContext<RoleServer>) {
-        let Ok(mut following) = self.service.follow_events(run_id, 0).await else {
+    /// Follows the run's events after `after` (`None`: from now) until it
+    /// ends, pauses for an event (which may be the caller's to send), or
+    /// `wait` is over (or the client cancels the call: the run goes on).
+    /// Each step's start and end is a progress notification when the call
+    /// carries a `progressToken`.
+    async fn follow(
+        &self,
+        run_id: &str,
+        after: Option<u64>,
+        wait: std::time::Duration,
+        context: &RequestContext<RoleServer>,
+    ) {
+        let Ok(mut following) = self.service.follow_events(run_id, after).await else {
             return;
         };
         let token = context.meta.get_progress_token();
         let deadline = tokio::time::Instant::now() + wait;
         let mut progress = 0.0;
+        let mut awaiting_events = std::collections::HashSet::new();
         loop {
             let event = tokio::select! {
                 event = tokio::time::timeout_at(deadline, following.next()) => match event {
@@ -175,6 +184,22 @@ impl Tools {
                 },
                 _ = context.ct.cancelled() => return,
             };
+            match &event.kind {
+                EventKind::StepWaiting {
+                    step, event: Some(_), ..
+                } => {
+                    awaiting_events.insert(step.clone());
+                }
+                EventKind::StepSucceeded { step, .. }
+                | EventKind::StepFailed { step, .. }
+                | EventKind::StepSkipped { step, .. }
+                | EventKind::StepCanceled { step, .. } => {
+                    awaiting_events.remove(step);
+                }
+                // A pause read back from the store may be over already.
+                EventKind::RunPaused { .. } if !awaiting_events.is_empty() && self.paused(run_id).await => return,
+                _ => {}
+            }
             let Some(token) = &token else { continue };
             if let Some(message) = progress_message(&event.kind) {
                 progress += 1.0;
@@ -184,6 +209,12 @@ impl Tools {
                 }
             }
         }
+    }
+
+    /// Whether the run is paused now.
+    async fn paused(&self, run_id: &str) -> bool {
+        let row = self.service.run_row(run_id).await;
+        row.is_ok_and(|row| RunStatus::parse(&row.status) == Some(RunStatus::Paused))
     }
 
     /// The run as it stands: its output once completed, its error once
@@ -264,7 +295,12 @@ fn progress_message(kind: &EventKind) -> Option<String> {
         EventKind::StepSucceeded { step, .. } => format!("step {step} succeeded"),
         EventKind::StepFailed { step, item: i, .. } => format!("step {step}{} failed", item(i)),
         EventKind::StepSkipped { step, .. } => format!("step {step} skipped"),
-        EventKind::StepWaiting { step, .. } => format!("step {step} waiting for an event"),
+        EventKind::StepWaiting {
+            step,
+            event: Some(topic),
+            ..
+        } => format!("step {step} waiting for event {topic}"),
+        EventKind::StepWaiting { step, .. } => format!("step {step} sleeping"),
         EventKind::StepChildStarted { step, .. } => format!("step {step} started a child run"),
         _ => return None,
     })
