@@ -182,6 +182,8 @@ async fn an_agent_lists_calls_follows_and_resumes_workflows_across_a_restart() {
                 json!({ "run_id": "0190aaaa-0000-7000-8000-000000000000" })
             ),
             call("sandstep_list_runs", json!({ "status": "finished" })),
+            call("sandstep_get_run", json!({ "run_id": slow_run, "wait_seconds": 1e300 })),
+            call("sandstep_get_run", json!({ "run_id": slow_run, "wait_seconds": -1 })),
         ]),
     )
     .await;
@@ -210,6 +212,22 @@ async fn an_agent_lists_calls_follows_and_resumes_workflows_across_a_restart() {
         "https://sandstep.dev/problems/not-found"
     );
     assert_eq!(answers[6]["error"]["code"], -32602, "{}", answers[6]);
+    // A wait too long for any clock is capped at --mcp-wait; a negative one refused.
+    assert_eq!(
+        answers[7]["structuredContent"],
+        json!({ "slept": true }),
+        "{}",
+        answers[7]
+    );
+    assert_eq!(answers[8]["error"]["code"], -32602, "{}", answers[8]);
+    assert!(
+        answers[8]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wait_seconds"),
+        "{}",
+        answers[8]
+    );
     server.stop().await;
 }
 

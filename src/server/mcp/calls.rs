@@ -68,8 +68,9 @@ impl Tools {
         let run_id = string(&arguments, "run_id")?.ok_or_else(|| missing("run_id"))?;
         let wait = match arguments.get("wait_seconds") {
             None | Some(Value::Null) => None,
+            // Capped before it becomes a Duration, which a huge number overflows.
             Some(value) => match value.as_f64().filter(|s| s.is_finite() && *s >= 0.0) {
-                Some(seconds) => Some(std::time::Duration::from_secs_f64(seconds).min(self.wait)),
+                Some(seconds) => Some(std::time::Duration::from_secs_f64(seconds.min(self.wait.as_secs_f64()))),
                 None => {
                     return Err(ErrorData::invalid_params(
                         "wait_seconds must be a number of at least 0",
