@@ -30,6 +30,14 @@ impl RunStatus {
         RunStatus::ALL.into_iter().find(|s| s.as_str() == text)
     }
 
+    /// A status a client filters by: known, or a message listing the statuses.
+    pub fn parse_filter(text: &str) -> Result<RunStatus, String> {
+        RunStatus::parse(text).ok_or_else(|| {
+            let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown status {text:?} (one of {})", known.join(", "))
+        })
+    }
+
     pub fn is_terminal(self) -> bool {
         matches!(self, RunStatus::Completed | RunStatus::Failed | RunStatus::Canceled)
     }

@@ -47,13 +47,7 @@ pub async fn list_runs(
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<RunList>, ApiError> {
     if let Some(status) = &params.status {
-        if RunStatus::parse(status).is_none() {
-            let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-            return Err(ApiError::bad_request(
-                format!("unknown status {status:?} (one of {})", known.join(", ")),
-                Some("status"),
-            ));
-        }
+        RunStatus::parse_filter(status).map_err(|message| ApiError::bad_request(message, Some("status")))?;
     }
     let limit = page::limit(params.limit)?;
     let runs = state

@@ -109,10 +109,8 @@ impl Tools {
     /// `sandstep_list_runs {workflow, status, limit}`.
     pub(super) async fn list_runs(&self, arguments: JsonObject) -> Result<CallToolResult, ErrorData> {
         let status = string(&arguments, "status")?;
-        if let Some(status) = status.as_deref().filter(|s| RunStatus::parse(s).is_none()) {
-            let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-            let message = format!("unknown status {status:?} (one of {})", known.join(", "));
-            return Err(ErrorData::invalid_params(message, None));
+        if let Some(status) = &status {
+            RunStatus::parse_filter(status).map_err(|message| ErrorData::invalid_params(message, None))?;
         }
         let limit = match arguments.get("limit") {
             None | Some(Value::Null) => LISTED_RUNS,
