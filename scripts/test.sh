@@ -2,7 +2,8 @@
 # Everything CI checks, on a fresh machine: formatting, every test (which
 # build every guest from source) on SQLite and again, store and API alike,
 # on a private PostgreSQL cluster (scripts/postgres.sh), the web UI in
-# headless Chromium (scripts/browser.sh installs it), API conformance
+# headless Chromium (scripts/browser.sh installs it), the Python and
+# TypeScript clients against a real server (scripts/clients.sh), API conformance
 # (schemathesis against a real server, about 3 minutes), and clippy. One
 # release build is shared by the binary and the tests; guests and compiled
 # guests are reused by the second round (guest-examples/stamp.sh,
@@ -35,6 +36,7 @@ timings+=("$(printf '%5ds  %s' $((SECONDS - start)) "postgresql")")
 phase "build" cargo test --release --locked --no-run
 phase "tests on SQLite" env -u SANDSTEP_TEST_POSTGRES cargo test --release --locked
 phase "tests on PostgreSQL" cargo test --release --locked --test tests
+phase clients scripts/clients.sh
 phase conformance scripts/conformance.sh
 phase clippy cargo clippy --release --locked --all-targets -- -D warnings
 phase "clippy (guest tools)" cargo clippy --release --locked --manifest-path guest-examples/tools/Cargo.toml -- -D warnings
