@@ -26,33 +26,48 @@ class Server:
     log: list[str]
 
 
+class Serve:
+    """`sandstep serve` on a data directory and address that outlive a restart."""
+
+    def __init__(self, data: Path, listen: str = "127.0.0.1:0") -> None:
+        self.data, self.listen = data, listen
+        self.token = "py-" + secrets.token_hex(12)
+        self.key = secrets.token_hex(32)
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> Server:
+        binary = os.environ.get("SANDSTEP_BIN", str(ROOT / "target/release/sandstep"))
+        env = {**os.environ, "SANDSTEP_API_TOKENS": f"client-tests:{self.token}", "SANDSTEP_SECRETS_KEY": self.key}
+        env.pop("SANDSTEP_URL", None)
+        env.pop("SANDSTEP_DATABASE_URL", None)
+        self.process = subprocess.Popen(
+            [binary, "serve", "--data-dir", str(self.data), "--listen", self.listen, "--allow-unsigned-webhooks"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,  # where the server says where it listens, first
+            text=True,
+            env=env,
+        )
+        assert self.process.stderr is not None
+        first = self.process.stderr.readline()
+        assert first.startswith("sandstep listening on "), first
+        log = [first]
+        threading.Thread(target=lambda: log.extend(self.process.stderr or []), daemon=True).start()  # type: ignore[union-attr]
+        url = first.removeprefix("sandstep listening on ").strip()
+        self.listen = url.removeprefix("http://")
+        return Server(url, self.token, log)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+            self.process = None
+
+
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    binary = os.environ.get("SANDSTEP_BIN", str(ROOT / "target/release/sandstep"))
-    token = "py-" + secrets.token_hex(12)
-    env = {
-        **os.environ,
-        "SANDSTEP_API_TOKENS": f"client-tests:{token}",
-        "SANDSTEP_SECRETS_KEY": secrets.token_hex(32),
-    }
-    env.pop("SANDSTEP_URL", None)
-    env.pop("SANDSTEP_DATABASE_URL", None)
-    data = tmp_path_factory.mktemp("sandstep-data")
-    process = subprocess.Popen(
-        [binary, "serve", "--data-dir", str(data), "--listen", "127.0.0.1:0", "--allow-unsigned-webhooks"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,  # where the server says where it listens, first
-        text=True,
-        env=env,
-    )
-    assert process.stderr is not None
-    first = process.stderr.readline()
-    assert first.startswith("sandstep listening on "), first
-    log = [first]
-    threading.Thread(target=lambda: log.extend(process.stderr or []), daemon=True).start()
-    yield Server(first.removeprefix("sandstep listening on ").strip(), token, log)
-    process.terminate()
-    process.wait(timeout=30)
+    serve = Serve(tmp_path_factory.mktemp("sandstep-data"))
+    yield serve.start()
+    serve.stop()
 
 
 @pytest.fixture()

@@ -17,7 +17,7 @@ before(async () => {
   await sandstep.modules.push(join(GUESTS, "transform.wasm"), "transform");
 });
 
-after(() => server?.stop());
+after(() => server?.remove());
 
 async function collect(iterable) {
   const items = [];

@@ -11,39 +11,51 @@ import { fileURLToPath } from "node:url";
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const GUESTS = process.env.SANDSTEP_TEST_GUESTS ?? join(ROOT, "target/guests/rust");
 
-export async function startServer() {
-  const binary = process.env.SANDSTEP_BIN ?? join(ROOT, "target/release/sandstep");
-  const token = `ts-${randomBytes(12).toString("hex")}`;
-  const data = mkdtempSync(join(tmpdir(), "sandstep-ts-"));
-  const env = {
-    ...process.env,
-    SANDSTEP_API_TOKENS: `client-tests:${token}`,
-    SANDSTEP_SECRETS_KEY: randomBytes(32).toString("hex"),
-  };
-  delete env.SANDSTEP_URL;
-  delete env.SANDSTEP_DATABASE_URL;
-  const child = spawn(binary, ["serve", "--data-dir", data, "--listen", "127.0.0.1:0", "--allow-unsigned-webhooks"], {
-    env,
-    stdio: ["ignore", "inherit", "pipe"],
-  });
-  // The server says where it listens on stderr, first.
-  const lines = createInterface({ input: child.stderr });
-  const first = await new Promise((resolve, reject) => {
-    lines.once("line", resolve);
-    child.once("exit", (code) => reject(new Error(`sandstep serve exited with ${code}`)));
-  });
-  if (!first.startsWith("sandstep listening on ")) throw new Error(`unexpected first line: ${first}`);
-  lines.on("line", () => {});
-  return {
-    url: first.slice("sandstep listening on ".length).trim(),
-    token,
-    async stop() {
-      const exited = new Promise((resolve) => child.once("exit", resolve));
-      child.kill("SIGTERM");
-      await exited;
-      rmSync(data, { recursive: true, force: true });
-    },
-  };
+/** `sandstep serve` on a data directory and address that outlive a restart. */
+export class Serve {
+  constructor() {
+    this.data = mkdtempSync(join(tmpdir(), "sandstep-ts-"));
+    this.listen = "127.0.0.1:0";
+    this.token = `ts-${randomBytes(12).toString("hex")}`;
+    this.key = randomBytes(32).toString("hex");
+  }
+
+  async start() {
+    const binary = process.env.SANDSTEP_BIN ?? join(ROOT, "target/release/sandstep");
+    const env = { ...process.env, SANDSTEP_API_TOKENS: `client-tests:${this.token}`, SANDSTEP_SECRETS_KEY: this.key };
+    delete env.SANDSTEP_URL;
+    delete env.SANDSTEP_DATABASE_URL;
+    const args = ["serve", "--data-dir", this.data, "--listen", this.listen, "--allow-unsigned-webhooks"];
+    this.child = spawn(binary, args, { env, stdio: ["ignore", "ignore", "pipe"] });
+    // The server says where it listens on stderr, first.
+    const lines = createInterface({ input: this.child.stderr });
+    const first = await new Promise((resolve, reject) => {
+      lines.once("line", resolve);
+      this.child.once("exit", (code) => reject(new Error(`sandstep serve exited with ${code}`)));
+    });
+    if (!first.startsWith("sandstep listening on ")) throw new Error(`unexpected first line: ${first}`);
+    lines.on("line", () => {});
+    this.url = first.slice("sandstep listening on ".length).trim();
+    this.listen = this.url.replace("http://", "");
+    return this;
+  }
+
+  async stop() {
+    if (!this.child) return;
+    const exited = new Promise((resolve) => this.child.once("exit", resolve));
+    this.child.kill("SIGTERM");
+    await exited;
+    this.child = undefined;
+  }
+
+  async remove() {
+    await this.stop();
+    rmSync(this.data, { recursive: true, force: true });
+  }
+}
+
+export function startServer() {
+  return new Serve().start();
 }
 
 export const GREET = `

@@ -62,7 +62,7 @@ let server;
 before(async () => {
   server = await startServer();
 });
-after(() => server?.stop());
+after(() => server?.remove());
 
 async function collect(iterable) {
   const items = [];
