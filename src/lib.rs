@@ -90,5 +90,6 @@ pub mod server;
 pub mod service;
 pub mod signing;
 pub mod store;
+pub mod telemetry;
 pub mod units;
 pub mod workflow;

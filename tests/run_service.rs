@@ -32,6 +32,7 @@ fn outlets(db: &Db, node: &str) -> Arc<Outlets> {
         writer: Writer::start(db.clone(), node),
         watchers: Default::default(),
         metrics: Default::default(),
+        tracer: None,
     })
 }
 

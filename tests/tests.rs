@@ -40,6 +40,7 @@ mod secrets;
 mod server_api;
 mod subworkflows;
 mod throttle;
+mod traces;
 mod triggers;
 mod ui;
 mod upgrades;

@@ -17,6 +17,7 @@ pub(crate) fn bench_context() -> crate::sandbox::StepContext {
         step_id: "bench".into(),
         attempt: 1,
         idempotency_key: "bench".into(),
+        traceparent: None,
     }
 }
 

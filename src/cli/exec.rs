@@ -109,6 +109,7 @@ pub async fn run(home: &super::local::Home, args: ExecArgs) -> anyhow::Result<Ex
         step_id: "exec".into(),
         attempt: 1,
         idempotency_key: format!("exec-{}", module.info.digest),
+        traceparent: None,
     };
     let attempt = sandbox
         .run(

@@ -57,6 +57,12 @@ pub struct ServeArgs {
     /// answers the run id (the run goes on; sandstep_get_run follows it).
     #[arg(long, value_parser = parse_mcp_wait, default_value = "60s")]
     pub mcp_wait: std::time::Duration,
+    /// Export OpenTelemetry traces of runs, steps and attempts to this
+    /// OTLP/HTTP receiver (protobuf), e.g. http://localhost:4318 (headers
+    /// from OTEL_EXPORTER_OTLP_HEADERS, service name from OTEL_SERVICE_NAME).
+    /// Without it nothing is exported
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 /// An MCP wait of 0s to 1h.
@@ -98,6 +104,7 @@ pub async fn run(home: &super::local::Home, args: ServeArgs) -> anyhow::Result<E
     config.grants.unsigned_webhooks = args.allow_unsigned_webhooks;
     config.signing_key = args.signing_key.clone();
     config.mcp_wait = args.mcp_wait;
+    config.otlp_endpoint = args.otlp_endpoint.filter(|e| !e.trim().is_empty());
     config.secrets_key = crate::service::secrets::SecretsKey::from_env().map_err(anyhow::Error::msg)?;
     let state = server::start(&config).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;

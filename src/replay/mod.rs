@@ -324,6 +324,7 @@ impl Replayer<'_> {
             step_id: recorded.step.clone(),
             attempt: recorded.attempt,
             idempotency_key: recorded.idempotency_key.clone(),
+            traceparent: None,
         };
         let input = recorded.input.as_ref().map(Value::to_string).unwrap_or_default();
         let args = recorded.args.clone().unwrap_or_default();

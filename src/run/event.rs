@@ -289,6 +289,10 @@ pub enum EventKind {
         output: Value,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         event: Option<String>,
+        /// A wait: the `traceparent` the event was posted with (its span
+        /// links to it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
     },
     /// The step failed for good (for_each: `item` is the item that failed).
     #[serde(rename = "step.failed")]
@@ -452,6 +456,11 @@ pub struct Origin {
     /// its usage is recorded under that name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// The W3C `traceparent` the run's span is a child of: the start
+    /// request's, the webhook delivery's, the event's that started it, or
+    /// its parent run's step span (`telemetry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -47,6 +47,9 @@ pub struct PostedEvent {
     pub topic: String,
     pub data: Value,
     pub posted_ms: u64,
+    /// The W3C `traceparent` it was posted with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl MessageKind {

@@ -357,6 +357,7 @@ impl RunState {
                 record,
                 output,
                 event,
+                ..
             } => self.step(step).succeeded(record.as_ref(), output, event),
             EventKind::StepFailed {
                 step,

@@ -45,6 +45,8 @@ pub(crate) struct HttpGate {
     max_requests: u64,
     max_bytes: u64,
     pub usage: Arc<Mutex<Usage>>,
+    /// Set on every request, replacing the guest's own.
+    traceparent: Option<http::HeaderValue>,
 }
 
 type Sent = Box<dyn Future<Output = Result<(), Error>> + Send>;
@@ -58,7 +60,14 @@ impl HttpGate {
             max_requests,
             max_bytes,
             usage: Arc::default(),
+            traceparent: None,
         }
+    }
+
+    /// Requests carry `traceparent` (the attempt's span).
+    pub fn with_traceparent(mut self, traceparent: Option<&str>) -> Self {
+        self.traceparent = traceparent.and_then(|t| http::HeaderValue::from_str(t).ok());
+        self
     }
 
     /// Records a request; returns its index in the audit, or the refusal.
@@ -89,10 +98,13 @@ impl HttpGate {
 impl WasiHttpHooks for HttpGate {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> Answer {
+        if let Some(traceparent) = &self.traceparent {
+            request.headers_mut().insert("traceparent", traceparent.clone());
+        }
         let uri = request.uri().clone();
         let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let host = uri

@@ -24,6 +24,9 @@ pub struct StepContext {
     pub attempt: u32,
     /// The same for every attempt of one step (one item) of one run.
     pub idempotency_key: String,
+    /// The W3C `traceparent` naming this attempt's span, set on every
+    /// outgoing HTTP request (when the server exports traces).
+    pub traceparent: Option<String>,
 }
 
 /// One attempt to run.
@@ -307,12 +310,10 @@ fn component_state(
     let access = request.access;
     let limits = request.limits;
     let http = (!access.http.is_empty()).then(|| {
-        Box::new(HttpGate::new(
-            access.http.clone(),
-            deadline,
-            limits.http_requests,
-            limits.http_bytes,
-        ))
+        Box::new(
+            HttpGate::new(access.http.clone(), deadline, limits.http_requests, limits.http_bytes)
+                .with_traceparent(request.context.traceparent.as_deref()),
+        )
     });
     let files = if access.has_files() {
         Files::new(&access.read, access.scratch, tripwire).map_err(|e| Failure::InstantiationFailed {

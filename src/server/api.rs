@@ -323,6 +323,15 @@ pub struct WaitParams {
     pub(super) wait: Option<String>,
 }
 
+/// A start's origin: the W3C `traceparent` it was sent with, if any (its
+/// run's span is that span's child).
+fn traced(headers: &HeaderMap) -> crate::run::event::Origin {
+    crate::run::event::Origin {
+        traceparent: crate::telemetry::ids::from_headers(headers),
+        ..Default::default()
+    }
+}
+
 /// Start a run of the latest version of a workflow.
 #[utoipa::path(post, path = "/v1/workflows/{name}/runs", params(WaitParams), request_body = StartRun,
     responses((status = 201, body = RunView), (status = 200, body = RunView), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422), (status = 429), (status = 503)))]
@@ -331,6 +340,7 @@ pub async fn start_run(
     Path(name): Path<String>,
     Query(params): Query<WaitParams>,
     caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
     Json(request): Json<StartRun>,
 ) -> Result<Response> {
     let wait = parse_wait(params.wait.as_deref())?;
@@ -339,7 +349,7 @@ pub async fn start_run(
         input: request.input,
         idempotency_key: request.idempotency_key,
         caller: caller.map(|Extension(c)| c),
-        ..Default::default()
+        origin: traced(&headers),
     };
     let (started, view) = state.service.start(&name, request, wait).await?;
     let view = match view {
@@ -386,8 +396,10 @@ pub async fn start_batch(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
     caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
     Json(batch): Json<StartBatch>,
 ) -> Result<Response> {
+    let origin = traced(&headers);
     let mut requests = Vec::with_capacity(batch.runs.len());
     for (i, r) in batch.runs.into_iter().enumerate() {
         requests.push(RunRequest {
@@ -395,7 +407,7 @@ pub async fn start_batch(
             input: r.input,
             idempotency_key: r.idempotency_key,
             caller: caller.as_ref().map(|Extension(c)| c.clone()),
-            ..Default::default()
+            origin: origin.clone(),
         });
     }
     let started = state.service.start_batch(&name, requests).await?;

@@ -83,6 +83,9 @@ pub struct ServerConfig {
     pub signing_key: Option<PathBuf>,
     /// How long an MCP tool call waits for its run (`--mcp-wait`). Default 60 s.
     pub mcp_wait: Duration,
+    /// Where runs' spans go (`--otlp-endpoint`, an OTLP/HTTP base URL);
+    /// none: no traces.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl ServerConfig {
@@ -104,6 +107,7 @@ impl ServerConfig {
             grants: Default::default(),
             signing_key: None,
             mcp_wait: Duration::from_secs(60),
+            otlp_endpoint: None,
         }
     }
 }
@@ -145,12 +149,19 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
     };
     db.put_node_key(&node, &signing.keyid, &hex::encode(signing.public))
         .await?;
+    let tracer = match &config.otlp_endpoint {
+        Some(endpoint) => Some(crate::telemetry::Tracer::start(
+            crate::telemetry::export::exporter(endpoint).map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
     let writer = crate::store::writer::Writer::start(db.clone(), &node);
     let throttle = Arc::new(crate::service::throttle::StoreThrottle::new(writer.clone(), db.clone()));
     let executor = Executor::new(sandbox, config.max_concurrent_attempts, caps)
         .with_cache(cache)
         .with_throttle(throttle)
-        .with_node(&node);
+        .with_node(&node)
+        .with_tracing(tracer.is_some());
     let service = Service::new(
         db,
         writer,
@@ -164,6 +175,7 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
             secrets_key: config.secrets_key.clone(),
             max_runs: config.max_runs,
             signing: Arc::new(signing),
+            tracer,
         },
     );
     let opened = service
@@ -282,6 +294,9 @@ pub async fn serve(
     let drained = tokio::spawn(async move {
         stop.cancelled().await;
         service.drain(grace).await;
+        if let Some(tracer) = &service.config().tracer {
+            tracer.flush().await;
+        }
     });
     served.await?;
     let _ = drained.await;

@@ -54,11 +54,18 @@ pub struct EventPosted {
     responses((status = 202, body = EventPosted), (status = 400), (status = 413), (status = 415), (status = 422)))]
 pub async fn post_event(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     Json(event): Json<PostEvent>,
 ) -> Result<Response, ApiError> {
+    let traceparent = crate::telemetry::ids::from_headers(&headers);
     let posted = state
         .service
-        .post_event(&event.topic, &event.data, event.idempotency_key.as_deref())
+        .post_event(
+            &event.topic,
+            &event.data,
+            event.idempotency_key.as_deref(),
+            traceparent.as_deref(),
+        )
         .await?;
     let body = EventPosted {
         id: posted.id,

@@ -129,9 +129,12 @@ impl Service {
         let parsed = parse_body(headers, body)?;
         let (delivery, day) = delivery_id(hook, headers, &parsed, body);
         let key = idempotency_key(name, &delivery, day);
+        let traceparent = crate::telemetry::ids::from_headers(headers);
         let delivered = match &hook.event {
             Some(topic) => {
-                let posted = self.post_event(topic, &parsed, Some(&key)).await?;
+                let posted = self
+                    .post_event(topic, &parsed, Some(&key), traceparent.as_deref())
+                    .await?;
                 Delivered::Event(posted.id)
             }
             None => {
@@ -146,7 +149,7 @@ impl Service {
                 };
                 let trigger = json!({ "webhook": name, "delivery": delivery });
                 let run = self
-                    .start_triggered(&row.workflow, row.version, input, key, trigger)
+                    .start_triggered(&row.workflow, row.version, input, key, trigger, traceparent)
                     .await?;
                 Delivered::Run(run)
             }

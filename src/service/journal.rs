@@ -18,6 +18,8 @@ pub struct Outlets {
     pub writer: Writer,
     pub watchers: Arc<Watchers>,
     pub metrics: Arc<Metrics>,
+    /// Spans from committed events (`serve --otlp-endpoint`).
+    pub tracer: Option<crate::telemetry::Tracer>,
 }
 
 /// One run's journal, holding the run under `lease`.
@@ -77,6 +79,9 @@ impl Journal for RunJournal {
                 self.outlets.metrics.observe(event);
             }
             self.outlets.watchers.publish(events);
+            if let Some(tracer) = &self.outlets.tracer {
+                tracer.events(&self.run_id, events);
+            }
             Ok(())
         })
     }

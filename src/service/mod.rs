@@ -102,6 +102,8 @@ pub struct ServiceConfig {
     pub max_runs: usize,
     /// Signs this node's run receipts.
     pub signing: Arc<crate::signing::SigningKey>,
+    /// Exports runs' spans (`serve --otlp-endpoint`); none: no traces.
+    pub tracer: Option<crate::telemetry::Tracer>,
 }
 
 /// A run as a start answers it.
@@ -163,6 +165,7 @@ impl Service {
             writer,
             watchers: Arc::new(Watchers::default()),
             metrics: Arc::new(Metrics::default()),
+            tracer: config.tracer.clone(),
         });
         let modules = Arc::new(Modules::new(
             executor.sandbox().clone(),
@@ -234,7 +237,11 @@ impl Service {
         lease: Lease,
         head: Option<&str>,
         pending: Vec<Message>,
+        history: &[Event],
     ) {
+        if let Some(tracer) = &self.outlets.tracer {
+            tracer.open(crate::telemetry::run_info(&spec, &state), history);
+        }
         let (inbox, receiver) = mpsc::unbounded_channel();
         let forwarded = pending.iter().map(|m| m.id).collect();
         for message in pending {
@@ -266,6 +273,9 @@ impl Service {
                     ..Controls::default()
                 };
                 let result = service.executor.execute_until(&spec, state, &journal, controls).await;
+                if let Some(tracer) = &service.outlets.tracer {
+                    tracer.close(&spec.run_id);
+                }
                 let (parked, parent) = match &result {
                     Ok(state) if state.status.is_terminal() => (false, state.origin.parent_run_id.clone()),
                     Ok(_) => (true, None),

@@ -104,7 +104,7 @@ impl Service {
             secrets: self.vault.current(),
         };
         tracing::info!(run = %row.id, status = %row.status, events = events.len(), inbox = pending.len(), "resuming run");
-        self.spawn(spec, state, lease, row.head.as_deref(), pending);
+        self.spawn(spec, state, lease, row.head.as_deref(), pending, events);
         Ok(())
     }
 

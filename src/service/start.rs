@@ -331,7 +331,7 @@ impl Service {
                     let watch = watch.then(|| self.outlets.watchers.watch(&row.id));
                     let queued = run.queued.clone();
                     if owned {
-                        self.spawn(run.spec, run.state, lease, row.head.as_deref(), Vec::new());
+                        self.spawn(run.spec, run.state, lease, row.head.as_deref(), Vec::new(), &[]);
                     } else if watch.is_some() {
                         self.follow(&row.id, 0, false);
                     }

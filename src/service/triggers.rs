@@ -153,6 +153,7 @@ impl Service {
         input: Value,
         key: String,
         trigger: Value,
+        traceparent: Option<String>,
     ) -> Result<String, RunError> {
         let target = Target {
             name: workflow,
@@ -166,6 +167,7 @@ impl Service {
             idempotency_key: Some(key),
             origin: Origin {
                 trigger: Some(trigger),
+                traceparent,
                 ..Origin::default()
             },
         };
@@ -198,7 +200,7 @@ impl Service {
                 let key = format!("schedule {} {} {at}", schedule.expression, schedule.timezone.name());
                 let trigger = json!({ "schedule": schedule.expression, "tick": at });
                 match self
-                    .start_triggered(&row.workflow, row.version, schedule.input.clone(), key, trigger)
+                    .start_triggered(&row.workflow, row.version, schedule.input.clone(), key, trigger, None)
                     .await
                 {
                     Ok(run) => last_run = Some(run),
@@ -250,7 +252,11 @@ impl Service {
                     };
                     let key = format!("event {}", event.id);
                     let trigger = json!({ "event": event.id });
-                    match self.start_triggered(&name, version, input, key, trigger).await {
+                    let traceparent = event.traceparent.clone();
+                    match self
+                        .start_triggered(&name, version, input, key, trigger, traceparent)
+                        .await
+                    {
                         Ok(run) => started.push(run),
                         Err(RunError::Store(error)) => return Err(RunError::Store(error)),
                         Err(error) => {

@@ -108,6 +108,7 @@ impl Service {
         topic: &str,
         data: &serde_json::Value,
         idempotency_key: Option<&str>,
+        traceparent: Option<&str>,
     ) -> Result<Posted, RunError> {
         crate::workflow::check_topic(topic).map_err(|message| RunError::invalid("topic", message))?;
         if let Some(key) = idempotency_key {
@@ -118,6 +119,7 @@ impl Service {
             data: data.clone(),
             idempotency_key: idempotency_key.map(str::to_string),
             retention_ms: self.config.event_retention.as_millis() as i64,
+            traceparent: traceparent.map(str::to_string),
         };
         let posted = self.store(self.outlets.writer.post_event(event).await)?;
         if posted.created {

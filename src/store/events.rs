@@ -138,6 +138,8 @@ pub struct NewEvent {
     pub idempotency_key: Option<String>,
     /// How long it is kept (and found by waits that start later).
     pub retention_ms: i64,
+    /// The W3C `traceparent` it was posted with.
+    pub traceparent: Option<String>,
 }
 
 /// Stores an event (once per idempotency key) and an inbox message for
@@ -159,8 +161,8 @@ pub(super) async fn insert_event(tx: &mut Connection, event: &NewEvent) -> Resul
     let id = format!("evt_{}", uuid::Uuid::now_v7().simple());
     let now = now_ms();
     sqlx::query(
-        "INSERT INTO posted_events (id, topic, data, idempotency_key, created_ms, expires_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO posted_events (id, topic, data, idempotency_key, created_ms, expires_ms, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&id)
     .bind(&event.topic)
@@ -168,6 +170,7 @@ pub(super) async fn insert_event(tx: &mut Connection, event: &NewEvent) -> Resul
     .bind(event.idempotency_key.as_deref())
     .bind(now)
     .bind(now.saturating_add(event.retention_ms))
+    .bind(event.traceparent.as_deref())
     .execute(&mut *tx)
     .await?;
     let runs: Vec<String> = sqlx::query(
@@ -261,7 +264,8 @@ async fn end_wait(tx: &mut Connection, run: &str, step: &str) -> Result<(), Stor
 
 /// The inbox query, with the event an event message names and the end of
 /// the child run a child message names.
-pub(super) const PENDING_WITH_EVENTS: &str = "SELECT i.id, i.body, i.event_id, e.topic, e.data, e.created_ms, \
+pub(super) const PENDING_WITH_EVENTS: &str =
+    "SELECT i.id, i.body, i.event_id, e.topic, e.data, e.created_ms, e.traceparent, \
      i.child_id, c.status AS child_status, c.output AS child_output, c.error AS child_error \
      FROM inbox i LEFT JOIN posted_events e ON e.id = i.event_id LEFT JOIN runs c ON c.id = i.child_id \
      WHERE i.run_id = $1 AND i.consumed_ms IS NULL ORDER BY i.id";

@@ -122,6 +122,7 @@ impl Db {
                             topic,
                             data: serde_json::from_str(&data).map_err(|e| corrupt(id, e.to_string()))?,
                             posted_ms: row.get::<i64, _>("created_ms") as u64,
+                            traceparent: row.get("traceparent"),
                         },
                     }
                 }

@@ -63,6 +63,9 @@ pub struct Undispatched {
     pub id: String,
     pub topic: String,
     pub data: serde_json::Value,
+    /// The W3C `traceparent` it was posted with: the runs it starts are
+    /// its children.
+    pub traceparent: Option<String>,
 }
 
 impl Db {
@@ -271,11 +274,12 @@ impl Db {
 
     /// Posted events not dispatched to their triggers yet, oldest first.
     pub async fn undispatched_events(&self, limit: i64) -> Result<Vec<Undispatched>, StoreError> {
-        let rows =
-            sqlx::query("SELECT id, topic, data FROM posted_events WHERE dispatched_ms IS NULL ORDER BY seq LIMIT $1")
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT id, topic, data, traceparent FROM posted_events WHERE dispatched_ms IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let id: String = r.try_get("id")?;
@@ -289,6 +293,7 @@ impl Db {
                     id,
                     topic: r.try_get("topic")?,
                     data,
+                    traceparent: r.try_get("traceparent")?,
                 })
             })
             .collect()

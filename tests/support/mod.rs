@@ -279,6 +279,7 @@ pub fn context() -> StepContext {
         step_id: "step-1".into(),
         attempt: 1,
         idempotency_key: "run-1/step-1".into(),
+        traceparent: None,
     }
 }
 

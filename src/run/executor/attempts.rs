@@ -195,11 +195,21 @@ impl<'a> Driver<'a> {
             fuel: capped.then_some(limits.fuel),
         });
         self.running[index] += 1;
+        let traceparent = (self.executor.tracing && access.as_ref().is_some_and(|a| !a.http.is_empty())).then(|| {
+            crate::telemetry::ids::attempt_traceparent(
+                &self.state.run_id,
+                self.state.origin.traceparent.as_deref(),
+                &step.id,
+                item,
+                attempt,
+            )
+        });
         let context = StepContext {
             run_id: self.state.run_id.clone(),
             step_id: step.id.clone(),
             attempt,
             idempotency_key,
+            traceparent,
         };
         let input = input.to_string();
         let sandbox = self.executor.sandbox.clone();
@@ -363,6 +373,7 @@ impl<'a> Driver<'a> {
                 record,
                 output,
                 event: None,
+                traceparent: None,
             }),
         }
     }
@@ -385,6 +396,7 @@ impl<'a> Driver<'a> {
             record: None,
             output,
             event: None,
+            traceparent: None,
         });
     }
 }

@@ -54,6 +54,11 @@ impl<'a> Driver<'a> {
                 parent_step_id: Some(step.id.clone()),
                 ancestors,
                 token: self.state.origin.token.clone(),
+                traceparent: Some(crate::telemetry::ids::child_traceparent(
+                    &self.state.run_id,
+                    self.state.origin.traceparent.as_deref(),
+                    &step.id,
+                )),
                 ..Origin::default()
             },
         };

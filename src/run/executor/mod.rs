@@ -75,6 +75,8 @@ pub struct Executor {
     throttle: Option<Arc<dyn Throttle>>,
     /// The node whose attempts these are, recorded on each `step.started`.
     node: Option<String>,
+    /// Whether attempts' HTTP requests carry a `traceparent`.
+    tracing: bool,
     /// Where code runs' calls find their modules; none: such calls fail.
     modules: std::sync::OnceLock<Arc<dyn super::code::ModuleSource>>,
 }
@@ -89,6 +91,7 @@ impl Executor {
             cache_stats: CacheStats::default(),
             throttle: None,
             node: None,
+            tracing: false,
             modules: std::sync::OnceLock::new(),
         }
     }
@@ -102,6 +105,13 @@ impl Executor {
     /// Records `node` as the node of every attempt this executor starts.
     pub fn with_node(mut self, node: &str) -> Self {
         self.node = Some(node.to_string());
+        self
+    }
+
+    /// Attempts' outgoing HTTP requests carry their span's `traceparent`
+    /// (the server exports traces).
+    pub fn with_tracing(mut self, tracing: bool) -> Self {
+        self.tracing = tracing;
         self
     }
 

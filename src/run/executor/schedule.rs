@@ -109,6 +109,7 @@ impl<'a> Driver<'a> {
                                 record: None,
                                 output: Value::Array(vec![]),
                                 event: None,
+                                traceparent: None,
                             });
                             return;
                         }

@@ -150,6 +150,7 @@ impl<'a> Driver<'a> {
                 record: None,
                 output: event.data.clone(),
                 event: Some(event.id.clone()),
+                traceparent: event.traceparent.clone(),
             });
         }
     }
@@ -163,6 +164,7 @@ impl<'a> Driver<'a> {
                 record: None,
                 output: Value::Null,
                 event: None,
+                traceparent: None,
             });
         }
     }

@@ -93,7 +93,7 @@ impl Tools {
         let topic = string(&arguments, "topic")?.ok_or_else(|| missing("topic"))?;
         let key = string(&arguments, "idempotency_key")?;
         let data = arguments.get("data").cloned().unwrap_or(Value::Null);
-        let posted = match self.service.post_event(&topic, &data, key.as_deref()).await {
+        let posted = match self.service.post_event(&topic, &data, key.as_deref(), None).await {
             Ok(posted) => posted,
             Err(error) => return refused(error),
         };

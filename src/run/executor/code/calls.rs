@@ -280,6 +280,11 @@ impl Driver<'_> {
                 trigger: Some(serde_json::json!({ "started_by": self.state.run_id, "call": name })),
                 ancestors,
                 token: self.state.origin.token.clone(),
+                traceparent: Some(crate::telemetry::ids::child_traceparent(
+                    &self.state.run_id,
+                    self.state.origin.traceparent.as_deref(),
+                    &name,
+                )),
                 ..Origin::default()
             },
         };

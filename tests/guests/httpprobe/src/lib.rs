@@ -1,7 +1,7 @@
 //! Makes the HTTP requests its input lists, in order, with `wstd` (the
 //! usual Rust client on wasi:http), and reports each one's status and
 //! body, or the error the host answered:
-//! `{"requests": [{"url": "...", "method": "POST", "body": "..."}]}` ->
+//! `{"requests": [{"url": "...", "method": "POST", "body": "...", "headers": {"name": "value"}}]}` ->
 //! `{"results": [{"status": 200, "body": "..."} | {"error": "..."}]}`.
 
 wit_bindgen::generate!({ path: "../../../wit/step.wit", world: "step" });
@@ -15,11 +15,13 @@ async fn one(request: &Value) -> Result<Value, String> {
     let url = request["url"].as_str().ok_or("url missing")?;
     let method = request["method"].as_str().unwrap_or("GET");
     let body = request["body"].as_str().unwrap_or("").to_string();
-    let request = Request::builder()
-        .method(method)
-        .uri(url)
-        .body(body)
-        .map_err(|e| e.to_string())?;
+    let mut builder = Request::builder().method(method).uri(url);
+    if let Some(headers) = request["headers"].as_object() {
+        for (name, value) in headers {
+            builder = builder.header(name.as_str(), value.as_str().unwrap_or_default());
+        }
+    }
+    let request = builder.body(body).map_err(|e| e.to_string())?;
     let response = Client::new().send(request).await.map_err(|e| format!("{e:?}"))?;
     let status = response.status().as_u16();
     let bytes = response
