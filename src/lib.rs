@@ -45,6 +45,9 @@
 //!   throttle (`throttle`), callers and usage (`usage`), the nodes list
 //!   (`nodes`), listeners (`watch`), run resources (`view`), metrics (`metrics`), and
 //!   `RunError`.
+//! - [`telemetry`]: OpenTelemetry traces of runs (`serve --otlp-endpoint`):
+//!   `traceparent` parsing and span ids derived from runs (`ids`), spans
+//!   built from committed events (`spans`), OTLP/HTTP export (`export`).
 //! - [`store`]: the durable store, one SQLite file shared by the local
 //!   commands and the server, or one PostgreSQL database shared by many
 //!   nodes (`backend`, statements built at run time in `sql`): modules

@@ -121,9 +121,20 @@ impl BenchServer {
         code: &std::path::Path,
         workflows: &[(&str, String)],
     ) -> anyhow::Result<BenchServer> {
+        Self::start_traced(trivial, code, workflows, None).await
+    }
+
+    /// The same, exporting traces to `otlp` when given.
+    pub async fn start_traced(
+        trivial: &std::path::Path,
+        code: &std::path::Path,
+        workflows: &[(&str, String)],
+        otlp: Option<String>,
+    ) -> anyhow::Result<BenchServer> {
         use anyhow::Context as _;
         let dir = tempfile::tempdir()?;
         let mut config = crate::server::ServerConfig::new(dir.path().to_path_buf());
+        config.otlp_endpoint = otlp;
         config
             .grants
             .allow_http(unused::GRANTED_HOST)
@@ -160,6 +171,19 @@ impl BenchServer {
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.served).await;
     }
+}
+
+/// A bare OTLP/HTTP receiver on 127.0.0.1 that takes every export and
+/// answers an empty (valid) response: the traced figures' destination.
+pub(crate) async fn otlp_sink() -> anyhow::Result<String> {
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(|_body: axum::body::Bytes| async { [("content-type", "application/x-protobuf")] }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
 }
 
 /// The median, min and max of a figure over rounds.

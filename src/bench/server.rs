@@ -73,6 +73,12 @@ pub struct ServerReport {
     /// The durable figure of chains that declare a capability and do not
     /// use it, against the plain chain's ([`unused`]).
     pub unused_capabilities: Vec<Unused>,
+    /// Step completions/s: the durable figure on a second server that
+    /// exports every span to a local OTLP receiver (`--otlp-endpoint`).
+    pub traced_durable_completions_per_s: Spread,
+    /// Per round, how much slower the traced durable figure is than the
+    /// plain one, in percent (target ≤ 10).
+    pub tracing_cost_percent: Spread,
 }
 
 const ROUNDS: usize = 5;
@@ -159,6 +165,14 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
     let variants = unused::variants();
     let mut unused_measured = unused::Measured::default();
     let server = super::BenchServer::start(trivial, code, &workflows).await?;
+    let sink = super::otlp_sink().await?;
+    let traced_server =
+        super::BenchServer::start_traced(trivial, code, &[("chain", chain.clone())], Some(sink)).await?;
+    let traced_bench = Bench {
+        http: traced_server.http.clone(),
+        base: traced_server.base.clone(),
+        service: traced_server.service.clone(),
+    };
     let mut floor = Floor::start(trivial).await?;
     let bench = Bench {
         http: server.http.clone(),
@@ -183,13 +197,27 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
     let (mut fan_out, mut code_chain) = (Rounds::default(), Rounds::default());
     let (mut throttle_overhead, mut cache_overhead, mut code_over_yaml) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cache_marginal, mut bundles) = (Vec::new(), Vec::new());
+    let (mut traced, mut tracing_cost) = (Vec::new(), Vec::new());
     for round in 0..ROUNDS {
         let (took, work) = bench.one_step_runs().await?;
         one_step.rate(ONE_STEP_RUNS, took, floor.of(work).await?);
         let (took, work) = bench.single_starts().await?;
         starts.rate(STARTS, took, floor.of(work).await?);
+        // The traced server first in every other round (the machine drifts).
+        let traced_first = round % 2 == 1;
+        let traced_took = if traced_first {
+            Some(traced_bench.durable().await?.0)
+        } else {
+            None
+        };
         let (took, work) = bench.durable().await?;
         durable.rate(CHAIN_RUNS * 40, took, floor.of(work).await?);
+        let traced_took = match traced_took {
+            Some(took) => took,
+            None => traced_bench.durable().await?.0,
+        };
+        traced.push((CHAIN_RUNS * 40) as f64 / traced_took.as_secs_f64());
+        tracing_cost.push((traced_took.as_secs_f64() / took.as_secs_f64() - 1.0) * 100.0);
         // In an order that turns each round, so that no variant is always
         // measured early or late in it (the machine drifts within a round).
         let plain = durable.last();
@@ -222,6 +250,7 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
         code_over_yaml.push(code_chain.last() / chain.last());
     }
     server.stop().await;
+    traced_server.stop().await;
     Ok(ServerReport {
         rounds: ROUNDS,
         one_step_runs_per_s: one_step.figure(true),
@@ -239,6 +268,8 @@ pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
         code_chain_40_ms: code_chain.figure(false),
         code_over_yaml: Spread::of(&code_over_yaml),
         unused_capabilities: unused_measured.report(&variants),
+        traced_durable_completions_per_s: Spread::of(&traced),
+        tracing_cost_percent: Spread::of(&tracing_cost),
     })
 }
 
@@ -473,7 +504,7 @@ impl std::fmt::Display for ServerReport {
                 figure.value, figure.floor.median, figure.vs_floor.median, figure.vs_floor.min, figure.vs_floor.max
             )?;
         }
-        let spreads: [(&str, &Spread, &str); 5] = [
+        let spreads: [(&str, &Spread, &str); 7] = [
             (
                 "throttle per attempt over the plain chain",
                 &self.throttle_overhead_us,
@@ -483,6 +514,12 @@ impl std::fmt::Display for ServerReport {
             ("cache hit, marginal (40 hits vs 1)", &self.cache_hit_marginal_us, "µs"),
             ("code chain over YAML chain (target ≤ 1.5)", &self.code_over_yaml, "x"),
             ("bundle of the 2,000-item run", &self.bundle_2000_ms, "ms"),
+            (
+                "durable completions, exporting traces",
+                &self.traced_durable_completions_per_s,
+                "/s",
+            ),
+            ("tracing cost on durable (target ≤ 10)", &self.tracing_cost_percent, "%"),
         ];
         for (name, spread, unit) in spreads {
             writeln!(f, "  {name:<41} {spread} {unit}")?;
