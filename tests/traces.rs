@@ -442,6 +442,33 @@ steps:
         vec![vec![expected.clone()], vec![expected]],
         "one traceparent per request, the attempt's"
     );
+    // Each request is a span event of the attempt, in the HTTP conventions.
+    let requests: Vec<_> = attempt
+        .events
+        .iter()
+        .filter(|e| e.name == "http.request")
+        .map(|e| {
+            let get = |key: &str| {
+                e.attributes
+                    .iter()
+                    .find(|a| a.key == key)
+                    .map(|a| string(a.value.clone().and_then(|v| v.value)))
+            };
+            (
+                get("http.request.method"),
+                get("server.address"),
+                get("server.port"),
+                get("http.response.status_code"),
+            )
+        })
+        .collect();
+    let one_request = (
+        Some("GET".to_string()),
+        Some("127.0.0.1".to_string()),
+        Some(port.to_string()),
+        Some("200".to_string()),
+    );
+    assert_eq!(requests, vec![one_request.clone(), one_request]);
     server.stop().await;
 }
 

@@ -333,7 +333,7 @@ fn traced(headers: &HeaderMap) -> crate::run::event::Origin {
 }
 
 /// Start a run of the latest version of a workflow.
-#[utoipa::path(post, path = "/v1/workflows/{name}/runs", params(WaitParams), request_body = StartRun,
+#[utoipa::path(post, path = "/v1/workflows/{name}/runs", params(WaitParams, ("traceparent" = Option<String>, Header, description = "W3C Trace Context: the run's span is this span's child (docs/traces.md)")), request_body = StartRun,
     responses((status = 201, body = RunView), (status = 200, body = RunView), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422), (status = 429), (status = 503)))]
 pub async fn start_run(
     State(state): State<Arc<AppState>>,
@@ -390,7 +390,7 @@ pub struct BatchAnswer {
 /// or nothing: any invalid item refuses the whole batch (422 naming each
 /// item's index and field); otherwise every run is stored in one
 /// transaction before the answer.
-#[utoipa::path(post, path = "/v1/workflows/{name}/runs/batch", request_body = StartBatch,
+#[utoipa::path(post, path = "/v1/workflows/{name}/runs/batch", params(("traceparent" = Option<String>, Header, description = "W3C Trace Context: the run's span is this span's child (docs/traces.md)")), request_body = StartBatch,
     responses((status = 201, body = BatchAnswer), (status = 200, body = BatchAnswer), (status = 400), (status = 404), (status = 413), (status = 415), (status = 422), (status = 429), (status = 503)))]
 pub async fn start_batch(
     State(state): State<Arc<AppState>>,

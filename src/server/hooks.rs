@@ -29,7 +29,8 @@ pub struct HookDelivered {
 /// signature is checked over the raw bytes before anything is parsed or
 /// stored; a delivery id seen before answers the same run or event.
 #[utoipa::path(post, path = "/hooks/{name}",
-    params(("name" = String, Path, description = "The hook's name (`webhook:` in a trigger)")),
+    params(("name" = String, Path, description = "The hook's name (`webhook:` in a trigger)"),
+        ("traceparent" = Option<String>, Header, description = "W3C Trace Context: the run it starts is this span's child (docs/traces.md)")),
     request_body(description = "The sender's body", content(
         (serde_json::Value = "application/json"),
         (serde_json::Value = "application/x-www-form-urlencoded"),

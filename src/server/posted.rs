@@ -50,7 +50,7 @@ pub struct EventPosted {
 /// Post an event: stored (once per idempotency key) before the answer, and
 /// handed to every run with a step waiting for its topic; a wait that
 /// starts later finds it too (within the retention, `--event-retention`).
-#[utoipa::path(post, path = "/v1/events", request_body = PostEvent,
+#[utoipa::path(post, path = "/v1/events", params(("traceparent" = Option<String>, Header, description = "W3C Trace Context: runs the event starts are this span's children, and waits it resumes link to it (docs/traces.md)")), request_body = PostEvent,
     responses((status = 202, body = EventPosted), (status = 400), (status = 413), (status = 415), (status = 422)))]
 pub async fn post_event(
     State(state): State<Arc<AppState>>,

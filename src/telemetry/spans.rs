@@ -19,7 +19,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use super::ids::{self, TraceParent};
 use crate::run::event::{AttemptRecord, EventKind};
 use crate::run::Event;
-use crate::sandbox::Level;
+use crate::sandbox::{HttpUse, Level};
 
 /// What a span needs of one event (no inputs or outputs are copied).
 #[derive(Debug, Clone)]
@@ -94,6 +94,8 @@ pub struct Ended {
     pub fuel_consumed: u64,
     pub peak_memory: u64,
     pub error: Option<(String, String)>,
+    /// The outbound HTTP requests the attempt made.
+    pub http: Vec<HttpUse>,
 }
 
 impl Ended {
@@ -107,6 +109,7 @@ impl Ended {
                 .error
                 .as_ref()
                 .map(|e| (e.kind.as_str().to_string(), e.message.clone())),
+            http: record.audit.as_ref().map(|a| a.http.clone()).unwrap_or_default(),
         }
     }
 }
@@ -315,6 +318,30 @@ fn log_event(at_ms: u64, lvl: Level, message: &str) -> SpanEvent {
     )
 }
 
+/// One outbound request as a span event, in the HTTP semantic conventions.
+fn http_event(request: &HttpUse, at: SystemTime) -> SpanEvent {
+    let (address, port) = match request.host.rsplit_once(':') {
+        Some((address, port)) => (address, port.parse::<i64>().ok()),
+        None => (request.host.as_str(), None),
+    };
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", request.method.clone()),
+        KeyValue::new("server.address", address.to_string()),
+        KeyValue::new("sandstep.http.body_bytes", request.bytes as i64),
+    ];
+    if let Some(port) = port {
+        attributes.push(KeyValue::new("server.port", port));
+    }
+    if let Some(status) = request.status {
+        attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
+    }
+    if let Some(error) = &request.error {
+        attributes.push(KeyValue::new("error.type", "_OTHER"));
+        attributes.push(KeyValue::new("sandstep.http.error", error.clone()));
+    }
+    SpanEvent::new("http.request", at, attributes, 0)
+}
+
 /// Whether an event ends the run's state here: it ended, or paused.
 pub fn closes(kind: &TraceKind) -> bool {
     matches!(kind, TraceKind::RunEnded { .. } | TraceKind::Paused)
@@ -479,6 +506,8 @@ impl RunTrace {
         };
         let start = time(start_ms);
         let end = start + Duration::from_micros(record.duration_us);
+        let mut logs = logs;
+        logs.extend(record.http.iter().map(|request| http_event(request, end)));
         let id = ids::attempt_span(&self.info.run_id, step, item, record.attempt);
         let parent = ids::step_span(&self.info.run_id, step);
         let mut span = self.span(
