@@ -5,12 +5,17 @@
 //! committed for the figure, bare, in as many group commits, into a
 //! scratch database of the same schema: `store::floor`); a request over
 //! HTTP must make a round trip (a bare axum handler answering JSON, with
-//! as many clients at once). The floor is the sum of the three.
+//! as many clients at once). The floor is the sum of the three. A
+//! [`Figure`] is a figure over the rounds beside its floor; [`Rounds`]
+//! gathers them as they are measured.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use serde::Serialize;
+
+use super::Spread;
 
 use crate::limits::EngineSettings;
 use crate::sandbox::bench_support::bare_loop;
@@ -117,5 +122,54 @@ impl Floor {
 impl Drop for Floor {
     fn drop(&mut self) {
         self.served.abort();
+    }
+}
+
+/// A figure over the rounds, its floor and their ratio (≥ 1: how many
+/// times the floor's time the figure takes).
+#[derive(Debug, Serialize)]
+pub struct Figure {
+    pub value: Spread,
+    pub floor: Spread,
+    pub vs_floor: Spread,
+}
+
+/// The rounds' figures as measured, then reported.
+#[derive(Default)]
+pub(super) struct Rounds {
+    values: Vec<f64>,
+    floors: Vec<f64>,
+}
+
+impl Rounds {
+    /// A rate: `units` done in `took`, the floor's units in `floor`.
+    pub(super) fn rate(&mut self, units: usize, took: Duration, floor: Duration) {
+        self.values.push(units as f64 / took.as_secs_f64());
+        self.floors.push(units as f64 / floor.as_secs_f64());
+    }
+
+    /// A time in ms.
+    pub(super) fn ms(&mut self, took: Duration, floor: Duration) {
+        self.values.push(took.as_secs_f64() * 1e3);
+        self.floors.push(floor.as_secs_f64() * 1e3);
+    }
+
+    pub(super) fn last(&self) -> f64 {
+        self.values[self.values.len() - 1]
+    }
+
+    /// `rate`: a higher value is better (the ratio is floor over value).
+    pub(super) fn figure(&self, rate: bool) -> Figure {
+        let ratios: Vec<f64> = self
+            .values
+            .iter()
+            .zip(&self.floors)
+            .map(|(v, f)| if rate { f / v } else { v / f })
+            .collect();
+        Figure {
+            value: Spread::of(&self.values),
+            floor: Spread::of(&self.floors),
+            vs_floor: Spread::of(&ratios),
+        }
     }
 }

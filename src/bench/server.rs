@@ -13,19 +13,10 @@ use anyhow::ensure;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::floor::{Floor, Work};
+use super::floor::{Figure, Floor, Rounds, Work};
 use super::unused::{self, Unused};
 use super::Spread;
 use crate::store::floor::Committed;
-
-/// A figure over the rounds, its floor and their ratio (≥ 1: how many
-/// times the floor's time the figure takes).
-#[derive(Debug, Serialize)]
-pub struct Figure {
-    pub value: Spread,
-    pub floor: Spread,
-    pub vs_floor: Spread,
-}
 
 #[derive(Debug, Serialize)]
 pub struct ServerReport {
@@ -92,46 +83,6 @@ const STARTS: usize = 4000;
 const CHAIN_RUNS: usize = 256;
 const BATCH_SIZE: usize = 1000;
 const BATCHES: usize = 5;
-
-/// The rounds' figures as measured, then reported.
-#[derive(Default)]
-struct Rounds {
-    values: Vec<f64>,
-    floors: Vec<f64>,
-}
-
-impl Rounds {
-    /// A rate: `units` done in `took`, the floor's units in `floor`.
-    fn rate(&mut self, units: usize, took: Duration, floor: Duration) {
-        self.values.push(units as f64 / took.as_secs_f64());
-        self.floors.push(units as f64 / floor.as_secs_f64());
-    }
-
-    /// A time in ms.
-    fn ms(&mut self, took: Duration, floor: Duration) {
-        self.values.push(took.as_secs_f64() * 1e3);
-        self.floors.push(floor.as_secs_f64() * 1e3);
-    }
-
-    fn last(&self) -> f64 {
-        self.values[self.values.len() - 1]
-    }
-
-    /// `rate`: a higher value is better (the ratio is floor over value).
-    fn figure(&self, rate: bool) -> Figure {
-        let ratios: Vec<f64> = self
-            .values
-            .iter()
-            .zip(&self.floors)
-            .map(|(v, f)| if rate { f / v } else { v / f })
-            .collect();
-        Figure {
-            value: Spread::of(&self.values),
-            floor: Spread::of(&self.floors),
-            vs_floor: Spread::of(&ratios),
-        }
-    }
-}
 
 pub async fn run(trivial: &Path, code: &Path) -> anyhow::Result<ServerReport> {
     let one = "name: one\nsteps:\n  - { id: s, module: echo, input: { x: 1 } }\n".to_string();

@@ -1,8 +1,10 @@
 //! OpenTelemetry traces of runs (`serve --otlp-endpoint`): span ids derived
-//! from the run, step and attempt (`ids`), spans built from each run's
-//! committed events (`spans`), and OTLP/HTTP export in batches (`export`).
+//! from the run, step and attempt (`ids`), what spans need of each
+//! committed event (`events`), spans built from them (`spans`), and
+//! OTLP/HTTP export in batches (`export`).
 //! A server without an endpoint has no [`Tracer`], and nothing here runs.
 
+pub mod events;
 pub mod export;
 pub mod ids;
 pub mod spans;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod otlp;
 pub mod process;
 pub mod server;
 pub mod store;
