@@ -19,6 +19,7 @@ use crate::support::otlp::{attr, find, hex, one, receiver, string, whole, Receiv
 use crate::support::process::Served;
 use crate::support::server::TestServer;
 use crate::support::*;
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 const TRACED: &str = r#"
 name: traced
@@ -126,35 +127,7 @@ async fn a_yaml_run_is_one_trace_under_the_traceparent_it_was_started_with() {
         assert_eq!(step(name).parent_span_id, root.span_id, "{name} is under the run");
         assert_eq!(attr(step(name), "sandstep.step.status").as_deref(), Some("succeeded"));
     }
-    // The retried step: attempt 1 failed (guest_error), attempt 2 succeeded.
-    let mut flaky = find(&spans, "attempt", "sandstep.step.id", "flaky");
-    flaky.sort_by_key(|s| attr(s, "sandstep.attempt.number"));
-    flaky.dedup_by_key(|s| s.span_id.clone());
-    assert_eq!(flaky.len(), 2);
-    assert_eq!(attr(flaky[0], "sandstep.attempt.number").as_deref(), Some("1"));
-    assert_eq!(attr(flaky[0], "error.type").as_deref(), Some("guest_error"));
-    assert_eq!(flaky[0].status.as_ref().unwrap().code, 2, "Error");
-    assert_eq!(attr(flaky[1], "sandstep.attempt.status").as_deref(), Some("succeeded"));
-    for attempt in &flaky {
-        assert_eq!(attempt.parent_span_id, step("flaky").span_id);
-        assert_eq!(attr(attempt, "sandstep.module.name").as_deref(), Some("hostile"));
-        assert!(attr(attempt, "sandstep.module.digest").unwrap().starts_with("sha256:"));
-        assert!(
-            attr(attempt, "sandstep.attempt.fuel_consumed")
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-                > 0
-        );
-        assert!(
-            attr(attempt, "sandstep.attempt.peak_memory")
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-                > 0
-        );
-        assert_eq!(attr(attempt, "sandstep.attempt.cached").as_deref(), Some("false"));
-    }
+    retried(&spans, step("flaky"));
     // The for_each: an attempt per item, each with its guest's log lines.
     let each = find(&spans, "attempt", "sandstep.step.id", "each");
     let items: HashSet<_> = each.iter().map(|s| attr(s, "sandstep.item.index").unwrap()).collect();
@@ -201,6 +174,39 @@ async fn a_yaml_run_is_one_trace_under_the_traceparent_it_was_started_with() {
     );
     whole(&spans, std::slice::from_ref(&root.parent_span_id));
     server.stop().await;
+}
+
+/// The retried step's two attempts under it: attempt 1 failed
+/// (guest_error), attempt 2 succeeded, each with its module and usage.
+fn retried(spans: &[Span], step: &Span) {
+    let mut flaky = find(spans, "attempt", "sandstep.step.id", "flaky");
+    flaky.sort_by_key(|s| attr(s, "sandstep.attempt.number"));
+    flaky.dedup_by_key(|s| s.span_id.clone());
+    assert_eq!(flaky.len(), 2);
+    assert_eq!(attr(flaky[0], "sandstep.attempt.number").as_deref(), Some("1"));
+    assert_eq!(attr(flaky[0], "error.type").as_deref(), Some("guest_error"));
+    assert_eq!(flaky[0].status.as_ref().unwrap().code, 2, "Error");
+    assert_eq!(attr(flaky[1], "sandstep.attempt.status").as_deref(), Some("succeeded"));
+    for attempt in &flaky {
+        assert_eq!(attempt.parent_span_id, step.span_id);
+        assert_eq!(attr(attempt, "sandstep.module.name").as_deref(), Some("hostile"));
+        assert!(attr(attempt, "sandstep.module.digest").unwrap().starts_with("sha256:"));
+        assert!(
+            attr(attempt, "sandstep.attempt.fuel_consumed")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > 0
+        );
+        assert!(
+            attr(attempt, "sandstep.attempt.peak_memory")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > 0
+        );
+        assert_eq!(attr(attempt, "sandstep.attempt.cached").as_deref(), Some("false"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -112,59 +112,6 @@ pub fn convert(event: &Event, out: &mut Vec<TraceEvent>) {
         })
     };
     match &event.kind {
-        EventKind::StepExpanded { step, items } => push(TraceKind::StepBegan {
-            step: step.clone(),
-            items: Some(*items),
-        }),
-        EventKind::StepThrottled { step, .. } | EventKind::StepChildStarted { step, .. } => {
-            push(TraceKind::StepBegan {
-                step: step.clone(),
-                items: None,
-            })
-        }
-        EventKind::StepStarted {
-            step,
-            item,
-            attempt,
-            node,
-            ..
-        } => push(TraceKind::AttemptStarted {
-            step: step.clone(),
-            item: *item,
-            attempt: *attempt,
-            node: node.clone(),
-        }),
-        EventKind::StepCached {
-            step,
-            item,
-            cached_from,
-        } => push(TraceKind::Cached {
-            step: step.clone(),
-            item: *item,
-            from: cached_from.clone(),
-        }),
-        EventKind::StepLog {
-            step,
-            item,
-            attempt,
-            level,
-            message,
-        } => push(TraceKind::Log {
-            step: step.clone(),
-            item: *item,
-            attempt: *attempt,
-            level: *level,
-            message: message.clone(),
-        }),
-        EventKind::StepWaiting { step, event, .. } => push(TraceKind::Waiting {
-            step: step.clone(),
-            topic: event.clone(),
-        }),
-        EventKind::StepRetrying { step, item, record, .. } => push(TraceKind::AttemptEnded {
-            step: step.clone(),
-            item: *item,
-            record: Ended::of(record),
-        }),
         EventKind::ItemSucceeded { step, item, record, .. } => {
             if let Some(kind) = ended(step, Some(*item), record) {
                 push(kind);
@@ -202,39 +149,103 @@ pub fn convert(event: &Event, out: &mut Vec<TraceEvent>) {
                 resumed_by: None,
             });
         }
-        EventKind::StepCanceled { step, reason } => push(TraceKind::StepEnded {
+        kind => {
+            if let Some(kind) = one(kind) {
+                push(kind);
+            }
+        }
+    }
+}
+
+/// What an event that means one thing (or nothing) to the spans means.
+fn one(kind: &EventKind) -> Option<TraceKind> {
+    match kind {
+        EventKind::StepExpanded { step, items } => Some(TraceKind::StepBegan {
+            step: step.clone(),
+            items: Some(*items),
+        }),
+        EventKind::StepThrottled { step, .. } | EventKind::StepChildStarted { step, .. } => {
+            Some(TraceKind::StepBegan {
+                step: step.clone(),
+                items: None,
+            })
+        }
+        EventKind::StepStarted {
+            step,
+            item,
+            attempt,
+            node,
+            ..
+        } => Some(TraceKind::AttemptStarted {
+            step: step.clone(),
+            item: *item,
+            attempt: *attempt,
+            node: node.clone(),
+        }),
+        EventKind::StepCached {
+            step,
+            item,
+            cached_from,
+        } => Some(TraceKind::Cached {
+            step: step.clone(),
+            item: *item,
+            from: cached_from.clone(),
+        }),
+        EventKind::StepLog {
+            step,
+            item,
+            attempt,
+            level,
+            message,
+        } => Some(TraceKind::Log {
+            step: step.clone(),
+            item: *item,
+            attempt: *attempt,
+            level: *level,
+            message: message.clone(),
+        }),
+        EventKind::StepWaiting { step, event, .. } => Some(TraceKind::Waiting {
+            step: step.clone(),
+            topic: event.clone(),
+        }),
+        EventKind::StepRetrying { step, item, record, .. } => Some(TraceKind::AttemptEnded {
+            step: step.clone(),
+            item: *item,
+            record: Ended::of(record),
+        }),
+        EventKind::StepCanceled { step, reason } => Some(TraceKind::StepEnded {
             step: step.clone(),
             status: "canceled",
             error: Some(("canceled".to_string(), reason.clone())),
             resumed_by: None,
         }),
-        EventKind::RunPaused { .. } => push(TraceKind::Paused),
+        EventKind::RunPaused { .. } => Some(TraceKind::Paused),
         EventKind::WorkflowCalled {
             name: Some(name),
             call: crate::run::code::CallRecord::Step { module, digest, .. },
             ..
-        } => push(TraceKind::Called {
+        } => Some(TraceKind::Called {
             step: name.clone(),
             module: module.clone(),
             digest: digest.clone(),
         }),
-        EventKind::WorkflowLog { level, message } => push(TraceKind::WorkflowLog {
+        EventKind::WorkflowLog { level, message } => Some(TraceKind::WorkflowLog {
             level: *level,
             message: message.clone(),
         }),
-        EventKind::RunCompleted { .. } => push(TraceKind::RunEnded {
+        EventKind::RunCompleted { .. } => Some(TraceKind::RunEnded {
             status: "completed",
             error: None,
         }),
-        EventKind::RunFailed { error } => push(TraceKind::RunEnded {
+        EventKind::RunFailed { error } => Some(TraceKind::RunEnded {
             status: "failed",
             error: Some(error.clone()),
         }),
-        EventKind::RunCanceled { reason } => push(TraceKind::RunEnded {
+        EventKind::RunCanceled { reason } => Some(TraceKind::RunEnded {
             status: "canceled",
             error: Some(reason.clone()),
         }),
-        _ => {}
+        _ => None,
     }
 }
 
