@@ -17,6 +17,8 @@ import sandstep
 
 ROOT = Path(__file__).resolve().parents[3]
 GUESTS = Path(os.environ.get("SANDSTEP_TEST_GUESTS", ROOT / "target/guests/rust"))
+# The workflows both clients' tests apply.
+TESTDATA = ROOT / "clients/testdata"
 
 
 @dataclass
@@ -84,40 +86,8 @@ def modules(server: Server) -> None:
         c.modules.push(GUESTS / "transform.wasm", "transform")
 
 
-GREET = """
-# Echoes a name back.
-name: greet
-inputs:
-  name: { type: string, required: true }
-steps:
-  - id: say
-    module: echo:v1
-    input: { greeting: "hello {{ inputs.name }}" }
-output:
-  greeting: "{{ steps.say.output.greeting }}"
-"""
+GREET = (TESTDATA / "greet.yaml").read_text()
 
-APPROVAL = """
-name: approval
-inputs:
-  ticket: { type: string, required: true }
-steps:
-  - id: approve
-    wait:
-      event: "approval.{{ inputs.ticket }}"
-      timeout: 1h
-  - id: thank
-    needs: [approve]
-    module: echo:v1
-    input: { by: "{{ steps.approve.output.by }}" }
-output:
-  approved_by: "{{ steps.thank.output.by }}"
-"""
+APPROVAL = (TESTDATA / "approval.yaml").read_text()
 
-BROKEN = """
-name: broken
-steps:
-  - id: no
-    module: transform
-    input: { items: "not a list" }
-"""
+BROKEN = (TESTDATA / "broken.yaml").read_text()

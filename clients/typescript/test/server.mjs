@@ -2,7 +2,7 @@
 // secrets key, for the tests of one file, and the Rust example guests.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createInterface } from "node:readline";
@@ -10,6 +10,8 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 export const GUESTS = process.env.SANDSTEP_TEST_GUESTS ?? join(ROOT, "target/guests/rust");
+// The workflows both clients' tests apply.
+const TESTDATA = join(ROOT, "clients/testdata");
 
 /** `sandstep serve` on a data directory and address that outlive a restart. */
 export class Serve {
@@ -58,40 +60,8 @@ export function startServer() {
   return new Serve().start();
 }
 
-export const GREET = `
-# Echoes a name back.
-name: greet
-inputs:
-  name: { type: string, required: true }
-steps:
-  - id: say
-    module: echo:v1
-    input: { greeting: "hello {{ inputs.name }}" }
-output:
-  greeting: "{{ steps.say.output.greeting }}"
-`;
+export const GREET = readFileSync(join(TESTDATA, "greet.yaml"), "utf8");
 
-export const APPROVAL = `
-name: approval
-inputs:
-  ticket: { type: string, required: true }
-steps:
-  - id: approve
-    wait:
-      event: "approval.{{ inputs.ticket }}"
-      timeout: 1h
-  - id: thank
-    needs: [approve]
-    module: echo:v1
-    input: { by: "{{ steps.approve.output.by }}" }
-output:
-  approved_by: "{{ steps.thank.output.by }}"
-`;
+export const APPROVAL = readFileSync(join(TESTDATA, "approval.yaml"), "utf8");
 
-export const BROKEN = `
-name: broken
-steps:
-  - id: no
-    module: transform
-    input: { items: "not a list" }
-`;
+export const BROKEN = readFileSync(join(TESTDATA, "broken.yaml"), "utf8");
