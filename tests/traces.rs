@@ -428,3 +428,121 @@ steps:
     whole(&spans, &[]);
     drop(served);
 }
+
+/// The runs started by a batch, a webhook delivery and an event's trigger
+/// are children of the span each request carried; a cache hit is an
+/// attempt span marked cached.
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_webhooks_and_event_triggers_pass_their_traceparent_on() {
+    let receiver = receiver().await;
+    let endpoint = receiver.url.clone();
+    let server = TestServer::start_with(move |c| {
+        c.otlp_endpoint = Some(endpoint);
+        c.grants.unsigned_webhooks = true;
+    })
+    .await;
+    server.push_test_modules().await;
+    let yaml = "
+name: started
+triggers:
+  - on_event: signup
+  - webhook: incoming
+    signature: none
+steps:
+  - id: s
+    module: echo
+    cache: true
+    input: { x: 1 }
+";
+    let (status, body) = server.apply("started", yaml).await;
+    assert_eq!(status, 201, "{body}");
+    // A first run records the step's output: the runs below hit the cache.
+    let (status, first) = server.post_json("/v1/workflows/started/runs?wait=20s", json!({})).await;
+    assert_eq!((status, &first["status"]), (201, &json!("completed")), "{first}");
+    let first = first["id"].as_str().unwrap().to_string();
+    let parent = |n: u8| (format!("{n:032x}"), format!("{:016x}", u64::from(n) + 0x100));
+    let send = |request: reqwest::RequestBuilder, n: u8| {
+        let (trace, span) = parent(n);
+        request.header("traceparent", format!("00-{trace}-{span}-01"))
+    };
+    let batch = send(
+        server.request(reqwest::Method::POST, "/v1/workflows/started/runs/batch"),
+        1,
+    )
+    .json(&json!({ "runs": [{ "input": {} }, { "input": {} }] }))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(batch.status(), 201);
+    let batch: Value = batch.json().await.unwrap();
+    let hook = send(server.request(reqwest::Method::POST, "/hooks/incoming"), 2)
+        .json(&json!({ "delivery": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 202);
+    let hook: Value = hook.json().await.unwrap();
+    let event = send(server.request(reqwest::Method::POST, "/v1/events"), 3)
+        .json(&json!({ "topic": "signup", "data": {} }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(event.status(), 202);
+    let mut expected: Vec<(String, u8)> = vec![
+        (batch["runs"][0]["id"].as_str().unwrap().to_string(), 1),
+        (batch["runs"][1]["id"].as_str().unwrap().to_string(), 1),
+        (hook["run_id"].as_str().unwrap().to_string(), 2),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let triggered = loop {
+        let (_, runs) = server.get("/v1/runs?workflow=started").await;
+        let ids: Vec<String> = runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        if let Some(id) = ids
+            .iter()
+            .find(|id| **id != first && expected.iter().all(|(e, _)| e != *id))
+        {
+            break id.clone();
+        }
+        assert!(Instant::now() < deadline, "the event's trigger started no run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    expected.push((triggered, 3));
+    for (id, _) in &expected {
+        server.wait_run(id).await;
+    }
+    let spans = receiver
+        .until("the four runs' spans", |s| {
+            expected
+                .iter()
+                .all(|(id, _)| !find(s, "run", "sandstep.run.id", id).is_empty())
+        })
+        .await;
+    for (id, n) in &expected {
+        let run = one(&spans, "run", "sandstep.run.id", id);
+        let (trace, span) = parent(*n);
+        assert_eq!(
+            (hex(&run.trace_id), hex(&run.parent_span_id)),
+            (trace, span),
+            "run {id}"
+        );
+    }
+    // Each of the four runs' step was a cache hit of the first run's.
+    for (id, _) in &expected {
+        let attempt = one(&spans, "attempt", "sandstep.run.id", id);
+        assert_eq!(
+            attr(attempt, "sandstep.attempt.cached").as_deref(),
+            Some("true"),
+            "run {id}"
+        );
+        assert_eq!(
+            attr(attempt, "sandstep.attempt.cached_from").as_deref(),
+            Some(first.as_str())
+        );
+    }
+    server.stop().await;
+}

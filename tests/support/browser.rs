@@ -107,12 +107,18 @@ impl Browser {
         }
     }
 
+    /// Clicks the first element matching `css` (found again when a live
+    /// update replaced it between finding and clicking: a stale element
+    /// was not clicked).
     pub async fn click(&self, css: &str) {
-        self.find(css)
-            .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.find(css).await.click().await {
+                Ok(_) => return,
+                Err(error) => assert!(Instant::now() < deadline, "cannot click {css}: {error}"),
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
     }
 
     pub async fn script(&self, script: &str) -> Value {
