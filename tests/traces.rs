@@ -392,7 +392,15 @@ steps:
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     served.kill();
-    let served = Served::start(dir.path(), &args);
+    // Restarted with the standard variables instead of the flag.
+    crate::support::share_compiled(dir.path());
+    let mut command = crate::support::process::command();
+    crate::support::store::on(&mut command, dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url)
+        .env("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=k9")
+        .env("OTEL_SERVICE_NAME", "sandstep-restarted");
+    let served = Served::spawn(&mut command);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, run) = call(&served.url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
@@ -426,6 +434,20 @@ steps:
         "the sleep span covers the nap"
     );
     whole(&spans, &[]);
+    // The first process may have died before its first export.
+    let services = receiver.services.lock().unwrap().clone();
+    assert!(
+        services.contains("sandstep-restarted"),
+        "OTEL_SERVICE_NAME names the service: {services:?}"
+    );
+    assert!(
+        services.iter().all(|s| s == "sandstep" || s == "sandstep-restarted"),
+        "{services:?}"
+    );
+    assert!(
+        receiver.keys.lock().unwrap().contains(&"k9".to_string()),
+        "OTEL_EXPORTER_OTLP_HEADERS are sent"
+    );
     drop(served);
 }
 

@@ -20,18 +20,24 @@ pub struct Receiver {
     pub url: String,
     pub spans: Arc<Mutex<Vec<Span>>>,
     pub services: Arc<Mutex<HashSet<String>>>,
+    /// Every `x-collector-key` header an export carried.
+    pub keys: Arc<Mutex<Vec<String>>>,
 }
 
 pub async fn receiver() -> Receiver {
     let spans = Arc::new(Mutex::new(Vec::new()));
     let services = Arc::new(Mutex::new(HashSet::new()));
-    let (kept, named) = (spans.clone(), services.clone());
+    let keys = Arc::new(Mutex::new(Vec::new()));
+    let (kept, named, keyed) = (spans.clone(), services.clone(), keys.clone());
     let app = axum::Router::new().route(
         "/v1/traces",
         axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let (kept, named) = (kept.clone(), named.clone());
+            let (kept, named, keyed) = (kept.clone(), named.clone(), keyed.clone());
             async move {
                 assert_eq!(headers["content-type"], "application/x-protobuf");
+                if let Some(key) = headers.get("x-collector-key") {
+                    keyed.lock().unwrap().push(key.to_str().unwrap().to_string());
+                }
                 let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf export");
                 for resource in request.resource_spans {
                     for attribute in resource.resource.map(|r| r.attributes).unwrap_or_default() {
@@ -56,7 +62,12 @@ pub async fn receiver() -> Receiver {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Receiver { url, spans, services }
+    Receiver {
+        url,
+        spans,
+        services,
+        keys,
+    }
 }
 
 impl Receiver {
