@@ -48,7 +48,7 @@ pub(crate) async fn push_hostile_and_apply(url: &str, workflows: &[(&str, String
     }
 }
 
-async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -57,7 +57,7 @@ async fn wait_until(what: &str, mut ready: impl AsyncFnMut() -> bool) {
 }
 
 /// A run once it has ended.
-async fn ended(url: &str, id: &str) -> Value {
+pub(crate) async fn ended(url: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, run) = call(url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;

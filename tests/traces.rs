@@ -14,7 +14,7 @@ use axum::http::HeaderMap;
 use serde_json::{json, Value};
 
 use crate::code_workflows::{push_and_apply, PROBE};
-use crate::crash_recovery::call;
+use crate::crash_recovery::{call, ended, wait_until};
 use crate::support::otlp::{attr, find, hex, one, receiver, string, whole, Receiver};
 use crate::support::process::Served;
 use crate::support::server::TestServer;
@@ -68,18 +68,6 @@ async fn traced_server(receiver: &Receiver) -> TestServer {
     server
 }
 
-async fn wait_status(server: &TestServer, id: &str, status: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
-        if run["status"] == status {
-            return;
-        }
-        assert!(Instant::now() < deadline, "run {id} is not {status}: {run}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_yaml_run_is_one_trace_under_the_traceparent_it_was_started_with() {
     let receiver = receiver().await;
@@ -96,7 +84,7 @@ async fn a_yaml_run_is_one_trace_under_the_traceparent_it_was_started_with() {
         .as_str()
         .unwrap()
         .to_string();
-    wait_status(&server, &id, "paused").await;
+    crate::waits::wait_status(&server, &id, "paused").await;
     let posted = server
         .request(reqwest::Method::POST, "/v1/events")
         .header("traceparent", format!("00-{SENDER}-{SENDER_SPAN}-01"))
@@ -382,15 +370,12 @@ steps:
     .await;
     assert_eq!(status, 201, "{run}");
     let id = run["id"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, run) = call(&served.url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
-        if run["steps"][1]["status"] == "waiting" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the nap did not start: {run}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let url = served.url.clone();
+    wait_until("the nap to start", async || {
+        let (_, run) = call(&url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
+        run["steps"][1]["status"] == "waiting"
+    })
+    .await;
     served.kill();
     // Restarted with the standard variables instead of the flag.
     crate::support::share_compiled(dir.path());
@@ -401,18 +386,8 @@ steps:
         .env("OTEL_EXPORTER_OTLP_HEADERS", "x-collector-key=k9")
         .env("OTEL_SERVICE_NAME", "sandstep-restarted");
     let served = Served::spawn(&mut command);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, run) = call(&served.url, reqwest::Method::GET, &format!("/v1/runs/{id}"), None).await;
-        if run["status"] == "completed" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the run did not complete after the restart: {run}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let run = ended(&served.url, &id).await;
+    assert_eq!(run["status"], "completed", "after the restart: {run}");
     let spans = receiver
         .until("the napping run's span", |s| {
             !find(s, "run", "sandstep.run.id", &id).is_empty()
@@ -567,4 +542,32 @@ steps:
         );
     }
     server.stop().await;
+}
+
+/// An endpoint that is not an http(s) URL stops `serve` before it opens
+/// its store, naming the setting and the value.
+#[test]
+fn a_bad_otlp_endpoint_stops_the_server_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (endpoint, says) in [
+        ("ftp://collector:4318", "must be an http:// or https:// URL"),
+        ("not a url", "is not a URL"),
+    ] {
+        let out = crate::support::process::command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(["--otlp-endpoint", endpoint])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{endpoint} was accepted");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("--otlp-endpoint (OTEL_EXPORTER_OTLP_ENDPOINT)")
+                && stderr.contains(endpoint)
+                && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(!data.join("sandstep.db").exists(), "nothing is opened");
+    }
 }

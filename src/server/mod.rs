@@ -131,6 +131,13 @@ pub fn check_bind<T>(addr: &SocketAddr, tokens: &[T]) -> Result<(), String> {
 
 /// Opens the store, builds the engine and resumes unfinished runs.
 pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
+    // A bad endpoint stops the server before it opens anything.
+    let tracer = match &config.otlp_endpoint {
+        Some(endpoint) => Some(crate::telemetry::Tracer::start(
+            crate::telemetry::export::exporter(endpoint).map_err(anyhow::Error::msg)?,
+        )),
+        None => None,
+    };
     let db = Db::connect(&config.store).await?;
     let settings = EngineSettings {
         max_module_bytes: config.max_module_bytes as u64,
@@ -149,12 +156,6 @@ pub async fn start(config: &ServerConfig) -> anyhow::Result<Arc<AppState>> {
     };
     db.put_node_key(&node, &signing.keyid, &hex::encode(signing.public))
         .await?;
-    let tracer = match &config.otlp_endpoint {
-        Some(endpoint) => Some(crate::telemetry::Tracer::start(
-            crate::telemetry::export::exporter(endpoint).map_err(anyhow::Error::msg)?,
-        )),
-        None => None,
-    };
     let writer = crate::store::writer::Writer::start(db.clone(), &node);
     let throttle = Arc::new(crate::service::throttle::StoreThrottle::new(writer.clone(), db.clone()));
     let executor = Executor::new(sandbox, config.max_concurrent_attempts, caps)

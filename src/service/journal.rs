@@ -22,6 +22,23 @@ pub struct Outlets {
     pub tracer: Option<crate::telemetry::Tracer>,
 }
 
+impl Outlets {
+    /// A run's driver starts: its trace (if traces are exported) opens,
+    /// from what the run has stored so far.
+    pub fn trace_open(&self, spec: &crate::run::RunSpec, state: &crate::run::RunState, history: &[Event]) {
+        if let Some(tracer) = &self.tracer {
+            tracer.open(crate::telemetry::run_info(spec, state), history);
+        }
+    }
+
+    /// A run's driver stopped: its trace state goes.
+    pub fn trace_close(&self, run_id: &str) {
+        if let Some(tracer) = &self.tracer {
+            tracer.close(run_id);
+        }
+    }
+}
+
 /// One run's journal, holding the run under `lease`.
 pub struct RunJournal {
     pub outlets: Arc<Outlets>,

@@ -239,9 +239,7 @@ impl Service {
         pending: Vec<Message>,
         history: &[Event],
     ) {
-        if let Some(tracer) = &self.outlets.tracer {
-            tracer.open(crate::telemetry::run_info(&spec, &state), history);
-        }
+        self.outlets.trace_open(&spec, &state, history);
         let (inbox, receiver) = mpsc::unbounded_channel();
         let forwarded = pending.iter().map(|m| m.id).collect();
         for message in pending {
@@ -273,9 +271,7 @@ impl Service {
                     ..Controls::default()
                 };
                 let result = service.executor.execute_until(&spec, state, &journal, controls).await;
-                if let Some(tracer) = &service.outlets.tracer {
-                    tracer.close(&spec.run_id);
-                }
+                service.outlets.trace_close(&spec.run_id);
                 let (parked, parent) = match &result {
                     Ok(state) if state.status.is_terminal() => (false, state.origin.parent_run_id.clone()),
                     Ok(_) => (true, None),

@@ -47,10 +47,11 @@ pub fn exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, Stri
     } else {
         format!("{endpoint}/v1/traces")
     };
-    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("--otlp-endpoint {endpoint:?} is not a URL: {e}"))?;
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| format!("--otlp-endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) {endpoint:?} is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!(
-            "--otlp-endpoint {endpoint:?} must be an http:// or https:// URL"
+            "--otlp-endpoint (OTEL_EXPORTER_OTLP_ENDPOINT) {endpoint:?} must be an http:// or https:// URL"
         ));
     }
     let client = reqwest::Client::builder()
